@@ -1,0 +1,210 @@
+"""The ``annostream`` command: serve a store, manage projects and keys, import, inspect.
+
+Every command except ``serve`` works on a local folder (``--data DIR``, embedded) or on a
+server (``--host URL`` with a key); both go through the SDK's transports, so the CLI holds
+no logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from annostream.client.transport import EmbeddedTransport, Transport, connect
+from annostream.errors import AnnostreamError
+
+app = typer.Typer(help="annostream: an annotation store with a streaming SDK.", no_args_is_help=True)
+project_app = typer.Typer(help="Projects.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+import_app = typer.Typer(help="Bulk imports (one transaction each).", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+app.add_typer(keys_app, name="keys")
+app.add_typer(import_app, name="import")
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Local store folder (embedded).",
+                                                 envvar="ANNOSTREAM_DATA")]
+HostOpt = Annotated[Optional[str], typer.Option("--host", help="Server URL.", envvar="ANNOSTREAM_HOST")]
+IdOpt = Annotated[Optional[str], typer.Option("--client-id", envvar="ANNOSTREAM_CLIENT_ID")]
+SecretOpt = Annotated[Optional[str], typer.Option("--client-secret", envvar="ANNOSTREAM_CLIENT_SECRET")]
+
+
+def _transport(data: Path | None, host: str | None, client_id: str | None,
+               client_secret: str | None) -> Transport:
+    if data is not None:
+        return EmbeddedTransport(data)
+    if host is None:
+        raise typer.BadParameter("give --data DIR (a local store) or --host URL (a server)")
+    return connect(host, client_id, client_secret)
+
+
+def _progress(description: str) -> Progress:
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True)
+
+
+def _fail(exc: AnnostreamError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    data: DataOpt = Path("data"),
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8085,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    init: Annotated[bool, typer.Option("--init", help="Print a new server admin key first.")] = False,
+    db: Annotated[Optional[str], typer.Option(help="Database URL (default: SQLite in --data).",
+                                              envvar="ANNOSTREAM_DB")] = None,
+    blobs: Annotated[Optional[str], typer.Option(help="Blob store URL (default: --data/blobs).",
+                                                 envvar="ANNOSTREAM_BLOBS")] = None,
+) -> None:
+    """Serve a store over HTTP (the native API and the Diffgram-compatible routes)."""
+    import uvicorn
+
+    from annostream.service.projects import create_server_admin_key
+    from annostream.store import Store
+
+    os.environ["ANNOSTREAM_DATA"] = str(data)
+    for name, value in (("ANNOSTREAM_DB", db), ("ANNOSTREAM_BLOBS", blobs)):
+        if value:
+            os.environ[name] = value
+    store = Store.open(data, db_url=db, blobs_url=blobs)
+    if init:
+        key = create_server_admin_key(store)
+        out.print(f"server admin key (shown once): client_id={key['client_id']} "
+                  f"client_secret={key['client_secret']}")
+    store.close()
+    uvicorn.run("annostream.server.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="warning", access_log=False)
+
+
+@project_app.command("create")
+def project_create(
+    string_id: str,
+    public: Annotated[bool, typer.Option("--public", help="Anyone may read it.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="Display name.")] = None,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Create a project; prints its admin key once."""
+    try:
+        created = _transport(data, host, client_id, client_secret).create_project(string_id, name, public)
+    except AnnostreamError as exc:
+        _fail(exc)
+    key = created["admin_key"]
+    out.print(f"project {string_id} created")
+    out.print(f"admin key (shown once): client_id={key['client_id']} client_secret={key['client_secret']}")
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option("--project", help="Project string id.")],
+    role: Annotated[str, typer.Option(help="viewer, editor or admin.")] = "viewer",
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Create an API key on a project; prints it once."""
+    if role not in ("viewer", "editor", "admin"):
+        raise typer.BadParameter("role must be viewer, editor or admin")
+    try:
+        key = _transport(data, host, client_id, client_secret).create_key(project, role)  # type: ignore[arg-type]
+    except AnnostreamError as exc:
+        _fail(exc)
+    out.print(f"{role} key for {project} (shown once): client_id={key['client_id']} "
+              f"client_secret={key['client_secret']}")
+
+
+@import_app.command("coco")
+def import_coco(
+    annotations: Annotated[Path, typer.Argument(help="COCO annotations JSON.", exists=True)],
+    images: Annotated[Path, typer.Option("--images", help="Folder of the images.", exists=True)],
+    project: Annotated[str, typer.Option("--project")],
+    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Import a COCO file: all of it in one transaction, or nothing."""
+    transport = _transport(data, host, client_id, client_secret)
+    try:
+        coco = json.loads(annotations.read_text())
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]error:[/red] {annotations}: not valid JSON (line {exc.lineno}, column {exc.colno})")
+        raise typer.Exit(1) from exc
+    with _progress("importing") as bar:
+        task = bar.add_task("import", total=len(coco.get("images", [])))
+        try:
+            result = transport.import_coco(project, dataset, coco, images,
+                                           lambda n, total: bar.update(task, completed=n, total=total))
+        except AnnostreamError as exc:
+            _fail(exc)
+    out.print(f"imported {result['files']} files and {result['instances']} instances into "
+              f"{project}/{dataset} at revision {result['revision']}")
+
+
+@app.command("ls")
+def ls(
+    project: Annotated[Optional[str], typer.Argument(help="List this project's datasets.")] = None,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """List projects, or the datasets of one project, with counts."""
+    transport = _transport(data, host, client_id, client_secret)
+    try:
+        if project is None:
+            table = Table("project", "public", "datasets", "files", "revision")
+            for p in transport.list_projects():
+                table.add_row(p["string_id"], "yes" if p["is_public"] else "no", str(p["datasets"]),
+                              str(p["files"]), str(p["revision"]))
+        else:
+            table = Table("dataset", "files")
+            for d in transport.list_datasets(project, None):
+                table.add_row(d["name"], str(d["files"]))
+    except AnnostreamError as exc:
+        _fail(exc)
+    out.print(table)
+
+
+@app.command("query")
+def query(
+    project: str, dataset: str, text: Annotated[str, typer.Argument(help='e.g. "labels.cat > 2"')],
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    limit: Annotated[int, typer.Option(help="Print at most this many files.")] = 20,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Print the files of a dataset that match a query (evaluated by the store)."""
+    transport = _transport(data, host, client_id, client_secret)
+    try:
+        if count:
+            n, rev = transport.count(project, dataset, text, None)
+            out.print(f"{n} files match at revision {rev}")
+            return
+        ids, rev = transport.ids(project, dataset, text, None)
+        shown = transport.items(project, ids[:limit].tolist(), rev, False) if len(ids) else []
+    except AnnostreamError as exc:
+        _fail(exc)
+    table = Table("id", "name", "instances", title=f"{len(ids)} files match (revision {rev})")
+    for item, _ in shown:
+        table.add_row(str(item["id"]), item["file"]["name"], str(len(item["instances"])))
+    out.print(table)
+
+
+@app.command()
+def demo(
+    data: Annotated[Path, typer.Option("--data", help="Where to build the demo store.")] = Path("demo-data"),
+    items: Annotated[int, typer.Option(help="Number of photographs to build.")] = 240,
+) -> None:
+    """Build a small dataset of real photographs, serve it, stream it, print a summary."""
+    from annostream.demo import run_demo
+
+    run_demo(data, items, out)
+
+
+if __name__ == "__main__":
+    app()

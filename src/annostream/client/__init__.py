@@ -1,0 +1,1 @@
+"""The SDK: Project, Dataset and the transports they read through."""

@@ -1,0 +1,203 @@
+"""A dataset, or any slice of it, as a lazy sequence of samples.
+
+A view is (dataset, query, revision). Nothing is fetched until it is needed: ``len`` and
+random access fetch the view's id list once (compact int64, one request) and pin the view to
+the revision that list was read at, so every later item read is consistent with it. Items
+then come in batches with a window of requests in flight, blobs inline in the same response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+
+from annostream.client.prefetch import prefetch
+from annostream.client.sample import Decode, make_sample
+
+if TYPE_CHECKING:
+    from annostream.client.project import Project
+
+# What the cache charges an item beyond its blob: JSON overhead, per instance and fixed.
+_ITEM_BYTES, _INSTANCE_BYTES = 512, 256
+
+
+class LabelMap(Mapping[str, int]):
+    """Label name -> stable contiguous id (1..N; 0 is background), and back."""
+
+    def __init__(self, labels: list[dict[str, Any]]) -> None:
+        self._by_name = {lab["name"]: lab["id"] for lab in labels}
+        self.names = {lab["id"]: lab["name"] for lab in labels}
+        self.specs = {lab["name"]: lab.get("spec") or {} for lab in labels}
+
+    def __getitem__(self, name: str) -> int:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background: max id + 1."""
+        return max(self.names, default=0) + 1
+
+    def __repr__(self) -> str:
+        return f"LabelMap({self._by_name!r})"
+
+
+def _and(a: str | None, b: str | None) -> str | None:
+    if not a or not a.strip():
+        return b
+    if not b or not b.strip():
+        return a
+    return f"({a}) and ({b})"
+
+
+class Dataset:
+    """A lazy view of a dataset: ``len(ds)``, ``ds[7]``, ``ds[10:20]``, ``for s in ds``."""
+
+    def __init__(self, project: Project, name: str, *, query: str | None = None,
+                 as_of: int | None = None, ids: np.ndarray | None = None,
+                 batch_size: int = 64, prefetch: int = 4, decode: Decode = "pil") -> None:
+        self.project = project
+        self.name = name
+        self.query = query
+        self._as_of = as_of
+        self._ids = ids
+        self._explicit_ids = ids is not None
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.decode = decode
+
+    def __repr__(self) -> str:
+        where = f", query={self.query!r}" if self.query else ""
+        rev = f", as_of={self._as_of}" if self._as_of is not None else ""
+        return f"<Dataset {self.project.string_id}/{self.name}{where}{rev}>"
+
+    # --- identity of the view ------------------------------------------------------
+
+    def _resolve(self) -> np.ndarray:
+        if self._ids is None:
+            ids, rev = self.project.transport.ids(self.project.string_id, self.name, self.query,
+                                                  self._as_of)
+            self._ids, self._as_of = ids, rev
+        return self._ids
+
+    @property
+    def ids(self) -> np.ndarray:
+        """File ids of the view, in id order (int64); fetched once, then pinned."""
+        return self._resolve()
+
+    @property
+    def revision(self) -> int:
+        """The revision this view reads (fixed at the first read)."""
+        self._resolve()
+        assert self._as_of is not None
+        return self._as_of
+
+    def _derive(self, *, query: str | None = None, as_of: int | None = None,
+                ids: np.ndarray | None = None) -> Dataset:
+        return Dataset(self.project, self.name, query=query, as_of=as_of, ids=ids,
+                       batch_size=self.batch_size, prefetch=self.prefetch, decode=self.decode)
+
+    def slice(self, query: str) -> Dataset:
+        """A lazy view of the files that also match ``query`` (evaluated by the server)."""
+        if self._explicit_ids:
+            matching, _ = self.project.transport.ids(self.project.string_id, self.name,
+                                                     _and(self.query, query), self.revision)
+            return self._derive(query=_and(self.query, query), as_of=self.revision,
+                                ids=np.intersect1d(self.ids, matching, assume_unique=True))
+        return self._derive(query=_and(self.query, query), as_of=self._as_of)
+
+    def snapshot(self) -> Dataset:
+        """This view pinned to the revision it reads now, whatever is written later."""
+        return self._derive(query=self.query, as_of=self.revision, ids=self.ids)
+
+    def as_of(self, revision: int) -> Dataset:
+        """This view as it was at ``revision``."""
+        return self._derive(query=self.query, as_of=revision)
+
+    def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
+                     decode: Decode | str = "keep") -> Dataset:
+        """The same view read with other batch, prefetch or decode settings."""
+        view = self._derive(query=self.query, as_of=self._as_of, ids=self._ids)
+        view._explicit_ids = self._explicit_ids
+        view.batch_size = batch_size or self.batch_size
+        view.prefetch = prefetch or self.prefetch
+        if decode != "keep":
+            view.decode = decode  # type: ignore[assignment]
+        return view
+
+    @property
+    def labels(self) -> LabelMap:
+        return LabelMap(self.project.transport.labels(self.project.string_id, self.revision))
+
+    def count(self) -> int:
+        """Number of files in the view, counted by the server without listing ids."""
+        if self._ids is not None:
+            return len(self._ids)
+        n, _ = self.project.transport.count(self.project.string_id, self.name, self.query, self._as_of)
+        return n
+
+    # --- reading -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Dataset: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | Dataset:
+        ids = self.ids
+        if isinstance(index, slice):
+            view = self._derive(query=self.query, as_of=self.revision, ids=ids[index])
+            return view
+        if isinstance(index, (int, np.integer)):
+            n = len(ids)
+            i = int(index) + n if index < 0 else int(index)
+            if not 0 <= i < n:
+                raise IndexError(f"index {index} out of range for a view of {n} items")
+            return self.fetch([int(ids[i])])[0]
+        raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
+
+    def fetch_raw(self, file_ids: list[int]) -> list[tuple[dict[str, Any], bytes | None]]:
+        """(item, blob) for ``file_ids`` at this view's revision, through the byte cache."""
+        rev = self.revision
+        cache = self.project.cache
+        key = self.project.string_id
+        found: dict[int, tuple[dict[str, Any], bytes | None]] = {}
+        missing = []
+        for fid in file_ids:
+            hit = cache.get((key, fid, rev))
+            if hit is None:
+                missing.append(fid)
+            else:
+                found[fid] = hit
+        if missing:
+            for item, blob in self.project.transport.items(key, missing, rev, True):
+                found[item["id"]] = (item, blob)
+                size = _ITEM_BYTES + _INSTANCE_BYTES * len(item["instances"]) + len(blob or b"")
+                cache.put((key, item["id"], rev), (item, blob), size)
+        return [found[fid] for fid in file_ids]
+
+    def fetch(self, file_ids: list[int]) -> list[dict[str, Any]]:
+        """Samples for ``file_ids`` (any order), decoded as this view decodes."""
+        return [make_sample(item, blob, self.decode) for item, blob in self.fetch_raw(file_ids)]
+
+    def iter_raw(self, positions: np.ndarray | None = None) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+        """(item, blob) pairs for the given positions (all, in order, by default), read ahead."""
+        ids = self.ids if positions is None else self.ids[positions]
+        batches = (ids[i:i + self.batch_size].tolist() for i in range(0, len(ids), self.batch_size))
+        for batch in prefetch(self.fetch_raw, batches, self.prefetch):
+            yield from batch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for item, blob in self.iter_raw():
+            yield make_sample(item, blob, self.decode)

@@ -1,0 +1,118 @@
+"""The SDK's entry point: a project on a server or in a local folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from annostream.client.cache import ByteLRU
+from annostream.client.dataset import Dataset, LabelMap
+from annostream.client.transport import Transport, connect
+
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+
+
+class Directory:
+    """Diffgram's name for datasets: ``project.directory.get(name=...)`` and ``.list()``."""
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+
+    def get(self, name: str = "Default", **options: Any) -> Dataset:
+        return self._project.dataset(name, **options)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Datasets of the project: id, name, number of files."""
+        return self._project.transport.list_datasets(self._project.string_id, None)
+
+
+class Project:
+    """A project, reached over HTTP (``host="http://..."``) or embedded (``file:///path``).
+
+    ``host`` defaults to ``$ANNOSTREAM_HOST``. Credentials are an API key's client id and
+    secret; a public project can be read without them.
+    """
+
+    def __init__(self, project_string_id: str, client_id: str | None = None,
+                 client_secret: str | None = None, host: str | None = None, *,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, transport: Transport | None = None) -> None:
+        self.string_id = project_string_id
+        self.host = host or os.environ.get("ANNOSTREAM_HOST")
+        self.transport = transport or connect(self.host, client_id, client_secret)
+        self.cache = ByteLRU(cache_bytes)
+        self.directory = Directory(self)
+        self.info = self.transport.project(project_string_id)
+
+    def __repr__(self) -> str:
+        return f"<Project {self.string_id} at {self.host}>"
+
+    def dataset(self, name: str = "Default", **options: Any) -> Dataset:
+        """A lazy view of the dataset called ``name`` (404 if there is none)."""
+        self.transport.get_dataset(self.string_id, name, None)
+        return Dataset(self, name, **options)
+
+    @property
+    def revision(self) -> int:
+        return self.transport.project(self.string_id)["revision"]
+
+    @property
+    def labels(self) -> LabelMap:
+        return LabelMap(self.transport.labels(self.string_id, None))
+
+    # --- writes ------------------------------------------------------------------------
+
+    def create_dataset(self, name: str) -> Dataset:
+        self.transport.create_dataset(self.string_id, name)
+        return Dataset(self, name)
+
+    def create_label(self, name: str, color: str | None = None) -> dict[str, Any]:
+        return self.transport.create_label(self.string_id, name, color)
+
+    def create_attribute_group(self, name: str, kind: str = "select",
+                               options: list[str] | None = None) -> dict[str, Any]:
+        return self.transport.create_attribute_group(self.string_id, name, kind, options or [])
+
+    def upload(self, dataset: str, path: str | os.PathLike[str] | None = None, *,
+               data: bytes | None = None, filename: str | None = None,
+               instances: list[dict[str, Any]] | None = None,
+               metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Upload one image (or UTF-8 text) with its instances into ``dataset``: one commit."""
+        if data is None:
+            if path is None:
+                raise ValueError("give a path or data")
+            data = Path(path).read_bytes()
+        name = filename or (Path(path).name if path is not None else "upload")
+        return self.transport.upload_file(self.string_id, dataset, name, data, instances or [],
+                                          metadata or {})
+
+    def write_instances(self, file_id: int, instances: list[dict[str, Any]], *,
+                        replace: bool = False) -> dict[str, Any]:
+        return self.transport.write_instances(self.string_id, file_id, instances, replace)
+
+    def delete_instance(self, instance_id: int) -> dict[str, Any]:
+        return self.transport.delete_instance(self.string_id, instance_id)
+
+    def import_coco(self, annotations: str | os.PathLike[str] | dict[str, Any],
+                    images_dir: str | os.PathLike[str], dataset: str = "Default",
+                    progress: Any = None) -> dict[str, Any]:
+        """Import a COCO file and its images into ``dataset`` as one commit (or nothing)."""
+        coco = annotations if isinstance(annotations, dict) else json.loads(Path(annotations).read_text())
+        return self.transport.import_coco(self.string_id, dataset, coco, Path(images_dir), progress)
+
+
+def open(path: str | os.PathLike[str], project: str | None = None, **options: Any) -> Project:  # noqa: A001
+    """Open a project in a local store folder, with no server (embedded mode).
+
+    With one project in the folder, ``project`` may be left out.
+    """
+    from annostream.client.transport import EmbeddedTransport
+
+    transport = EmbeddedTransport(path)
+    if project is None:
+        names = [p["string_id"] for p in transport.list_projects()]
+        if len(names) != 1:
+            raise ValueError(f"name the project to open; the store at {path} holds {names}")
+        project = names[0]
+    return Project(project, host=f"file://{Path(path).resolve()}", transport=transport, **options)

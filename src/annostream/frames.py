@@ -1,0 +1,48 @@
+"""Binary framing for items with inline blobs (``items:batch`` with ``blobs=inline``).
+
+A response is a sequence of records, each::
+
+    u32 little-endian  length of the item's JSON
+    bytes              the item as JSON (orjson)
+    u64 little-endian  length of the blob, or 2**64-1 when the item has none
+    bytes              the blob
+
+Framing (rather than base64 in JSON or multipart) lets the server stream blob bytes as
+they are read and the client slice them out without copying or decoding text.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+MEDIA_TYPE = "application/x-annostream-frames"
+NO_BLOB = 2**64 - 1
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def encode_header(item: dict[str, Any], blob_len: int | None) -> bytes:
+    body = orjson.dumps(item)
+    return _U32.pack(len(body)) + body + _U64.pack(NO_BLOB if blob_len is None else blob_len)
+
+
+def decode(buffer: bytes) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    """Yield (item, blob or None) from a whole framed response body."""
+    view = memoryview(buffer)
+    pos, end = 0, len(buffer)
+    while pos < end:
+        (n,) = _U32.unpack_from(view, pos)
+        pos += 4
+        item = orjson.loads(view[pos:pos + n])
+        pos += n
+        (m,) = _U64.unpack_from(view, pos)
+        pos += 8
+        if m == NO_BLOB:
+            yield item, None
+        else:
+            yield item, bytes(view[pos:pos + m])
+            pos += m

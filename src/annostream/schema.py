@@ -1,0 +1,98 @@
+"""Pydantic models of the wire format, shared by the server, the service and the client.
+
+Items travel as plain dicts (built by the service, serialised with orjson) because they are
+the hot path; the models here describe and validate what callers send in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from annostream.errors import InvalidInput
+
+Role = Literal["viewer", "editor", "admin"]
+FileType = Literal["image", "video", "frame", "text", "audio"]
+InstanceType = Literal[
+    "box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse", "tag", "global"
+]
+AttributeKind = Literal["select", "multi_select", "radio", "text", "number", "date"]
+BlobMode = Literal["inline", "url", "none"]
+
+SPATIAL_TYPES: frozenset[str] = frozenset(
+    {"box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse"}
+)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: Any, where: str = "") -> M:
+    """``model`` from ``data``, or InvalidInput naming the first bad field (``where.field``)."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        field = ".".join(p for p in (where, loc) if p) or model.__name__
+        raise InvalidInput(f"{field}: {first['msg']}", {"field": field}) from exc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectCreate(_Strict):
+    string_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
+    name: str | None = None
+    is_public: bool = False
+
+
+class KeyCreate(_Strict):
+    role: Role = "viewer"
+
+
+class DatasetCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class LabelCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    color: str | None = None
+
+
+class AttributeGroupCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    kind: AttributeKind = "select"
+    options: list[str] = Field(default_factory=list)
+
+
+class InstanceIn(BaseModel):
+    """One annotation as a writer sends it. ``geometry`` is checked per ``type``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: InstanceType
+    label: str | None = None
+    geometry: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    frame_number: int | None = None
+    track_id: int | None = None
+    machine_made: bool = False
+    iscrowd: bool = False
+    area: float | None = None
+    # Explicit [x_min, y_min, x_max, y_max]; computed from the geometry when absent.
+    bbox: list[float] | None = Field(default=None, min_length=4, max_length=4)
+
+
+class InstancesWrite(_Strict):
+    instances: list[InstanceIn]
+
+
+class ItemsBatchRequest(_Strict):
+    ids: list[int] = Field(max_length=10_000)
+    as_of: int | None = None
+    blobs: BlobMode = "none"

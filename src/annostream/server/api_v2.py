@@ -1,0 +1,284 @@
+"""The native wire API, ``/api/v2``: each route authorises, calls the service, renders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
+
+from annostream import frames
+from annostream.errors import BadRequest, InvalidInput
+from annostream.schema import (
+    AttributeGroupCreate,
+    DatasetCreate,
+    InstancesWrite,
+    ItemsBatchRequest,
+    KeyCreate,
+    LabelCreate,
+    ProjectCreate,
+    Role,
+)
+from annostream.server.auth import principal
+from annostream.service import datasets, ingest, items, labels, projects
+from annostream.service.datasets import DatasetRef
+from annostream.service.projects import Principal, ProjectRef
+from annostream.store import Store
+
+router = APIRouter(prefix="/api/v2")
+PAGE = 500
+
+Caller = Annotated[Principal, Depends(principal)]
+AsOf = Annotated[int | None, Query(ge=0)]
+QueryText = Annotated[str | None, Query(max_length=10_000)]
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _project(request: Request, who: Principal, project: str, need: Role = "viewer") -> ProjectRef:
+    return projects.authorize(_store(request), who, project, need)
+
+
+def _dataset(request: Request, who: Principal, project: str, dataset: str,
+             as_of: int | None = None) -> DatasetRef:
+    return datasets.get_dataset(_store(request), _project(request, who, project), dataset, as_of)
+
+
+# --- projects, keys, vocabulary --------------------------------------------------------
+
+@router.get("/projects")
+def list_projects(request: Request, who: Caller) -> list[dict[str, Any]]:
+    return projects.list_projects(_store(request), who)
+
+
+@router.post("/projects", status_code=201)
+def create_project(request: Request, who: Caller, spec: ProjectCreate) -> dict[str, Any]:
+    return projects.create_project(_store(request), who, spec)
+
+
+@router.get("/projects/{project}")
+def get_project(request: Request, who: Caller, project: str) -> dict[str, Any]:
+    ref = _project(request, who, project)
+    return {"string_id": ref.string_id, "name": ref.name, "is_public": ref.is_public,
+            "role": ref.role, "revision": labels.current_revision(_store(request), ref)}
+
+
+@router.post("/projects/{project}/keys", status_code=201)
+def create_key(request: Request, who: Caller, project: str, spec: KeyCreate) -> dict[str, Any]:
+    return projects.create_key(_store(request), who, project, spec.role)
+
+
+@router.get("/projects/{project}/labels")
+def list_labels(request: Request, who: Caller, project: str, as_of: AsOf = None) -> list[dict[str, Any]]:
+    return labels.list_labels(_store(request), _project(request, who, project), as_of)
+
+
+@router.post("/projects/{project}/labels", status_code=201)
+def create_label(request: Request, who: Caller, project: str, spec: LabelCreate) -> dict[str, Any]:
+    return labels.create_label(_store(request), _project(request, who, project, "editor"), spec)
+
+
+@router.get("/projects/{project}/attribute_groups")
+def list_attribute_groups(request: Request, who: Caller, project: str,
+                          as_of: AsOf = None) -> list[dict[str, Any]]:
+    return labels.list_attribute_groups(_store(request), _project(request, who, project), as_of)
+
+
+@router.post("/projects/{project}/attribute_groups", status_code=201)
+def create_attribute_group(request: Request, who: Caller, project: str,
+                           spec: AttributeGroupCreate) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return labels.create_attribute_group(_store(request), ref, spec)
+
+
+# --- datasets and reads ----------------------------------------------------------------
+
+@router.get("/projects/{project}/datasets")
+def list_datasets(request: Request, who: Caller, project: str, as_of: AsOf = None) -> list[dict[str, Any]]:
+    return datasets.list_datasets(_store(request), _project(request, who, project), as_of)
+
+
+@router.post("/projects/{project}/datasets", status_code=201)
+def create_dataset(request: Request, who: Caller, project: str, spec: DatasetCreate) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return datasets.create_dataset(_store(request), ref, spec.name)
+
+
+@router.get("/projects/{project}/datasets/{dataset}")
+def get_dataset(request: Request, who: Caller, project: str, dataset: str,
+                as_of: AsOf = None) -> dict[str, Any]:
+    ds = _dataset(request, who, project, dataset, as_of)
+    count, rev = datasets.slice_count(_store(request), ds, None, as_of)
+    return {"id": ds.id, "name": ds.name, "files": count, "revision": rev}
+
+
+@router.get("/projects/{project}/datasets/{dataset}/ids")
+def slice_ids(request: Request, who: Caller, project: str, dataset: str,
+              query: QueryText = None, as_of: AsOf = None) -> Response:
+    """The slice's file ids as little-endian int64, with its count and revision in headers."""
+    ds = _dataset(request, who, project, dataset, as_of)
+    ids, rev = datasets.slice_ids(_store(request), ds, query, as_of)
+    return Response(
+        ids.astype("<i8").tobytes(),
+        media_type="application/octet-stream",
+        headers={"X-Count": str(len(ids)), "X-Revision": str(rev)},
+    )
+
+
+@router.get("/projects/{project}/datasets/{dataset}/count")
+def slice_count(request: Request, who: Caller, project: str, dataset: str,
+                query: QueryText = None, as_of: AsOf = None) -> dict[str, int]:
+    ds = _dataset(request, who, project, dataset, as_of)
+    count, rev = datasets.slice_count(_store(request), ds, query, as_of)
+    return {"count": count, "revision": rev}
+
+
+@router.get("/projects/{project}/datasets/{dataset}/items")
+def stream_items(request: Request, who: Caller, project: str, dataset: str,
+                 query: QueryText = None, as_of: AsOf = None, after: int | None = None,
+                 limit: Annotated[int | None, Query(ge=1)] = None) -> StreamingResponse:
+    """NDJSON, one item a line, in file-id order; resumable with ``after`` (keyset, no OFFSET)."""
+    store = _store(request)
+    ds = _dataset(request, who, project, dataset, as_of)
+    first, rev = items.page_items(store, ds, query=query, as_of=as_of, after=after,
+                                  limit=min(PAGE, limit or PAGE))
+
+    def lines() -> Iterator[bytes]:
+        page, sent = first, 0
+        while page:
+            for item in page:
+                yield orjson.dumps(item) + b"\n"
+            sent += len(page)
+            if len(page) < PAGE or (limit is not None and sent >= limit):
+                return
+            want = PAGE if limit is None else min(PAGE, limit - sent)
+            page, _ = items.page_items(store, ds, query=query, as_of=rev,
+                                       after=page[-1]["id"], limit=want)
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson",
+                             headers={"X-Revision": str(rev)})
+
+
+@router.post("/projects/{project}/items:batch")
+def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchRequest) -> Response:
+    """Many items in one round trip; with ``blobs=inline`` their bytes come framed alongside."""
+    store = _store(request)
+    ref = _project(request, who, project)
+    found, rev = items.read_items(store, ref, body.ids, body.as_of)
+    if body.blobs != "inline":
+        if body.blobs == "url":
+            for item in found:
+                sha = item["file"]["sha256"]
+                item["file"]["blob_url"] = f"/api/v2/projects/{project}/blobs/{sha}" if sha else None
+        return Response(orjson.dumps({"items": found, "revision": rev}),
+                        media_type="application/json", headers={"X-Revision": str(rev)})
+
+    def framed() -> Iterator[bytes]:
+        for item in found:
+            sha = item["file"]["sha256"]
+            data = store.blobs.get(sha) if sha else None
+            yield frames.encode_header(item, None if data is None else len(data))
+            if data is not None:
+                yield data
+
+    return StreamingResponse(framed(), media_type=frames.MEDIA_TYPE, headers={"X-Revision": str(rev)})
+
+
+@router.get("/projects/{project}/blobs/{sha256}")
+def get_blob(request: Request, who: Caller, project: str, sha256: str) -> Response:
+    """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs)."""
+    store = _store(request)
+    info = items.blob_info(store, _project(request, who, project), sha256)
+    headers = {"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match", "").strip('"') == sha256:
+        return Response(status_code=304, headers=headers)
+    path = store.blobs.local_path(sha256)
+    if path is not None:
+        return FileResponse(path, media_type=info["content_type"], headers=headers)
+    return Response(store.blobs.get(sha256), media_type=info["content_type"], headers=headers)
+
+
+# --- writes ----------------------------------------------------------------------------
+
+def _json_form(value: str | None, field: str) -> Any:
+    if not value:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{field}: not valid JSON ({exc})", {"field": field}) from exc
+
+
+@router.post("/projects/{project}/datasets/{dataset}/files", status_code=201)
+def upload_file(request: Request, who: Caller, project: str, dataset: str,
+                file: Annotated[UploadFile, File()],
+                instances: Annotated[str | None, Form()] = None,
+                metadata: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+    """Multipart upload of one file, with its instances (JSON list) and metadata (JSON)."""
+    ref = _project(request, who, project, "editor")
+    data = file.file.read()
+    return ingest.add_file(
+        _store(request), ref, dataset, file.filename or "upload", data,
+        _json_form(instances, "instances") or [], _json_form(metadata, "metadata") or {},
+    )
+
+
+@router.delete("/projects/{project}/datasets/{dataset}/files/{file_id}")
+def remove_file(request: Request, who: Caller, project: str, dataset: str, file_id: int) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    ds = datasets.get_dataset(_store(request), ref, dataset)
+    return ingest.remove_file(_store(request), ref, ds.id, file_id)
+
+
+@router.post("/projects/{project}/files/{file_id}/instances")
+def add_instances(request: Request, who: Caller, project: str, file_id: int,
+                  body: InstancesWrite) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return ingest.write_instances(_store(request), ref, file_id, body.instances, replace=False)
+
+
+@router.put("/projects/{project}/files/{file_id}/instances")
+def replace_instances(request: Request, who: Caller, project: str, file_id: int,
+                      body: InstancesWrite) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return ingest.write_instances(_store(request), ref, file_id, body.instances, replace=True)
+
+
+@router.delete("/projects/{project}/instances/{instance_id}")
+def delete_instance(request: Request, who: Caller, project: str, instance_id: int) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return ingest.delete_instance(_store(request), ref, instance_id)
+
+
+@router.put("/projects/{project}/blobs", status_code=201)
+async def put_blob(request: Request, who: Caller, project: str) -> dict[str, Any]:
+    """Stage raw bytes (for a bulk import that names images by sha256)."""
+    data = await request.body()
+    store = _store(request)
+    import anyio.to_thread
+
+    ref = await anyio.to_thread.run_sync(_project, request, who, project, "editor")
+    sha = await anyio.to_thread.run_sync(ingest.stage_blob, store, ref, data)
+    return {"sha256": sha, "size": len(data)}
+
+
+@router.post("/projects/{project}/datasets/{dataset}/import")
+def bulk_import(request: Request, who: Caller, project: str, dataset: str,
+                format: str = "coco", body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """A COCO file whose images carry ``sha256`` of staged blobs: one commit or nothing."""
+    if format != "coco":
+        raise BadRequest(f"unsupported import format '{format}'", {"format": format})
+    store = _store(request)
+    ref = _project(request, who, project, "editor")
+
+    def read_image(image: dict[str, Any]) -> bytes:
+        sha = image.get("sha256")
+        if not isinstance(sha, str) or not store.blobs.exists(sha):
+            raise KeyError(f"no staged blob for '{image.get('file_name')}' (PUT /blobs first)")
+        return store.blobs.get(sha)
+
+    return ingest.import_coco(store, ref, dataset, body, read_image)

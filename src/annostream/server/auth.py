@@ -1,0 +1,45 @@
+"""Credentials from a request: HTTP Basic ``client_id:client_secret`` or ``Bearer``.
+
+The Bearer token is the same pair joined by a colon, so one API key works for both forms
+(Diffgram's SDK sends Basic; scripts and browsers find Bearer easier).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import Request
+
+from annostream.errors import Unauthorized
+from annostream.service.projects import ANONYMOUS, Principal, authenticate
+
+
+def _split(pair: str) -> tuple[str, str]:
+    client_id, sep, secret = pair.partition(":")
+    if not sep or not client_id or not secret:
+        raise Unauthorized("malformed credentials: expected client_id:client_secret")
+    return client_id, secret
+
+
+def credentials_from_header(header: str | None) -> tuple[str, str] | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "basic":
+        try:
+            return _split(base64.b64decode(value.strip(), validate=True).decode())
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise Unauthorized("malformed Basic credentials") from exc
+    if scheme == "bearer":
+        return _split(value.strip())
+    raise Unauthorized(f"unsupported authorization scheme '{scheme}'")
+
+
+def principal(request: Request) -> Principal:
+    """FastAPI dependency: who is calling (anonymous when no credentials are sent)."""
+    creds = credentials_from_header(request.headers.get("authorization"))
+    if creds is None:
+        return ANONYMOUS
+    return authenticate(request.app.state.store, *creds)

@@ -1,0 +1,143 @@
+"""Datasets ("directories" in Diffgram's words) and the id lists of their slices.
+
+A slice is (dataset, query, revision). Its id list, in file-id order, is what ``len()``,
+random access, sharding and shuffling are built on; it is computed by one indexed query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, select
+
+from annostream.errors import Conflict, NotFound
+from annostream.service.projects import ProjectRef
+from annostream.store import Store
+from annostream.store.revisions import begin_commit, head_revision, visible
+from annostream.store.tables import dataset_files, datasets, files
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    id: int
+    name: str
+    project: ProjectRef
+
+
+def _find(conn: Connection, ref: ProjectRef, name: str, rev: int | None) -> DatasetRef | None:
+    row = conn.execute(
+        select(datasets.c.id, datasets.c.name).where(
+            datasets.c.project_id == ref.id, datasets.c.name == name, visible(datasets, rev)
+        )
+    ).first()
+    return DatasetRef(row.id, row.name, ref) if row else None
+
+
+def get_dataset(store: Store, ref: ProjectRef, name: str, as_of: int | None = None) -> DatasetRef:
+    with store.engine.connect() as conn:
+        found = _find(conn, ref, name, as_of)
+    if found is None:
+        raise NotFound(
+            f"dataset '{name}' not found in project '{ref.string_id}'",
+            {"dataset": name, "project": ref.string_id},
+        )
+    return found
+
+
+def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> DatasetRef:
+    """The dataset called ``name``, created at ``rev`` when it does not exist yet."""
+    found = _find(conn, ref, name, None)
+    if found:
+        return found
+    new_id = conn.execute(
+        insert(datasets).values(project_id=ref.id, name=name, created_rev=rev)
+    ).inserted_primary_key[0]
+    return DatasetRef(new_id, name, ref)
+
+
+def create_dataset(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
+    with store.engine.begin() as conn:
+        if _find(conn, ref, name, None):
+            raise Conflict(f"dataset '{name}' already exists in project '{ref.string_id}'")
+        rev = begin_commit(conn, ref.id, f"dataset {name}")
+        ds = ensure_dataset(conn, ref, name, rev)
+    return {"id": ds.id, "name": ds.name, "revision": rev}
+
+
+def list_datasets(store: Store, ref: ProjectRef, as_of: int | None = None) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        rev = as_of if as_of is not None else head_revision(conn, ref.id)
+        count = (
+            select(func.count())
+            .select_from(dataset_files)
+            .where(dataset_files.c.dataset_id == datasets.c.id, visible(dataset_files, rev))
+            .scalar_subquery()
+        )
+        rows = conn.execute(
+            select(datasets.c.id, datasets.c.name, count.label("files"))
+            .where(datasets.c.project_id == ref.id, visible(datasets, rev))
+            .order_by(datasets.c.id)
+        ).all()
+    return [{"id": r.id, "name": r.name, "files": r.files} for r in rows]
+
+
+def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int) -> ColumnElement[bool] | None:
+    """The SQL condition on ``files`` that a query text means, or None for no query."""
+    if query is None or not query.strip():
+        return None
+    from annostream.query import compile_query
+
+    return compile_query(conn, ds, query, rev)
+
+
+def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int) -> Select:
+    """SELECT file ids of a slice at ``rev``, in file-id order."""
+    stmt = (
+        select(dataset_files.c.file_id)
+        .join(files, files.c.id == dataset_files.c.file_id)
+        .where(
+            dataset_files.c.dataset_id == ds.id,
+            visible(dataset_files, rev),
+            visible(files, rev),
+        )
+    )
+    condition = query_filter(conn, ds, query, rev)
+    if condition is not None:
+        stmt = stmt.where(condition)
+    return stmt.order_by(dataset_files.c.file_id)
+
+
+def resolve_revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> int:
+    """``as_of`` checked against the project's history, or the head revision."""
+    head = head_revision(conn, ref.id)
+    if as_of is None:
+        return head
+    if as_of < 0 or as_of > head:
+        raise NotFound(f"revision {as_of} does not exist (head is {head})", {"as_of": as_of})
+    return as_of
+
+
+def slice_ids(store: Store, ds: DatasetRef, query: str | None = None,
+              as_of: int | None = None) -> tuple[np.ndarray, int]:
+    """(file ids as int64, revision) of a slice; one query, no per-row Python objects kept."""
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ds.project, as_of)
+        result = conn.execute(slice_select(conn, ds, query, rev))
+        ids = np.fromiter((r[0] for r in result), dtype=np.int64)
+    return ids, rev
+
+
+def slice_count(store: Store, ds: DatasetRef, query: str | None = None,
+                as_of: int | None = None) -> tuple[int, int]:
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ds.project, as_of)
+        inner = slice_select(conn, ds, query, rev).order_by(None).subquery()
+        count = conn.execute(select(func.count()).select_from(inner)).scalar_one()
+    return count, rev
+
+
+def membership(ds: DatasetRef, rev: int) -> ColumnElement[bool]:
+    """Condition: the joined file is in ``ds`` at ``rev`` (for paging queries)."""
+    return and_(dataset_files.c.dataset_id == ds.id, visible(dataset_files, rev))

@@ -1,0 +1,356 @@
+"""Writes: files with their instances, instance edits, and bulk imports.
+
+Each public function here is one commit: it allocates a revision, writes, maintains the
+derived per-(file, label) counts, and either all of it lands or none of it does. Blobs are
+written before the transaction (they are content addressed, so that is safe); blobs that a
+failed write added are removed again.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
+from sqlalchemy import Connection, and_, insert, select
+
+from annostream.errors import InvalidInput, NotFound
+from annostream.schema import InstanceIn, LabelCreate, validate
+from annostream.service import geometry
+from annostream.service.datasets import ensure_dataset
+from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
+from annostream.service.projects import ProjectRef
+from annostream.store import Store
+from annostream.store.revisions import begin_commit, end_rows
+from annostream.store.tables import blobs, dataset_files, file_label_counts, files, instances
+
+Progress = Callable[[int, int], None]
+
+
+def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
+    """(width, height, MIME type) of an image, or 422 naming ``where``."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+            width, height = img.size
+            mime = Image.MIME.get(img.format or "", "application/octet-stream")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"{where}: not a readable image ({exc})", {"field": where}) from exc
+    return width, height, mime
+
+
+class _BlobGuard:
+    """Tracks blobs a write added, so a failed transaction can take them back."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.added: list[str] = []
+
+    def put(self, conn: Connection, data: bytes, content_type: str) -> str:
+        sha, new = self.store.blobs.put(data)
+        if new:
+            self.added.append(sha)
+        _record_blob(conn, sha, len(data), content_type)
+        return sha
+
+
+def _record_blob(conn: Connection, sha: str, size: int, content_type: str) -> None:
+    if conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha)).first() is None:
+        conn.execute(insert(blobs).values(sha256=sha, size=size, content_type=content_type))
+
+
+@contextmanager
+def _commit(store: Store, ref: ProjectRef, message: str) -> Iterator[tuple[Connection, int, _BlobGuard]]:
+    guard = _BlobGuard(store)
+    try:
+        with store.engine.begin() as conn:
+            rev = begin_commit(conn, ref.id, message)
+            yield conn, rev, guard
+    except BaseException:
+        for sha in guard.added:
+            store.blobs.delete(sha)
+        raise
+
+
+def parse_instances(raw: Iterable[Any], where: str = "instances") -> list[InstanceIn]:
+    """Validate raw instance dicts into models; the error names the failing field."""
+    return [validate(InstanceIn, item, f"{where}[{i}]") for i, item in enumerate(raw)]
+
+
+def _instance_rows(
+    project_id: int, file_id: int, width: int | None, height: int | None,
+    items: list[InstanceIn], vocab: Vocabulary, rev: int, where: str,
+) -> list[dict[str, Any]]:
+    rows = []
+    for i, inst in enumerate(items):
+        at = f"{where}[{i}]"
+        label_id = None
+        if inst.label is not None:
+            label_id = vocab.label(inst.label, f"{at}.label")["db_id"]
+        elif inst.type != "global":
+            raise InvalidInput(f"{at}.label: a {inst.type} needs a label", {"field": f"{at}.label"})
+        geom, bbox = geometry.normalise(inst, width, height, at)
+        check_attributes(vocab, inst.attributes, at)
+        x_min, y_min, x_max, y_max = bbox if bbox else (None, None, None, None)
+        rows.append({
+            "project_id": project_id, "file_id": file_id, "frame_number": inst.frame_number,
+            "label_id": label_id, "type": inst.type, "geometry": geom,
+            "x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max,
+            "area": inst.area if inst.area is not None else geometry.area_of(inst.type, geom, bbox),
+            "iscrowd": inst.iscrowd, "attributes": inst.attributes, "track_id": inst.track_id,
+            "machine_made": inst.machine_made, "created_rev": rev, "deleted_rev": None,
+        })
+    return rows
+
+
+def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> None:
+    """Bring the versioned per-(file, label) counts of ``file_ids`` up to the live instances."""
+    for start in range(0, len(file_ids), 500):
+        chunk = file_ids[start:start + 500]
+        want = Counter(
+            (r.file_id, r.label_id)
+            for r in conn.execute(
+                select(instances.c.file_id, instances.c.label_id).where(
+                    instances.c.file_id.in_(chunk), instances.c.deleted_rev.is_(None),
+                    instances.c.label_id.is_not(None),
+                )
+            )
+        )
+        have = {
+            (r.file_id, r.label_id): (r.id, r.count)
+            for r in conn.execute(
+                select(file_label_counts).where(
+                    file_label_counts.c.file_id.in_(chunk), file_label_counts.c.deleted_rev.is_(None)
+                )
+            )
+        }
+        stale = [row_id for key, (row_id, n) in have.items() if want.get(key) != n]
+        if stale:
+            end_rows(conn, file_label_counts, file_label_counts.c.id.in_(stale), rev)
+        fresh = [
+            {"file_id": f, "label_id": lab, "count": n, "created_rev": rev, "deleted_rev": None}
+            for (f, lab), n in want.items()
+            if have.get((f, lab), (None, None))[1] != n
+        ]
+        if fresh:
+            conn.execute(insert(file_label_counts), fresh)
+
+
+def _insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha: str | None,
+                 file_type: str, width: int | None, height: int | None,
+                 metadata: dict[str, Any], text: str | None = None) -> int:
+    return conn.execute(
+        insert(files).values(
+            project_id=ref.id, type=file_type, original_filename=name, blob_sha256=sha,
+            width=width, height=height, text=text, metadata=metadata, created_rev=rev,
+        )
+    ).inserted_primary_key[0]
+
+
+def _probe_upload(filename: str, data: bytes) -> tuple[str, int | None, int | None, str, str | None]:
+    """(type, width, height, content type, text) of an upload; 422 when it is neither."""
+    if filename.lower().endswith(".txt"):
+        try:
+            return "text", None, None, "text/plain; charset=utf-8", data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"file: '{filename}' is not UTF-8 text", {"field": "file"}) from exc
+    width, height, mime = probe_image(data, "file")
+    return "image", width, height, mime, None
+
+
+def add_file(
+    store: Store, ref: ProjectRef, dataset: str, filename: str, data: bytes,
+    instances_in: Iterable[Any] = (), metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Upload one file (image or UTF-8 text) into ``dataset`` with its instances: one commit."""
+    items = parse_instances(instances_in)
+    file_type, width, height, mime, text = _probe_upload(filename, data)
+    with _commit(store, ref, f"add {filename}") as (conn, rev, guard):
+        vocab = load_vocabulary(conn, ref.id, None)
+        ds = ensure_dataset(conn, ref, dataset, rev)
+        sha = guard.put(conn, data, mime) if file_type == "image" else None
+        file_id = _insert_file(conn, ref, rev, name=filename, sha=sha, file_type=file_type,
+                               width=width, height=height, metadata=metadata or {}, text=text)
+        conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
+        rows = _instance_rows(ref.id, file_id, width, height, items, vocab, rev, "instances")
+        if rows:
+            conn.execute(insert(instances), rows)
+        refresh_label_counts(conn, [file_id], rev)
+    return {"id": file_id, "name": filename, "type": file_type, "sha256": sha,
+            "width": width, "height": height, "revision": rev, "instances": len(rows)}
+
+
+def _live_file(conn: Connection, ref: ProjectRef, file_id: int) -> Any:
+    row = conn.execute(
+        select(files.c.id, files.c.width, files.c.height).where(
+            files.c.id == file_id, files.c.project_id == ref.id, files.c.deleted_rev.is_(None)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"file {file_id} not found in project '{ref.string_id}'", {"file_id": file_id})
+    return row
+
+
+def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: Iterable[Any],
+                    *, replace: bool) -> dict[str, Any]:
+    """Add instances to a file, or replace all of its instances: one commit."""
+    items = parse_instances(instances_in)
+    with _commit(store, ref, f"{'replace' if replace else 'add'} instances of file {file_id}") as (conn, rev, _):
+        row = _live_file(conn, ref, file_id)
+        vocab = load_vocabulary(conn, ref.id, None)
+        rows = _instance_rows(ref.id, file_id, row.width, row.height, items, vocab, rev, "instances")
+        removed = end_rows(conn, instances, instances.c.file_id == file_id, rev) if replace else 0
+        if rows:
+            conn.execute(insert(instances), rows)
+        refresh_label_counts(conn, [file_id], rev)
+    return {"file_id": file_id, "revision": rev, "added": len(rows), "removed": removed}
+
+
+def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str, Any]:
+    with _commit(store, ref, f"delete instance {instance_id}") as (conn, rev, _):
+        file_id = conn.execute(
+            select(instances.c.file_id).where(
+                instances.c.id == instance_id, instances.c.project_id == ref.id,
+                instances.c.deleted_rev.is_(None),
+            )
+        ).scalar()
+        if file_id is None:
+            raise NotFound(f"instance {instance_id} not found", {"instance_id": instance_id})
+        end_rows(conn, instances, instances.c.id == instance_id, rev)
+        refresh_label_counts(conn, [file_id], rev)
+    return {"instance_id": instance_id, "revision": rev}
+
+
+def remove_file(store: Store, ref: ProjectRef, dataset_id: int, file_id: int) -> dict[str, Any]:
+    """Take a file out of a dataset (the file and its history stay)."""
+    with _commit(store, ref, f"remove file {file_id}") as (conn, rev, _):
+        removed = end_rows(
+            conn, dataset_files,
+            and_(dataset_files.c.dataset_id == dataset_id, dataset_files.c.file_id == file_id), rev,
+        )
+        if not removed:
+            raise NotFound(f"file {file_id} is not in this dataset", {"file_id": file_id})
+    return {"file_id": file_id, "revision": rev}
+
+
+# --- COCO -------------------------------------------------------------------------------
+
+def _coco_error(record: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{record}: {reason}", {"record": record, "reason": reason})
+
+
+def coco_to_instance(ann: dict[str, Any], category: dict[str, Any]) -> InstanceIn:
+    """One COCO annotation as one instance, keeping what a COCO export needs back."""
+    bbox = ann.get("bbox")
+    xyxy = [bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]] if bbox else None
+    seg = ann.get("segmentation")
+    rings = [[[r[i], r[i + 1]] for i in range(0, len(r) - 1, 2)] for r in seg] if isinstance(seg, list) else []
+    kps = ann.get("keypoints") or []
+    common = {"label": category["name"], "iscrowd": bool(ann.get("iscrowd", 0)),
+              "area": ann.get("area"), "bbox": xyxy}
+    if kps and category.get("keypoints"):
+        points = [[kps[i], kps[i + 1], kps[i + 2]] for i in range(0, len(kps) - 2, 3)]
+        geom: dict[str, Any] = {"points": points}
+        if rings:
+            geom["outline"] = rings
+        return InstanceIn(type="keypoints", geometry=geom, **common)
+    if rings:
+        geom = {"points": rings[0]}
+        if len(rings) > 1:
+            geom["parts"] = rings[1:]
+        return InstanceIn(type="polygon", geometry=geom, **common)
+    if xyxy is None:
+        raise ValueError("an annotation needs a bbox, a segmentation or keypoints")
+    geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy))
+    if isinstance(seg, dict):
+        geom["rle"] = seg
+    return InstanceIn(type="box", geometry=geom, **common)
+
+
+def import_coco(
+    store: Store, ref: ProjectRef, dataset: str, coco: dict[str, Any],
+    read_image: Callable[[dict[str, Any]], bytes], progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Import a COCO detection/keypoints file into ``dataset`` as one commit.
+
+    Everything is checked before the first row is written; the first bad record is named
+    (``annotations[17] (id 4242): ...``) and nothing at all is written.
+    """
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise _coco_error("file", "not a COCO file: no 'images' list")
+    categories = {c["id"]: c for c in coco.get("categories", []) if isinstance(c, dict) and "id" in c}
+    images = {}
+    for i, img in enumerate(coco["images"]):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            raise _coco_error(f"images[{i}]", "needs 'id' and 'file_name'")
+        images[img["id"]] = img
+    by_image: dict[Any, list[tuple[str, InstanceIn]]] = {k: [] for k in images}
+    for i, ann in enumerate(coco.get("annotations", [])):
+        record = f"annotations[{i}] (id {ann.get('id')})" if isinstance(ann, dict) else f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise _coco_error(record, "not an object")
+        if ann.get("image_id") not in images:
+            raise _coco_error(record, f"image_id {ann.get('image_id')!r} is not in 'images'")
+        if ann.get("category_id") not in categories:
+            raise _coco_error(record, f"category_id {ann.get('category_id')!r} is not in 'categories'")
+        try:
+            inst = coco_to_instance(ann, categories[ann["category_id"]])
+        except (ValidationError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise _coco_error(record, f"malformed annotation ({exc})") from exc
+        img = images[ann["image_id"]]
+        try:
+            geometry.normalise(inst, img.get("width"), img.get("height"), "annotation")
+        except InvalidInput as exc:
+            raise _coco_error(record, f"{exc.detail['reason']} (image '{img['file_name']}')") from exc
+        by_image[ann["image_id"]].append((record, inst))
+
+    label_specs = [LabelCreate(name=c["name"]) for c in categories.values()]
+    label_extra = {
+        c["name"]: {k: c[k] for k in ("supercategory", "keypoints", "skeleton") if k in c}
+        for c in categories.values()
+    }
+    total = len(images)
+    with _commit(store, ref, f"import coco into {dataset}") as (conn, rev, guard):
+        ensure_labels(conn, ref.id, rev, label_specs, label_extra)
+        vocab = load_vocabulary(conn, ref.id, None)
+        ds = ensure_dataset(conn, ref, dataset, rev)
+        file_ids = []
+        for n, (image_id, img) in enumerate(images.items(), 1):
+            record = f"images (id {image_id}, '{img['file_name']}')"
+            try:
+                data = read_image(img)
+            except (OSError, KeyError) as exc:
+                raise _coco_error(record, f"image file cannot be read ({exc})") from exc
+            width, height, mime = probe_image(data, record)
+            if (img.get("width"), img.get("height")) not in ((width, height), (None, None)):
+                raise _coco_error(record, f"declared {img.get('width')}x{img.get('height')} but the image is {width}x{height}")
+            sha = guard.put(conn, data, mime)
+            meta = {k: v for k, v in img.items() if k not in ("file_name", "width", "height", "id")}
+            meta["coco_id"] = image_id
+            file_id = _insert_file(conn, ref, rev, name=img["file_name"], sha=sha, file_type="image",
+                                   width=width, height=height, metadata=meta)
+            conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
+            anns = by_image[image_id]
+            rows = _instance_rows(ref.id, file_id, width, height, [a for _, a in anns], vocab, rev,
+                                  f"annotations of image {image_id}")
+            if rows:
+                conn.execute(insert(instances), rows)
+            file_ids.append(file_id)
+            if progress:
+                progress(n, total)
+        refresh_label_counts(conn, file_ids, rev)
+    return {"dataset": dataset, "files": len(file_ids), "revision": rev,
+            "instances": sum(len(v) for v in by_image.values())}
+
+
+def stage_blob(store: Store, ref: ProjectRef, data: bytes) -> str:
+    """Store an image's bytes ahead of a bulk import that refers to them by sha256."""
+    _, _, mime = probe_image(data, "body")
+    sha, _ = store.blobs.put(data)
+    with store.engine.begin() as conn:
+        _record_blob(conn, sha, len(data), mime)
+    return sha

@@ -1,0 +1,121 @@
+"""Reads: items (a file with its instances) by id list and by keyset page, and blobs.
+
+An item is a plain dict, built with two indexed queries per batch (files, then instances),
+whatever the batch size: the cost per item falls as batches grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from annostream.errors import NotFound
+from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
+from annostream.service.labels import Vocabulary, load_vocabulary
+from annostream.service.projects import ProjectRef
+from annostream.store import Store
+from annostream.store.revisions import visible
+from annostream.store.tables import blobs, dataset_files, files, instances
+
+_FILE_COLUMNS = (
+    files.c.id, files.c.type, files.c.original_filename, files.c.blob_sha256, files.c.width,
+    files.c.height, files.c.frame_count, files.c.fps, files.c.text, files.c.metadata,
+    files.c.parent_id, files.c.frame_number, files.c.created_rev,
+    blobs.c.size, blobs.c.content_type,
+)
+
+
+def _file_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "name": row.original_filename, "type": row.type,
+        "sha256": row.blob_sha256, "size": row.size, "content_type": row.content_type,
+        "width": row.width, "height": row.height, "frame_count": row.frame_count,
+        "fps": row.fps, "text": row.text, "metadata": row.metadata or {},
+        "parent_id": row.parent_id, "frame_number": row.frame_number,
+        "created_rev": row.created_rev,
+    }
+
+
+def _instance_dict(row: Any, vocab: Vocabulary) -> dict[str, Any]:
+    label = vocab.by_id.get(row.label_id) if row.label_id is not None else None
+    return {
+        "id": row.id, "type": row.type,
+        "label": label["name"] if label else None,
+        "label_id": label["id"] if label else None,
+        "frame_number": row.frame_number, "geometry": row.geometry,
+        "bbox": None if row.x_min is None else [row.x_min, row.y_min, row.x_max, row.y_max],
+        "area": row.area, "iscrowd": bool(row.iscrowd), "attributes": row.attributes or {},
+        "track_id": row.track_id, "machine_made": bool(row.machine_made),
+    }
+
+
+def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[dict[str, Any]]:
+    vocab = load_vocabulary(conn, ref.id, rev)
+    items = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
+    if items:
+        for row in conn.execute(
+            select(instances)
+            .where(instances.c.file_id.in_(list(items)), visible(instances, rev))
+            .order_by(instances.c.file_id, instances.c.id)
+        ):
+            items[row.file_id]["instances"].append(_instance_dict(row, vocab))
+    return list(items.values())
+
+
+def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
+               as_of: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Items for ``ids`` in the order given, at ``as_of`` (head when None); 404 on any miss."""
+    wanted = [int(i) for i in ids]
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ref, as_of)
+        rows = conn.execute(
+            select(*_FILE_COLUMNS)
+            .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
+            .where(files.c.id.in_(wanted), files.c.project_id == ref.id, visible(files, rev))
+        ).all()
+        found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"files not found at revision {rev}: {missing[:10]}", {"missing": missing[:100]})
+    return [found[i] for i in wanted], rev
+
+
+def page_items(store: Store, ds: DatasetRef, *, query: str | None = None, as_of: int | None = None,
+               after: int | None = None, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+    """One keyset page of a slice: items with file id > ``after``, in id order."""
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ds.project, as_of)
+        stmt = (
+            select(*_FILE_COLUMNS)
+            .join(dataset_files, dataset_files.c.file_id == files.c.id)
+            .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
+            .where(membership(ds, rev), visible(files, rev))
+        )
+        condition = query_filter(conn, ds, query, rev)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        if after is not None:
+            stmt = stmt.where(files.c.id > after)
+        rows = conn.execute(stmt.order_by(files.c.id).limit(limit)).all()
+        return _items(conn, ds.project, rows, rev), rev
+
+
+def blob_info(store: Store, ref: ProjectRef, sha256: str) -> dict[str, Any]:
+    """Size and type of a blob that some file of this project uses; 404 otherwise."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(blobs.c.sha256, blobs.c.size, blobs.c.content_type)
+            .join(files, files.c.blob_sha256 == blobs.c.sha256)
+            .where(blobs.c.sha256 == sha256, files.c.project_id == ref.id)
+            .limit(1)
+        ).first()
+    if row is None:
+        raise NotFound(f"blob {sha256} not found in project '{ref.string_id}'", {"sha256": sha256})
+    return {"sha256": row.sha256, "size": row.size, "content_type": row.content_type}
+
+
+def read_blob(store: Store, ref: ProjectRef, sha256: str) -> bytes:
+    blob_info(store, ref, sha256)
+    return store.blobs.get(sha256)

@@ -1,0 +1,159 @@
+"""Labels and attribute groups: the vocabulary instances are written in.
+
+Each label gets a ``label_index``: 1..N in creation order within the project, never reused,
+so models see stable contiguous class ids (0 stays free for background).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from annostream.errors import Conflict, InvalidInput
+from annostream.schema import AttributeGroupCreate, LabelCreate
+from annostream.service.projects import ProjectRef
+from annostream.store import Store
+from annostream.store.revisions import begin_commit, head_revision, visible
+from annostream.store.tables import attribute_groups, attribute_options, labels
+
+
+@dataclass
+class Vocabulary:
+    """A project's labels and attribute groups at one revision, for validating and reading."""
+
+    by_id: dict[int, dict[str, Any]] = field(default_factory=dict)
+    by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def label(self, name: str, where: str) -> dict[str, Any]:
+        found = self.by_name.get(name) or self.by_name.get(name.lower())
+        if found is None:
+            raise InvalidInput(f"{where}: unknown label '{name}'", {"field": where, "label": name})
+        return found
+
+
+def load_vocabulary(conn: Connection, project_id: int, rev: int | None) -> Vocabulary:
+    vocab = Vocabulary()
+    for row in conn.execute(
+        select(labels).where(labels.c.project_id == project_id, visible(labels, rev))
+    ):
+        entry = {"db_id": row.id, "id": row.label_index, "name": row.name, "color": row.color,
+                 "spec": row.spec or {}}
+        vocab.by_id[row.id] = entry
+        vocab.by_name[row.name] = entry
+        vocab.by_name.setdefault(row.name.lower(), entry)
+    group_rows = conn.execute(
+        select(attribute_groups).where(
+            attribute_groups.c.project_id == project_id, visible(attribute_groups, rev)
+        )
+    ).all()
+    for g in group_rows:
+        vocab.groups[g.name] = {"id": g.id, "name": g.name, "kind": g.kind, "options": []}
+    if group_rows:
+        by_group_id = {g.id: vocab.groups[g.name] for g in group_rows}
+        for opt in conn.execute(
+            select(attribute_options).where(
+                attribute_options.c.group_id.in_(list(by_group_id)), visible(attribute_options, rev)
+            ).order_by(attribute_options.c.id)
+        ):
+            by_group_id[opt.group_id]["options"].append(opt.name)
+    return vocab
+
+
+def check_attributes(vocab: Vocabulary, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate attribute values against their groups' kinds and options."""
+    for name, value in values.items():
+        field_name = f"{where}.attributes.{name}"
+        group = vocab.groups.get(name)
+        if group is None:
+            raise InvalidInput(f"{field_name}: unknown attribute group '{name}'", {"field": field_name})
+        kind, options = group["kind"], group["options"]
+        if kind in ("select", "radio"):
+            ok = isinstance(value, str) and value in options
+        elif kind == "multi_select":
+            ok = isinstance(value, list) and all(isinstance(v, str) and v in options for v in value)
+        elif kind == "number":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            expected = f"one of {options}" if options else f"a {kind} value"
+            raise InvalidInput(
+                f"{field_name}: {value!r} is not {expected}", {"field": field_name, "value": value}
+            )
+    return values
+
+
+def ensure_labels(conn: Connection, project_id: int, rev: int, specs: list[LabelCreate],
+                  extra: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Create the labels that do not exist yet (by exact name); return name -> row id."""
+    existing = {
+        r.name: r.id
+        for r in conn.execute(
+            select(labels.c.name, labels.c.id).where(labels.c.project_id == project_id,
+                                                     labels.c.deleted_rev.is_(None))
+        )
+    }
+    next_index = (
+        conn.execute(select(func.max(labels.c.label_index)).where(labels.c.project_id == project_id))
+        .scalar() or 0
+    )
+    for spec in specs:
+        if spec.name in existing:
+            continue
+        next_index += 1
+        existing[spec.name] = conn.execute(
+            insert(labels).values(
+                project_id=project_id, label_index=next_index, name=spec.name, color=spec.color,
+                spec=(extra or {}).get(spec.name, {}), created_rev=rev,
+            )
+        ).inserted_primary_key[0]
+    return existing
+
+
+def list_labels(store: Store, ref: ProjectRef, as_of: int | None = None) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        vocab = load_vocabulary(conn, ref.id, as_of)
+    return sorted(
+        ({k: v for k, v in e.items() if k != "db_id"} for e in vocab.by_id.values()),
+        key=lambda e: e["id"],
+    )
+
+
+def create_label(store: Store, ref: ProjectRef, spec: LabelCreate) -> dict[str, Any]:
+    with store.engine.begin() as conn:
+        if spec.name in load_vocabulary(conn, ref.id, None).by_name:
+            raise Conflict(f"label '{spec.name}' already exists")
+        rev = begin_commit(conn, ref.id, f"label {spec.name}")
+        ensure_labels(conn, ref.id, rev, [spec])
+    return next(e for e in list_labels(store, ref) if e["name"] == spec.name)
+
+
+def list_attribute_groups(store: Store, ref: ProjectRef, as_of: int | None = None) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        vocab = load_vocabulary(conn, ref.id, as_of)
+    return [{k: v for k, v in g.items() if k != "id"} for g in vocab.groups.values()]
+
+
+def create_attribute_group(store: Store, ref: ProjectRef, spec: AttributeGroupCreate) -> dict[str, Any]:
+    with store.engine.begin() as conn:
+        if spec.name in load_vocabulary(conn, ref.id, None).groups:
+            raise Conflict(f"attribute group '{spec.name}' already exists")
+        rev = begin_commit(conn, ref.id, f"attribute group {spec.name}")
+        group_id = conn.execute(
+            insert(attribute_groups).values(
+                project_id=ref.id, name=spec.name, kind=spec.kind, created_rev=rev
+            )
+        ).inserted_primary_key[0]
+        for option in spec.options:
+            conn.execute(
+                insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev)
+            )
+    return {"name": spec.name, "kind": spec.kind, "options": list(spec.options)}
+
+
+def current_revision(store: Store, ref: ProjectRef) -> int:
+    with store.engine.connect() as conn:
+        return head_revision(conn, ref.id)

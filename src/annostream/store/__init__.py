@@ -1,0 +1,53 @@
+"""The store: a database (SQLAlchemy) and a blob store, opened together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from annostream.store.blobs import BlobStore, open_blob_store
+from annostream.store.db import create_db_engine, migrate
+
+DB_FILENAME = "annostream.db"
+BLOBS_DIRNAME = "blobs"
+
+
+@dataclass
+class Store:
+    """Everything the service needs to reach the data."""
+
+    engine: Engine
+    blobs: BlobStore
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        db_url: str | None = None,
+        blobs_url: str | None = None,
+        create: bool = True,
+    ) -> "Store":
+        """Open (and migrate) a store.
+
+        The embedded default is a folder holding ``annostream.db`` (SQLite) and ``blobs/``;
+        ``db_url`` and ``blobs_url`` point elsewhere (PostgreSQL, another blob backend).
+        """
+        if data_dir is not None:
+            root = Path(data_dir)
+            if not create and not (root / DB_FILENAME).exists():
+                raise FileNotFoundError(f"no annostream store at {root}")
+            root.mkdir(parents=True, exist_ok=True)
+            db_url = db_url or f"sqlite:///{root / DB_FILENAME}"
+            blobs_url = blobs_url or str(root / BLOBS_DIRNAME)
+        if db_url is None or blobs_url is None:
+            raise ValueError("give a data directory, or both a database URL and a blob URL")
+        engine = create_db_engine(db_url)
+        migrate(engine)
+        return cls(engine=engine, blobs=open_blob_store(blobs_url))
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,91 @@
+"""Content-addressed blob storage behind one small interface.
+
+A blob's name is the sha256 of its bytes, so blobs are immutable, deduplicated for free, and
+safe to cache forever on the client. The local backend lays them out as
+``root/ab/cd/abcd...`` and writes through a temporary file and an atomic rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+_CHUNK = 1 << 20
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore(Protocol):
+    """Where file bytes live. Implementations must be safe to share between threads."""
+
+    def put(self, data: bytes) -> tuple[str, bool]:
+        """Store ``data``; return its sha256 and whether it was new."""
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def get(self, sha256: str) -> bytes: ...
+
+    def open(self, sha256: str) -> BinaryIO: ...
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A filesystem path the server can hand to sendfile, or None."""
+
+    def delete(self, sha256: str) -> None: ...
+
+
+class LocalBlobStore:
+    """Blobs in a folder on local disk."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> tuple[str, bool]:
+        sha = sha256_hex(data)
+        path = self._path(sha)
+        if path.exists():
+            return sha, False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return sha, True
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    def get(self, sha256: str) -> bytes:
+        return self._path(sha256).read_bytes()
+
+    def open(self, sha256: str) -> BinaryIO:
+        return self._path(sha256).open("rb")
+
+    def local_path(self, sha256: str) -> Path | None:
+        return self._path(sha256)
+
+    def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """A blob store from a URL: a plain path or ``file://`` for the local backend."""
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if "://" in url:
+        raise ValueError(f"unsupported blob store URL: {url}")
+    return LocalBlobStore(url)

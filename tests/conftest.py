@@ -1,0 +1,112 @@
+"""Shared fixtures: real stores on disk, a real server process on loopback, real images.
+
+``project`` is parametrised over both transports, so every streaming test runs against a
+server over HTTP and against the embedded store, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from annostream import Project
+from annostream.client.transport import EmbeddedTransport
+from annostream.server.launch import running_server
+
+CATEGORIES = [
+    {"id": 1, "name": "cat", "supercategory": "animal"},
+    {"id": 2, "name": "dog", "supercategory": "animal"},
+    {"id": 3, "name": "traffic light", "supercategory": "street"},
+    {"id": 4, "name": "person", "supercategory": "person",
+     "keypoints": ["nose", "left_eye", "right_eye"], "skeleton": [[1, 2], [1, 3]]},
+]
+
+
+def make_coco(out: Path, n_images: int, seed: int = 0, fmt: str = "JPEG") -> Path:
+    """Random real images (Pillow) with boxes, polygons and keypoints drawn from the same rng."""
+    rng = random.Random(seed)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(1, n_images + 1):
+        w, h = rng.randint(48, 96), rng.randint(40, 80)
+        img = Image.new("RGB", (w, h), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+        draw = ImageDraw.Draw(img)
+        name = f"img_{i:05d}.{'jpg' if fmt == 'JPEG' else 'png'}"
+        for _ in range(rng.randint(0, 4)):
+            cat = rng.choice(CATEGORIES)
+            x0, y0 = rng.uniform(0, w - 10), rng.uniform(0, h - 10)
+            x1, y1 = rng.uniform(x0 + 2, w), rng.uniform(y0 + 2, h)
+            draw.rectangle([x0, y0, x1, y1], outline=(255, 0, 0))
+            ann: dict[str, Any] = {"id": len(annotations) + 1, "image_id": i, "category_id": cat["id"],
+                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                   "iscrowd": 0}
+            kind = rng.random()
+            if cat.get("keypoints"):
+                kps = []
+                for _ in cat["keypoints"]:
+                    kps += [rng.uniform(x0, x1), rng.uniform(y0, y1), rng.choice([0, 1, 2])]
+                ann["keypoints"] = kps
+                ann["num_keypoints"] = sum(1 for v in kps[2::3] if v)
+                if all(v == 0 for v in kps[2::3]):
+                    ann["keypoints"][2] = 2
+                    ann["num_keypoints"] = 1
+            elif kind < 0.4:
+                ann["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1, (x0 + x1) / 2, (y0 + y1) / 2]]
+            annotations.append(ann)
+        img.save(images_dir / name, format=fmt)
+        images.append({"id": i, "file_name": name, "width": w, "height": h})
+    path = out / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    return path
+
+
+@dataclass
+class Source:
+    """A COCO dataset on disk, as imported, with a store and a server serving it."""
+
+    coco: dict[str, Any]
+    images_dir: Path
+    store_dir: Path
+    url: str
+    admin: dict[str, str]
+    viewer: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
+    root = tmp_path_factory.mktemp("source")
+    ann = make_coco(root / "coco", 40, seed=1)
+    store_dir = root / "store"
+    local = EmbeddedTransport(store_dir)
+    admin = local.create_project("coco-dataset", None, False)["admin_key"]
+    coco = json.loads(ann.read_text())
+    local.import_coco("coco-dataset", "Default", coco, root / "coco" / "images")
+    viewer = local.create_key("coco-dataset", "viewer")
+    with running_server(store_dir) as url:
+        yield Source(coco, root / "coco" / "images", store_dir, url, admin, viewer)
+
+
+@pytest.fixture(params=["http", "embedded"])
+def project(request: pytest.FixtureRequest, source: Source) -> Project:
+    """The imported project, reached over HTTP with a viewer key, or embedded."""
+    if request.param == "http":
+        return Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"],
+                       host=source.url)
+    return Project("coco-dataset", host=f"file://{source.store_dir}")
+
+
+@pytest.fixture(scope="session")
+def server_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An empty store with a server, for tests that write (auth, bad input)."""
+    store_dir = tmp_path_factory.mktemp("writable") / "store"
+    EmbeddedTransport(store_dir).list_projects()
+    with running_server(store_dir) as url:
+        yield url, store_dir
