@@ -1,0 +1,476 @@
+"""AST -> a parameterised SQLAlchemy condition over ``files``, for one dataset at one revision.
+
+Every name is resolved against the project's vocabulary before any SQL is built; values
+travel as bound parameters only. Each term compiles to a two-valued condition (never SQL
+NULL), so ``not`` is the exact complement of what it negates:
+
+* ``labels.<name> <op> n``: the versioned per-file counts. When 0 satisfies the comparison
+  the file qualifies unless a count row contradicts it, so files without any row (no such
+  instance at all) match ``labels.cat = 0`` and ``labels.cat < 3``.
+* ``instances.count`` / ``instances.<type>``: a correlated count of visible instances.
+* ``file.<field>``, ``file.metadata.<key>`` (JSON; typed: a number matches numbers only, a
+  string strings only, ``true``/``false`` booleans only); a missing value matches nothing.
+* ``attributes.<group>``: some visible instance of the file carries the value (for
+  ``multi_select``: its list contains the value).
+* ``dataset.id|name|tag``: the file is also in those datasets.
+
+``a != b`` is ``not (a = b)`` and ``a not in [..]`` is ``not (a in [..])`` for every term.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import operator
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, get_args
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from annostream.errors import QueryError
+from annostream.query.parse import (
+    And,
+    Compare,
+    Field,
+    Has,
+    In,
+    Node,
+    Not,
+    Or,
+    Value,
+    _number,
+    parse,
+    unknown_name,
+)
+from annostream.schema import InstanceType
+from annostream.store.revisions import visible
+from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
+
+INSTANCE_TYPES: tuple[str, ...] = get_args(InstanceType)
+
+# file.<field> -> (column, kind); anything else under file. is a metadata key.
+FILE_FIELDS: dict[str, tuple[Any, str]] = {
+    "id": (files.c.id, "number"),
+    "name": (files.c.original_filename, "string"),
+    "original_filename": (files.c.original_filename, "string"),
+    "type": (files.c.type, "string"),
+    "width": (files.c.width, "number"),
+    "height": (files.c.height, "number"),
+    "created_at": (files.c.created_at, "datetime"),
+}
+NULLABLE_FILE_COLUMNS = {"width", "height"}
+
+PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+    "<": operator.lt, "<=": operator.le,
+}
+_NUMBER_TEXT = re.compile(r"\s*[+-]?\d+(\.\d+)?([eE][+-]?\d+)?\s*")
+
+
+def normalize_label(name: str) -> str:
+    """How label names are matched: case-insensitively, with `_` standing for a space."""
+    return name.casefold().replace("_", " ")
+
+
+def _sql_op(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
+    return PY_OPS[op](expr, value)  # SQLAlchemy overloads the comparison operators
+
+
+def _describe(f: Field) -> str:
+    return f.text or ".".join((f.namespace, *f.path))
+
+
+def _bad_value(f: Field, message: str, **extra: Any) -> QueryError:
+    detail = {"field": _describe(f), "line": f.line, "column": f.column, **extra}
+    return QueryError(f"{_describe(f)}: {message}", detail)
+
+
+def _as_number(f: Field, v: Value) -> int | float:
+    if isinstance(v.value, bool):
+        raise _bad_value(f, f"compares with a number, not {v.text}", value=v.text)
+    if isinstance(v.value, (int, float)):
+        return v.value
+    if _NUMBER_TEXT.fullmatch(v.value):
+        return _number(v.value.strip())
+    raise _bad_value(f, f"compares with a number, not {v.text}", value=v.text)
+
+
+def _as_text(v: Value) -> str:
+    if isinstance(v.value, bool):
+        return "true" if v.value else "false"
+    if isinstance(v.value, str):
+        return v.value
+    return v.text
+
+
+def _as_datetime(f: Field, v: Value) -> dt.datetime:
+    if isinstance(v.value, str):
+        try:
+            value = dt.datetime.fromisoformat(v.value.strip())
+        except ValueError:
+            value = None
+        if value is not None:
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            return value
+    raise _bad_value(f, f"compares with a date such as \"2024-01-31\" or "
+                        f"\"2024-01-31T12:00:00\", not {v.text}", value=v.text)
+
+
+@dataclass
+class _Json:
+    """Typed comparisons on a value inside a JSON column, per dialect (SQLite or PostgreSQL)."""
+
+    dialect: str
+
+    def _check_keys(self, f: Field, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            if '"' in key or "\\" in key or not key:
+                raise _bad_value(f, "a JSON key may not be empty or contain '\"' or '\\'",
+                                 key=key)
+
+    def _sqlite_path(self, keys: tuple[str, ...]) -> str:
+        return "$" + "".join(f'."{k}"' for k in keys)
+
+    def _pg_value(self, column: Any, keys: tuple[str, ...]) -> Any:
+        return func.jsonb_extract_path(cast(column, JSONB), *[literal(k) for k in keys])
+
+    def _pg_text(self, column: Any, keys: tuple[str, ...]) -> Any:
+        return func.jsonb_extract_path_text(cast(column, JSONB), *[literal(k) for k in keys])
+
+    def present(self, f: Field, column: Any, keys: tuple[str, ...]) -> ColumnElement[bool]:
+        self._check_keys(f, keys)
+        if self.dialect == "postgresql":
+            return self._pg_value(column, keys).is_not(None)
+        return func.json_type(column, self._sqlite_path(keys)).is_not(None)
+
+    def compare(self, f: Field, column: Any, keys: tuple[str, ...], op: str,
+                value: Any) -> ColumnElement[bool]:
+        """``column[keys] <op> value``, true only where the JSON value has value's type."""
+        self._check_keys(f, keys)
+        if isinstance(value, bool):
+            if op != "=":
+                raise _bad_value(f, f"true/false compare with = or != only, not {op}")
+        if self.dialect == "postgresql":
+            typ = func.coalesce(func.jsonb_typeof(self._pg_value(column, keys)), "")
+            text = self._pg_text(column, keys)
+            if isinstance(value, bool):
+                return and_(typ == "boolean", text == ("true" if value else "false"))
+            if isinstance(value, (int, float)):
+                number = cast(case((typ == "number", text), else_=None), Float)
+                return and_(typ == "number", _sql_op(number, op, float(value)))
+            return and_(typ == "string", _sql_op(text, op, value))
+        path = self._sqlite_path(keys)
+        typ = func.coalesce(func.json_type(column, path), "")
+        extracted = func.json_extract(column, path)
+        if isinstance(value, bool):
+            return typ == ("true" if value else "false")
+        if isinstance(value, (int, float)):
+            return and_(typ.in_(["integer", "real"]), _sql_op(extracted, op, value))
+        return and_(typ == "text", _sql_op(type_coerce(extracted, String), op, value))
+
+    def contains(self, f: Field, column: Any, key: str, values: list[str]) -> Any:
+        """Instances whose JSON list at ``key`` contains one of ``values``: (from, where)."""
+        self._check_keys(f, (key,))
+        if self.dialect == "postgresql":
+            doc = cast(column, JSONB)
+            return None, or_(*[
+                doc.op("@>")(cast(literal(json.dumps({key: [v]})), JSONB)) for v in values
+            ])
+        each = func.json_each(column, self._sqlite_path((key,))).table_valued("value", "type")
+        return each, and_(each.c.type == "text", each.c.value.in_(values))
+
+
+@dataclass
+class Compiler:
+    conn: Connection
+    project_id: int
+    rev: int
+    _vocab: Any = None
+    _datasets: list[tuple[int, str]] | None = None
+    json: _Json = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.json = _Json(self.conn.dialect.name)
+
+    # ---------------------------------------------------------------- vocabulary
+    @property
+    def vocab(self) -> Any:
+        if self._vocab is None:
+            from annostream.service.labels import load_vocabulary
+
+            self._vocab = load_vocabulary(self.conn, self.project_id, self.rev)
+        return self._vocab
+
+    def project_datasets(self) -> list[tuple[int, str]]:
+        if self._datasets is None:
+            self._datasets = [
+                (r.id, r.name)
+                for r in self.conn.execute(
+                    select(datasets.c.id, datasets.c.name).where(
+                        datasets.c.project_id == self.project_id, visible(datasets, self.rev)
+                    ).order_by(datasets.c.id)
+                )
+            ]
+        return self._datasets
+
+    def label_ids(self, f: Field) -> list[int]:
+        if len(f.path) != 1:
+            raise _bad_value(f, "a label is named by one name; quote names with dots, as in "
+                                'labels."a.b"')
+        name = f.path[0]
+        entries = list(self.vocab.by_id.values())
+        exact = [e["db_id"] for e in entries if e["name"] == name]
+        if exact:
+            return exact
+        wanted = normalize_label(name)
+        found = [e["db_id"] for e in entries if normalize_label(e["name"]) == wanted]
+        if not found:
+            raise unknown_name("label", name, [e["name"] for e in entries], line=f.line,
+                               column=f.column)
+        return sorted(found)
+
+    def group(self, f: Field) -> dict[str, Any]:
+        if len(f.path) != 1:
+            raise _bad_value(f, "an attribute group is named by one name; quote names with "
+                                'dots, as in attributes."a.b"')
+        name = f.path[0]
+        groups = self.vocab.groups
+        if name in groups:
+            return groups[name]
+        wanted = normalize_label(name)
+        for group_name, group in groups.items():
+            if normalize_label(group_name) == wanted:
+                return group
+        raise unknown_name("attribute", name, list(groups), line=f.line, column=f.column)
+
+    # ------------------------------------------------------------------ compiling
+    def compile(self, node: Node) -> ColumnElement[bool]:
+        if isinstance(node, And):
+            return and_(*[self.compile(n) for n in node.operands])
+        if isinstance(node, Or):
+            return or_(*[self.compile(n) for n in node.operands])
+        if isinstance(node, Not):
+            return not_(self.compile(node.operand))
+        if isinstance(node, Compare) and node.op == "!=":
+            return not_(self.term(node.field, "=", [node.value]))
+        if isinstance(node, Compare):
+            return self.term(node.field, node.op, [node.value])
+        if isinstance(node, In):
+            return self.term(node.field, "in", list(node.values))
+        if isinstance(node, Has):
+            return self.term(node.field, "has", [])
+        raise QueryError(f"cannot compile {type(node).__name__}")  # pragma: no cover
+
+    def term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        """One field against ``op`` ('=', '>', ..., 'in', or 'has' for a field alone)."""
+        handler = {
+            "labels": self.labels_term,
+            "instances": self.instances_term,
+            "file": self.file_term,
+            "attributes": self.attributes_term,
+            "dataset": self.dataset_term,
+        }[f.namespace]
+        return handler(f, op, values)
+
+    # -- counts
+    def _count_predicate(self, f: Field, op: str, values: list[Value]) -> tuple[
+            Callable[[Any], ColumnElement[bool]], bool]:
+        """(SQL predicate on a count, whether a count of 0 satisfies it)."""
+        if op == "has":
+            return (lambda c: c > 0), False
+        numbers = [_as_number(f, v) for v in values]
+        if op == "in":
+            if not numbers:
+                return (lambda c: false()), False
+            return (lambda c: c.in_(numbers)), 0 in numbers
+        n = numbers[0]
+        return (lambda c: _sql_op(c, op, n)), PY_OPS[op](0, n)
+
+    def labels_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        ids = self.label_ids(f)
+        pred, zero_ok = self._count_predicate(f, op, values)
+        flc = file_label_counts
+        if len(ids) == 1:
+            rows = (select(flc.c.file_id)
+                    .where(flc.c.label_id == ids[0], visible(flc, self.rev))
+                    .correlate(None))
+            if zero_ok:  # no contradicting row: files without any row qualify too
+                return files.c.id.not_in(rows.where(not_(pred(flc.c.count))))
+            return files.c.id.in_(rows.where(pred(flc.c.count)))
+        total = (
+            select(func.coalesce(func.sum(flc.c.count), 0))
+            .where(flc.c.file_id == files.c.id, flc.c.label_id.in_(ids), visible(flc, self.rev))
+            .correlate(files)
+            .scalar_subquery()
+        )
+        return pred(total)
+
+    def instances_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        path = [p.lower() for p in f.path]
+        if path and path[-1] == "count":
+            path = path[:-1]
+        if len(path) > 1 or (path and path[0] not in INSTANCE_TYPES):
+            raise unknown_name("field", ".".join(f.path), ["count", *INSTANCE_TYPES],
+                               line=f.line, column=f.column)
+        where = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
+        if path:
+            where.append(instances.c.type == path[0])
+        pred, zero_ok = self._count_predicate(f, op, values)
+        if op == "has":
+            return exists(select(instances.c.id).where(*where).correlate(files))
+        count = select(func.count(instances.c.id)).where(*where).correlate(files).scalar_subquery()
+        return pred(count)
+
+    # -- files
+    def file_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        head = f.path[0].lower()
+        if head == "metadata" and len(f.path) == 1:
+            raise _bad_value(f, "name a metadata key, as in file.metadata.split")
+        if head == "metadata":
+            return self.json_term(f, files.c.metadata, tuple(f.path[1:]), op, values)
+        if len(f.path) == 1 and head in FILE_FIELDS:
+            return self.column_term(f, head, op, values)
+        return self.json_term(f, files.c.metadata, tuple(f.path), op, values)
+
+    def column_term(self, f: Field, name: str, op: str, values: list[Value]) -> ColumnElement[bool]:
+        column, kind = FILE_FIELDS[name]
+        if op == "has":
+            raise _bad_value(f, "needs a comparison, as in file.width >= 640")
+        if kind == "number":
+            converted: list[Any] = [_as_number(f, v) for v in values]
+        elif kind == "datetime":
+            converted = [_as_datetime(f, v) for v in values]
+        else:
+            converted = [_as_text(v) for v in values]
+        if op == "in":
+            condition = column.in_(converted) if converted else false()
+        else:
+            condition = _sql_op(column, op, converted[0])
+        if name in NULLABLE_FILE_COLUMNS:
+            condition = and_(column.is_not(None), condition)
+        return condition
+
+    def json_term(self, f: Field, column: Any, keys: tuple[str, ...], op: str,
+                  values: list[Value]) -> ColumnElement[bool]:
+        if op == "has":
+            raise _bad_value(f, "needs a comparison, as in file.metadata.split = \"train\"")
+        if op == "in":
+            if not values:
+                return false()
+            return or_(*[self.json.compare(f, column, keys, "=", v.value) for v in values])
+        return self.json.compare(f, column, keys, op, values[0].value)
+
+    # -- attributes
+    def attributes_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        group = self.group(f)
+        key, kind, options = group["name"], group["kind"], group["options"]
+        base = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
+        if op == "has":
+            return exists(select(instances.c.id).where(
+                *base, self.json.present(f, instances.c.attributes, (key,))).correlate(files))
+        if kind in ("select", "radio", "multi_select"):
+            if op not in ("=", "in"):
+                raise _bad_value(f, f"a {kind} attribute compares with = != or in, not {op}")
+            wanted = [self._option(f, key, options, v) for v in values]
+            if not wanted:
+                return false()
+            if kind == "multi_select":
+                each, condition = self.json.contains(f, instances.c.attributes, key, wanted)
+                source = instances.join(each, true()) if each is not None else instances
+                return exists(select(instances.c.id).select_from(source).where(*base, condition)
+                              .correlate(files))
+            converted: list[Any] = wanted
+        elif kind == "number":
+            converted = [_as_number(f, v) for v in values]
+        else:  # text, date and anything newer: strings
+            converted = [_as_text(v) for v in values]
+        if op == "in":
+            condition = or_(*[self.json.compare(f, instances.c.attributes, (key,), "=", v)
+                              for v in converted])
+        else:
+            condition = self.json.compare(f, instances.c.attributes, (key,), op, converted[0])
+        return exists(select(instances.c.id).where(*base, condition).correlate(files))
+
+    def _option(self, f: Field, group: str, options: list[str], v: Value) -> str:
+        text = _as_text(v)
+        if text in options:
+            return text
+        lowered = [o for o in options if o.casefold() == text.casefold()]
+        if lowered:
+            return lowered[0]
+        raise unknown_name("option", text, options, line=f.line, column=f.column, group=group)
+
+    # -- datasets
+    def dataset_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        head = f.path[0].lower()
+        known = self.project_datasets()
+        if op == "has":
+            ids = [self._dataset_by_name(f, ".".join(f.path), known)]
+        elif len(f.path) == 1 and head in ("id", "name", "tag"):
+            if op not in ("=", "in"):
+                raise _bad_value(f, f"dataset membership compares with = != or in, not {op}")
+            if head == "id":
+                ids = [self._dataset_by_id(f, v, known) for v in values]
+            else:
+                ids = [self._dataset_by_name(f, _as_text(v), known) for v in values]
+        else:
+            raise unknown_name("field", ".".join(f.path), ["id", "name", "tag"], line=f.line,
+                               column=f.column)
+        if not ids:
+            return false()
+        other = dataset_files.alias("query_dataset_files")
+        return exists(select(other.c.id).where(
+            other.c.file_id == files.c.id,
+            other.c.dataset_id.in_(sorted(set(ids))),
+            visible(other, self.rev),  # type: ignore[arg-type]
+        ).correlate(files))
+
+    def _dataset_by_id(self, f: Field, v: Value, known: list[tuple[int, str]]) -> int:
+        number = _as_number(f, v)
+        for ds_id, _name in known:
+            if ds_id == number:
+                return ds_id
+        raise unknown_name("dataset", v.text, [str(i) for i, _ in known], line=f.line,
+                           column=f.column)
+
+    def _dataset_by_name(self, f: Field, name: str, known: list[tuple[int, str]]) -> int:
+        for ds_id, ds_name in known:
+            if ds_name == name:
+                return ds_id
+        for ds_id, ds_name in known:
+            if ds_name.casefold() == name.casefold():
+                return ds_id
+        raise unknown_name("dataset", name, [n for _, n in known], line=f.line, column=f.column)
+
+
+def compile_node(conn: Connection, project_id: int, node: Node, rev: int) -> ColumnElement[bool]:
+    return Compiler(conn, project_id, rev).compile(node)
+
+
+def compile_query(conn: Connection, ds: Any, query: str, rev: int) -> ColumnElement[bool]:
+    """The condition on ``files`` that ``query`` means in dataset ``ds`` at revision ``rev``.
+
+    Raises QueryError (400) for text that does not parse and for names the project lacks.
+    """
+    node = parse(query)
+    return compile_node(conn, ds.project.id, node, rev)
