@@ -1,0 +1,1 @@
+"""annostream's benchmark suite: ``python -m benchmarks.run`` (``make bench``)."""

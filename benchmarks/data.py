@@ -1,0 +1,104 @@
+"""The benchmark's data: real photographs (as in ``make demo``) and synthetic metadata.
+
+Images come from :func:`annostream.demo.build_photo_coco` (crops of scikit-image's sample
+photos), imported into a store through the service like any COCO file. The metadata-only
+stores (100k files / 1M instances) are written with bulk inserts in one commit, the way an
+import would land them, without images: those figures never read a pixel.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from annostream.client.transport import EmbeddedTransport
+from annostream.demo import build_photo_coco
+
+PROJECT = "bench"
+LABELS = ["person", "cat", "dog", "car", "bicycle", "cup", "chair", "bottle", "bird", "tree"]
+
+
+@dataclass
+class Built:
+    """A store folder with one project, its dataset and a viewer key."""
+
+    store: Path
+    project: str
+    dataset: str
+    key: dict[str, Any]
+    files: int
+    instances: int
+    images_dir: Path | None = None
+    annotations: Path | None = None
+
+
+def _viewer(local: EmbeddedTransport) -> dict[str, Any]:
+    return local.create_key(PROJECT, "viewer")
+
+
+def build_images(root: Path, n_items: int) -> Built:
+    """``n_items`` JPEG crops of real photographs, imported into a fresh store under ``root``."""
+    if root.exists():
+        shutil.rmtree(root)
+    annotations = build_photo_coco(root / "source", n_items)
+    local = EmbeddedTransport(root / "store")
+    local.create_project(PROJECT, "annostream benchmark", False)
+    coco = json.loads(annotations.read_text())
+    result = local.import_coco(PROJECT, "Default", coco, root / "source" / "images")
+    return Built(root / "store", PROJECT, "Default", _viewer(local), result["files"],
+                 result["instances"], root / "source" / "images", annotations)
+
+
+def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Built:
+    """``n_files`` image files without blobs, ``per_file`` boxes each, in one bulk commit."""
+    from annostream.service.ingest import refresh_label_counts
+    from annostream.service.projects import LOCAL, authorize
+    from annostream.store.revisions import begin_commit
+
+    if root.exists():
+        shutil.rmtree(root)
+    local = EmbeddedTransport(root)
+    local.create_project(PROJECT, "annostream benchmark (metadata)", False)
+    for name in LABELS:
+        local.create_label(PROJECT, name, None)
+    local.create_dataset(PROJECT, "Default")
+    store = local.store
+    ref = authorize(store, LOCAL, PROJECT, "editor")
+    rng = random.Random(seed)
+    with store.engine.begin() as conn:
+        rev = begin_commit(conn, ref.id, f"bulk insert {n_files} files")
+        label_ids = [r[0] for r in conn.exec_driver_sql(
+            "SELECT id FROM labels WHERE project_id = ? ORDER BY label_index", (ref.id,))]
+        ds_id = conn.exec_driver_sql("SELECT id FROM datasets WHERE project_id = ?", (ref.id,)).scalar_one()
+        first = (conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM files").scalar_one()) + 1
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        chunk = 20_000
+        for start in range(0, n_files, chunk):
+            ids = range(first + start, first + min(n_files, start + chunk))
+            raw.executemany(
+                "INSERT INTO files (id, project_id, type, original_filename, width, height, metadata,"
+                " created_at, created_rev) VALUES (?, ?, 'image', ?, 640, 480, ?, CURRENT_TIMESTAMP, ?)",
+                [(i, ref.id, f"{i:08d}.jpg", orjson.dumps({"split": "val" if i % 5 == 0 else "train"}).decode(),
+                  rev) for i in ids])
+            raw.executemany("INSERT INTO dataset_files (dataset_id, file_id, created_rev) VALUES (?, ?, ?)",
+                            [(ds_id, i, rev) for i in ids])
+            rows = []
+            for i in ids:
+                for _ in range(per_file):
+                    x, y = rng.uniform(0, 560), rng.uniform(0, 400)
+                    w, h = rng.uniform(8, 80), rng.uniform(8, 80)
+                    geom = orjson.dumps({"x_min": x, "y_min": y, "x_max": x + w, "y_max": y + h}).decode()
+                    rows.append((ref.id, i, rng.choice(label_ids), geom, x, y, x + w, y + h, w * h, rev))
+            raw.executemany(
+                "INSERT INTO instances (project_id, file_id, label_id, type, geometry, x_min, y_min,"
+                " x_max, y_max, area, iscrowd, attributes, machine_made, created_rev)"
+                " VALUES (?, ?, ?, 'box', ?, ?, ?, ?, ?, ?, 0, '{}', 0, ?)", rows)
+            refresh_label_counts(conn, list(ids), rev)
+    return Built(root, PROJECT, "Default", _viewer(local), n_files, n_files * per_file)
