@@ -1,4 +1,4 @@
-"""Iterating a large dataset keeps the SDK's cache within its byte budget."""
+"""Reading a large dataset keeps the SDK's cache within its byte budget."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def test_iterating_20k_items_stays_within_the_cache_budget(tmp_path: Path) -> No
                 colors.add(Image.open(io.BytesIO(sample["image"])).getpixel((0, 0)))
         assert n == N_ITEMS
         assert len(colors) == len(range(997, N_ITEMS + 1, 997)), "every sampled item is a different image"
+        assert project.cache.nbytes == 0, "a sequential pass reads the cache but does not fill it"
+        ids = ds.ids.tolist()
+        for start in range(0, N_ITEMS, 256):
+            ds.fetch(ids[start:start + 256])
+            assert project.cache.nbytes <= BUDGET
         assert project.cache.peak_bytes <= BUDGET
         assert project.cache.evictions > 0, "the budget was actually exercised"
         assert project.cache.peak_bytes > BUDGET // 2

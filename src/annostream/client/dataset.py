@@ -9,6 +9,7 @@ then come in batches with a window of requests in flight, blobs inline in the sa
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -167,8 +168,13 @@ class Dataset:
             return self.fetch([int(ids[i])])[0]
         raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
 
-    def fetch_raw(self, file_ids: list[int]) -> list[tuple[dict[str, Any], bytes | None]]:
-        """(item, blob) for ``file_ids`` at this view's revision, through the byte cache."""
+    def fetch_raw(self, file_ids: list[int], *,
+                  keep: bool = True) -> list[tuple[dict[str, Any], bytes | None]]:
+        """(item, blob) for ``file_ids`` at this view's revision, through the byte cache.
+
+        ``keep=False`` reads the cache without filling it (a sequential pass would only
+        evict what random access put there, and hold the epoch in memory for nothing).
+        """
         rev = self.revision
         cache = self.project.cache
         key = self.project.string_id
@@ -183,8 +189,9 @@ class Dataset:
         if missing:
             for item, blob in self.project.transport.items(key, missing, rev, True):
                 found[item["id"]] = (item, blob)
-                size = _ITEM_BYTES + _INSTANCE_BYTES * len(item["instances"]) + len(blob or b"")
-                cache.put((key, item["id"], rev), (item, blob), size)
+                if keep:
+                    size = _ITEM_BYTES + _INSTANCE_BYTES * len(item["instances"]) + len(blob or b"")
+                    cache.put((key, item["id"], rev), (item, blob), size)
         return [found[fid] for fid in file_ids]
 
     def fetch(self, file_ids: list[int]) -> list[dict[str, Any]]:
@@ -195,7 +202,7 @@ class Dataset:
         """(item, blob) pairs for the given positions (all, in order, by default), read ahead."""
         ids = self.ids if positions is None else self.ids[positions]
         batches = (ids[i:i + self.batch_size].tolist() for i in range(0, len(ids), self.batch_size))
-        for batch in prefetch(self.fetch_raw, batches, self.prefetch):
+        for batch in prefetch(partial(self.fetch_raw, keep=False), batches, self.prefetch):
             yield from batch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

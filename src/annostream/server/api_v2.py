@@ -29,6 +29,7 @@ from annostream.store import Store
 
 router = APIRouter(prefix="/api/v2")
 PAGE = 500
+FRAME_CHUNK = 1 << 20
 
 Caller = Annotated[Principal, Depends(principal)]
 AsOf = Annotated[int | None, Query(ge=0)]
@@ -178,12 +179,23 @@ def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchReq
                         media_type="application/json", headers={"X-Revision": str(rev)})
 
     def framed() -> Iterator[bytes]:
+        # Chunks of about FRAME_CHUNK bytes: each chunk costs the event loop one thread hop.
+        parts: list[bytes] = []
+        size = 0
         for item in found:
             sha = item["file"]["sha256"]
             data = store.blobs.get(sha) if sha else None
-            yield frames.encode_header(item, None if data is None else len(data))
+            header = frames.encode_header(item, None if data is None else len(data))
+            parts.append(header)
+            size += len(header)
             if data is not None:
-                yield data
+                parts.append(data)
+                size += len(data)
+            if size >= FRAME_CHUNK:
+                yield b"".join(parts)
+                parts, size = [], 0
+        if parts:
+            yield b"".join(parts)
 
     return StreamingResponse(framed(), media_type=frames.MEDIA_TYPE, headers={"X-Revision": str(rev)})
 

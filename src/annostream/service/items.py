@@ -6,10 +6,13 @@ whatever the batch size: the cost per item falls as batches grow.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from annostream.errors import NotFound
 from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
@@ -51,8 +54,31 @@ def _instance_dict(row: Any, vocab: Vocabulary) -> dict[str, Any]:
     }
 
 
+_VOCABULARIES: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[int, int], Vocabulary]] = (
+    weakref.WeakKeyDictionary())
+_VOCABULARIES_LOCK = threading.Lock()
+_VOCABULARIES_MAX = 64
+
+
+def _vocabulary(conn: Connection, project_id: int, rev: int) -> Vocabulary:
+    """The vocabulary at ``rev``, cached per engine: a committed revision never changes."""
+    key = (project_id, rev)
+    with _VOCABULARIES_LOCK:
+        cached = _VOCABULARIES.setdefault(conn.engine, OrderedDict())
+        found = cached.get(key)
+        if found is not None:
+            cached.move_to_end(key)
+            return found
+    vocab = load_vocabulary(conn, project_id, rev)
+    with _VOCABULARIES_LOCK:
+        cached[key] = vocab
+        while len(cached) > _VOCABULARIES_MAX:
+            cached.popitem(last=False)
+    return vocab
+
+
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[dict[str, Any]]:
-    vocab = load_vocabulary(conn, ref.id, rev)
+    vocab = _vocabulary(conn, ref.id, rev)
     items = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
         for row in conn.execute(
@@ -70,11 +96,13 @@ def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
     wanted = [int(i) for i in ids]
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ref, as_of)
-        rows = conn.execute(
-            select(*_FILE_COLUMNS)
+        # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
+        # picks the (project_id, blob_sha256) index and scans the whole project per batch.
+        rows = [row for row in conn.execute(
+            select(*_FILE_COLUMNS, files.c.project_id)
             .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
-            .where(files.c.id.in_(wanted), files.c.project_id == ref.id, visible(files, rev))
-        ).all()
+            .where(files.c.id.in_(wanted), visible(files, rev))
+        ) if row.project_id == ref.id]
         found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
     missing = [i for i in wanted if i not in found]
     if missing:
