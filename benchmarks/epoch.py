@@ -114,7 +114,7 @@ def ours_epoch(url: str, project: str, key: dict[str, Any], workers: int, batch_
 
     proj = Project(project, key["client_id"], key["client_secret"], host=url)
     ds = proj.dataset("Default")
-    torch_ds = ds.to_pytorch(transform=_sample_image, decode=None)
+    torch_ds = ds.to_pytorch(transform=_sample_image, decode=None, iterable=True, shuffle=False)
     return _run(_loader(torch_ds, workers, batch_size))
 
 
