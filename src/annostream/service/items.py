@@ -12,7 +12,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+import orjson
+from sqlalchemy import Connection, Engine, Text, select, type_coerce
 
 from annostream.errors import NotFound
 from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
@@ -41,16 +42,33 @@ def _file_dict(row: Any) -> dict[str, Any]:
     }
 
 
-def _instance_dict(row: Any, vocab: Vocabulary) -> dict[str, Any]:
-    label = vocab.by_id.get(row.label_id) if row.label_id is not None else None
+_INSTANCE_COLUMNS = (
+    instances.c.file_id, instances.c.id, instances.c.type, instances.c.label_id,
+    instances.c.frame_number, type_coerce(instances.c.geometry, Text), instances.c.x_min,
+    instances.c.y_min, instances.c.x_max, instances.c.y_max, instances.c.area, instances.c.iscrowd,
+    type_coerce(instances.c.attributes, Text), instances.c.track_id, instances.c.machine_made,
+)
+
+
+def _json(value: Any) -> Any:
+    """A JSON object column read as text (SQLite) or already decoded by the driver."""
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> dict[str, Any]:
+    """An instance from a row of ``_INSTANCE_COLUMNS``, unpacked by position: named access
+    on a Row, and the JSON type's result processor, cost more than the rest of the dict."""
+    (_, inst_id, inst_type, label_id, frame_number, geometry, x_min, y_min, x_max, y_max, area,
+     iscrowd, attributes, track_id, machine_made) = row
+    label = vocab.by_id.get(label_id) if label_id is not None else None
     return {
-        "id": row.id, "type": row.type,
+        "id": inst_id, "type": inst_type,
         "label": label["name"] if label else None,
         "label_id": label["id"] if label else None,
-        "frame_number": row.frame_number, "geometry": row.geometry,
-        "bbox": None if row.x_min is None else [row.x_min, row.y_min, row.x_max, row.y_max],
-        "area": row.area, "iscrowd": bool(row.iscrowd), "attributes": row.attributes or {},
-        "track_id": row.track_id, "machine_made": bool(row.machine_made),
+        "frame_number": frame_number, "geometry": _json(geometry),
+        "bbox": None if x_min is None else [x_min, y_min, x_max, y_max],
+        "area": area, "iscrowd": bool(iscrowd), "attributes": _json(attributes) or {},
+        "track_id": track_id, "machine_made": bool(machine_made),
     }
 
 
@@ -82,11 +100,11 @@ def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int
     items = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
         for row in conn.execute(
-            select(instances)
+            select(*_INSTANCE_COLUMNS)
             .where(instances.c.file_id.in_(list(items)), visible(instances, rev))
             .order_by(instances.c.file_id, instances.c.id)
-        ):
-            items[row.file_id]["instances"].append(_instance_dict(row, vocab))
+        ).all():
+            items[row[0]]["instances"].append(_instance_dict(row, vocab))
     return list(items.values())
 
 
