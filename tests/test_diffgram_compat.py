@@ -244,3 +244,15 @@ def test_signed_image_urls_expire_and_resist_tampering(small: dict[str, Any]) ->
     assert httpx.get(base, params={"expires": expires, "sig": sig}).status_code == 403
     expires, sig = signing.sign(secret, "dg-upload", sha, ttl_s=60)
     assert httpx.get(base, params={"expires": expires, "sig": sig}).status_code == 200
+
+
+def test_signing_secret_is_shared_through_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(signing.SECRET_ENV, raising=False)
+    first, second = signing.load_secret(tmp_path), signing.load_secret(tmp_path)
+    assert first == second and len(first) == 32
+    assert (tmp_path / signing.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    expires, sig = signing.sign(first, "p", "ab" * 32, ttl_s=60, now=1000)
+    assert signing.verify(second, "p", "ab" * 32, expires, sig, now=1000)
+    assert not signing.verify(second, "p", "ab" * 32, expires, sig, now=expires + 1)
+    monkeypatch.setenv(signing.SECRET_ENV, "11" * 32)
+    assert signing.load_secret(tmp_path) == bytes.fromhex("11" * 32)
