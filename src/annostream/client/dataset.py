@@ -214,7 +214,10 @@ class Dataset:
         The view's query and revision are kept, so a slice or a snapshot exports as such.
         """
         if self._explicit_ids:
-            raise ValueError("export works on a dataset or a query slice; an index range "
-                             "(ds[a:b]) has no query to export by")
+            whole, _ = self.project.transport.count(self.project.string_id, self.name, self.query,
+                                                    self.revision)
+            if whole != len(self.ids):
+                raise ValueError("export works on a dataset, a query slice or a snapshot; an index "
+                                 "range (ds[a:b]) has no query to export it by")
         return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
                                              self.query, self._as_of, images, progress)

@@ -12,7 +12,6 @@ Writers: ``json`` (annostream JSON Lines), ``coco``, ``diffgram`` (Diffgram JSON
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -231,8 +230,3 @@ def read_source(fmt: str, path: str | os.PathLike[str]) -> ImportSource:
         return read_yolo(Path(path))
     raise InvalidInput(f"format: unsupported import format '{fmt}'", {"field": "format"})
 
-
-def copy_tree_file(src: Path, dst: Path) -> None:
-    """Copy one file, making its folder (used by transports unpacking an export)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)

@@ -134,6 +134,9 @@ def instance_in(d: dict[str, Any], label_map: dict[str, str]) -> dict[str, Any]:
     attrs = d.get("attribute_groups")
     if isinstance(attrs, dict) and attrs:
         out["attributes"] = attrs
+    corners = [d.get(k) for k in ("x_min", "y_min", "x_max", "y_max")]
+    if t not in ("box", "tag", "global") and all(isinstance(c, (int, float)) for c in corners):
+        out["bbox"] = corners
     if t == "box":
         out["geometry"] = {k: d.get(k, 0) for k in ("x_min", "y_min", "x_max", "y_max")}
     elif t in ("polygon", "line"):

@@ -331,8 +331,8 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
         spool.write(chunk)
 
     def records() -> Iterator[dict[str, Any]]:
-        for n, line in enumerate(spool, 1):
-            if n > 1 and line.strip():
+        for n, line in enumerate(spool, 2):
+            if line.strip():
                 try:
                     # Images come only from staged blobs, never from a path on the server.
                     yield {**orjson.loads(line), "image_path": None}
