@@ -427,7 +427,7 @@ def resolve_placeholders(text: str, world: World) -> str:
     return text
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(q=query(), seed=st.sampled_from(SEEDS), ds_name=st.sampled_from(DATASET_NAMES),
        rev=st.sampled_from([1, 2, 3]))
 def test_server_matches_reference(worlds: dict[int, World], q: tuple[str, Pred, str], seed: int,

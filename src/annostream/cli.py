@@ -148,6 +148,69 @@ def import_coco(
     out.print(f"imported {result['files']} files and {result['instances']} instances into "
               f"{project}/{dataset} at revision {result['revision']}")
 
+def _import_format(fmt: str, path: Path, project: str, dataset: str, transport: Transport) -> None:
+    from annostream.formats import read_source
+
+    with _progress("importing") as bar:
+        task = bar.add_task("import", total=None)
+        try:
+            result = transport.import_source(project, dataset, read_source(fmt, path), fmt,
+                                             lambda n, total: bar.update(task, completed=n, total=total or None))
+        except AnnostreamError as exc:
+            _fail(exc)
+    out.print(f"imported {result['files']} files and {result['instances']} instances into "
+              f"{project}/{dataset} at revision {result['revision']}")
+
+
+@import_app.command("yolo")
+def import_yolo(
+    folder: Annotated[Path, typer.Argument(help="YOLO folder (data.yaml, images/, labels/).", exists=True)],
+    project: Annotated[str, typer.Option("--project")],
+    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Import a YOLO detection or segmentation folder: one transaction, or nothing."""
+    _import_format("yolo", folder, project, dataset, _transport(data, host, client_id, client_secret))
+
+
+@import_app.command("json")
+def import_json(
+    path: Annotated[Path, typer.Argument(help="annostream JSON export (folder or export.json), "
+                                              "or a Diffgram JSON file.", exists=True)],
+    project: Annotated[str, typer.Option("--project")],
+    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Import an annostream JSON or Diffgram JSON export: one transaction, or nothing."""
+    _import_format("json", path, project, dataset, _transport(data, host, client_id, client_secret))
+
+
+@app.command("export")
+def export(
+    project: str, dataset: str,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the export into.")],
+    fmt: Annotated[str, typer.Option("--format", help="json, coco, diffgram, yolo or yolo-seg.")] = "json",
+    query_text: Annotated[Optional[str], typer.Option("--query", help='Export a slice, e.g. "labels.cat > 0".')] = None,
+    as_of: Annotated[Optional[int], typer.Option("--as-of", help="Export the dataset as of a revision.")] = None,
+    images: Annotated[str, typer.Option(help="copy, none, or link (symlinks; local stores).")] = "copy",
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Export a dataset or a slice of it as a static format, streamed (constant memory)."""
+    if images not in ("copy", "none", "link"):
+        raise typer.BadParameter("--images must be copy, none or link")
+    mode: bool | str = {"copy": True, "none": False, "link": "link"}[images]
+    transport = _transport(data, host, client_id, client_secret)
+    remote = not isinstance(transport, EmbeddedTransport)
+    with _progress("downloading (bytes)" if remote else "exporting") as bar:
+        task = bar.add_task("export", total=None)
+        try:
+            manifest = transport.export(project, dataset, fmt, out_dir, query_text, as_of, mode,
+                                        lambda n, total: bar.update(task, completed=n, total=total))
+        except AnnostreamError as exc:
+            _fail(exc)
+    out.print(f"exported {manifest['files']} files and {manifest['instances']} instances of "
+              f"{project}/{dataset} at revision {manifest['revision']} as {fmt} into {out_dir}")
+
 
 @app.command("ls")
 def ls(

@@ -8,8 +8,10 @@ then come in batches with a window of requests in flight, blobs inline in the sa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -208,3 +210,21 @@ class Dataset:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for item, blob in self.iter_raw():
             yield make_sample(item, blob, self.decode)
+
+    def export(self, path: str | os.PathLike[str], format: str = "json", *,  # noqa: A002
+               images: bool | str = True, progress: Any = None) -> dict[str, Any]:
+        """Write this view as a static export into the folder ``path``; returns its manifest.
+
+        ``format``: json (annostream JSON Lines), coco, diffgram, yolo, yolo-seg. ``images``:
+        True copies the images, False leaves them out, "link" symlinks them (embedded store).
+        The server streams, the client writes as it reads: memory stays flat at any size.
+        The view's query and revision are kept, so a slice or a snapshot exports as such.
+        """
+        if self._explicit_ids:
+            whole, _ = self.project.transport.count(self.project.string_id, self.name, self.query,
+                                                    self.revision)
+            if whole != len(self.ids):
+                raise ValueError("export works on a dataset, a query slice or a snapshot; an index "
+                                 "range (ds[a:b]) has no query to export it by")
+        return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
+                                             self.query, self._as_of, images, progress)

@@ -101,6 +101,19 @@ class Project:
         coco = annotations if isinstance(annotations, dict) else json.loads(Path(annotations).read_text())
         return self.transport.import_coco(self.string_id, dataset, coco, Path(images_dir), progress)
 
+    def import_format(self, format: str, path: str | os.PathLike[str], dataset: str = "Default",  # noqa: A002
+                      progress: Any = None) -> dict[str, Any]:
+        """Import a static export into ``dataset`` as one commit (or nothing).
+
+        ``format``: json (an annostream JSON export folder or its export.json; a Diffgram
+        JSON file is recognised by its keys), diffgram, yolo (a folder with data.yaml).
+        The first bad record is named in the error, with its file and line.
+        """
+        from annostream.formats import read_source
+
+        return self.transport.import_source(self.string_id, dataset, read_source(format, path), format,
+                                            progress)
+
 
 def open(path: str | os.PathLike[str], project: str | None = None, **options: Any) -> Project:  # noqa: A001
     """Open a project in a local store folder, with no server (embedded mode).

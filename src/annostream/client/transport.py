@@ -55,6 +55,11 @@ class Transport(Protocol):
     def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
                     images_dir: Path, progress: Any = None) -> dict[str, Any]: ...
 
+    def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
+               as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]: ...
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
+                      progress: Any = None) -> dict[str, Any]: ...
+
 
 # --- HTTP ------------------------------------------------------------------------------
 
@@ -222,6 +227,73 @@ class HttpTransport:
                           headers={"Content-Type": "application/json"})
 
 
+    def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
+               as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]:
+        """Stream the export route's zip to a temporary file in ``out``, then unpack it there.
+
+        ``progress(bytes_received, None)``: the zip is made on the fly, its size is unknown.
+        """
+        import tempfile
+        import zipfile
+
+        from annostream.service.export import MANIFEST
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        params = self._params(format=fmt, query=query, as_of=as_of, images=str(bool(images)).lower())
+        with tempfile.TemporaryFile(dir=out) as spool:
+            try:
+                with self.client.stream("GET", self._p(project, self._d(dataset) + "/export"),
+                                        params=params, timeout=None) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        try:
+                            payload = response.json()
+                        except ValueError:
+                            payload = response.text
+                        raise from_payload(response.status_code, payload)
+                    received = 0
+                    for chunk in response.iter_bytes(1 << 20):
+                        spool.write(chunk)
+                        received += len(chunk)
+                        if progress:
+                            progress(received, None)
+            except httpx.TransportError as exc:
+                raise TransportError(f"export from {self.host} broke off: {exc}", {"host": self.host}) from exc
+            spool.seek(0)
+            with zipfile.ZipFile(spool) as archive:
+                archive.extractall(out)
+        return orjson.loads((out / MANIFEST).read_bytes())
+
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
+                      progress: Any = None) -> dict[str, Any]:
+        """Read every record first (so bad input fails before anything is sent), then stage
+        each image as a blob and post the records as NDJSON: the server commits once."""
+        import tempfile
+
+        with tempfile.TemporaryFile() as parsed, tempfile.TemporaryFile() as body:
+            total = 0
+            for record in source.records:
+                parsed.write(orjson.dumps(record) + b"\n")
+                total += 1
+            head = {"labels": source.labels, "attribute_groups": source.attribute_groups, "total": total}
+            body.write(orjson.dumps(head) + b"\n")
+            parsed.seek(0)
+            for n, line in enumerate(parsed, 1):
+                record = orjson.loads(line)
+                if record.get("image_path"):
+                    data = Path(record["image_path"]).read_bytes()
+                    record["sha256"] = self._json("PUT", self._p(project, "/blobs"), content=data)["sha256"]
+                record["image_path"] = None
+                body.write(orjson.dumps(record) + b"\n")
+                if progress:
+                    progress(n, total)
+            body.seek(0)
+            return self._json("POST", self._p(project, self._d(dataset) + "/import:records"),
+                              params={"format": fmt}, content=iter(lambda: body.read(1 << 20), b""),
+                              headers={"Content-Type": "application/x-ndjson"})
+
+
 # --- embedded --------------------------------------------------------------------------
 
 _STORES: dict[tuple[int, str], Any] = {}
@@ -378,6 +450,23 @@ class EmbeddedTransport:
             return (Path(images_dir) / str(image["file_name"])).read_bytes()
 
         return import_coco(self.store, self._ref(project, "editor"), dataset, coco, read_image, progress)
+
+
+    def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
+               as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]:
+        """Write the export straight into the folder ``out`` (``images="link"`` symlinks blobs)."""
+        from annostream.formats import DirSink
+        from annostream.service.export import export_slice
+
+        return export_slice(self.store, self._ds(project, dataset, as_of), fmt, DirSink(out),
+                            query=query, as_of=as_of, images=images, progress=progress)
+
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
+                      progress: Any = None) -> dict[str, Any]:
+        from annostream.service.export import import_source, local_reader
+
+        return import_source(self.store, self._ref(project, "editor"), dataset, source,
+                             local_reader(self.store), progress, fmt)
 
 
 def connect(host: str | None = None, client_id: str | None = None,

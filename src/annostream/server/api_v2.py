@@ -294,3 +294,72 @@ def bulk_import(request: Request, who: Caller, project: str, dataset: str,
         return store.blobs.get(sha)
 
     return ingest.import_coco(store, ref, dataset, body, read_image)
+
+
+# --- static export and import of formats (issue 5) ---------------------------------------
+
+@router.get("/projects/{project}/datasets/{dataset}/export")
+def export_dataset(request: Request, who: Caller, project: str, dataset: str,
+                   format: str = "json", query: QueryText = None, as_of: AsOf = None,
+                   images: bool = True) -> StreamingResponse:
+    """The slice in a static format, streamed as a zip made on the fly (constant memory).
+
+    Everything that can fail (format, query, revision) is checked before the first byte;
+    the revision is pinned, and sent in ``X-Revision`` with the file count in ``X-Count``.
+    """
+    from annostream.service import export
+
+    store = _store(request)
+    ds = _dataset(request, who, project, dataset, as_of)
+    prepared = export.prepare(store, ds, format, query, as_of, images)
+    ctx, count = prepared
+    body = export.stream_zip(lambda sink: export.export_slice(
+        store, ds, format, sink, query=query, as_of=ctx.revision, images=images, prepared=prepared))
+    name = f"{project}-{dataset}-r{ctx.revision}-{format}.zip".replace("/", "_").replace('"', "")
+    return StreamingResponse(body, media_type="application/zip", headers={
+        "X-Revision": str(ctx.revision), "X-Count": str(count),
+        "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/projects/{project}/datasets/{dataset}/import:records")
+async def import_records(request: Request, who: Caller, project: str, dataset: str,
+                         format: str = "records") -> dict[str, Any]:
+    """NDJSON import: a header line (labels, attribute_groups, total), then one record a line
+    naming its image by the sha256 of a staged blob. One commit, or nothing.
+
+    The body is spooled to a temporary file, then read a line at a time.
+    """
+    import tempfile
+
+    import anyio.to_thread
+
+    from annostream.formats import ImportSource
+    from annostream.service import export
+
+    store = _store(request)
+    ref = await anyio.to_thread.run_sync(_project, request, who, project, "editor")
+    spool = tempfile.TemporaryFile()
+    async for chunk in request.stream():
+        spool.write(chunk)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for n, line in enumerate(spool, 2):
+            if line.strip():
+                try:
+                    # Images come only from staged blobs, never from a path on the server.
+                    yield {**orjson.loads(line), "image_path": None}
+                except orjson.JSONDecodeError as exc:
+                    raise InvalidInput(f"body line {n}: not valid JSON ({exc})", {"record": f"line {n}"}) from exc
+
+    def run() -> dict[str, Any]:
+        with spool:
+            spool.seek(0)
+            try:
+                head = orjson.loads(spool.readline())
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"body line 1: not a valid header ({exc})", {"record": "line 1"}) from exc
+            source = ImportSource(head.get("labels", []), head.get("attribute_groups", []), records(),
+                                  head.get("total"))
+            return export.import_source(store, ref, dataset, source, export.local_reader(store), fmt=format)
+
+    return await anyio.to_thread.run_sync(run)

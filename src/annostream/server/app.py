@@ -21,10 +21,14 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store) -> FastAPI:
-    """An app serving ``store``. It keeps no state of its own beyond the store handle."""
+def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
+    """An app serving ``store``. It keeps no state of its own beyond the store handle and the
+    secret that signs blob URLs (random per process when none is given)."""
+    from annostream.server import signing
+
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
+    app.state.signing_secret = signing_secret or signing.load_secret(None)
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
@@ -41,9 +45,10 @@ def create_app(store: Store) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    from annostream.server import api_v2
+    from annostream.server import api_v2, diffgram_compat
 
     app.include_router(api_v2.router)
+    diffgram_compat.install(app)
     return app
 
 
@@ -55,7 +60,10 @@ def app_from_env() -> FastAPI:
     """
     import os
 
-    store = Store.open(os.environ.get("ANNOSTREAM_DATA") or None,
+    from annostream.server import signing
+
+    data_dir = os.environ.get("ANNOSTREAM_DATA") or None
+    store = Store.open(data_dir,
                        db_url=os.environ.get("ANNOSTREAM_DB") or None,
                        blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None)
-    return create_app(store)
+    return create_app(store, signing.load_secret(data_dir))

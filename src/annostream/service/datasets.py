@@ -46,6 +46,36 @@ def get_dataset(store: Store, ref: ProjectRef, name: str, as_of: int | None = No
     return found
 
 
+def get_dataset_by_id(store: Store, ref: ProjectRef, dataset_id: int) -> DatasetRef:
+    """A live dataset of ``ref`` by its numeric id (legacy clients address datasets by id)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(datasets.c.id, datasets.c.name).where(
+                datasets.c.project_id == ref.id, datasets.c.id == dataset_id, visible(datasets, None)
+            )
+        ).first()
+    if row is None:
+        raise NotFound(
+            f"dataset {dataset_id} not found in project '{ref.string_id}'",
+            {"dataset_id": dataset_id, "project": ref.string_id},
+        )
+    return DatasetRef(row.id, row.name, ref)
+
+
+def default_dataset(store: Store, ref: ProjectRef) -> DatasetRef:
+    """The dataset called "Default", else the oldest live one; 404 when there is none."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(datasets.c.id, datasets.c.name)
+            .where(datasets.c.project_id == ref.id, visible(datasets, None))
+            .order_by((datasets.c.name != "Default"), datasets.c.id)
+            .limit(1)
+        ).first()
+    if row is None:
+        raise NotFound(f"project '{ref.string_id}' has no dataset yet", {"project": ref.string_id})
+    return DatasetRef(row.id, row.name, ref)
+
+
 def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> DatasetRef:
     """The dataset called ``name``, created at ``rev`` when it does not exist yet."""
     found = _find(conn, ref, name, None)

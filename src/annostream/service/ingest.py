@@ -12,6 +12,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -19,14 +20,22 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, and_, insert, select
 
 from annostream.errors import InvalidInput, NotFound
-from annostream.schema import InstanceIn, LabelCreate, validate
+from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, validate
 from annostream.service import geometry
 from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.revisions import begin_commit, end_rows
-from annostream.store.tables import blobs, dataset_files, file_label_counts, files, instances
+from annostream.store.tables import (
+    attribute_groups,
+    attribute_options,
+    blobs,
+    dataset_files,
+    file_label_counts,
+    files,
+    instances,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -313,38 +322,112 @@ def import_coco(
         c["name"]: {k: c[k] for k in ("supercategory", "keypoints", "skeleton") if k in c}
         for c in categories.values()
     }
-    total = len(images)
-    with _commit(store, ref, f"import coco into {dataset}") as (conn, rev, guard):
-        ensure_labels(conn, ref.id, rev, label_specs, label_extra)
-        vocab = load_vocabulary(conn, ref.id, None)
-        ds = ensure_dataset(conn, ref, dataset, rev)
-        file_ids = []
-        for n, (image_id, img) in enumerate(images.items(), 1):
-            record = f"images (id {image_id}, '{img['file_name']}')"
-            try:
-                data = read_image(img)
-            except (OSError, KeyError) as exc:
-                raise _coco_error(record, f"image file cannot be read ({exc})") from exc
-            width, height, mime = probe_image(data, record)
-            if (img.get("width"), img.get("height")) not in ((width, height), (None, None)):
-                raise _coco_error(record, f"declared {img.get('width')}x{img.get('height')} but the image is {width}x{height}")
-            sha = guard.put(conn, data, mime)
+
+    def records() -> Iterator[ImportRecord]:
+        for image_id, img in images.items():
             meta = {k: v for k, v in img.items() if k not in ("file_name", "width", "height", "id")}
             meta["coco_id"] = image_id
-            file_id = _insert_file(conn, ref, rev, name=img["file_name"], sha=sha, file_type="image",
-                                   width=width, height=height, metadata=meta)
+            yield ImportRecord(
+                where=f"images (id {image_id}, '{img['file_name']}')", name=img["file_name"],
+                read=lambda img=img: read_image(img), metadata=meta,
+                instances=[a for _, a in by_image[image_id]],
+                declared=(img.get("width"), img.get("height")),
+                instances_where=f"annotations of image {image_id}",
+            )
+
+    result = import_records(store, ref, dataset, records(), labels=label_specs, label_extra=label_extra,
+                            progress=progress, total=len(images), message=f"import coco into {dataset}")
+    return {**result, "instances": sum(len(v) for v in by_image.values())}
+
+
+@dataclass
+class ImportRecord:
+    """One file of a bulk import: where it came from (for errors), its bytes and annotations."""
+
+    where: str
+    name: str
+    read: Callable[[], bytes]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    instances: list[InstanceIn] | list[dict[str, Any]] = field(default_factory=list)
+    declared: tuple[int | None, int | None] = (None, None)
+    instances_where: str | None = None
+
+
+def _record_error(record: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{record}: {reason}", {"record": record, "reason": reason})
+
+
+def ensure_attribute_groups(conn: Connection, project_id: int, rev: int,
+                            specs: Iterable[AttributeGroupCreate]) -> None:
+    """Create the attribute groups (with options) that do not exist yet, and missing options."""
+    live = {
+        r.name: r.id for r in conn.execute(
+            select(attribute_groups.c.name, attribute_groups.c.id).where(
+                attribute_groups.c.project_id == project_id, attribute_groups.c.deleted_rev.is_(None)))
+    }
+    for spec in specs:
+        group_id = live.get(spec.name)
+        have: set[str] = set()
+        if group_id is None:
+            group_id = conn.execute(insert(attribute_groups).values(
+                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)).inserted_primary_key[0]
+        else:
+            have = set(conn.execute(select(attribute_options.c.name).where(
+                attribute_options.c.group_id == group_id, attribute_options.c.deleted_rev.is_(None))).scalars())
+        for option in spec.options:
+            if option not in have:
+                conn.execute(insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev))
+
+
+def import_records(
+    store: Store, ref: ProjectRef, dataset: str, records: Iterable[ImportRecord], *,
+    labels: list[LabelCreate] = (), label_extra: dict[str, dict[str, Any]] | None = None,  # type: ignore[assignment]
+    attribute_groups_in: list[AttributeGroupCreate] = (),  # type: ignore[assignment]
+    progress: Progress | None = None, total: int = 0, message: str | None = None,
+) -> dict[str, Any]:
+    """Write a stream of files with their instances into ``dataset`` as ONE commit.
+
+    The format-agnostic core of every bulk import (COCO, YOLO, annostream and Diffgram
+    JSON): records are consumed one at a time, so memory does not grow with the import; the
+    first bad record raises InvalidInput naming it and the transaction, blobs included, is
+    rolled back.
+    """
+    with _commit(store, ref, message or f"import into {dataset}") as (conn, rev, guard):
+        ensure_labels(conn, ref.id, rev, list(labels), label_extra)
+        ensure_attribute_groups(conn, ref.id, rev, attribute_groups_in)
+        vocab = load_vocabulary(conn, ref.id, None)
+        ds = ensure_dataset(conn, ref, dataset, rev)
+        file_ids: list[int] = []
+        n_files = n_instances = 0
+        for rec in records:
+            try:
+                data = rec.read()
+            except (OSError, KeyError) as exc:
+                raise _record_error(rec.where, f"image file cannot be read ({exc})") from exc
+            width, height, mime = probe_image(data, rec.where)
+            if tuple(rec.declared) not in ((width, height), (None, None)):
+                raise _record_error(rec.where, f"declared {rec.declared[0]}x{rec.declared[1]} "
+                                               f"but the image is {width}x{height}")
+            where = rec.instances_where or f"{rec.where}.instances"
+            parsed = [i if isinstance(i, InstanceIn) else validate(InstanceIn, i, f"{where}[{k}]")
+                      for k, i in enumerate(rec.instances)]
+            sha = guard.put(conn, data, mime)
+            file_id = _insert_file(conn, ref, rev, name=rec.name, sha=sha, file_type="image",
+                                   width=width, height=height, metadata=rec.metadata)
             conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
-            anns = by_image[image_id]
-            rows = _instance_rows(ref.id, file_id, width, height, [a for _, a in anns], vocab, rev,
-                                  f"annotations of image {image_id}")
+            rows = _instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)
             if rows:
                 conn.execute(insert(instances), rows)
+            n_files += 1
+            n_instances += len(rows)
             file_ids.append(file_id)
+            if len(file_ids) >= 500:
+                refresh_label_counts(conn, file_ids, rev)
+                file_ids = []
             if progress:
-                progress(n, total)
+                progress(n_files, total)
         refresh_label_counts(conn, file_ids, rev)
-    return {"dataset": dataset, "files": len(file_ids), "revision": rev,
-            "instances": sum(len(v) for v in by_image.values())}
+    return {"dataset": dataset, "files": n_files, "revision": rev, "instances": n_instances}
 
 
 def stage_blob(store: Store, ref: ProjectRef, data: bytes) -> str:

@@ -128,6 +128,20 @@ def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
     return [found[i] for i in wanted], rev
 
 
+def missing_files(store: Store, ref: ProjectRef, ids: Sequence[int]) -> list[int]:
+    """Those of ``ids`` that are not live files of this project, in the order given."""
+    wanted = [int(i) for i in ids]
+    found: set[int] = set()
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start:start + 1000]
+            found.update(conn.execute(
+                select(files.c.id).where(files.c.id.in_(chunk), files.c.project_id == ref.id,
+                                         files.c.deleted_rev.is_(None))
+            ).scalars())
+    return [i for i in wanted if i not in found]
+
+
 def page_items(store: Store, ds: DatasetRef, *, query: str | None = None, as_of: int | None = None,
                after: int | None = None, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
     """One keyset page of a slice: items with file id > ``after``, in id order."""

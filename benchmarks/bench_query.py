@@ -1,0 +1,153 @@
+"""Benchmark: a count predicate over 100k files / 1M instances on SQLite.
+
+    python benchmarks/bench_query.py [--files 100000] [--instances-per-file 10] [--repeat 5]
+
+Builds a temporary store with Core bulk inserts (files, dataset membership, instances and
+their derived per-file label counts), then times, for ``labels.cat > 2`` and a few other
+queries, the time to the first id of the slice (compile + first row) and to its count.
+Target (DESIGN.md / issue 3): under 200 ms each for the count predicate. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from collections import Counter
+from typing import Any, Callable
+
+from sqlalchemy import func, insert, select
+
+from annostream.service.datasets import DatasetRef, slice_count, slice_ids, slice_select
+from annostream.service.projects import ProjectRef
+from annostream.store import Store
+from annostream.store.tables import (
+    attribute_groups,
+    attribute_options,
+    dataset_files,
+    datasets,
+    file_label_counts,
+    files,
+    instances,
+    labels,
+    projects,
+)
+
+LABELS = ["cat", "dog", "person", "car", "traffic light", "bicycle", "bird", "boat", "bus", "truck"]
+TYPES = ["box", "box", "box", "polygon", "point"]
+QUERIES = [
+    "labels.cat > 2",
+    "labels.cat = 0",
+    "labels.cat > 2 and labels.dog = 0",
+    "labels.traffic_light >= 1 or labels.bus >= 3",
+    "instances.count >= 14",
+    "attributes.weather = rain",
+    "file.width >= 1024",
+    "file.metadata.split = val",
+]
+BATCH = 50_000
+
+
+def build(store: Store, n_files: int, per_file: int, seed: int = 0) -> DatasetRef:
+    rnd = random.Random(seed)
+    with store.engine.begin() as conn:
+        pid = conn.execute(insert(projects).values(
+            string_id="bench", name="bench", is_public=False, head_rev=1)).inserted_primary_key[0]
+        label_ids = []
+        for index, name in enumerate(LABELS, start=1):
+            label_ids.append(conn.execute(insert(labels).values(
+                project_id=pid, label_index=index, name=name, spec={}, created_rev=1,
+            )).inserted_primary_key[0])
+        gid = conn.execute(insert(attribute_groups).values(
+            project_id=pid, name="weather", kind="select", created_rev=1)).inserted_primary_key[0]
+        for option in ("rain", "sun", "fog"):
+            conn.execute(insert(attribute_options).values(group_id=gid, name=option, created_rev=1))
+        ds_id = conn.execute(insert(datasets).values(
+            project_id=pid, name="all", created_rev=1)).inserted_primary_key[0]
+
+        file_rows = [
+            {"id": i, "project_id": pid, "type": "image", "original_filename": f"img_{i:07d}.jpg",
+             "width": rnd.choice([640, 1024, 1920]), "height": 480,
+             "metadata": {"split": "val" if rnd.random() < 0.2 else "train"}, "created_rev": 1}
+            for i in range(1, n_files + 1)
+        ]
+        for start in range(0, len(file_rows), BATCH):
+            conn.execute(insert(files), file_rows[start:start + BATCH])
+        member_rows = [{"dataset_id": ds_id, "file_id": i, "created_rev": 1} for i in range(1, n_files + 1)]
+        for start in range(0, len(member_rows), BATCH):
+            conn.execute(insert(dataset_files), member_rows[start:start + BATCH])
+        del file_rows, member_rows
+
+        batch: list[dict[str, Any]] = []
+        count_rows: list[dict[str, Any]] = []
+        weights = [3, 2, 2, 1, 1, 1, 1, 1, 1, 1]
+        for file_id in range(1, n_files + 1):
+            k = max(0, round(rnd.gauss(per_file, 3)))
+            chosen = rnd.choices(label_ids, weights=weights, k=k)
+            for label_id in chosen:
+                attrs = {"weather": rnd.choice(("rain", "sun", "fog"))} if rnd.random() < 0.05 else {}
+                batch.append({"project_id": pid, "file_id": file_id, "label_id": label_id,
+                              "type": rnd.choice(TYPES), "geometry": {}, "attributes": attrs,
+                              "created_rev": 1})
+            for label_id, count in Counter(chosen).items():
+                count_rows.append({"file_id": file_id, "label_id": label_id, "count": count,
+                                   "created_rev": 1})
+            if len(batch) >= BATCH:
+                conn.execute(insert(instances), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(instances), batch)
+        for start in range(0, len(count_rows), BATCH):
+            conn.execute(insert(file_label_counts), count_rows[start:start + BATCH])
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    project = ProjectRef(pid, "bench", "bench", False, "admin")
+    return DatasetRef(ds_id, "all", project)
+
+
+def first_id(store: Store, ds: DatasetRef, query: str) -> int | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(slice_select(conn, ds, query, 1)).first()
+    return row[0] if row else None
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Median wall time in ms over ``repeat`` runs (after one warm-up), and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--instances-per-file", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="annostream-bench-") as tmp:
+        store = Store.open(tmp)
+        t0 = time.perf_counter()
+        ds = build(store, args.files, args.instances_per_file)
+        with store.engine.connect() as conn:
+            n_inst = conn.execute(select(func.count()).select_from(instances)).scalar_one()
+            n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
+        print(f"built {n_files:,} files, {n_inst:,} instances in {time.perf_counter() - t0:.1f} s")
+        print(f"{'query':48} {'first id':>10} {'count':>10} {'all ids':>10} {'matches':>9}")
+        for query in QUERIES:
+            t_first, _ = timed(lambda: first_id(store, ds, query), args.repeat)
+            t_count, (count, _) = timed(lambda: slice_count(store, ds, query), args.repeat)
+            t_ids, (ids, _) = timed(lambda: slice_ids(store, ds, query), max(1, args.repeat // 2))
+            assert len(ids) == count
+            print(f"{query:48} {t_first:8.1f}ms {t_count:8.1f}ms {t_ids:8.1f}ms {count:9,}")
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Static export: the items of a slice, at one pinned revision, streamed through a writer.
+
+Items are read in keyset pages (never OFFSET, never all at once), each page handed to the
+format's writer, which writes as it goes; so memory stays flat whatever the slice's size.
+Every page reads the same revision, so an export is consistent even while others write.
+Also: the import side of static formats (records from a reader, in one transaction).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from annostream.formats import ExportContext, ImportSource, Sink, make_writer
+from annostream.schema import AttributeGroupCreate, LabelCreate
+from annostream.service import items as items_service
+from annostream.service.datasets import DatasetRef, resolve_revision, slice_count
+from annostream.service.ingest import ImportRecord, Progress, import_records
+from annostream.service.labels import list_attribute_groups, list_labels
+from annostream.service.projects import ProjectRef
+from annostream.store import Store
+
+PAGE = 500
+MANIFEST = "annostream-manifest.json"
+
+
+def prepare(store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: int | None,
+            images: bool | str) -> tuple[ExportContext, int]:
+    """Check the request (format, query, revision) before a byte is written; pin the revision.
+
+    Returns the writer context and the number of files the export will hold.
+    """
+    from annostream.formats import FORMATS
+
+    if fmt not in FORMATS:
+        from annostream.errors import InvalidInput
+
+        raise InvalidInput(f"format: unsupported export format '{fmt}' (use one of {', '.join(FORMATS)})",
+                           {"field": "format"})
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ds.project, as_of)
+    count, _ = slice_count(store, ds, query, rev)
+    ctx = ExportContext(project=ds.project.string_id, dataset=ds.name, query=query, revision=rev,
+                        labels=list_labels(store, ds.project, rev),
+                        attribute_groups=list_attribute_groups(store, ds.project, rev), images=images)
+    return ctx, count
+
+
+def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int,
+               page: int = PAGE) -> Iterator[dict[str, Any]]:
+    """Every item of the slice at ``rev``, one keyset page in memory at a time."""
+    after = None
+    while True:
+        batch, _ = items_service.page_items(store, ds, query=query, as_of=rev, after=after, limit=page)
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1]["id"]
+
+
+def export_slice(store: Store, ds: DatasetRef, fmt: str, sink: Sink, *, query: str | None = None,
+                 as_of: int | None = None, images: bool | str = True, progress: Progress | None = None,
+                 prepared: tuple[ExportContext, int] | None = None) -> dict[str, Any]:
+    """Write the slice in ``fmt`` to ``sink`` and return its manifest (also written to the sink)."""
+    ctx, total = prepared or prepare(store, ds, fmt, query, as_of, images)
+    writer = make_writer(fmt, sink, ctx, store.blobs)
+    for n, item in enumerate(iter_items(store, ds, query, ctx.revision), 1):
+        writer.add(item)
+        if progress:
+            progress(n, total)
+    counts = writer.finish()
+    manifest = {"format": fmt, **ctx.provenance(), "images": ctx.images, **counts}
+    sink.write(MANIFEST, [orjson.dumps(manifest, option=orjson.OPT_INDENT_2)])
+    sink.close()
+    return manifest
+
+
+class _QueueStream:
+    """A write-only stream whose writes come out of ``chunks()`` in another thread (bounded)."""
+
+    def __init__(self, depth: int = 16) -> None:
+        self.q: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
+        self.buffer = bytearray()
+        self.stop = threading.Event()
+
+    def put(self, item: bytes | BaseException | None) -> None:
+        """Hand one chunk over; give up (raising) once the reading side has gone away."""
+        while True:
+            if self.stop.is_set():
+                raise ConnectionAbortedError("the export's reader went away")
+            try:
+                self.q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) >= 1 << 16:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.put(bytes(self.buffer))
+            self.buffer.clear()
+
+
+def stream_zip(run: Callable[[Sink], Any]) -> Iterator[bytes]:
+    """Run an export into a zip in a worker thread; yield the zip's bytes as they are made.
+
+    The queue is bounded, so a slow reader slows the writer down instead of filling memory.
+    """
+    from annostream.formats import ZipSink
+
+    out = _QueueStream()
+
+    def work() -> None:
+        try:
+            run(ZipSink(out))  # type: ignore[arg-type]
+            out.flush()
+            out.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+            if not out.stop.is_set():
+                out.put(exc)
+
+    thread = threading.Thread(target=work, name="annostream-export", daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk = out.q.get()
+            if chunk is None:
+                return
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
+    finally:
+        out.stop.set()
+
+
+# --- import ------------------------------------------------------------------------------
+
+def to_import_record(rec: dict[str, Any], read: Callable[[dict[str, Any]], bytes]) -> ImportRecord:
+    return ImportRecord(where=rec["where"], name=rec["name"], read=lambda: read(rec),
+                        metadata=rec.get("metadata") or {}, instances=rec.get("instances") or [],
+                        declared=(rec.get("width"), rec.get("height")))
+
+
+def import_source(store: Store, ref: ProjectRef, dataset: str, source: ImportSource,
+                  read: Callable[[dict[str, Any]], bytes], progress: Progress | None = None,
+                  fmt: str = "records") -> dict[str, Any]:
+    """Import what a reader yields into ``dataset``: one commit, or nothing on the first error."""
+    labels = [LabelCreate(name=lab["name"], color=lab.get("color")) for lab in source.labels]
+    extra = {lab["name"]: lab.get("spec") or {} for lab in source.labels}
+    groups = [AttributeGroupCreate(name=g["name"], kind=g.get("kind", "select"), options=g.get("options", []))
+              for g in source.attribute_groups]
+    return import_records(store, ref, dataset, (to_import_record(r, read) for r in source.records),
+                          labels=labels, label_extra=extra, attribute_groups_in=groups, progress=progress,
+                          total=source.total or 0, message=f"import {fmt} into {dataset}")
+
+
+def local_reader(store: Store) -> Callable[[dict[str, Any]], bytes]:
+    """Image bytes of a record: its local file, else a blob this store already holds."""
+
+    def read(rec: dict[str, Any]) -> bytes:
+        if rec.get("image_path"):
+            return Path(rec["image_path"]).read_bytes()
+        sha = rec.get("sha256")
+        if sha and store.blobs.exists(sha):
+            return store.blobs.get(sha)
+        raise FileNotFoundError(f"no image file for '{rec['name']}' and no blob {sha or '(no sha256)'} in the store")
+
+    return read
