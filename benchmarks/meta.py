@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from annostream import Project
 
 
@@ -35,30 +33,38 @@ def first_batch(url: str, project: str, key: dict[str, Any] | None) -> float:
     return time.perf_counter() - t0
 
 
-def write_export(store: Path, project: str, out: Path) -> None:
-    """The dataset as one JSON file (every item with its instances), streamed to disk."""
-    ds = Project(project, host=f"file://{store}").dataset("Default").with_options(batch_size=1000)
-    with out.open("wb") as fh:
-        fh.write(b'{"items": [')
-        for n, (item, _) in enumerate(ds.iter_raw()):
-            fh.write((b"," if n else b"") + orjson.dumps(item))
-        fh.write(b"]}")
+def write_export(url: str, project: str, key: dict[str, Any] | None, out: Path) -> Path:
+    """The dataset's COCO export (annotations only), written through the SDK; its JSON path."""
+    _project(url, project, key).dataset("Default").export(out, format="coco", images=False)
+    return out / "annotations.json"
 
 
 def load_export(path: Path) -> list[dict[str, Any]]:
-    """What a user does with an export: ``json.load`` it and build samples in memory."""
-    from annostream.client.sample import make_sample
+    """What a user does with an export: ``json.load`` it and build per-image samples."""
+    import numpy as np
 
     with path.open() as fh:
-        data = json.load(fh)
-    return [make_sample(item, None, None) for item in data["items"]]
+        coco = json.load(fh)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    samples = []
+    for image in coco["images"]:
+        anns = by_image.get(image["id"], [])
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                           a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=np.float32).reshape(-1, 4)
+        samples.append({"file": image, "instances": anns, "boxes": boxes,
+                        "labels": [names[a["category_id"]] for a in anns]})
+    return samples
 
 
-def export_then_load(store: Path, project: str, out: Path) -> float:
+def export_then_load(url: str, project: str, key: dict[str, Any] | None, out: Path) -> tuple[float, Path]:
+    """Seconds to export the dataset, load the export and build samples; and the JSON path."""
     t0 = time.perf_counter()
-    write_export(store, project, out)
-    load_export(out)
-    return time.perf_counter() - t0
+    path = write_export(url, project, key, out)
+    load_export(path)
+    return time.perf_counter() - t0, path
 
 
 def _stream_all(url: str, project: str, key: dict[str, Any] | None) -> int:
