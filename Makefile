@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: install install-dev demo test bench clean
+.PHONY: install install-dev install-bench demo test bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,18 @@ demo: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
+# mosaicml-streaming pins a torch (and torchvision) of its own: installed without its
+# dependencies, then with the few it needs at run time.
+install-bench: install-dev
+	$(PIP) install --quiet -e ".[bench]"
+	$(PIP) install --quiet --no-deps "mosaicml-streaming==0.13.0"
+	$(PIP) install --quiet "transformers<4.58" "xxhash<4" zstd brotli python-snappy catalogue tqdm
+
+bench: install-bench
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: install-bench
+	$(BIN)/python -m benchmarks.run --quick
+
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-data bench-data .pytest_cache .hypothesis

@@ -269,5 +269,57 @@ def demo(
     run_demo(data, items, out)
 
 
+@app.command()
+def bench(
+    project: Annotated[str, typer.Option("--project", help="Project string id.")],
+    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
+    query: Annotated[Optional[str], typer.Option(help="Also time this slice's first item and count.")] = None,
+    items: Annotated[int, typer.Option(help="Read at most this many items per figure.")] = 2000,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Measure streaming from your own server: first batch, query latency, items/s, images/s."""
+    import time
+
+    from annostream.client.project import Project
+    from annostream.client.sample import decode_image
+
+    where = f"file://{data.resolve()}" if data is not None else host
+    if where is None:
+        raise typer.BadParameter("give --data DIR (a local store) or --host URL (a server)")
+    table = Table("figure", "value", title=f"annostream bench: {project}/{dataset} at {where}")
+    try:
+        t0 = time.perf_counter()
+        ds = Project(project, client_id, client_secret, host=where).dataset(dataset)
+        first = iter(ds.with_options(decode=None))
+        for _ in range(min(ds.batch_size, len(ds))):
+            next(first)
+        table.add_row("time to first batch (connect, ids, one batch)", f"{time.perf_counter() - t0:.3f} s")
+        if query:
+            t0 = time.perf_counter()
+            next(iter(ds.slice(query)), None)
+            table.add_row(f"query '{query}' to first item", f"{time.perf_counter() - t0:.3f} s")
+            t0 = time.perf_counter()
+            n = ds.slice(query).count()
+            table.add_row(f"query '{query}' to count ({n})", f"{time.perf_counter() - t0:.3f} s")
+        view = ds[:items].with_options(decode=None)
+        t0 = time.perf_counter()
+        n, nbytes, raw = 0, 0, []
+        for sample in view:
+            n += 1
+            nbytes += len(sample["image"] or b"")
+            if len(raw) < 200 and sample["image"]:
+                raw.append(sample["image"])
+        seconds = time.perf_counter() - t0
+        table.add_row(f"streaming rate, {n} items", f"{n / seconds:,.0f} items/s, {nbytes / seconds / 1e6:.1f} MB/s")
+        if raw:
+            t0 = time.perf_counter()
+            for blob in raw:
+                decode_image(blob, "numpy")
+            table.add_row("decode rate, one core (for comparison)", f"{len(raw) / (time.perf_counter() - t0):,.0f} images/s")
+    except AnnostreamError as exc:
+        _fail(exc)
+    out.print(table)
+
+
 if __name__ == "__main__":
     app()
