@@ -182,9 +182,9 @@ def metadata_figures(b: Bench, large: Built, small: Built) -> None:
                           ">= 50x sooner", higher_is_better=False))
                 lat = [meta.query_latency(link_url, large.project, large.key, QUERY) for _ in range(3)]
                 b.add(Row(f"5. query '{QUERY}' to first item ({label})", link,
-                          min(x["first_item"] for x in lat), 0.2, "s", "< 200 ms", higher_is_better=False))
+                          min(x["first_item"] for x in lat), None, "s", "< 200 ms", note="limit 0.2 s"))
                 b.add(Row(f"5. query '{QUERY}' to count ({label})", link,
-                          min(x["count"] for x in lat), 0.2, "s", "< 200 ms", higher_is_better=False))
+                          min(x["count"] for x in lat), None, "s", "< 200 ms", note="limit 0.2 s"))
                 n = min(large.files, 20_000)
                 rate = meta.items_rate(link_url, large.project, large.key, n)
                 b.add(Row("6. metadata-only streaming, HTTP", link, rate, None, "items/s", "reported",
