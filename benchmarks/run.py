@@ -47,7 +47,7 @@ class Config:
 
 FULL = Config(images=3000, meta_files=100_000, meta_small_files=1_000, per_file=10,
               diffgram_items=300, repeats=3)
-QUICK = Config(images=300, meta_files=5_000, meta_small_files=500, per_file=10,
+QUICK = Config(images=240, meta_files=3_000, meta_small_files=300, per_file=10,
                diffgram_items=40, repeats=1)
 
 
