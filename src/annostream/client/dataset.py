@@ -228,3 +228,24 @@ class Dataset:
                                  "range (ds[a:b]) has no query to export it by")
         return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
                                              self.query, self._as_of, images, progress)
+
+    # --- training frameworks (annostream.integrations, imported on first use) ------------
+
+    def to_pytorch(self, transform: Any = None, target: Any = None, decode: Any = "pil", *,
+                   iterable: bool = False, **options: Any) -> Any:
+        """This view as a torch Dataset (map-style), or with ``iterable=True`` a sharded,
+        resumable IterableDataset; see ``annostream.integrations.torch.to_pytorch``."""
+        from annostream.integrations.torch import to_pytorch
+
+        return to_pytorch(self, transform, target, decode, iterable=iterable, **options)
+
+    def stream(self, transform: Any = None, target: Any = None, decode: Any = "pil",
+               **options: Any) -> Any:
+        """``to_pytorch(iterable=True, ...)``: sharded by rank and worker, shuffled per epoch."""
+        return self.to_pytorch(transform, target, decode, iterable=True, **options)
+
+    def to_tensorflow(self, **options: Any) -> Any:
+        """This view as a ``tf.data.Dataset``; see ``annostream.integrations.tensorflow``."""
+        from annostream.integrations.tensorflow import to_tensorflow
+
+        return to_tensorflow(self, **options)
