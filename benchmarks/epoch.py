@@ -7,7 +7,6 @@ returns images per second over the whole epoch, worker start-up included.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -257,4 +256,3 @@ def mds_epoch(remote: Path, workers: int, batch_size: int) -> Epoch:
         return _run(_loader(_Mds(str(remote), local, batch_size), workers, batch_size))
     finally:
         shutil.rmtree(local, ignore_errors=True)
-        os.environ.pop("MDS_CACHE", None)
