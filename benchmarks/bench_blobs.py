@@ -41,6 +41,23 @@ def noise_png(side: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
+def server_cpu_seconds(url: str) -> float | None:
+    """CPU time used so far by the server on ``url``'s port and its worker processes."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    port = url.rsplit(":", 1)[-1]
+    total = 0.0
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "serve" in cmd and port in cmd:
+            for p in [proc, *proc.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 def fetch_all(url: str, key: dict[str, str], shas: list[str], threads: int, rounds: int) -> dict[str, float]:
     """Fetch every blob ``rounds`` times over ``threads`` threads; MB/s, blobs/s, latencies."""
     transport = HttpTransport(url, key["client_id"], key["client_secret"], pool_size=threads * 2)
@@ -95,9 +112,13 @@ def main() -> None:
               f"{args.workers} server processes, {args.rounds} rounds; S3 = moto at {s3}")
         for label, folder in (("presigned redirect", direct), ("through the API", proxied)):
             with running_server(folder, workers=args.workers) as url:
+                cpu0 = server_cpu_seconds(url)
                 r = fetch_all(url, key, shas, args.threads, args.rounds)
+                cpu1 = server_cpu_seconds(url)
+            gb = size * args.count * args.rounds / 1e9
+            cpu = f"  API CPU {(cpu1 - cpu0) / gb:6.1f} s/GB" if cpu0 is not None and cpu1 is not None else ""
             print(f"{label:>20}: {r['MB/s']:7.1f} MB/s  {r['blobs/s']:7.1f} blobs/s  "
-                  f"p50 {r['p50 ms']:6.1f} ms  p95 {r['p95 ms']:6.1f} ms")
+                  f"p50 {r['p50 ms']:6.1f} ms  p95 {r['p95 ms']:6.1f} ms{cpu}")
     finally:
         if started:
             svc.stop_moto(root / "moto")

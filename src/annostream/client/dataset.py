@@ -201,3 +201,9 @@ class Dataset:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for item, blob in self.iter_raw():
             yield make_sample(item, blob, self.decode)
+
+    def to_ray(self, *, parallelism: int = -1, batch_size: int = 64) -> Any:
+        """This view, pinned, as a ``ray.data.Dataset`` read by id ranges (``annostream[ray]``)."""
+        from annostream.integrations.ray import to_ray
+
+        return to_ray(self, parallelism=parallelism, batch_size=batch_size)
