@@ -242,3 +242,9 @@ class Dataset:
         from annostream.integrations.tensorflow import to_tensorflow
 
         return to_tensorflow(self, **options)
+
+    def to_ray(self, *, parallelism: int = -1, batch_size: int = 64) -> Any:
+        """This view, pinned, as a ``ray.data.Dataset`` read by id ranges (``annostream[ray]``)."""
+        from annostream.integrations.ray import to_ray
+
+        return to_ray(self, parallelism=parallelism, batch_size=batch_size)

@@ -191,7 +191,11 @@ class HttpTransport:
         return [(item, None) for item in orjson.loads(response.content)["items"]]
 
     def blob(self, project: str, sha256: str) -> bytes:
-        return self._request("GET", self._p(project, f"/blobs/{sha256}")).content
+        """Blob bytes; a redirect (presigned object-store URL) is followed without our key."""
+        response = self._request("GET", self._p(project, f"/blobs/{sha256}"))
+        if response.is_redirect and "location" in response.headers:
+            response = self._request("GET", response.headers["location"], auth=None)
+        return response.content
 
     def upload_file(self, project: str, dataset: str, filename: str, data: bytes,
                     instances: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
@@ -415,8 +419,10 @@ class EmbeddedTransport:
         found, _ = read_items(self.store, self._ref(project), ids, as_of)
         if not blobs:
             return [(item, None) for item in found]
-        get = self.store.blobs.get
-        return [(item, get(item["file"]["sha256"]) if item["file"]["sha256"] else None) for item in found]
+        from annostream.store.blobs import get_many
+
+        fetched = get_many(self.store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
+        return [(item, next(fetched) if item["file"]["sha256"] else None) for item in found]
 
     def blob(self, project: str, sha256: str) -> bytes:
         from annostream.service.items import read_blob

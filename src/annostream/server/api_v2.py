@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from annostream import frames
 from annostream.errors import BadRequest, InvalidInput
@@ -26,6 +26,7 @@ from annostream.service import datasets, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
+from annostream.store.blobs import get_many
 
 router = APIRouter(prefix="/api/v2")
 PAGE = 500
@@ -178,9 +179,10 @@ def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchReq
                         media_type="application/json", headers={"X-Revision": str(rev)})
 
     def framed() -> Iterator[bytes]:
+        fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
         for item in found:
             sha = item["file"]["sha256"]
-            data = store.blobs.get(sha) if sha else None
+            data = next(fetched) if sha else None
             yield frames.encode_header(item, None if data is None else len(data))
             if data is not None:
                 yield data
@@ -190,12 +192,21 @@ def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchReq
 
 @router.get("/projects/{project}/blobs/{sha256}")
 def get_blob(request: Request, who: Caller, project: str, sha256: str) -> Response:
-    """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs)."""
+    """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs).
+
+    Where the blob store can presign (S3), answer 307 to a short-lived URL instead, so the
+    bytes go from object storage to the client without passing through this process.
+    """
     store = _store(request)
     info = items.blob_info(store, _project(request, who, project), sha256)
     headers = {"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"}
     if request.headers.get("if-none-match", "").strip('"') == sha256:
         return Response(status_code=304, headers=headers)
+    presign = getattr(store.blobs, "presigned_url", None)
+    url = presign(sha256, content_type=info["content_type"]) if presign is not None else None
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"ETag": headers["ETag"],
+                                                               "Cache-Control": "private, no-store"})
     path = store.blobs.local_path(sha256)
     if path is not None:
         return FileResponse(path, media_type=info["content_type"], headers=headers)
