@@ -126,7 +126,8 @@ def test_one_writer_two_pinned_readers(server_store: tuple[str, Path]) -> None:
     url, store_dir = server_store
     writer = new_project("embedded", url, store_dir, prefix="conc")
     writer.create_dataset("Default")
-    readers = [fresh(new_reader) for new_reader in [_http_twin(writer, url, store_dir)] * 2]
+    twin = _http_twin(writer, url, store_dir)
+    readers = [fresh(twin), fresh(twin)]
     n_commits = 24
     files_at: dict[int, int] = {}
     uploaded: list[int] = []

@@ -24,6 +24,7 @@ from annostream.schema import (
 )
 from annostream.server.auth import principal
 from annostream.service import datasets, ingest, items, labels, projects
+from annostream.service import changes, revisions
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
@@ -289,30 +290,22 @@ def bulk_import(request: Request, who: Caller, project: str, dataset: str,
 
 @router.get("/projects/{project}/tags")
 def list_tags(request: Request, who: Caller, project: str) -> list[dict[str, Any]]:
-    from annostream.service import revisions
-
     return revisions.list_tags(_store(request), _project(request, who, project))
 
 
 @router.post("/projects/{project}/tags", status_code=201)
 def create_tag(request: Request, who: Caller, project: str, spec: TagCreate) -> dict[str, Any]:
-    from annostream.service import revisions
-
     ref = _project(request, who, project, "editor")
     return revisions.create_tag(_store(request), ref, spec.name, spec.rev)
 
 
 @router.get("/projects/{project}/tags/{name}")
 def get_tag(request: Request, who: Caller, project: str, name: str) -> dict[str, Any]:
-    from annostream.service import revisions
-
     return revisions.get_tag(_store(request), _project(request, who, project), name)
 
 
 @router.delete("/projects/{project}/tags/{name}")
 def delete_tag(request: Request, who: Caller, project: str, name: str) -> dict[str, Any]:
-    from annostream.service import revisions
-
     return revisions.delete_tag(_store(request), _project(request, who, project, "admin"), name)
 
 
@@ -325,8 +318,6 @@ async def change_feed(request: Request, who: Caller, project: str,
     """Events of the commits after ``since`` (whole commits, in order); long-polls up to
     ``wait`` seconds while there are none. The reply's ``cursor`` is the next ``since``."""
     import anyio.to_thread
-
-    from annostream.service import changes
 
     ref = await anyio.to_thread.run_sync(_project, request, who, project)
     return await changes.wait_for_changes_async(_store(request), ref, since, wait,
