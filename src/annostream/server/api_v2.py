@@ -20,9 +20,11 @@ from annostream.schema import (
     LabelCreate,
     ProjectCreate,
     Role,
+    TagCreate,
 )
 from annostream.server.auth import principal
 from annostream.service import datasets, ingest, items, labels, projects
+from annostream.service import changes, revisions
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
@@ -362,3 +364,40 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
             return export.import_source(store, ref, dataset, source, export.local_reader(store), fmt=format)
 
     return await anyio.to_thread.run_sync(run)
+
+# --- revisions: tags and the change feed ------------------------------------------------
+
+@router.get("/projects/{project}/tags")
+def list_tags(request: Request, who: Caller, project: str) -> list[dict[str, Any]]:
+    return revisions.list_tags(_store(request), _project(request, who, project))
+
+
+@router.post("/projects/{project}/tags", status_code=201)
+def create_tag(request: Request, who: Caller, project: str, spec: TagCreate) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return revisions.create_tag(_store(request), ref, spec.name, spec.rev)
+
+
+@router.get("/projects/{project}/tags/{name}")
+def get_tag(request: Request, who: Caller, project: str, name: str) -> dict[str, Any]:
+    return revisions.get_tag(_store(request), _project(request, who, project), name)
+
+
+@router.delete("/projects/{project}/tags/{name}")
+def delete_tag(request: Request, who: Caller, project: str, name: str) -> dict[str, Any]:
+    return revisions.delete_tag(_store(request), _project(request, who, project, "admin"), name)
+
+
+@router.get("/projects/{project}/changes")
+async def change_feed(request: Request, who: Caller, project: str,
+                      since: Annotated[int, Query(ge=0)] = 0,
+                      wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
+                      dataset: str | None = None, query: QueryText = None,
+                      limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+    """Events of the commits after ``since`` (whole commits, in order); long-polls up to
+    ``wait`` seconds while there are none. The reply's ``cursor`` is the next ``since``."""
+    import anyio.to_thread
+
+    ref = await anyio.to_thread.run_sync(_project, request, who, project)
+    return await changes.wait_for_changes_async(_store(request), ref, since, wait,
+                                                dataset=dataset, query=query, limit=limit)
