@@ -1,14 +1,19 @@
 """Shared fixtures: real stores on disk, a real server process on loopback, real images.
 
 ``project`` is parametrised over both transports, so every streaming test runs against a
-server over HTTP and against the embedded store, unchanged.
+server over HTTP and against the embedded store, unchanged; ``source`` and ``server_store``
+are parametrised over both stacks (``stack``: SQLite + local blobs, PostgreSQL + S3), so
+everything built on them runs on both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ from PIL import Image, ImageDraw
 from annostream import Project
 from annostream.client.transport import EmbeddedTransport
 from annostream.server.launch import running_server
+from tests import services as svc
 
 CATEGORIES = [
     {"id": 1, "name": "cat", "supercategory": "animal"},
@@ -68,6 +74,19 @@ def make_coco(out: Path, n_images: int, seed: int = 0, fmt: str = "JPEG") -> Pat
     return path
 
 
+def blob_names(store_dir: Path) -> list[str]:
+    """The names (sha256) of every blob a store folder's blob store holds, on either stack."""
+    from annostream.store import BLOBS_DIRNAME, POINTER_FILENAME
+    from annostream.store.s3 import S3BlobStore
+
+    pointer = store_dir / POINTER_FILENAME
+    if not pointer.is_file():
+        return sorted(p.name for p in (store_dir / BLOBS_DIRNAME).rglob("*") if p.is_file())
+    blobs = S3BlobStore.from_url(json.loads(pointer.read_text())["blobs"])
+    pages = blobs.client.get_paginator("list_objects_v2").paginate(Bucket=blobs.bucket, Prefix=blobs.prefix + "/")
+    return sorted(obj["Key"].rsplit("/", 1)[-1] for page in pages for obj in page.get("Contents", []))
+
+
 @dataclass
 class Source:
     """A COCO dataset on disk, as imported, with a store and a server serving it."""
@@ -81,10 +100,58 @@ class Source:
 
 
 @pytest.fixture(scope="session")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
+def services() -> Iterator[svc.Services]:
+    """PostgreSQL and an S3 endpoint: CI's (environment), else started here, else a skip.
+
+    With ``ANNOSTREAM_REQUIRE_PG=1`` (CI) a missing service is an error, never a skip.
+    """
+    pg_url, s3 = os.environ.get(svc.PG_ENV), os.environ.get(svc.S3_ENV)
+    started: list[Path] = []
+    try:
+        if not pg_url or not s3:
+            root = Path(tempfile.mkdtemp(prefix="annostream-services-"))
+            root.chmod(0o755)  # the postgres user must reach its data directory inside
+            started.append(root)
+            pg_url = pg_url or svc.start_postgres(root / "pg")
+            s3 = s3 or svc.start_moto(root / "moto")
+    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+        for root in started:
+            svc.stop_postgres(root / "pg")
+        if os.environ.get("ANNOSTREAM_REQUIRE_PG") == "1":
+            raise
+        pytest.skip(f"PostgreSQL+S3 stack unavailable ({exc}); set {svc.PG_ENV} and {svc.S3_ENV}")
+    svc.use_fake_aws_credentials()
+    yield svc.Services(pg_url, s3)
+    for root in started:
+        svc.stop_moto(root / "moto")
+        svc.stop_postgres(root / "pg")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "pg"])
+def stack(request: pytest.FixtureRequest) -> str:
+    """Which engines a store runs on: SQLite + local blobs, or PostgreSQL + S3 (moto)."""
+    if request.param == "pg":
+        request.getfixturevalue("services")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def new_store_dir(stack: str, request: pytest.FixtureRequest) -> Callable[[Path], Path]:
+    """Make a store folder on the current stack (a ``store.json`` pointer for PostgreSQL+S3)."""
+    def make(path: Path) -> Path:
+        if stack == "pg":
+            return request.getfixturevalue("services").make_store_dir(path)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]) -> Iterator[Source]:
     root = tmp_path_factory.mktemp("source")
     ann = make_coco(root / "coco", 40, seed=1)
-    store_dir = root / "store"
+    store_dir = new_store_dir(root / "store")
     local = EmbeddedTransport(store_dir)
     admin = local.create_project("coco-dataset", None, False)["admin_key"]
     coco = json.loads(ann.read_text())
@@ -104,9 +171,10 @@ def project(request: pytest.FixtureRequest, source: Source) -> Project:
 
 
 @pytest.fixture(scope="session")
-def server_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server_store(tmp_path_factory: pytest.TempPathFactory,
+                 new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[str, Path]]:
     """An empty store with a server, for tests that write (auth, bad input)."""
-    store_dir = tmp_path_factory.mktemp("writable") / "store"
+    store_dir = new_store_dir(tmp_path_factory.mktemp("writable") / "store")
     EmbeddedTransport(store_dir).list_projects()
     with running_server(store_dir) as url:
         yield url, store_dir

@@ -231,7 +231,7 @@ def test_signed_image_urls_expire_and_resist_tampering(small: dict[str, Any]) ->
     served = httpx.post(f"{url}/api/project/dg-upload/file/{file_id}/annotation/list", auth=auth).json()
     signed = served["file_serialized"]["image"]["url_signed"]
     assert viewer["client_secret"] not in signed and "expires=" in signed
-    assert httpx.get(signed).status_code == 200
+    assert httpx.get(signed, follow_redirects=True).status_code == 200
     base, _, query = signed.partition("?")
     params = dict(p.split("=") for p in query.split("&"))
     sha = base.split("/")[-2]
@@ -243,7 +243,7 @@ def test_signed_image_urls_expire_and_resist_tampering(small: dict[str, Any]) ->
     expires, sig = signing.sign(secret, "dg-upload", sha, ttl_s=-1)
     assert httpx.get(base, params={"expires": expires, "sig": sig}).status_code == 403
     expires, sig = signing.sign(secret, "dg-upload", sha, ttl_s=60)
-    assert httpx.get(base, params={"expires": expires, "sig": sig}).status_code == 200
+    assert httpx.get(base, params={"expires": expires, "sig": sig}, follow_redirects=True).status_code == 200
 
 
 def test_signing_secret_is_shared_through_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -321,5 +321,39 @@ def bench(
     out.print(table)
 
 
+@app.command("gc")
+def gc(
+    data: Annotated[Path, typer.Option("--data", help="Local store folder.", envvar="ANNOSTREAM_DATA")],
+    older_than: Annotated[str, typer.Option("--older-than",
+                                            help="A revision (needs --project) or an age: 7d, 12h, 30m.")],
+    project: Annotated[Optional[str], typer.Option("--project", help="Only this project.")] = None,
+    keep_tags: Annotated[bool, typer.Option(
+        "--keep-tags/--no-keep-tags",
+        help="Keep what tags point at (always: without it gc refuses to run if a tag is older "
+             "than the cutoff).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+) -> None:
+    """Delete history older than a cutoff (never automatic; never what a tag points at)."""
+    from annostream.service.revisions import collect_garbage, parse_older_than
+    from annostream.store import Store
+
+    store = Store.open(data, create=False)
+    try:
+        report = collect_garbage(store, parse_older_than(older_than), project=project,
+                                 keep_tags=keep_tags, dry_run=dry_run)
+    except AnnostreamError as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    rows = sum(report.rows.values())
+    cutoffs = ", ".join(f"{p}@{r}" for p, r in report.cutoffs.items()) or "no projects"
+    out.print(f"gc ({cutoffs}): {verb} {rows} rows, {report.revisions} revisions, "
+              f"{report.blobs} blobs")
+    for table, n in sorted(report.rows.items()):
+        if n:
+            out.print(f"  {table}: {n}")
+
+
 if __name__ == "__main__":
     app()

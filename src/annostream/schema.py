@@ -96,3 +96,8 @@ class ItemsBatchRequest(_Strict):
     ids: list[int] = Field(max_length=10_000)
     as_of: int | None = None
     blobs: BlobMode = "none"
+
+
+class TagCreate(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    rev: int | None = Field(default=None, ge=0)

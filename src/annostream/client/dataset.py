@@ -20,6 +20,7 @@ from annostream.client.prefetch import prefetch
 from annostream.client.sample import Decode, make_sample
 
 if TYPE_CHECKING:
+    from annostream.client.follow import Cursor, Follow
     from annostream.client.project import Project
 
 # What the cache charges an item beyond its blob: JSON overhead, per instance and fixed.
@@ -120,8 +121,10 @@ class Dataset:
         """This view pinned to the revision it reads now, whatever is written later."""
         return self._derive(query=self.query, as_of=self.revision, ids=self.ids)
 
-    def as_of(self, revision: int) -> Dataset:
-        """This view as it was at ``revision``."""
+    def as_of(self, revision: int | str) -> Dataset:
+        """This view as it was at ``revision``: a number, or the name of a tag."""
+        if isinstance(revision, str):
+            revision = self.project.resolve_revision(revision)
         return self._derive(query=self.query, as_of=revision)
 
     def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
@@ -249,3 +252,44 @@ class Dataset:
         from annostream.integrations.tensorflow import to_tensorflow
 
         return to_tensorflow(self, **options)
+
+    def to_ray(self, *, parallelism: int = -1, batch_size: int = 64) -> Any:
+        """This view, pinned, as a ``ray.data.Dataset`` read by id ranges (``annostream[ray]``)."""
+        from annostream.integrations.ray import to_ray
+
+        return to_ray(self, parallelism=parallelism, batch_size=batch_size)
+
+    # --- revisions: follow mode and offline copies -----------------------------------
+
+    def follow(self, since: Cursor | int | None = None, query: str | None = None,
+               **options: Any) -> Follow:
+        """Change events of this view (and ``query``) after ``since``, in commit order.
+
+        ``since`` defaults to the revision this view reads, so reading a view and then
+        following it misses nothing; pass a previous ``follow.cursor`` to resume. Options:
+        ``wait`` (long-poll seconds), ``until`` (stop at a revision), ``idle_timeout``,
+        ``reconnect_for``, ``page_size``.
+        """
+        from annostream.client.follow import Follow
+
+        start = self.revision if since is None else since
+        return Follow(self, start, query=_and(self.query, query), **options)
+
+    def follow_items(self, since: Cursor | int | None = None, query: str | None = None,
+                     **options: Any) -> Iterator[dict[str, Any]]:
+        """Samples of files as they are added or re-annotated, each read at its commit."""
+        from annostream.client.follow import follow_samples
+
+        return follow_samples(self.follow(since, query, **options))
+
+    def cache_to(self, path: str | os.PathLike[str]) -> Dataset:
+        """Write this view, pinned, with its blobs to a local store folder; return it there.
+
+        ``annostream.open(path)`` then streams the same samples (ids, names, boxes, labels,
+        label ids) with no server and no network.
+        """
+        from annostream.client.offline import save_view
+
+        return save_view(self, path)
+
+    save = cache_to

@@ -114,6 +114,34 @@ class Project:
         return self.transport.import_source(self.string_id, dataset, read_source(format, path), format,
                                             progress)
 
+    # --- revisions -----------------------------------------------------------------------
+
+    def tag(self, name: str, rev: int | None = None) -> dict[str, Any]:
+        """Name revision ``rev`` (the head when None) so that ``ds.as_of(name)`` reads it.
+
+        Tags never move: naming another revision with a taken name is a Conflict.
+        """
+        return self.transport.create_tag(self.string_id, name, rev)
+
+    def tags(self) -> list[dict[str, Any]]:
+        """The project's tags (name, rev, created_at), oldest revision first."""
+        return self.transport.list_tags(self.string_id)
+
+    def delete_tag(self, name: str) -> dict[str, Any]:
+        return self.transport.delete_tag(self.string_id, name)
+
+    def remove_file(self, dataset: str, file_id: int) -> dict[str, Any]:
+        """Take a file out of ``dataset`` (one commit; the file and its history stay)."""
+        return self.transport.remove_file(self.string_id, dataset, file_id)
+
+    def resolve_revision(self, revision: int | str) -> int:
+        """A revision number from a number or a tag name."""
+        if isinstance(revision, int):
+            return revision
+        if revision.isdigit():
+            return int(revision)
+        return int(self.transport.get_tag(self.string_id, revision)["rev"])
+
 
 def open(path: str | os.PathLike[str], project: str | None = None, **options: Any) -> Project:  # noqa: A001
     """Open a project in a local store folder, with no server (embedded mode).

@@ -59,6 +59,13 @@ class Transport(Protocol):
                as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]: ...
     def import_source(self, project: str, dataset: str, source: Any, fmt: str,
                       progress: Any = None) -> dict[str, Any]: ...
+    def create_tag(self, project: str, name: str, rev: int | None) -> dict[str, Any]: ...
+    def list_tags(self, project: str) -> list[dict[str, Any]]: ...
+    def get_tag(self, project: str, name: str) -> dict[str, Any]: ...
+    def delete_tag(self, project: str, name: str) -> dict[str, Any]: ...
+    def changes(self, project: str, since: int, wait: float, dataset: str | None,
+                query: str | None, limit: int) -> dict[str, Any]: ...
+    def remove_file(self, project: str, dataset: str, file_id: int) -> dict[str, Any]: ...
 
 
 # --- HTTP ------------------------------------------------------------------------------
@@ -191,7 +198,11 @@ class HttpTransport:
         return [(item, None) for item in orjson.loads(response.content)["items"]]
 
     def blob(self, project: str, sha256: str) -> bytes:
-        return self._request("GET", self._p(project, f"/blobs/{sha256}")).content
+        """Blob bytes; a redirect (presigned object-store URL) is followed without our key."""
+        response = self._request("GET", self._p(project, f"/blobs/{sha256}"))
+        if response.is_redirect and "location" in response.headers:
+            response = self._request("GET", response.headers["location"], auth=None)
+        return response.content
 
     def upload_file(self, project: str, dataset: str, filename: str, data: bytes,
                     instances: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +303,28 @@ class HttpTransport:
             return self._json("POST", self._p(project, self._d(dataset) + "/import:records"),
                               params={"format": fmt}, content=iter(lambda: body.read(1 << 20), b""),
                               headers={"Content-Type": "application/x-ndjson"})
+
+    def create_tag(self, project: str, name: str, rev: int | None) -> dict[str, Any]:
+        return self._json("POST", self._p(project, "/tags"), json={"name": name, "rev": rev})
+
+    def list_tags(self, project: str) -> list[dict[str, Any]]:
+        return self._json("GET", self._p(project, "/tags"))
+
+    def get_tag(self, project: str, name: str) -> dict[str, Any]:
+        return self._json("GET", self._p(project, f"/tags/{quote(name, safe='')}"))
+
+    def delete_tag(self, project: str, name: str) -> dict[str, Any]:
+        return self._json("DELETE", self._p(project, f"/tags/{quote(name, safe='')}"))
+
+    def changes(self, project: str, since: int, wait: float, dataset: str | None,
+                query: str | None, limit: int) -> dict[str, Any]:
+        """One page of the change feed; the read timeout allows for the long poll."""
+        params = self._params(since=since, wait=wait, dataset=dataset, query=query, limit=limit)
+        return self._json("GET", self._p(project, "/changes"), params=params,
+                          timeout=httpx.Timeout(self._timeout + wait))
+
+    def remove_file(self, project: str, dataset: str, file_id: int) -> dict[str, Any]:
+        return self._json("DELETE", self._p(project, self._d(dataset) + f"/files/{file_id}"))
 
 
 # --- embedded --------------------------------------------------------------------------
@@ -415,8 +448,10 @@ class EmbeddedTransport:
         found, _ = read_items(self.store, self._ref(project), ids, as_of)
         if not blobs:
             return [(item, None) for item in found]
-        get = self.store.blobs.get
-        return [(item, get(item["file"]["sha256"]) if item["file"]["sha256"] else None) for item in found]
+        from annostream.store.blobs import get_many
+
+        fetched = get_many(self.store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
+        return [(item, next(fetched) if item["file"]["sha256"] else None) for item in found]
 
     def blob(self, project: str, sha256: str) -> bytes:
         from annostream.service.items import read_blob
@@ -467,6 +502,39 @@ class EmbeddedTransport:
 
         return import_source(self.store, self._ref(project, "editor"), dataset, source,
                              local_reader(self.store), progress, fmt)
+
+    def create_tag(self, project: str, name: str, rev: int | None) -> dict[str, Any]:
+        from annostream.service.revisions import create_tag
+
+        return create_tag(self.store, self._ref(project, "editor"), name, rev)
+
+    def list_tags(self, project: str) -> list[dict[str, Any]]:
+        from annostream.service.revisions import list_tags
+
+        return list_tags(self.store, self._ref(project))
+
+    def get_tag(self, project: str, name: str) -> dict[str, Any]:
+        from annostream.service.revisions import get_tag
+
+        return get_tag(self.store, self._ref(project), name)
+
+    def delete_tag(self, project: str, name: str) -> dict[str, Any]:
+        from annostream.service.revisions import delete_tag
+
+        return delete_tag(self.store, self._ref(project, "admin"), name)
+
+    def changes(self, project: str, since: int, wait: float, dataset: str | None,
+                query: str | None, limit: int) -> dict[str, Any]:
+        from annostream.service.changes import wait_for_changes
+
+        return wait_for_changes(self.store, self._ref(project), since, wait, dataset=dataset,
+                                query=query, limit=limit)
+
+    def remove_file(self, project: str, dataset: str, file_id: int) -> dict[str, Any]:
+        from annostream.service.ingest import remove_file
+
+        ref = self._ref(project, "editor")
+        return remove_file(self.store, ref, self._ds(project, dataset).id, file_id)
 
 
 def connect(host: str | None = None, client_id: str | None = None,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from annostream import frames
 from annostream.errors import BadRequest, InvalidInput
@@ -20,12 +20,15 @@ from annostream.schema import (
     LabelCreate,
     ProjectCreate,
     Role,
+    TagCreate,
 )
 from annostream.server.auth import principal
 from annostream.service import datasets, ingest, items, labels, projects
+from annostream.service import changes, revisions
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
+from annostream.store.blobs import get_many
 
 router = APIRouter(prefix="/api/v2")
 PAGE = 500
@@ -180,11 +183,12 @@ def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchReq
 
     def framed() -> Iterator[bytes]:
         # Chunks of about FRAME_CHUNK bytes: each chunk costs the event loop one thread hop.
+        fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
         parts: list[bytes] = []
         size = 0
         for item in found:
             sha = item["file"]["sha256"]
-            data = store.blobs.get(sha) if sha else None
+            data = next(fetched) if sha else None
             header = frames.encode_header(item, None if data is None else len(data))
             parts.append(header)
             size += len(header)
@@ -202,12 +206,21 @@ def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchReq
 
 @router.get("/projects/{project}/blobs/{sha256}")
 def get_blob(request: Request, who: Caller, project: str, sha256: str) -> Response:
-    """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs)."""
+    """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs).
+
+    Where the blob store can presign (S3), answer 307 to a short-lived URL instead, so the
+    bytes go from object storage to the client without passing through this process.
+    """
     store = _store(request)
     info = items.blob_info(store, _project(request, who, project), sha256)
     headers = {"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"}
     if request.headers.get("if-none-match", "").strip('"') == sha256:
         return Response(status_code=304, headers=headers)
+    presign = getattr(store.blobs, "presigned_url", None)
+    url = presign(sha256, content_type=info["content_type"]) if presign is not None else None
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"ETag": headers["ETag"],
+                                                               "Cache-Control": "private, no-store"})
     path = store.blobs.local_path(sha256)
     if path is not None:
         return FileResponse(path, media_type=info["content_type"], headers=headers)
@@ -363,3 +376,40 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
             return export.import_source(store, ref, dataset, source, export.local_reader(store), fmt=format)
 
     return await anyio.to_thread.run_sync(run)
+
+# --- revisions: tags and the change feed ------------------------------------------------
+
+@router.get("/projects/{project}/tags")
+def list_tags(request: Request, who: Caller, project: str) -> list[dict[str, Any]]:
+    return revisions.list_tags(_store(request), _project(request, who, project))
+
+
+@router.post("/projects/{project}/tags", status_code=201)
+def create_tag(request: Request, who: Caller, project: str, spec: TagCreate) -> dict[str, Any]:
+    ref = _project(request, who, project, "editor")
+    return revisions.create_tag(_store(request), ref, spec.name, spec.rev)
+
+
+@router.get("/projects/{project}/tags/{name}")
+def get_tag(request: Request, who: Caller, project: str, name: str) -> dict[str, Any]:
+    return revisions.get_tag(_store(request), _project(request, who, project), name)
+
+
+@router.delete("/projects/{project}/tags/{name}")
+def delete_tag(request: Request, who: Caller, project: str, name: str) -> dict[str, Any]:
+    return revisions.delete_tag(_store(request), _project(request, who, project, "admin"), name)
+
+
+@router.get("/projects/{project}/changes")
+async def change_feed(request: Request, who: Caller, project: str,
+                      since: Annotated[int, Query(ge=0)] = 0,
+                      wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
+                      dataset: str | None = None, query: QueryText = None,
+                      limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+    """Events of the commits after ``since`` (whole commits, in order); long-polls up to
+    ``wait`` seconds while there are none. The reply's ``cursor`` is the next ``since``."""
+    import anyio.to_thread
+
+    ref = await anyio.to_thread.run_sync(_project, request, who, project)
+    return await changes.wait_for_changes_async(_store(request), ref, since, wait,
+                                                dataset=dataset, query=query, limit=limit)

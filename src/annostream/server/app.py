@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -42,8 +43,9 @@ def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
         return FastJSONResponse(err.to_dict(), status_code=422)
 
     @app.get("/healthz", tags=["meta"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    def healthz() -> dict[str, str | int]:
+        """Liveness, and which server process answered (behind one port there are several)."""
+        return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
     from annostream.server import api_v2, diffgram_compat
 
@@ -58,8 +60,6 @@ def app_from_env() -> FastAPI:
     Each server process opens its own store, so ``--workers N`` shares nothing but the
     database and the blob store.
     """
-    import os
-
     from annostream.server import signing
 
     data_dir = os.environ.get("ANNOSTREAM_DATA") or None

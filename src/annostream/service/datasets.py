@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, se
 
 from annostream.errors import Conflict, NotFound
 from annostream.service.projects import ProjectRef
+from annostream.service.revisions import revision_readable
 from annostream.store import Store
 from annostream.store.revisions import begin_commit, head_revision, visible
 from annostream.store.tables import dataset_files, datasets, files
@@ -146,6 +147,8 @@ def resolve_revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> in
         return head
     if as_of < 0 or as_of > head:
         raise NotFound(f"revision {as_of} does not exist (head is {head})", {"as_of": as_of})
+    if as_of < head and not revision_readable(conn, ref.id, as_of):
+        raise NotFound(f"revision {as_of} was garbage collected", {"as_of": as_of})
     return as_of
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from annostream.store.db import create_db_engine, migrate
 
 DB_FILENAME = "annostream.db"
 BLOBS_DIRNAME = "blobs"
+# A folder holding only this file is a pointer to an external store: {"db": URL, "blobs": URL}.
+POINTER_FILENAME = "store.json"
 
 
 @dataclass
@@ -34,11 +37,18 @@ class Store:
         """Open (and migrate) a store.
 
         The embedded default is a folder holding ``annostream.db`` (SQLite) and ``blobs/``;
-        ``db_url`` and ``blobs_url`` point elsewhere (PostgreSQL, another blob backend).
+        ``db_url`` and ``blobs_url`` point elsewhere (PostgreSQL, another blob backend), and
+        so does a ``store.json`` in the folder, which lets every folder-based tool (the CLI,
+        ``file://`` projects, ``serve --data``) reach a PostgreSQL + S3 store unchanged.
         """
         if data_dir is not None:
             root = Path(data_dir)
-            if not create and not (root / DB_FILENAME).exists():
+            pointer = root / POINTER_FILENAME
+            if pointer.is_file():
+                target = json.loads(pointer.read_text())
+                db_url = db_url or target["db"]
+                blobs_url = blobs_url or target["blobs"]
+            elif not create and not (root / DB_FILENAME).exists():
                 raise FileNotFoundError(f"no annostream store at {root}")
             root.mkdir(parents=True, exist_ok=True)
             db_url = db_url or f"sqlite:///{root / DB_FILENAME}"

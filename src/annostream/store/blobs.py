@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -82,8 +83,22 @@ class LocalBlobStore:
         self._path(sha256).unlink(missing_ok=True)
 
 
+def get_many(store: BlobStore, shas: Iterable[str]) -> Iterator[bytes]:
+    """Blobs in order; concurrently where the backend can (``get_many``), else one by one."""
+    many = getattr(store, "get_many", None)
+    if many is not None:
+        yield from many(shas)
+        return
+    for sha in shas:
+        yield store.get(sha)
+
+
 def open_blob_store(url: str) -> BlobStore:
-    """A blob store from a URL: a plain path or ``file://`` for the local backend."""
+    """A blob store from a URL: a plain path or ``file://`` (local), ``s3://bucket/prefix``."""
+    if url.startswith("s3://"):
+        from annostream.store.s3 import S3BlobStore
+
+        return S3BlobStore.from_url(url)
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" in url:

@@ -29,8 +29,17 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 (SQLAlchemy would pick psycopg2)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings annostream relies on (orjson for JSON columns)."""
+    url = normalize_url(url)
     json_options = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         engine = create_engine(

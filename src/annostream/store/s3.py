@@ -1,0 +1,147 @@
+"""Blobs in an S3-compatible object store (AWS S3, MinIO, Ceph, moto), through boto3.
+
+URL form: ``s3://bucket/prefix?endpoint=http://host:9000&public_endpoint=...&redirect=1``.
+The endpoint also comes from ``ANNOSTREAM_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL``;
+credentials and region from boto3's usual chain (``AWS_ACCESS_KEY_ID`` and friends).
+``public_endpoint`` (or ``ANNOSTREAM_S3_PUBLIC_ENDPOINT``) is the address clients use, for
+when the servers reach the store under another name (``http://minio:9000`` in compose);
+presigned URLs are signed for that host. ``redirect=0`` keeps blob bytes flowing through the
+API server, for clients that cannot reach the object store.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlparse
+
+from annostream.store.blobs import sha256_hex
+
+MULTIPART_THRESHOLD = 8 << 20
+MULTIPART_CHUNK = 8 << 20
+POOL = 32
+
+
+def _check_sha(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a sha256: {sha256!r}")
+    return sha256
+
+
+def _client(endpoint: str | None, region: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(max_pool_connections=POOL, retries={"max_attempts": 5, "mode": "standard"},
+                    signature_version="s3v4", s3={"addressing_style": "path"})
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+
+
+class S3BlobStore:
+    """Content-addressed blobs under ``prefix/ab/abcd...`` in one bucket; safe across threads."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint: str | None = None,
+                 public_endpoint: str | None = None, region: str | None = None,
+                 redirect: bool = True, create_bucket: bool = True) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.redirect = redirect
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.client = _client(endpoint, region)
+        self._signer = self.client if not public_endpoint else _client(public_endpoint, region)
+        self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                        multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
+        if create_bucket:
+            self._ensure_bucket()
+
+    @classmethod
+    def from_url(cls, url: str) -> "S3BlobStore":
+        """A store from ``s3://bucket/prefix?endpoint=...`` (see the module docstring)."""
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"not an s3:// URL with a bucket: {url}")
+        q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        endpoint = (q.get("endpoint") or os.environ.get("ANNOSTREAM_S3_ENDPOINT")
+                    or os.environ.get("AWS_ENDPOINT_URL") or None)
+        public = q.get("public_endpoint") or os.environ.get("ANNOSTREAM_S3_PUBLIC_ENDPOINT") or None
+        redirect = q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1")) not in ("0", "false", "no")
+        return cls(parsed.netloc, parsed.path, endpoint=endpoint, public_endpoint=public,
+                   region=q.get("region"), redirect=redirect)
+
+    def _ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as race:
+                if race.response.get("Error", {}).get("Code") not in (
+                        "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    def key(self, sha256: str) -> str:
+        name = f"{_check_sha(sha256)[:2]}/{sha256}"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def put(self, data: bytes) -> tuple[str, bool]:
+        """Upload unless present; objects over 8 MiB go up as a multipart upload in parts."""
+        sha = sha256_hex(data)
+        if self.exists(sha):
+            return sha, False
+        self.client.upload_fileobj(io.BytesIO(data), self.bucket, self.key(sha), Config=self._transfer)
+        return sha, True
+
+    def exists(self, sha256: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def get(self, sha256: str) -> bytes:
+        return self.open(sha256).read()
+
+    def get_many(self, shas: Iterable[str]) -> Iterator[bytes]:
+        """Many blobs in order, fetched concurrently: one round trip each would dominate."""
+        with ThreadPoolExecutor(max_workers=min(16, POOL)) as pool:
+            yield from pool.map(self.get, shas)
+
+    def open(self, sha256: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(f"no blob {sha256} in s3://{self.bucket}/{self.prefix}") from exc
+            raise
+
+    def local_path(self, sha256: str) -> Path | None:
+        return None
+
+    def delete(self, sha256: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+
+    def presigned_url(self, sha256: str, expires: int = 3600, content_type: str | None = None) -> str | None:
+        """A time-limited GET URL clients can fetch without our credentials (None: no redirect)."""
+        if not self.redirect:
+            return None
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(sha256)}
+        if content_type:
+            params["ResponseContentType"] = content_type
+        params["ResponseCacheControl"] = "private, max-age=31536000, immutable"
+        return self._signer.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
