@@ -155,3 +155,23 @@ def test_change_pages_hold_whole_commits(server_store: tuple[str, Path], tmp_pat
     with pytest.raises(BadRequest):
         changes(store, ref, start, query="labels.cat > 0")
     store.close()
+
+
+def test_torch_stream_follows_new_annotations(editor: Project) -> None:
+    """``to_pytorch(iterable=True, follow=True)``: the view, then what is committed after it."""
+    editor.create_dataset("Default")
+    editor.upload("Default", data=png(), filename="old.png", instances=[box(1, 1, 9, 9)])
+    stream = editor.dataset("Default").to_pytorch(
+        iterable=True, shuffle=False, follow=True, follow_options={"idle_timeout": 3.0, "wait": 0.5})
+
+    def annotate() -> None:
+        time.sleep(0.5)
+        made = editor.upload("Default", data=png(color=(9, 9, 9)), filename="new.png",
+                             instances=[box(2, 2, 8, 8, "dog")])
+        editor.write_instances(made["id"], [box(3, 3, 7, 7, "cat")])
+
+    writer = threading.Thread(target=annotate)
+    writer.start()
+    seen = [(s["file"]["name"], s["labels"]) for s in stream]
+    writer.join()
+    assert seen == [("old.png", ["cat"]), ("new.png", ["dog"]), ("new.png", ["dog", "cat"])]

@@ -148,11 +148,11 @@ class Follow(Iterator[Event]):
         return out
 
 
-def follow_samples(follow: Follow) -> Iterator[dict[str, Any]]:
-    """Samples of the files each commit added or re-annotated, read at that commit.
+def follow_raw(follow: Follow) -> Iterator[tuple[Event, dict[str, Any], bytes | None]]:
+    """(event, item, blob) for the files each commit added or re-annotated, read at that commit.
 
-    Files are fetched a commit at a time (one batched read per commit); removals are not
-    samples and pass by. Each sample carries its event under ``"event"``.
+    Files are fetched a commit at a time (one batched read per commit); removals carry no
+    item and pass by.
     """
     while True:
         commit = follow.next_commit()
@@ -164,8 +164,13 @@ def follow_samples(follow: Follow) -> Iterator[dict[str, Any]]:
         ids = [e["file_id"] for e in wanted]
         view = follow.dataset._derive(query=None, as_of=commit[0]["rev"],
                                       ids=np.asarray(ids, dtype=np.int64))
-        pairs = view.fetch_raw(ids)
-        for event, (item, blob) in zip(wanted, pairs):
-            sample = make_sample(item, blob, view.decode)
-            sample["event"] = event
-            yield sample
+        for event, (item, blob) in zip(wanted, view.fetch_raw(ids)):
+            yield event, item, blob
+
+
+def follow_samples(follow: Follow) -> Iterator[dict[str, Any]]:
+    """Samples of ``follow_raw``'s files; each carries its event under ``"event"``."""
+    for event, item, blob in follow_raw(follow):
+        sample = make_sample(item, blob, follow.dataset.decode)
+        sample["event"] = event
+        yield sample

@@ -187,11 +187,17 @@ class AnnostreamStream(IterableDataset):
     consumed" is a position: ``state_dict`` records it and ``load_state_dict`` jumps there
     without reading anything before it. Call ``set_epoch(e)`` before each epoch, as with
     ``DistributedSampler`` (and use fresh workers, not ``persistent_workers``, so they see it).
+
+    With ``follow=True`` the stream does not end with the view: it goes on with the files
+    that are added or re-annotated after the view's revision, as they are committed (each
+    read at its commit), sharded by file id across ranks and workers. ``follow_options``
+    go to ``Dataset.follow`` (``idle_timeout``, ``until``, ``wait``) and say when to stop.
     """
 
     def __init__(self, view: Dataset, pipeline: Pipeline, *, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, batch_size: int = 1, rank: int | None = None,
-                 world_size: int | None = None) -> None:
+                 world_size: int | None = None, follow: bool = False,
+                 follow_options: dict[str, Any] | None = None) -> None:
         self.view = view
         self.file_ids = view.ids  # the query runs here, once, in the parent
         self.pipeline = pipeline
@@ -202,6 +208,8 @@ class AnnostreamStream(IterableDataset):
         auto_rank, auto_world = _rank_and_world()
         self.rank = auto_rank if rank is None else rank
         self.world_size = auto_world if world_size is None else world_size
+        self.follow = follow
+        self.follow_options = dict(follow_options or {})
         self.epoch = 0
         self._start = 0
         self._consumed = 0
@@ -234,6 +242,18 @@ class AnnostreamStream(IterableDataset):
             if info is None:
                 self._consumed += 1
             yield example
+        if self.follow:
+            yield from self._followed(info)
+
+    def _followed(self, info: Any) -> Iterator[Any]:
+        """Examples of files committed after the view's revision, this shard's share of them."""
+        from annostream.client.follow import follow_raw
+
+        shards = self.world_size * (info.num_workers if info is not None else 1)
+        shard = self.rank * (info.num_workers if info is not None else 1) + (info.id if info else 0)
+        for event, item, blob in follow_raw(self.view.follow(self.view.revision, **self.follow_options)):
+            if event["file_id"] % shards == shard:
+                yield self.pipeline(item, blob)
 
     def state_dict(self) -> dict[str, Any]:
         """Where this rank stands: epoch and items consumed, plus what the plan depends on."""
@@ -298,7 +318,7 @@ def to_pytorch(view: Dataset, transform: Callable[[Any], Any] | None = None, tar
     """``view`` as a map-style torch Dataset, or (``iterable=True``) as a sharded stream.
 
     ``stream_options`` (iterable only): ``shuffle``, ``seed``, ``drop_last``, ``batch_size``,
-    ``rank``, ``world_size``; see ``AnnostreamStream``.
+    ``rank``, ``world_size``, ``follow`` and ``follow_options``; see ``AnnostreamStream``.
     """
     pipeline = Pipeline(decode, target, transform, transforms, masks)
     if iterable:
