@@ -189,7 +189,7 @@ def metadata_figures(b: Bench, large: Built, small: Built) -> None:
                 rate = meta.items_rate(link_url, large.project, large.key, n)
                 b.add(Row("6. metadata-only streaming, HTTP", link, rate, None, "items/s", "reported",
                           note=f"{cfg.per_file} instances per item"))
-        rate = meta.items_rate(f"file://{large.store}", large.project, None, min(large.files, 20_000))
+        rate = meta.items_rate(f"file://{large.store.resolve()}", large.project, None, min(large.files, 20_000))
         b.add(Row("6. metadata-only streaming, embedded", "in-process", rate, None, "items/s", "reported",
                   note=f"{cfg.per_file} instances per item"))
         b.log("peak RSS (each case in a fresh process)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,3 +106,13 @@ def test_decode_modes(project: Project) -> None:
     assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
     raw = project.dataset("Default", decode=None)[0]["image"]
     assert isinstance(raw, bytes) and raw[:2] == b"\xff\xd8"
+
+
+def test_file_urls_absolute_and_relative(source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from annostream.client.transport import EmbeddedTransport, connect
+
+    absolute = connect(f"file://{source.store_dir}")
+    assert isinstance(absolute, EmbeddedTransport) and absolute.path == str(source.store_dir.resolve())
+    monkeypatch.chdir(source.store_dir.parent)
+    relative = connect(f"file://{source.store_dir.name}")
+    assert isinstance(relative, EmbeddedTransport) and relative.path == absolute.path

@@ -545,7 +545,9 @@ def connect(host: str | None = None, client_id: str | None = None,
     if parsed.scheme in ("http", "https"):
         return HttpTransport(host, client_id, client_secret)
     if parsed.scheme == "file":
-        return EmbeddedTransport(parsed.path)
+        # file:///abs/path, or file://rel/path (a relative folder, as people type it)
+        relative = parsed.netloc not in ("", "localhost")
+        return EmbeddedTransport(parsed.netloc + parsed.path if relative else parsed.path)
     if parsed.scheme == "":
         return EmbeddedTransport(host)
     raise ValueError(f"unsupported host '{host}': use http(s)://... or file:///path")
