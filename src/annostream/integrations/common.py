@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable
 from typing import Any, Literal
@@ -49,10 +50,8 @@ def decode_rgb(data: bytes) -> np.ndarray:
     upsampling, as Pillow does); anything it cannot read falls back to Pillow.
     """
     if simplejpeg is not None and data[:3] == _JPEG_MAGIC:
-        try:
+        with contextlib.suppress(ValueError):  # not a baseline JPEG simplejpeg reads: Pillow
             return simplejpeg.decode_jpeg(data, colorspace="RGB")
-        except ValueError:
-            pass
     return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
 
 

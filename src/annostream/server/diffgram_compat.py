@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
@@ -71,11 +82,9 @@ def legacy_principal(request: Request) -> Principal:
     """
     scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() == "basic":
-        try:
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
             if base64.b64decode(value.strip(), validate=True).decode() == _ANONYMOUS_BASIC:
                 return ANONYMOUS
-        except (binascii.Error, UnicodeDecodeError):
-            pass
     return principal(request)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -34,11 +35,9 @@ def running_server(data: str | os.PathLike[str], *, port: int | None = None, wor
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with code {proc.returncode} before answering")
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server at {url} did not answer within {timeout} s")
             time.sleep(0.1)

@@ -10,6 +10,7 @@ dir). URLs carry only the expiry and the signature, never a credential.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -39,10 +40,8 @@ def load_secret(data_dir: str | os.PathLike[str] | None) -> bytes:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
             os.chmod(tmp, 0o600)
-            try:
-                os.link(tmp, path)  # fails if another process won the race: use its key
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):  # another process won the race: use its key
+                os.link(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
     return bytes.fromhex(path.read_text().strip())
