@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -23,8 +24,7 @@ from annostream.schema import (
     TagCreate,
 )
 from annostream.server.auth import principal
-from annostream.service import datasets, ingest, items, labels, projects
-from annostream.service import changes, revisions
+from annostream.service import changes, datasets, ingest, items, labels, projects, revisions
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
@@ -284,8 +284,6 @@ async def put_blob(request: Request, who: Caller, project: str) -> dict[str, Any
     """Stage raw bytes (for a bulk import that names images by sha256)."""
     data = await request.body()
     store = _store(request)
-    import anyio.to_thread
-
     ref = await anyio.to_thread.run_sync(_project, request, who, project, "editor")
     sha = await anyio.to_thread.run_sync(ingest.stage_blob, store, ref, data)
     return {"sha256": sha, "size": len(data)}
@@ -343,8 +341,6 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
     The body is spooled to a temporary file, then read a line at a time.
     """
     import tempfile
-
-    import anyio.to_thread
 
     from annostream.formats import ImportSource
     from annostream.service import export
@@ -408,8 +404,6 @@ async def change_feed(request: Request, who: Caller, project: str,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
     """Events of the commits after ``since`` (whole commits, in order); long-polls up to
     ``wait`` seconds while there are none. The reply's ``cursor`` is the next ``since``."""
-    import anyio.to_thread
-
     ref = await anyio.to_thread.run_sync(_project, request, who, project)
     return await changes.wait_for_changes_async(_store(request), ref, since, wait,
                                                 dataset=dataset, query=query, limit=limit)
