@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 from PIL import Image
@@ -12,6 +13,7 @@ from annostream.client.transport import EmbeddedTransport
 from annostream.server.launch import running_server
 from annostream.service import ingest
 from annostream.service.projects import LOCAL, authorize
+from tests.conftest import Source
 
 N_ITEMS = 20_000
 BUDGET = 512 * 1024
@@ -57,3 +59,37 @@ def test_iterating_20k_items_stays_within_the_cache_budget(tmp_path: Path) -> No
         assert project.cache.peak_bytes <= BUDGET
         assert project.cache.evictions > 0, "the budget was actually exercised"
         assert project.cache.peak_bytes > BUDGET // 2
+
+
+def test_disk_cache_keeps_blobs_across_epochs_within_its_budget(source: Source, tmp_path: Path) -> None:
+    v = source.viewer
+    plain = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url)
+    want = [(s["file"]["name"], s["image"]) for s in plain.dataset("Default", decode=None)]
+    total = sum(len(blob) for _, blob in want)
+
+    cached = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url,
+                     disk_cache=tmp_path / "blobs")
+    ds = cached.dataset("Default", decode=None)
+    assert [(s["file"]["name"], s["image"]) for s in ds] == want
+    disk = cached.disk_cache
+    assert disk is not None and disk.misses == len(want) and disk.nbytes == total
+    assert [(s["file"]["name"], s["image"]) for s in ds] == want
+    assert disk.hits == len(want), "the second epoch took every blob from disk"
+    shipped = pickle.loads(pickle.dumps(ds))  # as DataLoader workers receive it
+    assert shipped.project.disk_cache.nbytes == total
+    assert [(s["file"]["name"], s["image"]) for s in shipped] == want
+    assert shipped.project.disk_cache.hits == len(want)
+
+    damaged = next((tmp_path / "blobs").glob("??/*"))
+    damaged.write_bytes(b"not the blob")
+    again = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url,
+                    disk_cache=tmp_path / "blobs")
+    assert [(s["file"]["name"], s["image"]) for s in again.dataset("Default", decode=None)] == want
+    assert again.disk_cache is not None and again.disk_cache.misses == 1, "a damaged file is a miss"
+
+    small = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url,
+                    disk_cache=tmp_path / "small", disk_cache_bytes=total // 3)
+    assert [(s["file"]["name"], s["image"]) for s in small.dataset("Default", decode=None)] == want
+    assert small.disk_cache is not None and 0 < small.disk_cache.nbytes <= total // 3
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "small").glob("??/*"))
+    assert on_disk == small.disk_cache.nbytes

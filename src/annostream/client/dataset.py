@@ -192,12 +192,33 @@ class Dataset:
             else:
                 found[fid] = hit
         if missing:
-            for item, blob in self.project.transport.items(key, missing, rev, True):
+            for item, blob in self._read(missing, rev):
                 found[item["id"]] = (item, blob)
                 if keep:
                     size = _ITEM_BYTES + _INSTANCE_BYTES * len(item["instances"]) + len(blob or b"")
                     cache.put((key, item["id"], rev), (item, blob), size)
         return [found[fid] for fid in file_ids]
+
+    def _read(self, file_ids: list[int], rev: int) -> list[tuple[dict[str, Any], bytes | None]]:
+        """Items from the transport; with a disk cache, blobs it holds are not sent again.
+
+        With a disk cache the metadata comes first (no blobs), then one request brings the
+        blobs the cache lacks, which it then keeps: from the second epoch on, only metadata
+        crosses the network.
+        """
+        transport, key, disk = self.project.transport, self.project.string_id, self.project.disk_cache
+        if disk is None:
+            return transport.items(key, file_ids, rev, True)
+        pairs = [(item, disk.get(item["file"]["sha256"]) if item["file"]["sha256"] else None)
+                 for item, _ in transport.items(key, file_ids, rev, False)]
+        lacking = [item["id"] for item, blob in pairs if blob is None and item["file"]["sha256"]]
+        if not lacking:
+            return pairs
+        fetched = {item["id"]: blob for item, blob in transport.items(key, lacking, rev, True)}
+        for item, _ in pairs:
+            if item["id"] in fetched and fetched[item["id"]] is not None:
+                disk.put(item["file"]["sha256"], fetched[item["id"]])
+        return [(item, blob if blob is not None else fetched.get(item["id"])) for item, blob in pairs]
 
     def fetch(self, file_ids: list[int]) -> list[dict[str, Any]]:
         """Samples for ``file_ids`` (any order), decoded as this view decodes."""

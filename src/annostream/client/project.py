@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from annostream.client.cache import ByteLRU
+from annostream.client.cache import ByteLRU, DiskBlobCache
 from annostream.client.dataset import Dataset, LabelMap
 from annostream.client.transport import Transport, connect
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_DISK_CACHE_BYTES = 20 * 1024**3
 
 
 class Directory:
@@ -32,16 +33,21 @@ class Project:
     """A project, reached over HTTP (``host="http://..."``) or embedded (``file:///path``).
 
     ``host`` defaults to ``$ANNOSTREAM_HOST``. Credentials are an API key's client id and
-    secret; a public project can be read without them.
+    secret; a public project can be read without them. ``cache_bytes`` bounds the in-memory
+    cache of random-access reads; ``disk_cache`` names a folder where blobs are kept across
+    epochs and processes (at most ``disk_cache_bytes``), so later epochs fetch only metadata.
     """
 
     def __init__(self, project_string_id: str, client_id: str | None = None,
                  client_secret: str | None = None, host: str | None = None, *,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, transport: Transport | None = None) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, transport: Transport | None = None,
+                 disk_cache: str | os.PathLike[str] | None = None,
+                 disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES) -> None:
         self.string_id = project_string_id
         self.host = host or os.environ.get("ANNOSTREAM_HOST")
         self.transport = transport or connect(self.host, client_id, client_secret)
         self.cache = ByteLRU(cache_bytes)
+        self.disk_cache = DiskBlobCache(disk_cache, disk_cache_bytes) if disk_cache else None
         self.directory = Directory(self)
         self.info = self.transport.project(project_string_id)
 
