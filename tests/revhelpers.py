@@ -29,14 +29,17 @@ def box(x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: An
             "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}, **kw}
 
 
-def new_project(kind: str, url: str, store_dir: Path, prefix: str = "r") -> Project:
-    """A fresh project with labels cat/dog and a weather attribute, over ``kind``."""
+def new_project(kind: str, url: str, store_dir: Path, prefix: str = "r",
+                vocabulary: bool = True) -> Project:
+    """A fresh project over ``kind`` ("http" with its admin key, or "embedded"); with
+    ``vocabulary``, labels cat/dog and a weather attribute (rain, sun) exist already."""
     local = EmbeddedTransport(store_dir)
     name = f"{prefix}-{next(_names)}-{kind}"
     admin = local.create_project(name, None, False)["admin_key"]
-    local.create_label(name, "cat", None)
-    local.create_label(name, "dog", None)
-    local.create_attribute_group(name, "weather", "select", ["rain", "sun"])
+    if vocabulary:
+        local.create_label(name, "cat", None)
+        local.create_label(name, "dog", None)
+        local.create_attribute_group(name, "weather", "select", ["rain", "sun"])
     return connect_as(kind, name, url, store_dir, admin)
 
 

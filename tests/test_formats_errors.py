@@ -3,7 +3,6 @@ Also the CLI's export and import commands, on a local store and against a server
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -12,21 +11,16 @@ from typer.testing import CliRunner
 
 from annostream import InvalidInput, NotFound, Project
 from annostream.cli import app
-from annostream.client.transport import EmbeddedTransport
 from tests.conftest import Source, make_coco
+from tests.revhelpers import new_project
 
-_names = itertools.count()
 runner = CliRunner()
 
 
 @pytest.fixture(params=["http", "embedded"])
 def fresh(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
     url, store_dir = server_store
-    name = f"bad-{next(_names)}"
-    admin = EmbeddedTransport(store_dir).create_project(name, None, False)["admin_key"]
-    if request.param == "http":
-        return Project(name, admin["client_id"], admin["client_secret"], host=url)
-    return Project(name, host=f"file://{store_dir}")
+    return new_project(request.param, url, store_dir, prefix="bad", vocabulary=False)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import re
 from collections import defaultdict
@@ -15,21 +14,15 @@ import pytest
 import yaml
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
 from tests.conftest import Source
-
-_names = itertools.count()
+from tests.revhelpers import new_project
 
 
 @pytest.fixture(params=["http", "embedded"])
 def fresh(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
     """An empty project to import into, reached like ``project`` is."""
     url, store_dir = server_store
-    name = f"fmt-{next(_names)}"
-    admin = EmbeddedTransport(store_dir).create_project(name, None, False)["admin_key"]
-    if request.param == "http":
-        return Project(name, admin["client_id"], admin["client_secret"], host=url)
-    return Project(name, host=f"file://{store_dir}")
+    return new_project(request.param, url, store_dir, prefix="fmt", vocabulary=False)
 
 
 def _close(a: Any, b: Any, where: str = "") -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import io
 import json
 from pathlib import Path
@@ -15,9 +14,9 @@ from PIL import Image
 from annostream import InvalidInput, NotFound, Project
 from annostream.client.transport import EmbeddedTransport
 from tests.conftest import blob_names, make_coco
+from tests.revhelpers import new_project
 
 TRANSPORTS = ["http", "embedded"]
-_names = itertools.count()
 
 
 def _png(w: int = 64, h: int = 48, color: tuple[int, int, int] = (10, 20, 30)) -> bytes:
@@ -29,15 +28,7 @@ def _png(w: int = 64, h: int = 48, color: tuple[int, int, int] = (10, 20, 30)) -
 @pytest.fixture(params=TRANSPORTS)
 def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
     url, store_dir = server_store
-    local = EmbeddedTransport(store_dir)
-    name = f"w-{next(_names)}"
-    admin = local.create_project(name, None, False)["admin_key"]
-    local.create_label(name, "cat", None)
-    local.create_label(name, "dog", None)
-    local.create_attribute_group(name, "weather", "select", ["rain", "sun"])
-    if request.param == "http":
-        return Project(name, admin["client_id"], admin["client_secret"], host=url)
-    return Project(name, host=f"file://{store_dir}")
+    return new_project(request.param, url, store_dir, prefix="w")
 
 
 def _box(x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: object) -> dict:
