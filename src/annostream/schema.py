@@ -15,7 +15,8 @@ from annostream.errors import InvalidInput
 Role = Literal["viewer", "editor", "admin"]
 FileType = Literal["image", "video", "frame", "text", "audio"]
 InstanceType = Literal[
-    "box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse", "tag", "global"
+    "box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse", "tag", "global",
+    "event", "span", "relation",
 ]
 AttributeKind = Literal["select", "multi_select", "radio", "text", "number", "date"]
 BlobMode = Literal["inline", "url", "none"]
@@ -23,6 +24,9 @@ BlobMode = Literal["inline", "url", "none"]
 SPATIAL_TYPES: frozenset[str] = frozenset(
     {"box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse"}
 )
+# Instances over a range (frames of a video, characters of a text) and links between spans:
+# not counted as labels of the file except spans (``labels.<name>`` counts spans).
+RANGE_TYPES: frozenset[str] = frozenset({"event", "span"})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -81,6 +85,8 @@ class InstanceIn(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
     frame_number: int | None = None
     track_id: int | None = None
+    # On a track: an annotated keyframe (default) or a stored interpolated instance.
+    keyframe: bool | None = None
     machine_made: bool = False
     iscrowd: bool = False
     area: float | None = None

@@ -38,7 +38,8 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
     return {
-        "image": decode_image(blob, decode),
+        # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
+        "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
         "file": item["file"],
         "instances": instances,
         "boxes": np.array([i["bbox"] for i in spatial], dtype=np.float32).reshape(-1, 4),

@@ -44,6 +44,8 @@ class Transport(Protocol):
     def ids(self, project: str, dataset: str, query: str | None,
             as_of: int | None) -> tuple[np.ndarray, int]: ...
     def count(self, project: str, dataset: str, query: str | None, as_of: int | None) -> tuple[int, int]: ...
+    def frame_ids(self, project: str, dataset: str, query: str | None, frame_query: str | None,
+                  as_of: int | None, step: int) -> tuple[np.ndarray, int]: ...
     def items(self, project: str, ids: list[int], as_of: int | None,
               blobs: bool) -> list[tuple[Item, bytes | None]]: ...
     def blob(self, project: str, sha256: str) -> bytes: ...
@@ -182,6 +184,13 @@ class HttpTransport:
         response = self._request("GET", self._p(project, self._d(dataset) + "/ids"),
                                  params=self._params(query=query, as_of=as_of))
         return np.frombuffer(response.content, dtype="<i8").astype(np.int64), int(response.headers["X-Revision"])
+
+    def frame_ids(self, project: str, dataset: str, query: str | None, frame_query: str | None,
+                  as_of: int | None, step: int) -> tuple[np.ndarray, int]:
+        response = self._request("GET", self._p(project, self._d(dataset) + "/frames"), params=self._params(
+            query=query, frame_query=frame_query, as_of=as_of, step=step))
+        pairs = np.frombuffer(response.content, dtype="<i8").astype(np.int64).reshape(-1, 2)
+        return pairs, int(response.headers["X-Revision"])
 
     def count(self, project: str, dataset: str, query: str | None, as_of: int | None) -> tuple[int, int]:
         body = self._json("GET", self._p(project, self._d(dataset) + "/count"),
@@ -435,6 +444,12 @@ class EmbeddedTransport:
         from annostream.service.datasets import slice_ids
 
         return slice_ids(self.store, self._ds(project, dataset, as_of), query, as_of)
+
+    def frame_ids(self, project: str, dataset: str, query: str | None, frame_query: str | None,
+                  as_of: int | None, step: int) -> tuple[np.ndarray, int]:
+        from annostream.service.frames import frame_ids
+
+        return frame_ids(self.store, self._ds(project, dataset, as_of), query, frame_query, as_of, step)
 
     def count(self, project: str, dataset: str, query: str | None, as_of: int | None) -> tuple[int, int]:
         from annostream.service.datasets import slice_count

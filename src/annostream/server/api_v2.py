@@ -133,6 +133,19 @@ def slice_ids(request: Request, who: Caller, project: str, dataset: str,
     )
 
 
+@router.get("/projects/{project}/datasets/{dataset}/frames")
+def frame_ids(request: Request, who: Caller, project: str, dataset: str, query: QueryText = None,
+              frame_query: QueryText = None, as_of: AsOf = None,
+              step: Annotated[int, Query(ge=1, le=1_000_000)] = 1) -> Response:
+    """(file id, frame number) pairs of the slice's video frames as little-endian int64."""
+    from annostream.service.frames import frame_ids as list_frames
+
+    ds = _dataset(request, who, project, dataset, as_of)
+    pairs, rev = list_frames(_store(request), ds, query, frame_query, as_of, step)
+    return Response(pairs.astype("<i8").tobytes(), media_type="application/octet-stream",
+                    headers={"X-Count": str(len(pairs)), "X-Revision": str(rev)})
+
+
 @router.get("/projects/{project}/datasets/{dataset}/count")
 def slice_count(request: Request, who: Caller, project: str, dataset: str,
                 query: QueryText = None, as_of: AsOf = None) -> dict[str, int]:
