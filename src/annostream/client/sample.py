@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from annostream.schema import SPATIAL_TYPES
+from annostream.service.text import sample_of as text_sample
 
 Decode = Literal["pil", "numpy", "bytes"] | None
 
@@ -29,7 +30,8 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
     """A sample dict (DESIGN section 7): ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
-    and cover every spatial instance; an item with none gives shape [0, 4], not [0].
+    and cover every spatial instance; an item with none gives shape [0, 4], not [0]. A text
+    file's sample also has ``text``, ``spans`` and ``relations`` (see ``service.text``).
     """
     instances = item["instances"]
     spatial = [i for i in instances if i["type"] in SPATIAL_TYPES and i["bbox"] is not None]
@@ -37,7 +39,7 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    return {
+    sample = {
         # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
         "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
         "file": item["file"],
@@ -52,3 +54,6 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
         "tags": [i["label"] for i in instances if i["type"] == "tag"],
         "attributes": attributes,
     }
+    if item["file"]["type"] == "text":
+        sample.update(text_sample(item))
+    return sample

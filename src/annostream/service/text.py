@@ -27,7 +27,8 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
                                    {"field": f"{where}[{i}].type"})
         return
     length = len(text)
-    n = len(keys)
+    given = {i.geometry.get("key") for i in items if i.type == "span"} - {None}
+    n = 0
     for i, inst in enumerate(items):
         at = f"{where}[{i}]"
         if inst.type not in ("span", "relation", "tag", "global"):
@@ -41,7 +42,7 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
                                {"field": f"{at}.geometry.end", "length": length})
         key = inst.geometry.get("key")
         if key is None:
-            while f"s{n}" in keys:
+            while f"s{n}" in keys or f"s{n}" in given:
                 n += 1
             key = f"s{n}"
             inst.geometry["key"] = key
