@@ -40,7 +40,7 @@ def writer(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Pr
     for name in ("person", "place", "worked_with"):
         project.create_label(name)
     project.upload("docs", data=TEXT.encode(), filename="a.txt", instances=SPANS + RELATIONS)
-    project.upload("docs", data="no entities here".encode(), filename="b.txt")
+    project.upload("docs", data=b"no entities here", filename="b.txt")
     return project
 
 

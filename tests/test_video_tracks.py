@@ -90,8 +90,8 @@ def test_json_and_diffgram_export_reimport_keep_tracks_and_events(editor: Projec
         copy = editor.dataset(f"copy-{fmt}")[0]
         assert copy["file"]["type"] == "video" and copy["file"]["frame_count"] == 30
         assert _shape(copy["instances"]) == before, fmt
-    seqs = [v for k, v in json.loads((tmp_path / "diffgram" / "diffgram.json").read_text()).items()
-            if isinstance(v, dict) and "sequence_list" in v][0]["sequence_list"]
+    seqs = next(v for k, v in json.loads((tmp_path / "diffgram" / "diffgram.json").read_text()).items()
+            if isinstance(v, dict) and "sequence_list" in v)["sequence_list"]
     assert [(s["number"], s["keyframe_list"]["frame_number_list"]) for s in seqs] == [(1, [0, 10]), (2, [5])]
 
 

@@ -14,7 +14,12 @@ from sqlalchemy import func, literal, select
 from annostream.errors import InvalidInput
 from annostream.query.compile import Compiler
 from annostream.query.parse import parse
-from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
+from annostream.service.datasets import (
+    DatasetRef,
+    membership,
+    query_filter,
+    resolve_revision,
+)
 from annostream.store import Store
 from annostream.store.revisions import visible
 from annostream.store.tables import dataset_files, files

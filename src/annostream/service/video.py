@@ -11,6 +11,7 @@ keyframes of a track is computed here, the same for the server and the client.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -160,7 +161,7 @@ def interpolate_tracks(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         have = {m["frame_number"] for m in members}
         keys = sorted((m for m in members if m["type"] == "box" and m.get("keyframe") is not False),
                       key=lambda m: m["frame_number"])
-        for a, b in zip(keys, keys[1:]):
+        for a, b in itertools.pairwise(keys):
             fa, fb = a["frame_number"], b["frame_number"]
             for k in range(fa + 1, fb):
                 if k in have:
