@@ -62,7 +62,7 @@ def make_video(path: Path, n_frames: int, width: int, height: int, fps: int = 30
 def _open(path: Path) -> tuple[object, object]:
     container = av.open(str(path))
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"  # as annostream's decoder does
+    # PyAV's default threading, as annostream's decoder uses
     return container, stream
 
 

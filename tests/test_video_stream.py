@@ -46,7 +46,7 @@ def _frames(view: object) -> list[tuple[int, int]]:
 
 def test_frame_queries_select_frames_not_videos(videos: Project) -> None:
     ds = videos.dataset("videos")
-    names = {int(i): s["file"]["name"] for i, s in zip(ds.ids, ds)}
+    names = {s["file"]["id"]: s["file"]["name"] for s in ds}
 
     def frames(query: str) -> list[tuple[str, int]]:
         return [(names[f], k) for f, k in _frames(ds.frames(query))]

@@ -5,7 +5,9 @@ see ``annostream.service.video``). A read seeks only when it must: to the neares
 at or before k when k lies behind the decoder or past a keyframe after its position;
 otherwise it decodes forward from where the decoder stands, so consecutive reads cost one
 decode each. Video bytes live in a byte-bounded LRU per process (each DataLoader worker has
-its own, empty after fork); a few decoders stay open, one per recently read video.
+its own, empty after fork); a few decoders stay open, one per recently read video. Before
+a fork every open decoder is closed (FFmpeg's threads must not be copied into a child half
+way through anything) and reopens from its bytes on its next read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import bisect
 import io
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -26,16 +29,27 @@ DEFAULT_VIDEO_CACHE_BYTES = 512 * 1024 * 1024
 OPEN_DECODERS = 4
 
 
+_LIVE: weakref.WeakSet[VideoDecoder] = weakref.WeakSet()
+
+
+def _close_before_fork() -> None:
+    """Close every open decoder (its FFmpeg threads with it) before a fork; each reopens on
+    its next read. ``service.video`` then collects what garbage cycles still hold."""
+    for decoder in list(_LIVE):
+        decoder.close()
+
+
+os.register_at_fork(before=_close_before_fork)
+
+
 class VideoDecoder:
     """Frames of one video by number, decoded from its bytes with PyAV."""
 
     def __init__(self, data: bytes, keyframes: list[int] | None = None, file_id: Any = None) -> None:
-        import av
-
         self.file_id = file_id
-        self._container = av.open(io.BytesIO(data), mode="r")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._data = data
+        self._lock = threading.Lock()
+        self._open()
         pts, keys = frame_table(self._container, self._stream)
         self.pts = pts
         self._index = {p: i for i, p in enumerate(pts)}
@@ -43,8 +57,16 @@ class VideoDecoder:
         self.keyframes = sorted(set(keyframes)) if keyframes else found
         self._frames: Any = None
         self._next: int | None = None  # the frame number the open decoder yields next
-        self._lock = threading.Lock()
         self.seeks = 0
+
+    def _open(self) -> None:
+        import av
+
+        self._container = av.open(io.BytesIO(self._data), mode="r")
+        self._stream = self._container.streams.video[0]
+        self._frames = None
+        self._next = None
+        _LIVE.add(self)
 
     @property
     def frame_count(self) -> int:
@@ -73,6 +95,8 @@ class VideoDecoder:
             return self._read(k)
 
     def _read(self, k: int) -> np.ndarray:
+        if self._container is None:
+            self._open()
         if self._must_seek(k):
             self._seek(k)
         for _ in range(2):
@@ -90,7 +114,14 @@ class VideoDecoder:
         raise RuntimeError(f"frame {k} of video {self.file_id} could not be decoded")
 
     def close(self) -> None:
-        self._container.close()
+        """Free the FFmpeg decoder (and its threads); a later read opens it again."""
+        with self._lock:
+            if self._container is not None:
+                self._frames = self._stream = None
+                self._container.close()
+                self._container = None
+                self._next = None
+            _LIVE.discard(self)
 
 
 class VideoCache:

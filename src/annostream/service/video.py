@@ -10,8 +10,11 @@ keyframes of a track is computed here, the same for the server and the client.
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,16 @@ VIDEO_SUFFIXES: dict[str, str] = {
     ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
     ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
 }
+
+
+def _collect_before_fork() -> None:
+    """PyAV objects left in garbage cycles keep FFmpeg's threads alive until collected; a
+    child forked beside them (a DataLoader worker) can hang on a lock one of them held."""
+    if "av" in sys.modules:
+        gc.collect()
+
+
+os.register_at_fork(before=_collect_before_fork)
 
 
 @dataclass(frozen=True)
