@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: install install-dev install-bench demo test bench bench-quick clean
+.PHONY: install install-dev install-bench demo test lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: install
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# Lint, format and types, as configured in pyproject.toml (mypy strict on the SDK and the service).
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # mosaicml-streaming pins a torch (and torchvision) of its own: installed without its
 # dependencies, then with the few it needs at run time.
