@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: install install-dev install-bench demo test lint bench bench-quick clean
+.PHONY: install install-dev install-bench demo test bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ test: install-dev
 	$(BIN)/python -m pytest -q
 
 # Lint, format and types, as configured in pyproject.toml (mypy strict on the SDK and the service).
+.PHONY: lint
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
