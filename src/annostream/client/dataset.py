@@ -309,7 +309,7 @@ class Dataset:
         ``annostream.open(path)`` then streams the same samples (ids, names, boxes, labels,
         label ids) with no server and no network.
         """
-        from annostream.client.offline import save_view
+        from annostream.client.save import save_view
 
         return save_view(self, path)
 

@@ -62,7 +62,7 @@ from annostream.query.parse import (
     unknown_name,
 )
 from annostream.schema import InstanceType
-from annostream.store.revisions import visible
+from annostream.store.versioning import visible
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
 
 INSTANCE_TYPES: tuple[str, ...] = get_args(InstanceType)

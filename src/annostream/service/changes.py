@@ -28,7 +28,7 @@ from annostream.errors import BadRequest, NotFound
 from annostream.service.datasets import DatasetRef, get_dataset, slice_select
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import head_revision
+from annostream.store.versioning import head_revision
 from annostream.store.tables import dataset_files, datasets, files, instances
 
 POLL_SECONDS = 0.15

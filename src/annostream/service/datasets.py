@@ -16,7 +16,7 @@ from annostream.errors import Conflict, NotFound
 from annostream.service.projects import ProjectRef
 from annostream.service.revisions import revision_readable
 from annostream.store import Store
-from annostream.store.revisions import begin_commit, head_revision, visible
+from annostream.store.versioning import begin_commit, head_revision, visible
 from annostream.store.tables import dataset_files, datasets, files
 
 

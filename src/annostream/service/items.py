@@ -20,7 +20,7 @@ from annostream.service.datasets import DatasetRef, membership, query_filter, re
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import visible
+from annostream.store.versioning import visible
 from annostream.store.tables import blobs, dataset_files, files, instances
 
 _FILE_COLUMNS = (

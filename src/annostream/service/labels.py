@@ -15,7 +15,7 @@ from annostream.errors import Conflict, InvalidInput
 from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import begin_commit, head_revision, visible
+from annostream.store.versioning import begin_commit, head_revision, visible
 from annostream.store.tables import attribute_groups, attribute_options, labels
 
 

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from annostream.errors import Conflict, InvalidInput, NotFound
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import head_revision
+from annostream.store.versioning import head_revision
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,

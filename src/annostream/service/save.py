@@ -25,7 +25,7 @@ from annostream.service.ingest import (
 from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import begin_commit
+from annostream.store.versioning import begin_commit
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def save_view(view: Dataset, path: str | os.PathLike[str]) -> Dataset:
     """Write ``view`` at its revision into the store folder ``path``; return it there."""
     from annostream.client.project import open as open_store
-    from annostream.service.offline import write_snapshot
+    from annostream.service.save import write_snapshot
     from annostream.store import Store
 
     pinned = view.snapshot()
