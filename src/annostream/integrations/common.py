@@ -3,8 +3,10 @@
 - decoding: RGB uint8 arrays through libjpeg-turbo (``simplejpeg``) when it is installed,
   Pillow otherwise, with the same pixels either way (within one level);
 - targets as numpy arrays: detection (boxes, labels, area, iscrowd, masks) and
-  classification (one label id per file);
-- the epoch plan: which view positions a rank and a loader worker read, in which order.
+  classification (one label id per file).
+
+The epoch plan (which positions a rank and a worker read) is in ``plan``, and where a
+process stands in the job (rank, worker) in ``world``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,6 @@ class SampleError(AnnostreamError):
 
     status = 422
     code = "bad_sample"
-
-
-def fast_decoder() -> str:
-    """The JPEG decoder in use: "simplejpeg" when installed, else "pillow"."""
-    return "simplejpeg" if simplejpeg is not None else "pillow"
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -146,37 +143,3 @@ def wrap_error(sample: dict[str, Any] | None, item: dict[str, Any], what: str,
     f = (sample or item)["file"]
     return SampleError(f"{what} failed on file {f['id']} ({f.get('name')}): "
                        f"{type(exc).__name__}: {exc}", {"file_id": f["id"], "step": what})
-
-
-# --- the epoch plan --------------------------------------------------------------------
-
-def rank_positions(n: int, *, seed: int, epoch: int, shuffle: bool, rank: int,
-                   world_size: int, drop_last: bool) -> np.ndarray:
-    """View positions rank ``rank`` reads in ``epoch``, in order; the same length on every rank.
-
-    The order is a permutation of all ``n`` positions drawn from (seed, epoch), so every
-    rank derives the same one without talking to the others. Ranks take every
-    ``world_size``-th entry; to keep counts equal the tail is dropped (``drop_last``) or the
-    order is padded by repeating it from its start.
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside a world of {world_size}")
-    order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
-             else np.arange(n, dtype=np.int64))
-    per_rank = n // world_size if drop_last else -(-n // world_size)
-    total = per_rank * world_size
-    order = order[:total] if total <= n else np.resize(order, total)
-    return order[rank::world_size]
-
-
-def worker_positions(positions: np.ndarray, chunk: int, worker: int, num_workers: int) -> np.ndarray:
-    """The part of ``positions`` one loader worker reads: chunks of ``chunk``, round-robin.
-
-    A DataLoader takes batch k from worker k % num_workers, so with ``chunk`` equal to its
-    batch size the loader hands out batches in exactly the order of ``positions``, and the
-    number of items consumed says where to resume.
-    """
-    if num_workers <= 1:
-        return positions
-    owner = (np.arange(len(positions)) // max(1, chunk)) % num_workers
-    return positions[owner == worker]

@@ -22,9 +22,9 @@ from annostream.integrations.common import (
     classification_label,
     decode_rgb,
     detection_arrays,
-    rank_positions,
     wrap_error,
 )
+from annostream.integrations.plan import rank_positions
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset

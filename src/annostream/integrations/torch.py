@@ -8,7 +8,6 @@ window of requests in flight; decoding happens in the worker.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +26,10 @@ from annostream.integrations.common import (
     decode_pil,
     decode_rgb,
     detection_arrays,
-    rank_positions,
-    worker_positions,
     wrap_error,
 )
+from annostream.integrations.plan import rank_positions, worker_positions
+from annostream.integrations.world import Shard, distributed_rank
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
@@ -170,13 +169,6 @@ class AnnostreamMapDataset(TorchDataset):
         return [self.pipeline(item, blob) for item, blob in self.view.fetch_raw(ids)]
 
 
-def _rank_and_world() -> tuple[int, int]:
-    """This process's (rank, world size): torch.distributed when initialised, else the env."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 class AnnostreamStream(IterableDataset):
     """Iterable: sharded by DDP rank and loader worker, shuffled from (seed, epoch), resumable.
 
@@ -205,21 +197,23 @@ class AnnostreamStream(IterableDataset):
         self.seed = seed
         self.drop_last = drop_last
         self.batch_size = max(1, batch_size)
-        auto_rank, auto_world = _rank_and_world()
+        auto_rank, auto_world = distributed_rank()
         self.rank = auto_rank if rank is None else rank
         self.world_size = auto_world if world_size is None else world_size
         self.follow = follow
         self.follow_options = dict(follow_options or {})
         self.epoch = 0
         self._start = 0
-        self._consumed = 0
+        # Items handed out since the resume point: counted here when iterated in this
+        # process, by ``StreamLoader`` (which sees the batches leave) when workers read.
+        self.consumed = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Read ``epoch``'s order next; a resume position loaded for another epoch is dropped."""
         if epoch != self.epoch:
             self.epoch = epoch
             self._start = 0
-            self._consumed = 0
+            self.consumed = 0
 
     def positions(self) -> np.ndarray:
         """View positions this rank reads in the current epoch, from its resume point on."""
@@ -236,11 +230,11 @@ class AnnostreamStream(IterableDataset):
         if info is not None:
             positions = worker_positions(positions, self.batch_size, info.id, info.num_workers)
         else:
-            self._consumed = 0
+            self.consumed = 0
         for item, blob in self.view.iter_raw(positions):
             example = self.pipeline(item, blob)
             if info is None:
-                self._consumed += 1
+                self.consumed += 1
             yield example
         if self.follow:
             yield from self._followed(info)
@@ -249,15 +243,14 @@ class AnnostreamStream(IterableDataset):
         """Examples of files committed after the view's revision, this shard's share of them."""
         from annostream.client.follow import follow_raw
 
-        shards = self.world_size * (info.num_workers if info is not None else 1)
-        shard = self.rank * (info.num_workers if info is not None else 1) + (info.id if info else 0)
+        shard = Shard(self.rank, self.world_size, info.id if info else 0, info.num_workers if info else 1)
         for event, item, blob in follow_raw(self.view.follow(self.view.revision, **self.follow_options)):
-            if event["file_id"] % shards == shard:
+            if shard.owns(event["file_id"]):
                 yield self.pipeline(item, blob)
 
     def state_dict(self) -> dict[str, Any]:
         """Where this rank stands: epoch and items consumed, plus what the plan depends on."""
-        return {"epoch": self.epoch, "position": self._start + self._consumed, "seed": self.seed,
+        return {"epoch": self.epoch, "position": self._start + self.consumed, "seed": self.seed,
                 "shuffle": self.shuffle, "drop_last": self.drop_last, "world_size": self.world_size,
                 "rank": self.rank, "n": len(self.file_ids)}
 
@@ -271,7 +264,7 @@ class AnnostreamStream(IterableDataset):
                              f"(saved, here): {differ}")
         self.epoch = int(state["epoch"])
         self._start = int(state["position"])
-        self._consumed = 0
+        self.consumed = 0
 
 
 class StreamLoader:
@@ -296,9 +289,9 @@ class StreamLoader:
 
     def __iter__(self) -> Iterator[Any]:
         remaining = len(self.stream)
-        self.stream._consumed = 0
+        self.stream.consumed = 0
         for batch in self.loader:
-            self.stream._consumed = min(self.stream._consumed + self.batch_size, remaining)
+            self.stream.consumed = min(self.stream.consumed + self.batch_size, remaining)
             yield batch
 
     def set_epoch(self, epoch: int) -> None:
