@@ -19,17 +19,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlparse
 
-from annostream.store.blobs import sha256_hex
+from annostream.store.sha import check_sha256, sha256_hex
 
 MULTIPART_THRESHOLD = 8 << 20
 MULTIPART_CHUNK = 8 << 20
 POOL = 32
-
-
-def _check_sha(sha256: str) -> str:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"not a sha256: {sha256!r}")
-    return sha256
 
 
 def _client(endpoint: str | None, region: str) -> Any:
@@ -90,7 +84,7 @@ class S3BlobStore:
                     raise
 
     def key(self, sha256: str) -> str:
-        name = f"{_check_sha(sha256)[:2]}/{sha256}"
+        name = f"{check_sha256(sha256)[:2]}/{sha256}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def put(self, data: bytes) -> tuple[str, bool]:
