@@ -103,8 +103,10 @@ class Dataset:
         assert self._as_of is not None
         return self._as_of
 
-    def _derive(self, *, query: str | None = None, as_of: int | None = None,
-                ids: np.ndarray | None = None) -> Dataset:
+    def derive(self, *, query: str | None = None, as_of: int | None = None,
+               ids: np.ndarray | None = None) -> Dataset:
+        """Another view of this dataset (query, revision, optional explicit ids) read with
+        this view's batch, prefetch and decode settings."""
         return Dataset(self.project, self.name, query=query, as_of=as_of, ids=ids,
                        batch_size=self.batch_size, prefetch=self.prefetch, decode=self.decode)
 
@@ -113,24 +115,24 @@ class Dataset:
         if self._explicit_ids:
             matching, _ = self.project.transport.ids(self.project.string_id, self.name,
                                                      _and(self.query, query), self.revision)
-            return self._derive(query=_and(self.query, query), as_of=self.revision,
+            return self.derive(query=_and(self.query, query), as_of=self.revision,
                                 ids=np.intersect1d(self.ids, matching, assume_unique=True))
-        return self._derive(query=_and(self.query, query), as_of=self._as_of)
+        return self.derive(query=_and(self.query, query), as_of=self._as_of)
 
     def snapshot(self) -> Dataset:
         """This view pinned to the revision it reads now, whatever is written later."""
-        return self._derive(query=self.query, as_of=self.revision, ids=self.ids)
+        return self.derive(query=self.query, as_of=self.revision, ids=self.ids)
 
     def as_of(self, revision: int | str) -> Dataset:
         """This view as it was at ``revision``: a number, or the name of a tag."""
         if isinstance(revision, str):
             revision = self.project.resolve_revision(revision)
-        return self._derive(query=self.query, as_of=revision)
+        return self.derive(query=self.query, as_of=revision)
 
     def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
                      decode: Decode | str = "keep") -> Dataset:
         """The same view read with other batch, prefetch or decode settings."""
-        view = self._derive(query=self.query, as_of=self._as_of, ids=self._ids)
+        view = self.derive(query=self.query, as_of=self._as_of, ids=self._ids)
         view._explicit_ids = self._explicit_ids
         view.batch_size = batch_size or self.batch_size
         view.prefetch = prefetch or self.prefetch
@@ -163,7 +165,7 @@ class Dataset:
     def __getitem__(self, index: int | slice) -> dict[str, Any] | Dataset:
         ids = self.ids
         if isinstance(index, slice):
-            view = self._derive(query=self.query, as_of=self.revision, ids=ids[index])
+            view = self.derive(query=self.query, as_of=self.revision, ids=ids[index])
             return view
         if isinstance(index, (int, np.integer)):
             n = len(ids)

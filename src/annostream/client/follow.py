@@ -162,7 +162,7 @@ def follow_raw(follow: Follow) -> Iterator[tuple[Event, dict[str, Any], bytes | 
         if not wanted:
             continue
         ids = [e["file_id"] for e in wanted]
-        view = follow.dataset._derive(query=None, as_of=commit[0]["rev"],
+        view = follow.dataset.derive(query=None, as_of=commit[0]["rev"],
                                       ids=np.asarray(ids, dtype=np.int64))
         for event, (item, blob) in zip(wanted, view.fetch_raw(ids)):
             yield event, item, blob

@@ -26,7 +26,7 @@ def decode_image(data: bytes | None, decode: Decode) -> Any:
 
 
 def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil") -> dict[str, Any]:
-    """A sample dict (DESIGN section 7): ``image``, ``file``, ``instances`` and columns.
+    """A sample dict: ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
     and cover every spatial instance; an item with none gives shape [0, 4], not [0].

@@ -57,7 +57,7 @@ from annostream.query.parse import (
     Not,
     Or,
     Value,
-    _number,
+    parse_number,
     parse,
     unknown_name,
 )
@@ -110,7 +110,7 @@ def _as_number(f: Field, v: Value) -> int | float:
     if isinstance(v.value, (int, float)):
         return v.value
     if _NUMBER_TEXT.fullmatch(v.value):
-        return _number(v.value.strip())
+        return parse_number(v.value.strip())
     raise _bad_value(f, f"compares with a number, not {v.text}", value=v.text)
 
 

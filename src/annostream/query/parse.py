@@ -229,7 +229,8 @@ def _unquote(token: str) -> str:
     return "".join(out)
 
 
-def _number(text: str) -> int | float:
+def parse_number(text: str) -> int | float:
+    """A numeric literal's value: an int when it is an integer that fits 64 bits, else a float."""
     if _INT_RE.fullmatch(text):
         value = int(text)
         # Beyond 64 bits no database column holds it; compare as a float instead.
@@ -281,7 +282,7 @@ class _Builder:
         if tok.type == "STRING":
             return Value(_unquote(str(tok)), str(tok), quoted=True)
         if tok.type == "NUMBER":
-            return Value(_number(str(tok)), str(tok), quoted=False)
+            return Value(parse_number(str(tok)), str(tok), quoted=False)
         return Value(tok.type == "TRUE", str(tok), quoted=False)
 
     def _field(self, path: _Path) -> Field:
