@@ -282,7 +282,7 @@ class Dataset:
 
         return to_ray(self, parallelism=parallelism, batch_size=batch_size)
 
-    # --- revisions: follow mode and offline copies -----------------------------------
+    # --- revisions: follow mode and saved copies -------------------------------------
 
     def follow(self, since: Cursor | int | None = None, query: str | None = None,
                **options: Any) -> Follow:
@@ -305,8 +305,8 @@ class Dataset:
 
         return follow_samples(self.follow(since, query, **options))
 
-    def cache_to(self, path: str | os.PathLike[str]) -> Dataset:
-        """Write this view, pinned, with its blobs to a local store folder; return it there.
+    def save(self, path: str | os.PathLike[str]) -> Dataset:
+        """Save this view, pinned, with its blobs as a local store folder; return it there.
 
         ``annostream.open(path)`` then streams the same samples (ids, names, boxes, labels,
         label ids) with no server and no network.
@@ -315,4 +315,4 @@ class Dataset:
 
         return save_view(self, path)
 
-    save = cache_to
+    cache_to = save  # its first name, kept: a saved copy, not a cache (those are client/cache.py)

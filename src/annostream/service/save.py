@@ -1,4 +1,4 @@
-"""Offline copies: one pinned view of a project written into a store of its own.
+"""Saved copies: one pinned view of a project written into a store of its own.
 
 The copy is written as a single commit whose number is the source view's revision, with
 the source's file and instance ids and label ids kept, so that the copy streams the very
@@ -40,7 +40,7 @@ _INSTANCE_FIELDS = ("type", "label", "geometry", "attributes", "frame_number", "
                     "machine_made", "iscrowd", "area", "bbox")
 
 
-def write_snapshot(store: Store, *, string_id: str, name: str, revision: int,
+def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                    label_list: list[dict[str, Any]], groups: list[dict[str, Any]],
                    dataset: str, items: Iterable[tuple[dict[str, Any], bytes | None]]) -> dict[str, Any]:
     """Create project ``string_id`` in ``store`` holding ``items`` (as read at ``revision``)
@@ -51,13 +51,13 @@ def write_snapshot(store: Store, *, string_id: str, name: str, revision: int,
             if conn.execute(select(projects.c.id).where(projects.c.string_id == string_id)).first():
                 raise Conflict(f"project '{string_id}' already exists in the target store")
             if conn.execute(select(files.c.id).limit(1)).first():
-                raise Conflict("an offline copy keeps the source's file ids, so it needs a store "
+                raise Conflict("a saved copy keeps the source's file ids, so it needs a store "
                                "that holds no files yet")
             project_id = conn.execute(insert(projects).values(
                 string_id=string_id, name=name, is_public=False, head_rev=max(revision - 1, 0),
             )).inserted_primary_key[0]
             ref = ProjectRef(project_id, string_id, name, False, "admin")
-            rev = begin_commit(conn, project_id, f"offline copy of {string_id}/{dataset} at {revision}")
+            rev = begin_commit(conn, project_id, f"saved copy of {string_id}/{dataset} at {revision}")
             for lab in label_list:
                 conn.execute(insert(labels).values(
                     project_id=project_id, label_index=lab["id"], name=lab["name"],
