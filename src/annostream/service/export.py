@@ -18,9 +18,9 @@ import orjson
 
 from annostream.formats import ExportContext, ImportSource, Sink, make_writer
 from annostream.schema import AttributeGroupCreate, LabelCreate
-from annostream.service import items as items_service
 from annostream.service.datasets import DatasetRef, resolve_revision, slice_count
 from annostream.service.ingest import ImportRecord, Progress, import_records
+from annostream.service.items import page_items
 from annostream.service.labels import list_attribute_groups, list_labels
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
@@ -56,7 +56,7 @@ def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int,
     """Every item of the slice at ``rev``, one keyset page in memory at a time."""
     after = None
     while True:
-        batch, _ = items_service.page_items(store, ds, query=query, as_of=rev, after=after, limit=page)
+        batch, _ = page_items(store, ds, query=query, as_of=rev, after=after, limit=page)
         yield from batch
         if len(batch) < page:
             return
