@@ -1,13 +1,16 @@
-"""Pydantic models of the wire format, shared by the server, the service and the client.
+"""The shapes of the wire format, shared by the server, the service and the client.
 
-Items travel as plain dicts (built by the service, serialised with orjson) because they are
-the hot path; the models here describe and validate what callers send in.
+What callers send in is validated at the edge by pydantic models. What the store sends out
+(items, their files and instances, change events) travels as plain dicts, built by the
+service and serialised with orjson because it is the hot path; the TypedDicts here say what
+those dicts hold, so that every signature they cross names them instead of ``dict``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annostream.errors import InvalidInput
@@ -23,6 +26,95 @@ BlobMode = Literal["inline", "url", "none"]
 SPATIAL_TYPES: frozenset[str] = frozenset(
     {"box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse"}
 )
+ChangeKind = Literal["file_added", "file_removed", "instances_changed"]
+
+
+# --- what the store sends out ------------------------------------------------------------
+
+class FileInfo(TypedDict):
+    """An item's file: its blob (by sha256) and what is known about it at the item's revision."""
+
+    id: int
+    name: str
+    type: str
+    sha256: str | None
+    size: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    frame_count: int | None
+    fps: float | None
+    text: str | None
+    metadata: dict[str, Any]
+    parent_id: int | None
+    frame_number: int | None
+    created_rev: int
+
+
+class Instance(TypedDict):
+    """One annotation as it is read: its label by name and by stable id (1..N, 0 = none),
+    ``bbox`` as [x_min, y_min, x_max, y_max] pixels (None for tags and globals)."""
+
+    id: int
+    type: str
+    label: str | None
+    label_id: int | None
+    frame_number: int | None
+    geometry: dict[str, Any]
+    bbox: list[float] | None
+    area: float | None
+    iscrowd: bool
+    attributes: dict[str, Any]
+    track_id: int | None
+    machine_made: bool
+
+
+class Item(TypedDict):
+    """A file with its instances, as of one revision: the unit every read returns."""
+
+    id: int
+    file: FileInfo
+    instances: list[Instance]
+
+
+class ChangeEvent(TypedDict):
+    """What one commit did to one file of a view (see ``service.changes``)."""
+
+    rev: int
+    kind: ChangeKind
+    file_id: int
+    dataset: str | None
+
+
+class ChangePage(TypedDict):
+    """One page of the change feed: whole commits after the asked revision, up to ``cursor``."""
+
+    events: list[ChangeEvent]
+    cursor: int
+    head: int
+
+
+class Sample(TypedDict):
+    """An item made ready to train on (``client.sample.make_sample``).
+
+    ``boxes`` float32 [N, 4] (xyxy pixels), ``labels`` and ``label_ids`` int64 [N] are aligned
+    and cover the spatial instances with a bbox, in instance order; ``polygons`` and
+    ``keypoints`` hold one float32 array of points per such instance; ``tags`` the labels of
+    tag instances; ``attributes`` the file-level (global) attributes. ``event`` is there on
+    samples from ``follow_items``.
+    """
+
+    image: Any
+    file: FileInfo
+    instances: list[Instance]
+    boxes: np.ndarray
+    labels: list[str | None]
+    label_ids: np.ndarray
+    polygons: list[np.ndarray]
+    keypoints: list[np.ndarray]
+    tags: list[str | None]
+    attributes: dict[str, Any]
+    event: NotRequired[ChangeEvent]
 
 
 M = TypeVar("M", bound=BaseModel)

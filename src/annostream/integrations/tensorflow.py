@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from annostream.client.sample import make_sample
+from annostream.schema import Item
 from annostream.integrations.common import (
     SampleError,
     classification_label,
@@ -72,8 +73,9 @@ class _Epochs:
         return rank_positions(self.n, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
                               rank=self.rank, world_size=self.world_size, drop_last=self.drop_last)
 
-    def element(self, item: dict[str, Any], blob: bytes | None) -> dict[str, Any]:
+    def element(self, item: Item, blob: bytes | None) -> dict[str, Any]:
         sample = None
+        out: dict[str, Any]
         try:
             if blob is None:
                 raise SampleError("the file has no image")

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data import Dataset as TorchDataset
 
 from annostream.client.sample import make_sample
+from annostream.schema import Item, Sample
 from annostream.integrations.common import (
     ImageDecode,
     SampleError,
@@ -94,7 +95,7 @@ class Pipeline:
             return _rgb_tensor(blob)
         return decode_pil(blob)
 
-    def _target(self, sample: dict[str, Any]) -> Any:
+    def _target(self, sample: Sample) -> Any:
         if self.target == "detection":
             arrays = detection_arrays(sample, self.masks)
             return {k: torch.as_tensor(v) for k, v in arrays.items()}
@@ -103,7 +104,7 @@ class Pipeline:
         assert callable(self.target)
         return self.target(sample)
 
-    def __call__(self, item: dict[str, Any], blob: bytes | None) -> Any:
+    def __call__(self, item: Item, blob: bytes | None) -> Any:
         sample = None
         try:
             sample = make_sample(item, None, None)

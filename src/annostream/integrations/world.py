@@ -12,7 +12,7 @@ dealt by ``index % shards == shard`` goes to exactly one reader.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from dataclasses import dataclass
 
 
 def distributed_rank() -> tuple[int, int]:
@@ -20,13 +20,15 @@ def distributed_rank() -> tuple[int, int]:
     try:
         import torch.distributed as dist
     except ImportError:  # the torch extra is not installed: only the environment can say
-        dist = None
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
+        pass
+    else:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-class Shard(NamedTuple):
+@dataclass(frozen=True)
+class Shard:
     """One reader of a job: ``rank`` of ``world_size`` processes, ``worker`` of its loader's."""
 
     rank: int = 0

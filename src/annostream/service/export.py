@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from annostream.formats import ExportContext, ImportSource, Sink, make_writer
-from annostream.schema import AttributeGroupCreate, LabelCreate
+from annostream.schema import AttributeGroupCreate, Item, LabelCreate
 from annostream.service.datasets import DatasetRef, resolve_revision, slice_count
 from annostream.service.ingest import ImportRecord, Progress, import_records
 from annostream.service.items import page_items
@@ -52,7 +52,7 @@ def prepare(store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: in
 
 
 def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int,
-               page: int = PAGE) -> Iterator[dict[str, Any]]:
+               page: int = PAGE) -> Iterator[Item]:
     """Every item of the slice at ``rev``, one keyset page in memory at a time."""
     after = None
     while True:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from annostream.errors import Conflict, InvalidInput
+from annostream.schema import Item
 from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     _BlobGuard,
@@ -42,7 +43,7 @@ _INSTANCE_FIELDS = ("type", "label", "geometry", "attributes", "frame_number", "
 
 def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                    label_list: list[dict[str, Any]], groups: list[dict[str, Any]],
-                   dataset: str, items: Iterable[tuple[dict[str, Any], bytes | None]]) -> dict[str, Any]:
+                   dataset: str, items: Iterable[tuple[Item, bytes | None]]) -> dict[str, Any]:
     """Create project ``string_id`` in ``store`` holding ``items`` (as read at ``revision``)
     in ``dataset``: all in one transaction, or nothing (blobs it added are taken back)."""
     guard = _BlobGuard(store)
@@ -90,7 +91,7 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                     frame_number=f.get("frame_number"), created_rev=min(f["created_rev"], rev)))
                 conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=item["id"],
                                                           created_rev=rev))
-                raw = [{k: inst[k] for k in _INSTANCE_FIELDS if inst.get(k) is not None}
+                raw = [{k: v for k, v in inst.items() if k in _INSTANCE_FIELDS and v is not None}
                        for inst in item["instances"]]
                 rows = _instance_rows(project_id, item["id"], f["width"], f["height"],
                                       parse_instances(raw, f"file {item['id']}.instances"), vocab,
