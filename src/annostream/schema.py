@@ -49,6 +49,7 @@ class FileInfo(TypedDict):
     parent_id: int | None
     frame_number: int | None
     created_rev: int
+    blob_url: NotRequired[str | None]  # items read with ``blobs="url"``
 
 
 class Instance(TypedDict):

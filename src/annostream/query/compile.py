@@ -24,7 +24,7 @@ import json
 import operator
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, get_args
+from typing import TYPE_CHECKING, Any, Callable, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -65,6 +65,9 @@ from annostream.schema import InstanceType
 from annostream.store.versioning import visible
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
 
+if TYPE_CHECKING:
+    from annostream.service.labels import Vocabulary
+
 INSTANCE_TYPES: tuple[str, ...] = get_args(InstanceType)
 
 # file.<field> -> (column, kind); anything else under file. is a metadata key.
@@ -79,7 +82,7 @@ FILE_FIELDS: dict[str, tuple[Any, str]] = {
 }
 NULLABLE_FILE_COLUMNS = {"width", "height"}
 
-PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
+PY_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
     "<": operator.lt, "<=": operator.le,
 }
@@ -92,7 +95,8 @@ def normalize_label(name: str) -> str:
 
 
 def _sql_op(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
-    return PY_OPS[op](expr, value)  # SQLAlchemy overloads the comparison operators
+    condition: ColumnElement[bool] = PY_OPS[op](expr, value)  # SQLAlchemy overloads them
+    return condition
 
 
 def _describe(f: Field) -> str:
@@ -151,10 +155,10 @@ class _Json:
     def _sqlite_path(self, keys: tuple[str, ...]) -> str:
         return "$" + "".join(f'."{k}"' for k in keys)
 
-    def _pg_value(self, column: Any, keys: tuple[str, ...]) -> Any:
+    def _pg_value(self, column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
         return func.jsonb_extract_path(cast(column, JSONB), *[literal(k) for k in keys])
 
-    def _pg_text(self, column: Any, keys: tuple[str, ...]) -> Any:
+    def _pg_text(self, column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
         return func.jsonb_extract_path_text(cast(column, JSONB), *[literal(k) for k in keys])
 
     def present(self, f: Field, column: Any, keys: tuple[str, ...]) -> ColumnElement[bool]:
@@ -205,7 +209,7 @@ class Compiler:
     conn: Connection
     project_id: int
     rev: int
-    _vocab: Any = None
+    _vocab: Vocabulary | None = None
     _datasets: list[tuple[int, str]] | None = None
     json: _Json = field(init=False)
 
@@ -214,7 +218,7 @@ class Compiler:
 
     # ---------------------------------------------------------------- vocabulary
     @property
-    def vocab(self) -> Any:
+    def vocab(self) -> Vocabulary:
         if self._vocab is None:
             from annostream.service.labels import load_vocabulary
 

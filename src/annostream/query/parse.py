@@ -266,14 +266,15 @@ class _Builder:
         self.terms = 0
 
     # -- helpers
-    def _path(self, tree: Tree) -> _Path:
+    def _path(self, tree: Tree[Token]) -> _Path:
         tokens = [t for t in tree.children if isinstance(t, Token) and t.type != "DOT"]
         first = tokens[0]
         start = tree.meta.start_pos if not tree.meta.empty else first.start_pos
         end = tree.meta.end_pos if not tree.meta.empty else first.end_pos
-        return _Path(tuple(_segment(t) for t in tokens), self.text[start:end], first.line, first.column)
+        return _Path(tuple(_segment(t) for t in tokens), self.text[start:end], first.line or 1,
+                     first.column or 1)
 
-    def _operand(self, node: Tree | Token) -> _Path | Value:
+    def _operand(self, node: Tree[Token] | Token) -> _Path | Value:
         if isinstance(node, Tree) and node.data == "path":
             return self._path(node)
         assert isinstance(node, Tree) and node.data == "literal"
@@ -306,7 +307,7 @@ class _Builder:
                              {"line": 1, "column": 1, "expected": [], "query": self.text})
 
     # -- node kinds
-    def build(self, tree: Tree | Token) -> Node:
+    def build(self, tree: Tree[Token] | Token) -> Node:
         if isinstance(tree, Token):  # pragma: no cover - the grammar never yields one here
             raise _error(f"unexpected {tree!s}", self.text, tree.line or 1, tree.column or 1, [])
         kind = tree.data
@@ -334,8 +335,9 @@ class _Builder:
             return Has(self._field(self._path(tree)))
         raise _error(f"unexpected {kind}", self.text, 1, 1, [])  # pragma: no cover
 
-    def _comparison(self, tree: Tree) -> Compare:
+    def _comparison(self, tree: Tree[Token]) -> Compare:
         left_node, op_tok, right_node = tree.children
+        assert isinstance(op_tok, Token)
         op = OPERATORS[str(op_tok)]
         left, right = self._operand(left_node), self._operand(right_node)
         left_is_field = isinstance(left, _Path) and left.namespace() is not None
@@ -348,11 +350,11 @@ class _Builder:
             self._field(left)  # raises: unknown field, with suggestions
         if isinstance(right, _Path):
             self._field(right)
-        line, column = op_tok.line, op_tok.column
+        line, column = op_tok.line or 1, op_tok.column or 1
         raise _error("a comparison needs a field on one side, such as labels.<name> or "
                      "file.<field>", self.text, line, column, ["a field"])
 
-    def _inclusion(self, tree: Tree, negate: bool) -> Node:
+    def _inclusion(self, tree: Tree[Token], negate: bool) -> Node:
         parts = [c for c in tree.children if isinstance(c, Tree)]
         subject, listing = parts[0], parts[1]
         operand = self._operand(subject)
@@ -370,10 +372,10 @@ class _Builder:
         return Not(node) if negate else node
 
 
-def _depth(tree: Tree) -> int:
+def _depth(tree: Tree[Token]) -> int:
     """Nesting depth of a parse tree, without recursion."""
     deepest = 0
-    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    stack: list[tuple[Tree[Token], int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)

@@ -16,6 +16,7 @@ from annostream.errors import Conflict, NotFound
 from annostream.service.projects import ProjectRef
 from annostream.service.revisions import revision_readable
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.versioning import begin_commit, head_revision, visible
 from annostream.store.tables import dataset_files, datasets as datasets_table, files
 
@@ -83,9 +84,9 @@ def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> Da
     found = _find(conn, ref, name, None)
     if found:
         return found
-    new_id = conn.execute(
+    new_id = inserted_id(conn.execute(
         insert(datasets_table).values(project_id=ref.id, name=name, created_rev=rev)
-    ).inserted_primary_key[0]
+    ))
     return DatasetRef(new_id, name, ref)
 
 
@@ -124,7 +125,7 @@ def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int) 
     return compile_query(conn, ds, query, rev)
 
 
-def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int) -> Select:
+def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int) -> Select[int]:
     """SELECT file ids of a slice at ``rev``, in file-id order."""
     stmt = (
         select(dataset_files.c.file_id)

@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -70,7 +70,7 @@ def export_slice(store: Store, ds: DatasetRef, fmt: str, sink: Sink, *, query: s
     ctx, total = prepared or prepare(store, ds, fmt, query, as_of, images)
     writer = make_writer(fmt, sink, ctx, store.blobs)
     for n, item in enumerate(iter_items(store, ds, query, ctx.revision), 1):
-        writer.add(item)
+        writer.add(cast(dict[str, Any], item))  # the format writers still take plain dicts
         if progress:
             progress(n, total)
     counts = writer.finish()

@@ -15,6 +15,7 @@ from annostream.errors import Conflict, InvalidInput
 from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.versioning import begin_commit, head_revision, visible
 from annostream.store.tables import attribute_groups, attribute_options, labels as labels_table
 
@@ -105,12 +106,12 @@ def ensure_labels(conn: Connection, project_id: int, rev: int, specs: list[Label
         if spec.name in existing:
             continue
         next_index += 1
-        existing[spec.name] = conn.execute(
+        existing[spec.name] = inserted_id(conn.execute(
             insert(labels_table).values(
                 project_id=project_id, label_index=next_index, name=spec.name, color=spec.color,
                 spec=(extra or {}).get(spec.name, {}), created_rev=rev,
             )
-        ).inserted_primary_key[0]
+        ))
     return existing
 
 
@@ -143,11 +144,11 @@ def create_attribute_group(store: Store, ref: ProjectRef, spec: AttributeGroupCr
         if spec.name in load_vocabulary(conn, ref.id, None).groups:
             raise Conflict(f"attribute group '{spec.name}' already exists")
         rev = begin_commit(conn, ref.id, f"attribute group {spec.name}")
-        group_id = conn.execute(
+        group_id = inserted_id(conn.execute(
             insert(attribute_groups).values(
                 project_id=ref.id, name=spec.name, kind=spec.kind, created_rev=rev
             )
-        ).inserted_primary_key[0]
+        ))
         for option in spec.options:
             conn.execute(
                 insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev)

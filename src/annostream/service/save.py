@@ -26,6 +26,7 @@ from annostream.service.ingest import (
 from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.versioning import begin_commit
 from annostream.store.tables import (
     attribute_groups,
@@ -54,9 +55,9 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
             if conn.execute(select(files.c.id).limit(1)).first():
                 raise Conflict("a saved copy keeps the source's file ids, so it needs a store "
                                "that holds no files yet")
-            project_id = conn.execute(insert(projects).values(
+            project_id = inserted_id(conn.execute(insert(projects).values(
                 string_id=string_id, name=name, is_public=False, head_rev=max(revision - 1, 0),
-            )).inserted_primary_key[0]
+            )))
             ref = ProjectRef(project_id, string_id, name, False, "admin")
             rev = begin_commit(conn, project_id, f"saved copy of {string_id}/{dataset} at {revision}")
             for lab in label_list:
@@ -64,9 +65,9 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                     project_id=project_id, label_index=lab["id"], name=lab["name"],
                     color=lab.get("color"), spec=lab.get("spec") or {}, created_rev=rev))
             for group in groups:
-                group_id = conn.execute(insert(attribute_groups).values(
+                group_id = inserted_id(conn.execute(insert(attribute_groups).values(
                     project_id=project_id, name=group["name"], kind=group["kind"], created_rev=rev,
-                )).inserted_primary_key[0]
+                )))
                 for option in group["options"]:
                     conn.execute(insert(attribute_options).values(group_id=group_id, name=option,
                                                                   created_rev=rev))
