@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -16,7 +15,6 @@ from annostream.query import parse
 from annostream.query.compile import Compiler
 from annostream.service.datasets import slice_count, slice_ids
 from annostream.store.tables import files
-
 from tests.test_query_reference import World, build_world
 
 

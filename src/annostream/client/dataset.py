@@ -167,8 +167,7 @@ class Dataset:
     def __getitem__(self, index: int | builtins.slice) -> Sample | Dataset:
         ids = self.ids
         if isinstance(index, builtins.slice):
-            view = self.derive(query=self.query, as_of=self.revision, ids=ids[index])
-            return view
+            return self.derive(query=self.query, as_of=self.revision, ids=ids[index])
         if isinstance(index, (int, np.integer)):
             n = len(ids)
             i = int(index) + n if index < 0 else int(index)

@@ -166,7 +166,7 @@ def follow_raw(follow: Follow) -> Iterator[tuple[Event, Item, bytes | None]]:
         ids = [e["file_id"] for e in wanted]
         view = follow.dataset.derive(query=None, as_of=commit[0]["rev"],
                                       ids=np.asarray(ids, dtype=np.int64))
-        for event, (item, blob) in zip(wanted, view.fetch_raw(ids)):
+        for event, (item, blob) in zip(wanted, view.fetch_raw(ids), strict=True):
             yield event, item, blob
 
 

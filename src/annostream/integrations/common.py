@@ -70,7 +70,7 @@ def _rasterise(inst: Instance, width: int, height: int) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     geometry = inst.get("geometry") or {}
     if inst["type"] == "polygon":
-        for ring in [geometry.get("points") or []] + list(geometry.get("parts") or []):
+        for ring in [geometry.get("points") or [], *(geometry.get("parts") or [])]:
             if len(ring) >= 3:
                 draw.polygon([(float(p[0]), float(p[1])) for p in ring], fill=1, outline=1)
     elif inst["type"] == "ellipse":

@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from annostream.client.sample import make_sample
-from annostream.schema import Item
 from annostream.integrations.common import (
     SampleError,
     classification_label,
@@ -26,6 +25,7 @@ from annostream.integrations.common import (
     wrap_error,
 )
 from annostream.integrations.plan import rank_positions
+from annostream.schema import Item
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset

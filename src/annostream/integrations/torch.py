@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import DataLoader, Dataset as TorchDataset, IterableDataset, get_worker_info
 
 from annostream.client.sample import make_sample
-from annostream.schema import Item, Sample
 from annostream.integrations.common import (
     ImageDecode,
     SampleError,
@@ -31,6 +29,7 @@ from annostream.integrations.common import (
 )
 from annostream.integrations.plan import rank_positions, worker_positions
 from annostream.integrations.world import Shard, distributed_rank
+from annostream.schema import Item, Sample
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
@@ -137,7 +136,7 @@ class Pipeline:
 
 def collate_detection(batch: Sequence[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
     """Detection examples as (images, targets) lists: what torchvision detection models take."""
-    images, targets = zip(*batch) if batch else ((), ())
+    images, targets = zip(*batch, strict=True) if batch else ((), ())
     return list(images), list(targets)
 
 
@@ -306,7 +305,8 @@ class StreamLoader:
 
 
 def to_pytorch(view: Dataset, transform: Callable[[Any], Any] | None = None, target: Target = None,
-               decode: ImageDecode = "pil", *, transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+               decode: ImageDecode = "pil", *,
+               transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
                masks: bool = False, iterable: bool = False,
                **stream_options: Any) -> AnnostreamMapDataset | AnnostreamStream:
     """``view`` as a map-style torch Dataset, or (``iterable=True``) as a sharded stream.

@@ -23,8 +23,9 @@ import datetime as dt
 import json
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -57,13 +58,13 @@ from annostream.query.parse import (
     Not,
     Or,
     Value,
-    parse_number,
     parse,
+    parse_number,
     unknown_name,
 )
 from annostream.schema import InstanceType
-from annostream.store.versioning import visible
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
+from annostream.store.versioning import visible
 
 if TYPE_CHECKING:
     from annostream.service.labels import Vocabulary
@@ -134,7 +135,7 @@ def _as_datetime(f: Field, v: Value) -> dt.datetime:
             value = None
         if value is not None:
             if value.tzinfo is not None:
-                value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
             return value
     raise _bad_value(f, f"compares with a date such as \"2024-01-31\" or "
                         f"\"2024-01-31T12:00:00\", not {v.text}", value=v.text)
@@ -171,9 +172,8 @@ class _Json:
                 value: Any) -> ColumnElement[bool]:
         """``column[keys] <op> value``, true only where the JSON value has value's type."""
         self._check_keys(f, keys)
-        if isinstance(value, bool):
-            if op != "=":
-                raise _bad_value(f, f"true/false compare with = or != only, not {op}")
+        if isinstance(value, bool) and op != "=":
+            raise _bad_value(f, f"true/false compare with = or != only, not {op}")
         if self.dialect == "postgresql":
             typ = func.coalesce(func.jsonb_typeof(self._pg_value(column, keys)), "")
             text = self._pg_text(column, keys)
@@ -339,7 +339,7 @@ class Compiler:
         where = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
         if path:
             where.append(instances.c.type == path[0])
-        pred, zero_ok = self._count_predicate(f, op, values)
+        pred, _ = self._count_predicate(f, op, values)
         if op == "has":
             return exists(select(instances.c.id).where(*where).correlate(files))
         count = select(func.count(instances.c.id)).where(*where).correlate(files).scalar_subquery()

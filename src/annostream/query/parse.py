@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Union
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -45,7 +44,7 @@ NAMESPACES: dict[str, str] = {
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 MIRRORED = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 
 # --------------------------------------------------------------------------- AST
@@ -93,20 +92,20 @@ class Has:
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class And:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
-Node = Union[Compare, In, Has, Not, And, Or]
+Node = Compare | In | Has | Not | And | Or
 
 
 # ------------------------------------------------------------------------ parser
@@ -403,7 +402,7 @@ def _parse_cached(text: str) -> Node:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise QueryError("a query must be valid unicode text",
-                         {"line": 1, "column": exc.start + 1, "expected": [], "query": text[:200]})
+                         {"line": 1, "column": exc.start + 1, "expected": [], "query": text[:200]}) from exc
     if not text.strip():
         line, column = _end_position(text)
         raise _error("the query is empty", text, line, column, ["a field"])
@@ -413,7 +412,7 @@ def _parse_cached(text: str) -> Node:
         raise _syntax_error(exc, text) from None
     except LarkError as exc:  # pragma: no cover - defensive
         raise QueryError(f"could not parse query: {exc}", {"line": 1, "column": 1,
-                                                           "expected": [], "query": text})
+                                                           "expected": [], "query": text}) from exc
     if not isinstance(tree, Tree):  # pragma: no cover
         raise _error("expected a condition", text, 1, 1, ["a field"])
     if _depth(tree) > MAX_DEPTH:

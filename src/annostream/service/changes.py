@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Select, null, select
@@ -29,8 +30,8 @@ from annostream.schema import ChangeEvent, ChangeKind, ChangePage
 from annostream.service.datasets import DatasetRef, get_dataset, slice_select
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.versioning import head_revision
 from annostream.store.tables import dataset_files, datasets, files, instances
+from annostream.store.versioning import head_revision
 
 POLL_SECONDS = 0.15
 MAX_WAIT_SECONDS = 60.0
@@ -198,7 +199,7 @@ async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
     while True:
         page = await anyio.to_thread.run_sync(
-            lambda: changes(store, ref, since, dataset=dataset, query=query, limit=limit))
+            partial(changes, store, ref, since, dataset=dataset, query=query, limit=limit))
         if page["events"] or time.monotonic() >= deadline:
             return page
         since = page["cursor"]

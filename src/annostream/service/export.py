@@ -125,7 +125,7 @@ def stream_zip(run: Callable[[Sink], Any]) -> Iterator[bytes]:
             run(ZipSink(out))  # type: ignore[arg-type]
             out.flush()
             out.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+        except BaseException as exc:  # handed to the reading side
             if not out.stop.is_set():
                 out.put(exc)
 

@@ -21,8 +21,8 @@ from annostream.service.datasets import DatasetRef, membership, query_filter, re
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.versioning import visible
 from annostream.store.tables import blobs, dataset_files, files, instances
+from annostream.store.versioning import visible
 
 _FILE_COLUMNS = (
     files.c.id, files.c.type, files.c.original_filename, files.c.blob_sha256, files.c.width,

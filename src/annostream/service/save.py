@@ -27,7 +27,6 @@ from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.db import inserted_id
-from annostream.store.versioning import begin_commit
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -37,6 +36,7 @@ from annostream.store.tables import (
     labels,
     projects,
 )
+from annostream.store.versioning import begin_commit
 
 _INSTANCE_FIELDS = ("type", "label", "geometry", "attributes", "frame_number", "track_id",
                     "machine_made", "iscrowd", "area", "bbox")
@@ -97,7 +97,7 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                 rows = _instance_rows(project_id, item["id"], f["width"], f["height"],
                                       parse_instances(raw, f"file {item['id']}.instances"), vocab,
                                       rev, f"file {item['id']}.instances")
-                for row, inst in zip(rows, item["instances"]):
+                for row, inst in zip(rows, item["instances"], strict=True):
                     row["id"] = inst["id"]
                 if rows:
                     conn.execute(insert(instances), rows)

@@ -55,7 +55,7 @@ class S3BlobStore:
             self._ensure_bucket()
 
     @classmethod
-    def from_url(cls, url: str) -> "S3BlobStore":
+    def from_url(cls, url: str) -> S3BlobStore:
         """A store from ``s3://bucket/prefix?endpoint=...`` (see the module docstring)."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -64,7 +64,8 @@ class S3BlobStore:
         endpoint = (q.get("endpoint") or os.environ.get("ANNOSTREAM_S3_ENDPOINT")
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
         public = q.get("public_endpoint") or os.environ.get("ANNOSTREAM_S3_PUBLIC_ENDPOINT") or None
-        redirect = q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1")) not in ("0", "false", "no")
+        redirect = (q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1"))
+                    not in ("0", "false", "no"))
         return cls(parsed.netloc, parsed.path, endpoint=endpoint, public_endpoint=public,
                    region=q.get("region"), redirect=redirect)
 
