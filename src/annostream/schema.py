@@ -1,9 +1,7 @@
-"""The shapes of the wire format, shared by the server, the service and the client.
+"""Pydantic models of the wire format, shared by the server, the service and the client.
 
-What callers send in is validated at the edge by pydantic models. What the store sends out
-(items, their files and instances, change events) travels as plain dicts, built by the
-service and serialised with orjson because it is the hot path; the TypedDicts here say what
-those dicts hold, so that every signature they cross names them instead of ``dict``.
+Items travel as plain dicts (built by the service, serialised with orjson) because they are
+the hot path; the models here describe and validate what callers send in.
 """
 
 from __future__ import annotations
@@ -26,10 +24,59 @@ BlobMode = Literal["inline", "url", "none"]
 SPATIAL_TYPES: frozenset[str] = frozenset(
     {"box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse"}
 )
-ChangeKind = Literal["file_added", "file_removed", "instances_changed"]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: Any, where: str = "") -> M:
+    """``model`` from ``data``, or InvalidInput naming the first bad field (``where.field``)."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        field = ".".join(p for p in (where, loc) if p) or model.__name__
+        raise InvalidInput(f"{field}: {first['msg']}", {"field": field}) from exc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectCreate(_Strict):
+    string_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
+    name: str | None = None
+    is_public: bool = False
+
+
+class KeyCreate(_Strict):
+    role: Role = "viewer"
+
+
+class DatasetCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class LabelCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    color: str | None = None
+
+
+class AttributeGroupCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    kind: AttributeKind = "select"
+    options: list[str] = Field(default_factory=list)
 
 
 # --- what the store sends out ------------------------------------------------------------
+# Plain dicts on the hot path, never validated on the way out; these TypedDicts say what they
+# hold, so that every signature they cross names them instead of ``dict``.
+
+ChangeKind = Literal["file_added", "file_removed", "instances_changed"]
+
 
 class FileInfo(TypedDict):
     """An item's file: its blob (by sha256) and what is known about it at the item's revision."""
@@ -116,51 +163,6 @@ class Sample(TypedDict):
     tags: list[str | None]
     attributes: dict[str, Any]
     event: NotRequired[ChangeEvent]
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def validate(model: type[M], data: Any, where: str = "") -> M:
-    """``model`` from ``data``, or InvalidInput naming the first bad field (``where.field``)."""
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        field = ".".join(p for p in (where, loc) if p) or model.__name__
-        raise InvalidInput(f"{field}: {first['msg']}", {"field": field}) from exc
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProjectCreate(_Strict):
-    string_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
-    name: str | None = None
-    is_public: bool = False
-
-
-class KeyCreate(_Strict):
-    role: Role = "viewer"
-
-
-class DatasetCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-
-
-class LabelCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    color: str | None = None
-
-
-class AttributeGroupCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    kind: AttributeKind = "select"
-    options: list[str] = Field(default_factory=list)
 
 
 class InstanceIn(BaseModel):

@@ -339,7 +339,7 @@ class Compiler:
         where = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
         if path:
             where.append(instances.c.type == path[0])
-        pred, _ = self._count_predicate(f, op, values)
+        pred, zero_ok = self._count_predicate(f, op, values)
         if op == "has":
             return exists(select(instances.c.id).where(*where).correlate(files))
         count = select(func.count(instances.c.id)).where(*where).correlate(files).scalar_subquery()
