@@ -312,8 +312,8 @@ class Dataset:
 
         return follow_samples(self.follow(since, query, **options))
 
-    def save(self, path: str | os.PathLike[str]) -> Dataset:
-        """Save this view, pinned, with its blobs as a local store folder; return it there.
+    def cache_to(self, path: str | os.PathLike[str]) -> Dataset:
+        """Write this view, pinned, with its blobs to a local store folder; return it there.
 
         ``annostream.open(path)`` then streams the same samples (ids, names, boxes, labels,
         label ids) with no server and no network.
@@ -322,4 +322,4 @@ class Dataset:
 
         return save_view(self, path)
 
-    cache_to = save  # its first name, kept: a saved copy, not a cache (those are client/cache.py)
+    save = cache_to  # one operation, two public names: a saved copy (client/save.py), no cache

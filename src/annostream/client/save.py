@@ -1,4 +1,4 @@
-"""``ds.save(path)`` (also ``ds.cache_to(path)``): a view, pinned, saved as a local store.
+"""``ds.snapshot().save(path)`` / ``ds.cache_to(path)``: a view, pinned, saved as a local store.
 
 The view is read the normal way (batched, blobs inline, read ahead), so a copy can be taken
 from a server or from another local store, and written through the service layer into a
