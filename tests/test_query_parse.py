@@ -4,7 +4,8 @@ only ever produces a QueryError (a 400), never another exception."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annostream.errors import QueryError
 from annostream.query import And, Compare, Has, In, Not, Or, parse, to_text

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset as TorchDataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import Dataset as TorchDataset
 
 from annostream.client.sample import make_sample
 from annostream.integrations.common import (
@@ -204,16 +205,14 @@ class AnnostreamStream(IterableDataset):
         self.follow_options = dict(follow_options or {})
         self.epoch = 0
         self._start = 0
-        # Items handed out since the resume point: counted here when iterated in this
-        # process, by ``StreamLoader`` (which sees the batches leave) when workers read.
-        self.consumed = 0
+        self._consumed = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Read ``epoch``'s order next; a resume position loaded for another epoch is dropped."""
         if epoch != self.epoch:
             self.epoch = epoch
             self._start = 0
-            self.consumed = 0
+            self._consumed = 0
 
     def positions(self) -> np.ndarray:
         """View positions this rank reads in the current epoch, from its resume point on."""
@@ -230,11 +229,11 @@ class AnnostreamStream(IterableDataset):
         if info is not None:
             positions = worker_positions(positions, self.batch_size, info.id, info.num_workers)
         else:
-            self.consumed = 0
+            self._consumed = 0
         for item, blob in self.view.iter_raw(positions):
             example = self.pipeline(item, blob)
             if info is None:
-                self.consumed += 1
+                self._consumed += 1
             yield example
         if self.follow:
             yield from self._followed(info)
@@ -250,7 +249,7 @@ class AnnostreamStream(IterableDataset):
 
     def state_dict(self) -> dict[str, Any]:
         """Where this rank stands: epoch and items consumed, plus what the plan depends on."""
-        return {"epoch": self.epoch, "position": self._start + self.consumed, "seed": self.seed,
+        return {"epoch": self.epoch, "position": self._start + self._consumed, "seed": self.seed,
                 "shuffle": self.shuffle, "drop_last": self.drop_last, "world_size": self.world_size,
                 "rank": self.rank, "n": len(self.file_ids)}
 
@@ -264,7 +263,7 @@ class AnnostreamStream(IterableDataset):
                              f"(saved, here): {differ}")
         self.epoch = int(state["epoch"])
         self._start = int(state["position"])
-        self.consumed = 0
+        self._consumed = 0
 
 
 class StreamLoader:
@@ -289,9 +288,9 @@ class StreamLoader:
 
     def __iter__(self) -> Iterator[Any]:
         remaining = len(self.stream)
-        self.stream.consumed = 0
+        self.stream._consumed = 0
         for batch in self.loader:
-            self.stream.consumed = min(self.stream.consumed + self.batch_size, remaining)
+            self.stream._consumed = min(self.stream._consumed + self.batch_size, remaining)
             yield batch
 
     def set_epoch(self, epoch: int) -> None:

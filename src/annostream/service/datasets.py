@@ -17,7 +17,8 @@ from annostream.service.projects import ProjectRef
 from annostream.service.revisions import revision_readable
 from annostream.store import Store
 from annostream.store.db import inserted_id
-from annostream.store.tables import dataset_files, datasets as datasets_table, files
+from annostream.store.tables import dataset_files, files
+from annostream.store.tables import datasets as datasets_table
 from annostream.store.versioning import begin_commit, head_revision, visible
 
 

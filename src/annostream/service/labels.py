@@ -16,7 +16,8 @@ from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.db import inserted_id
-from annostream.store.tables import attribute_groups, attribute_options, labels as labels_table
+from annostream.store.tables import attribute_groups, attribute_options
+from annostream.store.tables import labels as labels_table
 from annostream.store.versioning import begin_commit, head_revision, visible
 
 
