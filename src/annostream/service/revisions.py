@@ -111,6 +111,15 @@ def delete_tag(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
     return found
 
 
+def resolve_as_of(store: Store, ref: ProjectRef, as_of: int | str | None) -> int | None:
+    """A revision number from a number, a digit string or a tag name (None stays None)."""
+    if as_of is None or isinstance(as_of, int):
+        return as_of
+    if as_of.isdigit():
+        return int(as_of)
+    return int(get_tag(store, ref, as_of)["rev"])
+
+
 def revision_readable(conn: Connection, project_id: int, rev: int) -> bool:
     """Whether reading ``as_of=rev`` still gives the true state (not garbage collected).
 
@@ -134,6 +143,10 @@ class GcReport:
     revisions: int = 0
     blobs: int = 0
     dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cutoffs": self.cutoffs, "rows": self.rows, "revisions": self.revisions,
+                "blobs": self.blobs, "dry_run": self.dry_run}
 
 
 def parse_older_than(text: str) -> int | timedelta:
@@ -230,9 +243,8 @@ def collect_garbage(store: Store, older_than: int | timedelta, *, project: str |
 
     ``older_than`` is a revision (then ``project`` is required, revisions being per project)
     or an age, turned per project into the newest revision at least that old. Revisions a
-    tag points at stay readable. By default (``keep_tags=False``, as the CLI's
-    ``--no-keep-tags``) gc refuses to run while a tag is older than the cutoff, so that
-    keeping a tag's history is said out loud; ``keep_tags=True`` keeps it and collects the rest.
+    tag points at stay readable; with ``keep_tags=False`` gc refuses to run while a tag
+    would otherwise lose rows, because it never removes what a tag points at.
     """
     if isinstance(older_than, int) and project is None:
         raise InvalidInput("older-than: a revision number needs --project (revisions are per "
