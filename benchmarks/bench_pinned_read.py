@@ -26,13 +26,13 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from annostream.schema import ProjectCreate
 from annostream.service.datasets import get_dataset, slice_ids
 from annostream.service.items import page_items, read_items
+from annostream.schema import ProjectCreate
 from annostream.service.projects import LOCAL, authorize, create_project
 from annostream.store import Store
-from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances, labels
 from annostream.store.versioning import begin_commit
+from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances, labels
 
 CHUNK = 50_000
 N_LABELS = 10
