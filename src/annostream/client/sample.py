@@ -8,8 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from annostream.schema import SPATIAL_TYPES
-from annostream.service.text import sample_of as text_sample
+from annostream.schema import SPATIAL_TYPES, Item, Sample
 
 Decode = Literal["pil", "numpy", "bytes"] | None
 
@@ -26,12 +25,12 @@ def decode_image(data: bytes | None, decode: Decode) -> Any:
     raise ValueError(f"unknown decode mode {decode!r}: use 'pil', 'numpy' or None")
 
 
-def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil") -> dict[str, Any]:
-    """A sample dict (DESIGN section 7): ``image``, ``file``, ``instances`` and columns.
+def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sample:
+    """A sample dict: ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
     and cover every spatial instance; an item with none gives shape [0, 4], not [0]. A text
-    file's sample also has ``text``, ``spans`` and ``relations`` (see ``service.text``).
+    file's sample also has ``text``, ``spans`` and ``relations`` (``text_sample``).
     """
     instances = item["instances"]
     spatial = [i for i in instances if i["type"] in SPATIAL_TYPES and i["bbox"] is not None]
@@ -57,3 +56,19 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
     if item["file"]["type"] == "text":
         sample.update(text_sample(item))
     return sample
+
+
+def text_sample(item: dict[str, Any]) -> dict[str, Any]:
+    """A text item as ``{text, spans, relations}``: spans in text order with their strings."""
+    text = item["file"]["text"] or ""
+    spans = sorted(
+        ({"key": i["geometry"]["key"], "start": i["geometry"]["start"], "end": i["geometry"]["end"],
+          "label": i["label"], "text": text[i["geometry"]["start"]:i["geometry"]["end"]],
+          "attributes": i["attributes"]}
+         for i in item["instances"] if i["type"] == "span"),
+        key=lambda s: (s["start"], s["end"]))
+    relations = [{"label": i["label"], "from": i["geometry"]["from"], "to": i["geometry"]["to"],
+                  "attributes": i["attributes"]}
+                 for i in item["instances"] if i["type"] == "relation"]
+    return {"text": text, "spans": spans, "relations": relations, "file": item["file"],
+            "tags": [i["label"] for i in item["instances"] if i["type"] == "tag"]}

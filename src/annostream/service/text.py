@@ -59,18 +59,3 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
                 field = f"{where}[{i}].geometry.{end_name}"
                 raise InvalidInput(f"{field}: no span with key {key!r} in this text", {"field": field})
 
-
-def sample_of(item: dict[str, Any]) -> dict[str, Any]:
-    """A text item as ``{text, spans, relations}``: spans in text order with their strings."""
-    text = item["file"]["text"] or ""
-    spans = sorted(
-        ({"key": i["geometry"]["key"], "start": i["geometry"]["start"], "end": i["geometry"]["end"],
-          "label": i["label"], "text": text[i["geometry"]["start"]:i["geometry"]["end"]],
-          "attributes": i["attributes"]}
-         for i in item["instances"] if i["type"] == "span"),
-        key=lambda s: (s["start"], s["end"]))
-    relations = [{"label": i["label"], "from": i["geometry"]["from"], "to": i["geometry"]["to"],
-                  "attributes": i["attributes"]}
-                 for i in item["instances"] if i["type"] == "relation"]
-    return {"text": text, "spans": spans, "relations": relations, "file": item["file"],
-            "tags": [i["label"] for i in item["instances"] if i["type"] == "tag"]}
