@@ -21,12 +21,12 @@ from sqlalchemy import Connection, and_, insert, select
 
 from annostream.errors import InvalidInput, NotFound
 from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, validate
-from annostream.service import geometry, text as text_service, video
+from annostream.service import geometry, video
+from annostream.service import text as text_service
 from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.versioning import begin_commit, end_rows
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -36,6 +36,7 @@ from annostream.store.tables import (
     files,
     instances,
 )
+from annostream.store.versioning import begin_commit, end_rows
 
 Progress = Callable[[int, int], None]
 
