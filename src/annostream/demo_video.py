@@ -24,7 +24,7 @@ def face_box(k: int, n_frames: int) -> list[float]:
     t = k / max(1, n_frames - 1)
     x = 8 + t * (WIDTH - PATCH[0] - 16)
     y = 20 + t * (HEIGHT - PATCH[1] - 40)
-    return [round(x), round(y), round(x) + PATCH[0], round(y) + PATCH[1]]
+    return [float(round(x)), float(round(y)), float(round(x) + PATCH[0]), float(round(y) + PATCH[1])]
 
 
 def build_demo_video(n_frames: int = 64, fps: int = 24) -> tuple[bytes, list[dict[str, Any]]]:
@@ -46,7 +46,7 @@ def build_demo_video(n_frames: int = 64, fps: int = 24) -> tuple[bytes, list[dic
         for k in range(n_frames):
             picture = background.copy()
             x0, y0, _, _ = face_box(k, n_frames)
-            picture.paste(face, (x0, y0))
+            picture.paste(face, (int(x0), int(y0)))
             frame = av.VideoFrame.from_ndarray(np.asarray(picture), format="rgb24")
             frame.pts = k
             for packet in stream.encode(frame):

@@ -95,6 +95,9 @@ class FileInfo(TypedDict):
     height: int | None
     frame_count: int | None
     fps: float | None
+    duration: float | None  # video: probed at upload, with codec and keyframe numbers
+    codec: str | None
+    keyframes: list[int] | None
     text: str | None
     metadata: dict[str, Any]
     parent_id: int | None
@@ -118,6 +121,7 @@ class Instance(TypedDict):
     iscrowd: bool
     attributes: dict[str, Any]
     track_id: int | None
+    keyframe: bool | None
     machine_made: bool
 
 
@@ -167,6 +171,9 @@ class Sample(TypedDict):
     tags: list[str | None]
     attributes: dict[str, Any]
     event: NotRequired[ChangeEvent]
+    text: NotRequired[str]  # text files: the text, its spans and relations (client.sample)
+    spans: NotRequired[list[dict[str, Any]]]
+    relations: NotRequired[list[dict[str, Any]]]
 
 
 class InstanceIn(BaseModel):

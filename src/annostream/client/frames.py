@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from annostream.client.sample import make_sample
 from annostream.client.video import VideoCache
+from annostream.schema import Item
 from annostream.service.video import events_in, interpolate_tracks, on_frame
 
 if TYPE_CHECKING:
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 
 def frame_target(item: dict[str, Any], frame_number: int) -> dict[str, Any]:
     """Columns of the instances on one frame: boxes [N, 4], labels, label_ids, track_ids."""
-    sample = make_sample({"file": item["file"], "instances": on_frame(item["instances"], frame_number)},
-                         None, None)
+    on = cast(Item, {"id": item["id"], "file": item["file"],
+                     "instances": on_frame(item["instances"], frame_number)})
+    sample = make_sample(on, None, None)
     spatial = [i for i in sample["instances"] if i["bbox"] is not None]
     return {"frame_number": frame_number, "boxes": sample["boxes"], "labels": sample["labels"],
             "label_ids": sample["label_ids"], "instances": sample["instances"],

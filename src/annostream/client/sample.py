@@ -38,7 +38,7 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    sample = {
+    sample: Sample = {
         # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
         "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
         "file": item["file"],
@@ -54,12 +54,12 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
         "attributes": attributes,
     }
     if item["file"]["type"] == "text":
-        sample.update(text_sample(item))
+        sample["text"], sample["spans"], sample["relations"] = text_sample(item)
     return sample
 
 
-def text_sample(item: dict[str, Any]) -> dict[str, Any]:
-    """A text item as ``{text, spans, relations}``: spans in text order with their strings."""
+def text_sample(item: Item) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A text item's text, spans (in text order, with their strings) and relations."""
     text = item["file"]["text"] or ""
     spans = sorted(
         ({"key": i["geometry"]["key"], "start": i["geometry"]["start"], "end": i["geometry"]["end"],
@@ -70,5 +70,4 @@ def text_sample(item: dict[str, Any]) -> dict[str, Any]:
     relations = [{"label": i["label"], "from": i["geometry"]["from"], "to": i["geometry"]["to"],
                   "attributes": i["attributes"]}
                  for i in item["instances"] if i["type"] == "relation"]
-    return {"text": text, "spans": spans, "relations": relations, "file": item["file"],
-            "tags": [i["label"] for i in item["instances"] if i["type"] == "tag"]}
+    return text, spans, relations

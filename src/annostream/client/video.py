@@ -62,8 +62,8 @@ class VideoDecoder:
     def _open(self) -> None:
         import av
 
-        self._container = av.open(io.BytesIO(self._data), mode="r")
-        self._stream = self._container.streams.video[0]
+        self._container: Any = av.open(io.BytesIO(self._data), mode="r")
+        self._stream: Any = self._container.streams.video[0]
         self._frames = None
         self._next = None
         _LIVE.add(self)
@@ -106,7 +106,8 @@ class VideoDecoder:
                     continue
                 self._next = number + 1
                 if number == k:
-                    return frame.to_ndarray(format="rgb24")
+                    rgb: np.ndarray = frame.to_ndarray(format="rgb24")
+                    return rgb
                 if number > k:
                     break
             # Ran past k or off the end (a decoder that lost its place): start again at the keyframe.

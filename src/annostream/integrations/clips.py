@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annostream.integrations.common import rank_positions
+from annostream.integrations.plan import rank_positions
 
 if TYPE_CHECKING:
     from annostream.client.frames import _Units

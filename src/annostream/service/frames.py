@@ -21,7 +21,7 @@ from annostream.service.datasets import (
     resolve_revision,
 )
 from annostream.store import Store
-from annostream.store.revisions import visible
+from annostream.store.versioning import visible
 from annostream.store.tables import dataset_files, files
 
 MAX_STEP = 1_000_000
