@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from tests import services as svc
 

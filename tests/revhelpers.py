@@ -13,7 +13,7 @@ import orjson
 from PIL import Image
 
 from annostream import Dataset, Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 
 _names = itertools.count()
 
@@ -59,7 +59,7 @@ def _clone(project: Project) -> Any:
     t = project.transport
     if isinstance(t, EmbeddedTransport):
         return EmbeddedTransport(t.path)
-    from annostream.client.transport import HttpTransport
+    from annostream.client.transports import HttpTransport
 
     auth = t._auth or (None, None)
     return HttpTransport(t.host, auth[0], auth[1])

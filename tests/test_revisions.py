@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from annostream import Conflict, InvalidInput, NotFound, Project
 from annostream.cli import app
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.service.ingest import stage_blob
 from annostream.service.projects import LOCAL, authorize
 from annostream.service.revisions import collect_garbage, parse_older_than

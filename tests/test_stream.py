@@ -109,7 +109,7 @@ def test_decode_modes(project: Project) -> None:
 
 
 def test_file_urls_absolute_and_relative(source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from annostream.client.transport import EmbeddedTransport, connect
+    from annostream.client.transports import EmbeddedTransport, connect
 
     absolute = connect(f"file://{source.store_dir}")
     assert isinstance(absolute, EmbeddedTransport) and absolute.path == str(source.store_dir.resolve())

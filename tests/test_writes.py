@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from annostream import InvalidInput, NotFound, Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from tests.conftest import blob_names, make_coco
 from tests.revhelpers import new_project
 

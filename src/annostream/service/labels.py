@@ -14,9 +14,10 @@ from sqlalchemy import Connection, func, insert, select
 from annostream.errors import Conflict, InvalidInput
 from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
+from annostream.service.registry import implements
 from annostream.store import Store
 from annostream.store.revisions import begin_commit, head_revision, visible
-from annostream.store.tables import attribute_groups, attribute_options, labels
+from annostream.store.tables import attribute_groups, attribute_options, dataset_files, file_label_counts, labels
 
 
 @dataclass
@@ -157,3 +158,29 @@ def create_attribute_group(store: Store, ref: ProjectRef, spec: AttributeGroupCr
 def current_revision(store: Store, ref: ProjectRef) -> int:
     with store.engine.connect() as conn:
         return head_revision(conn, ref.id)
+
+
+@implements("label_counts")
+def label_counts(store: Store, ref: ProjectRef, dataset: str, as_of: int | None = None) -> dict[str, Any]:
+    """Per label of the vocabulary at the revision: files of ``dataset`` holding it, and its
+    instances there. Read from the versioned per-(file, label) counts: one grouped query."""
+    from annostream.service.datasets import get_dataset, membership, resolve_revision
+
+    ds = get_dataset(store, ref, dataset, as_of)
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ref, as_of)
+        vocab = load_vocabulary(conn, ref.id, rev)
+        counted = {
+            row.label_id: (row.files, row.instances)
+            for row in conn.execute(
+                select(file_label_counts.c.label_id,
+                       func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
+                       func.sum(file_label_counts.c.count).label("instances"))
+                .join(dataset_files, dataset_files.c.file_id == file_label_counts.c.file_id)
+                .where(membership(ds, rev), visible(file_label_counts, rev))
+                .group_by(file_label_counts.c.label_id)
+            )
+        }
+    rows = [{"id": e["id"], "name": e["name"], "files": int(counted.get(db_id, (0, 0))[0]),
+             "instances": int(counted.get(db_id, (0, 0))[1])} for db_id, e in vocab.by_id.items()]
+    return {"dataset": ds.name, "revision": rev, "labels": sorted(rows, key=lambda r: r["id"])}
