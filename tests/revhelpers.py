@@ -62,7 +62,7 @@ def _clone(project: Project) -> Any:
     from annostream.client.transports import HttpTransport
 
     auth = t._auth or (None, None)
-    return HttpTransport(t.host, auth[0], auth[1])
+    return HttpTransport(t.host, auth[0], auth[1], client=t._injected)
 
 
 def sample_bytes(sample: dict[str, Any]) -> bytes:

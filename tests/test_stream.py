@@ -14,6 +14,12 @@ from annostream import NotFound, Project
 from tests.conftest import Source
 
 
+@pytest.fixture
+def project(wire_project: Project) -> Project:
+    """These tests cross the wire: HTTP through a real server process (and embedded)."""
+    return wire_project
+
+
 def _expected(source: Source) -> dict[str, dict[str, Any]]:
     """Per file name: the COCO image and its annotations, in annotation-id order."""
     cats = {c["id"]: c["name"] for c in source.coco["categories"]}

@@ -17,7 +17,7 @@ from annostream.service.projects import ProjectRef
 from annostream.service.registry import implements
 from annostream.store import Store
 from annostream.store.revisions import begin_commit, head_revision, visible
-from annostream.store.tables import attribute_groups, attribute_options, dataset_files, file_label_counts, labels
+from annostream.store.tables import attribute_groups, attribute_options, file_label_counts, labels
 
 
 @dataclass
@@ -161,26 +161,28 @@ def current_revision(store: Store, ref: ProjectRef) -> int:
 
 
 @implements("label_counts")
-def label_counts(store: Store, ref: ProjectRef, dataset: str, as_of: int | None = None) -> dict[str, Any]:
-    """Per label of the vocabulary at the revision: files of ``dataset`` holding it, and its
-    instances there. Read from the versioned per-(file, label) counts: one grouped query."""
-    from annostream.service.datasets import get_dataset, membership, resolve_revision
+def label_counts(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
+                 as_of: int | None = None) -> dict[str, Any]:
+    """Per label of the vocabulary at the revision: how many files of the slice (``dataset``,
+    filtered by ``query``) hold it, and its instances there; unused labels count zero. One
+    grouped query over the versioned per-(file, label) counts."""
+    from annostream.service.datasets import get_dataset, resolve_revision, slice_select
 
     ds = get_dataset(store, ref, dataset, as_of)
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ref, as_of)
         vocab = load_vocabulary(conn, ref.id, rev)
+        in_slice = slice_select(conn, ds, query, rev).order_by(None)
         counted = {
-            row.label_id: (row.files, row.instances)
+            row.label_id: (int(row.files), int(row.instances))
             for row in conn.execute(
                 select(file_label_counts.c.label_id,
                        func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
                        func.sum(file_label_counts.c.count).label("instances"))
-                .join(dataset_files, dataset_files.c.file_id == file_label_counts.c.file_id)
-                .where(membership(ds, rev), visible(file_label_counts, rev))
+                .where(file_label_counts.c.file_id.in_(in_slice), visible(file_label_counts, rev))
                 .group_by(file_label_counts.c.label_id)
             )
         }
-    rows = [{"id": e["id"], "name": e["name"], "files": int(counted.get(db_id, (0, 0))[0]),
-             "instances": int(counted.get(db_id, (0, 0))[1])} for db_id, e in vocab.by_id.items()]
+    rows = [{"id": e["id"], "name": e["name"], "files": counted.get(db_id, (0, 0))[0],
+             "instances": counted.get(db_id, (0, 0))[1]} for db_id, e in vocab.by_id.items()]
     return {"dataset": ds.name, "revision": rev, "labels": sorted(rows, key=lambda r: r["id"])}
