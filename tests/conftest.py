@@ -196,6 +196,18 @@ def wire_project(request: pytest.FixtureRequest, source: Source) -> Project:
 
 
 @pytest.fixture(scope="session")
+def server_client(server_store: tuple[str, Path]) -> Iterator[Any]:
+    """An httpx client over the app serving ``server_store``'s store, in this process."""
+    from fastapi.testclient import TestClient
+
+    from annostream.server.app import create_app
+    from annostream.store import Store
+
+    with TestClient(create_app(Store.open(server_store[1]))) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def server_store(tmp_path_factory: pytest.TempPathFactory,
                  new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[str, Path]]:
     """An empty store with a server, for tests that write (auth, bad input)."""

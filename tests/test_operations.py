@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -78,13 +77,6 @@ def test_label_counts_equal_the_items_instances(project: Project) -> None:
     assert cats.label_counts()["cat"]["files"] == len(cats)
 
 
-@pytest.fixture(scope="module")
-def in_process(server_store: tuple[str, Path]) -> Iterator[TestClient]:
-    """The app over the writable store, in this process."""
-    with TestClient(create_app(Store.open(server_store[1]))) as client:
-        yield client
-
-
 _made = iter(range(10**6))
 
 
@@ -102,8 +94,8 @@ def _editor(kind: str, store_dir: Path, client: TestClient) -> Project:
 
 
 @pytest.mark.parametrize("kind", ["http", "embedded"])
-def test_label_counts_at_a_revision(kind: str, server_store: tuple[str, Path], in_process: TestClient) -> None:
-    p = _editor(kind, server_store[1], in_process)
+def test_label_counts_at_a_revision(kind: str, server_store: tuple[str, Path], server_client: TestClient) -> None:
+    p = _editor(kind, server_store[1], server_client)
     first = p.upload("Default", data=_png(), filename="a.png", instances=[_box("cat"), _box("cat")])
     p.upload("Default", data=_png((1, 2, 3)), filename="b.png", instances=[_box("cat"), _box("dog")])
     ds = p.dataset("Default")

@@ -127,7 +127,7 @@ class HttpTransport(Transport):
         op = OPERATIONS[name]
         params = {k: _query_value(args[k]) for k in op.query_params if args.get(k) is not None}
         kwargs = self._body(op, args.get("body"))
-        if "wait" in op.params:  # a long poll: the read timeout allows for the wait
+        if "wait" in op.params and self._injected is None:  # a long poll: the read timeout allows for it
             kwargs["timeout"] = httpx.Timeout(self._timeout + float(args.get("wait") or 0))
         response = self._request(op.method, self.path(op, args), params=params, **kwargs)
         return self._decode(op, response)
