@@ -61,10 +61,21 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
     return handle
 
 
+def _documented(op: Op) -> dict[str, Any]:
+    """OpenAPI parameters of ``op`` from its declaration (the handler itself declares none)."""
+    schema = op.args_model.model_json_schema()
+    required = set(schema.get("required", ()))
+    return {"parameters": [
+        {"name": name, "in": "path" if name in op.path_params else "query",
+         "required": name in required, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]}
+
+
 def build_router() -> APIRouter:
     """One route per declared operation, in declaration order."""
     router = APIRouter(prefix=API_PREFIX)
     for op in OPERATIONS.values():
         router.add_api_route(op.path, endpoint(op), methods=[op.method], status_code=op.status,
-                             name=op.name, summary=op.summary or None)
+                             name=op.name, summary=op.summary or None, openapi_extra=_documented(op))
     return router
