@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict
 from annostream.errors import BadRequest, Forbidden, InvalidInput
 from annostream.schema import Role
 from annostream.server import signing
-from annostream.server.replies import blob_response
 from annostream.server.auth import principal
+from annostream.server.replies import blob_response
 from annostream.service import datasets, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import ANONYMOUS, LOCAL, Principal, ProjectRef

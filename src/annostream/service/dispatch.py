@@ -16,7 +16,8 @@ from typing import Any
 
 from annostream.operations import OPERATIONS, Op
 from annostream.service import handlers  # noqa: F401  (registers the implementations)
-from annostream.service.projects import Principal, ProjectRef, authorize as authorize_project
+from annostream.service.projects import Principal, ProjectRef
+from annostream.service.projects import authorize as authorize_project
 from annostream.service.registry import ASYNC_IMPLEMENTATIONS, IMPLEMENTATIONS
 from annostream.store import Store
 

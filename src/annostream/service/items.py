@@ -17,7 +17,12 @@ import orjson
 from sqlalchemy import Connection, Engine, Text, select, type_coerce
 
 from annostream.errors import NotFound
-from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
+from annostream.service.datasets import (
+    DatasetRef,
+    membership,
+    query_filter,
+    resolve_revision,
+)
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store

@@ -17,7 +17,12 @@ from annostream.service.projects import ProjectRef
 from annostream.service.registry import implements
 from annostream.store import Store
 from annostream.store.revisions import begin_commit, head_revision, visible
-from annostream.store.tables import attribute_groups, attribute_options, file_label_counts, labels
+from annostream.store.tables import (
+    attribute_groups,
+    attribute_options,
+    file_label_counts,
+    labels,
+)
 
 
 @dataclass
