@@ -14,15 +14,12 @@ from sqlalchemy import func, literal, select
 from annostream.errors import InvalidInput
 from annostream.query.compile import Compiler
 from annostream.query.parse import parse
-from annostream.service.datasets import (
-    DatasetRef,
-    membership,
-    query_filter,
-    resolve_revision,
-)
+from annostream.service.datasets import DatasetRef, get_dataset, membership, query_filter, resolve_revision
+from annostream.service.projects import ProjectRef
+from annostream.service.registry import implements
 from annostream.store import Store
-from annostream.store.versioning import visible
 from annostream.store.tables import dataset_files, files
+from annostream.store.versioning import visible
 
 MAX_STEP = 1_000_000
 
@@ -54,3 +51,12 @@ def frame_ids(store: Store, ds: DatasetRef, query: str | None = None, frame_quer
         rows = conn.execute(stmt.order_by(files.c.id, series.c.k)).all()
     out = np.array([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 2)
     return out, rev
+
+
+@implements("frame_ids")
+def frame_ids_op(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
+                 frame_query: str | None = None, as_of: int | None = None,
+                 step: int = 1) -> tuple[np.ndarray, int]:
+    """The ``frame_ids`` operation: the pairs flattened to one int64 list (an ``ids`` reply)."""
+    pairs, rev = frame_ids(store, get_dataset(store, ref, dataset, as_of), query, frame_query, as_of, step)
+    return pairs.reshape(-1), rev
