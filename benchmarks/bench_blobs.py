@@ -28,9 +28,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annostream.client.transports import EmbeddedTransport, HttpTransport  # noqa: E402
-from annostream.server.launch import running_server  # noqa: E402
-from tests import services as svc  # noqa: E402
+from annostream.client.transports import EmbeddedTransport, HttpTransport
+from annostream.server.launch import running_server
+from tests import services as svc
 
 
 def noise_png(side: int, seed: int) -> bytes:

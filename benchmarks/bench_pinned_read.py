@@ -21,18 +21,19 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from annostream.schema import ProjectCreate
 from annostream.service.datasets import get_dataset, slice_ids
 from annostream.service.items import page_items, read_items
-from annostream.schema import ProjectCreate
 from annostream.service.projects import LOCAL, authorize, create_project
 from annostream.store import Store
-from annostream.store.versioning import begin_commit
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances, labels
+from annostream.store.versioning import begin_commit
 
 CHUNK = 50_000
 N_LABELS = 10
@@ -155,8 +156,8 @@ def main() -> None:
     ]
     print(f"{'measurement':58} {'head':>9} {'pinned':>9} {'ratio':>6}")
     for name, fn in cases:
-        t_head = timed(lambda: fn(None), args.repeat)
-        t_pinned = timed(lambda: fn(pinned), args.repeat)
+        t_head = timed(partial(fn, None), args.repeat)
+        t_pinned = timed(partial(fn, pinned), args.repeat)
         print(f"{name:58} {t_head * 1000:8.1f}ms {t_pinned * 1000:8.1f}ms {t_pinned / t_head:6.2f}")
     store.close()
     if args.data is None:

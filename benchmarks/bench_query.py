@@ -16,7 +16,9 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from sqlalchemy import func, insert, select
 
@@ -141,9 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"built {n_files:,} files, {n_inst:,} instances in {time.perf_counter() - t0:.1f} s")
         print(f"{'query':48} {'first id':>10} {'count':>10} {'all ids':>10} {'matches':>9}")
         for query in QUERIES:
-            t_first, _ = timed(lambda: first_id(store, ds, query), args.repeat)
-            t_count, (count, _) = timed(lambda: slice_count(store, ds, query), args.repeat)
-            t_ids, (ids, _) = timed(lambda: slice_ids(store, ds, query), max(1, args.repeat // 2))
+            t_first, _ = timed(partial(first_id, store, ds, query), args.repeat)
+            t_count, (count, _) = timed(partial(slice_count, store, ds, query), args.repeat)
+            t_ids, (ids, _) = timed(partial(slice_ids, store, ds, query), max(1, args.repeat // 2))
             assert len(ids) == count
             print(f"{query:48} {t_first:8.1f}ms {t_count:8.1f}ms {t_ids:8.1f}ms {count:9,}")
         store.close()

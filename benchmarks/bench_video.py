@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annostream import Project
-from annostream.client.transports import EmbeddedTransport  # noqa: E402
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 
 RESULTS = Path(__file__).with_name("results") / "video.json"

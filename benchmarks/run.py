@@ -90,7 +90,7 @@ class Bench:
         """Run one measurement; a failure becomes a note in the table, not a crash."""
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - a broken peer must not stop the others
+        except Exception as exc:
             self.log(f"[yellow]{what} failed: {type(exc).__name__}: {exc}[/yellow]")
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         small = build_metadata(args.work / "meta-small", cfg.meta_small_files, cfg.per_file)
         metadata_figures(b, large, small)
     mode = "quick" if args.quick else "full"
-    machine = f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, Python {platform.python_version()}"
+    machine = (f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "
+               f"Python {platform.python_version()}")
     console.print(render(b.rows, f"annostream benchmarks ({mode}; {machine})"))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{mode}.json"

@@ -62,7 +62,7 @@ def main() -> None:
         for images, targets in loader:
             # Faster R-CNN refuses degenerate boxes (points, lines): keep those with area.
             keep = [(t["boxes"][:, 2:] > t["boxes"][:, :2]).all(dim=1) for t in targets]
-            targets = [{"boxes": t["boxes"][k], "labels": t["labels"][k]} for t, k in zip(targets, keep)]
+            targets = [{"boxes": t["boxes"][k], "labels": t["labels"][k]} for t, k in zip(targets, keep, strict=True)]
             losses = model(images, targets)
             loss = sum(losses.values())
             optimiser.zero_grad()

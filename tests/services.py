@@ -8,6 +8,7 @@ when those variables are unset, and skip the PostgreSQL+S3 stack when the binari
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -116,10 +117,8 @@ def start_moto(root: Path) -> str:
 def stop_moto(root: Path) -> None:
     pid_file = root / "moto.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_file.read_text()), 15)
-        except ProcessLookupError:
-            pass
         pid_file.unlink()
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from annostream import Project
-from annostream.errors import BadRequest
 from annostream.client.follow import Cursor
+from annostream.errors import BadRequest
 from annostream.service.changes import changes
 from annostream.service.projects import LOCAL, authorize
 from annostream.store import Store

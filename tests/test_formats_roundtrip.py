@@ -35,7 +35,7 @@ def _close(a: Any, b: Any, where: str = "") -> None:
             _close(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{where}[{i}]")
     else:
         assert a == b, where
@@ -73,7 +73,7 @@ def test_coco_round_trip_field_by_field(project: Project, source: Source, tmp_pa
     for image_id, anns in orig_by_image.items():
         got_anns = by_image[image_id]
         assert len(got_anns) == len(anns)
-        for want, got in zip(anns, got_anns):
+        for want, got in zip(anns, got_anns, strict=True):
             assert out_cat_name[got["category_id"]] == cat_name[want["category_id"]]
             strip = ("id", "image_id", "category_id")
             _close({k: v for k, v in got.items() if k not in strip},
@@ -133,7 +133,7 @@ def test_yolo_export_reads_back_to_pixels(project: Project, tmp_path: Path) -> N
         rows = [line.split() for line in txt.read_text().splitlines()]
         boxes = [i for i in sample["instances"] if i["bbox"] is not None]
         assert len(rows) == len(boxes)
-        for row, inst in zip(rows, boxes):
+        for row, inst in zip(rows, boxes, strict=True):
             cls, cx, cy, w, h = int(row[0]), *map(float, row[1:])
             assert data["names"][cls] == inst["label"]
             x0, y0 = (cx - w / 2) * f["width"], (cy - h / 2) * f["height"]
@@ -149,7 +149,7 @@ def test_yolo_segmentation_polygons_read_back(project: Project, tmp_path: Path) 
     rows = (tmp_path / "labels" / Path(f["name"]).with_suffix(".txt")).read_text().splitlines()
     drawable = [i for i in sample["instances"] if i["type"] in ("polygon", "box")]
     assert len(rows) == len(drawable)
-    for row, inst in zip(rows, drawable):
+    for row, inst in zip(rows, drawable, strict=True):
         values = list(map(float, row.split()[1:]))
         pixels = [[values[k] * f["width"], values[k + 1] * f["height"]] for k in range(0, len(values), 2)]
         if inst["type"] == "polygon":
@@ -194,7 +194,7 @@ def test_yolo_and_diffgram_import_back(project: Project, fresh: Project, tmp_pat
     for sample in back.with_options(decode="bytes"):
         want = orig[sample["file"]["name"]]
         assert [i["label"] for i in sample["instances"]] == [i["label"] for i in want["instances"]]
-        for got, exp in zip(sample["instances"], want["instances"]):
+        for got, exp in zip(sample["instances"], want["instances"], strict=True):
             assert got["bbox"] == pytest.approx(exp["bbox"])
 
 

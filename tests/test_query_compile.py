@@ -16,7 +16,6 @@ from annostream.query import parse
 from annostream.query.compile import Compiler
 from annostream.service.datasets import slice_count, slice_ids
 from annostream.store.tables import files
-
 from tests.test_query_reference import World, build_world
 
 

@@ -14,8 +14,9 @@ import operator
 import os
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -108,10 +109,7 @@ PG_URL = os.environ.get("ANNOSTREAM_TEST_PG_URL")
 
 def build_world(root: Any, seed: int) -> World:
     rnd = random.Random(seed)
-    if PG_URL:
-        store = Store.open(db_url=PG_URL, blobs_url=str(root / "blobs"))
-    else:
-        store = Store.open(root)
+    store = Store.open(db_url=PG_URL, blobs_url=str(root / "blobs")) if PG_URL else Store.open(root)
     string_id = f"q{seed}-{uuid.uuid4().hex[:8]}"
     with store.engine.begin() as conn:
         pid = conn.execute(insert(projects).values(
@@ -237,7 +235,8 @@ def numbers_cmp(draw: Callable[..., Any], path: str, get: Callable[[World, dict[
     form = draw(st.sampled_from(["cmp", "cmp", "mirror", "in", "notin"] if mirror_ok else ["cmp", "in", "notin"]))
     if form in ("in", "notin"):
         items = draw(st.lists(values, max_size=3))
-        text = f"{path} {'in' if form == 'in' else kw(draw, 'not') + ' in'} [{', '.join(map(repr_value, items))}]"
+        keyword = "in" if form == "in" else kw(draw, "not") + " in"
+        text = f"{path} {keyword} [{', '.join(map(repr_value, items))}]"
 
         def member(w: World, f: dict[str, Any], rev: int) -> bool:
             v = get(w, f, rev)

@@ -156,7 +156,7 @@ def test_one_writer_two_pinned_readers(server_store: tuple[str, Path]) -> None:
         try:
             while not done.is_set() or len(seen[k]) < 3:
                 pinned = readers[k].dataset("Default").snapshot()
-                first = [s for s in pinned.with_options(decode=None)]
+                first = list(pinned.with_options(decode=None))
                 _invariant(first)
                 readers[k].cache.clear()
                 assert [sample_bytes(s) for s in first] == view_bytes(pinned)

@@ -56,11 +56,11 @@ def test_iteration_equals_source_exactly(project: Project, source: Source) -> No
         assert [ds.labels.names[i] for i in sample["label_ids"]] == sample["labels"]
         polys = [a["segmentation"][0] for a in anns if "segmentation" in a]
         assert len(sample["polygons"]) == len(polys)
-        for got, flat in zip(sample["polygons"], polys):
+        for got, flat in zip(sample["polygons"], polys, strict=True):
             np.testing.assert_allclose(got, np.array(flat, dtype=np.float32).reshape(-1, 2), atol=1e-4)
         kps = [a["keypoints"] for a in anns if "keypoints" in a]
         assert len(sample["keypoints"]) == len(kps)
-        for got, flat in zip(sample["keypoints"], kps):
+        for got, flat in zip(sample["keypoints"], kps, strict=True):
             np.testing.assert_allclose(got, np.array(flat, dtype=np.float32).reshape(-1, 3), atol=1e-4)
     assert seen == set(expected)
 

@@ -67,7 +67,7 @@ def test_shuffled_passes_and_shards(source: Source) -> None:
     shards = [[int(e["file_id"]) for e in ds.to_tensorflow(decode=None, rank=r, world_size=3)]
               for r in range(3)]
     assert [len(s) for s in shards] == [14, 14, 14]
-    assert set(sum(shards, [])) == set(ds.ids.tolist())
+    assert {i for s in shards for i in s} == set(ds.ids.tolist())
 
 
 def test_bad_file_surfaces_its_id(source: Source) -> None:
@@ -75,5 +75,5 @@ def test_bad_file_surfaces_its_id(source: Source) -> None:
     mixed = next(s["file"]["id"] for s in ds if len(set(s["labels"])) > 1)
     tf_ds = ds.to_tensorflow(target="classification")
     with pytest.raises(Exception, match=rf"file {mixed} .* classification needs exactly one"):
-        for element in tf_ds:
+        for _element in tf_ds:
             pass

@@ -58,7 +58,7 @@ def test_detection_examples_match_the_samples(project: Project) -> None:
         image, target = torch_ds[i]
         w, h = sample["image"].size
         assert image.dtype == torch.float32 and image.shape == (3, h, w)
-        assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
         assert target["boxes"].dtype == torch.float32 and target["boxes"].shape[1:] == (4,)
         np.testing.assert_array_equal(target["boxes"].numpy(), sample["boxes"])
         assert target["labels"].dtype == torch.int64

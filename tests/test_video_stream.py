@@ -80,9 +80,9 @@ def test_clips_have_aligned_frames_targets_and_events(videos: Project) -> None:
     for clip in clips:
         assert clip["clip"].shape == (8, 32, 128, 3) and clip["clip"].dtype == np.uint8
         assert [read_number(f) for f in clip["clip"]] == list(range(clip["start"], clip["start"] + 8))
-        for k, target in zip(clip["frame_numbers"], clip["targets"]):
+        for k, target in zip(clip["frame_numbers"], clip["targets"], strict=True):
             assert target["frame_number"] == k
-            cats = [b[0] for b, lab in zip(target["boxes"], target["labels"]) if lab == "cat"]
+            cats = [b[0] for b, lab in zip(target["boxes"], target["labels"], strict=True) if lab == "cat"]
             assert cats == ([k] if k % 2 == 0 else [])
         overlaps = clip["start"] <= 11 and clip["start"] + 7 >= 6
         assert [(e["event"], e["start"], e["end"]) for e in clip["events"]] == (
@@ -90,7 +90,7 @@ def test_clips_have_aligned_frames_targets_and_events(videos: Project) -> None:
 
 
 def clip_target(sample: dict) -> dict:
-    cats = [[float(b[0]) for b, lab in zip(t["boxes"], t["labels"]) if lab == "cat"] for t in sample["targets"]]
+    cats = [[float(b[0]) for b, lab in zip(t["boxes"], t["labels"], strict=True) if lab == "cat"] for t in sample["targets"]]
     return {"file_id": sample["file"]["id"], "start": sample["start"],
             "frames": torch.as_tensor(sample["frame_numbers"]),
             "cat_x": torch.tensor([c[0] if c else -1.0 for c in cats])}

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from annostream.client.dataset import Dataset  # noqa: E402
-from annostream.client.project import Project, open  # noqa: E402
-from annostream.errors import (  # noqa: E402
+from annostream.client.dataset import Dataset
+from annostream.client.project import Project, open
+from annostream.errors import (
     AnnostreamError,
     Conflict,
     Forbidden,
@@ -24,6 +24,16 @@ from annostream.errors import (  # noqa: E402
 )
 
 __all__ = [
-    "AnnostreamError", "Conflict", "Dataset", "Forbidden", "InvalidInput", "NotFound",
-    "Project", "QueryError", "TransportError", "Unauthorized", "open", "__version__",
+    "AnnostreamError",
+    "Conflict",
+    "Dataset",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "Project",
+    "QueryError",
+    "TransportError",
+    "Unauthorized",
+    "__version__",
+    "open",
 ]

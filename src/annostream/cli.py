@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,11 +31,11 @@ app.add_typer(import_app, name="import")
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Local store folder (embedded).",
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Local store folder (embedded).",
                                                  envvar="ANNOSTREAM_DATA")]
-HostOpt = Annotated[Optional[str], typer.Option("--host", help="Server URL.", envvar="ANNOSTREAM_HOST")]
-IdOpt = Annotated[Optional[str], typer.Option("--client-id", envvar="ANNOSTREAM_CLIENT_ID")]
-SecretOpt = Annotated[Optional[str], typer.Option("--client-secret", envvar="ANNOSTREAM_CLIENT_SECRET")]
+HostOpt = Annotated[str | None, typer.Option("--host", help="Server URL.", envvar="ANNOSTREAM_HOST")]
+IdOpt = Annotated[str | None, typer.Option("--client-id", envvar="ANNOSTREAM_CLIENT_ID")]
+SecretOpt = Annotated[str | None, typer.Option("--client-secret", envvar="ANNOSTREAM_CLIENT_SECRET")]
 
 
 def _transport(data: Path | None, host: str | None, client_id: str | None,
@@ -64,9 +64,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8085,
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
     init: Annotated[bool, typer.Option("--init", help="Print a new server admin key first.")] = False,
-    db: Annotated[Optional[str], typer.Option(help="Database URL (default: SQLite in --data).",
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in --data).",
                                               envvar="ANNOSTREAM_DB")] = None,
-    blobs: Annotated[Optional[str], typer.Option(help="Blob store URL (default: --data/blobs).",
+    blobs: Annotated[str | None, typer.Option(help="Blob store URL (default: --data/blobs).",
                                                  envvar="ANNOSTREAM_BLOBS")] = None,
 ) -> None:
     """Serve a store over HTTP (the native API and the Diffgram-compatible routes)."""
@@ -93,7 +93,7 @@ def serve(
 def project_create(
     string_id: str,
     public: Annotated[bool, typer.Option("--public", help="Anyone may read it.")] = False,
-    name: Annotated[Optional[str], typer.Option(help="Display name.")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Create a project; prints its admin key once."""
@@ -190,15 +190,16 @@ def export(
     project: str, dataset: str,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the export into.")],
     fmt: Annotated[str, typer.Option("--format", help="json, coco, diffgram, yolo or yolo-seg.")] = "json",
-    query_text: Annotated[Optional[str], typer.Option("--query", help='Export a slice, e.g. "labels.cat > 0".')] = None,
-    as_of: Annotated[Optional[int], typer.Option("--as-of", help="Export the dataset as of a revision.")] = None,
+    query_text: Annotated[str | None, typer.Option("--query", help='Export a slice, e.g. "labels.cat > 0".')] = None,
+    as_of: Annotated[int | None, typer.Option("--as-of", help="Export the dataset as of a revision.")] = None,
     images: Annotated[str, typer.Option(help="copy, none, or link (symlinks; local stores).")] = "copy",
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Export a dataset or a slice of it as a static format, streamed (constant memory)."""
     if images not in ("copy", "none", "link"):
         raise typer.BadParameter("--images must be copy, none or link")
-    mode: bool | str = {"copy": True, "none": False, "link": "link"}[images]
+    modes: dict[str, bool | str] = {"copy": True, "none": False, "link": "link"}
+    mode = modes[images]
     transport = _transport(data, host, client_id, client_secret)
     remote = not isinstance(transport, EmbeddedTransport)
     with _progress("downloading (bytes)" if remote else "exporting") as bar:
@@ -214,7 +215,7 @@ def export(
 
 @app.command("ls")
 def ls(
-    project: Annotated[Optional[str], typer.Argument(help="List this project's datasets.")] = None,
+    project: Annotated[str | None, typer.Argument(help="List this project's datasets.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """List projects, or the datasets of one project, with counts."""
@@ -273,7 +274,7 @@ def demo(
 def bench(
     project: Annotated[str, typer.Option("--project", help="Project string id.")],
     dataset: Annotated[str, typer.Option("--dataset")] = "Default",
-    query: Annotated[Optional[str], typer.Option(help="Also time this slice's first item and count.")] = None,
+    query: Annotated[str | None, typer.Option(help="Also time this slice's first item and count.")] = None,
     items: Annotated[int, typer.Option(help="Read at most this many items per figure.")] = 2000,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
@@ -303,7 +304,8 @@ def bench(
             table.add_row(f"query '{query}' to count ({n})", f"{time.perf_counter() - t0:.3f} s")
         view = ds[:items].with_options(decode=None)
         t0 = time.perf_counter()
-        n, nbytes, raw = 0, 0, []
+        n, nbytes = 0, 0
+        raw: list[bytes] = []
         for sample in view:
             n += 1
             nbytes += len(sample["image"] or b"")
@@ -326,7 +328,7 @@ def gc(
     data: Annotated[Path, typer.Option("--data", help="Local store folder.", envvar="ANNOSTREAM_DATA")],
     older_than: Annotated[str, typer.Option("--older-than",
                                             help="A revision (needs --project) or an age: 7d, 12h, 30m.")],
-    project: Annotated[Optional[str], typer.Option("--project", help="Only this project.")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
     keep_tags: Annotated[bool, typer.Option(
         "--keep-tags/--no-keep-tags",
         help="Keep what tags point at (always: without it gc refuses to run if a tag is older "

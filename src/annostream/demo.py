@@ -69,7 +69,8 @@ def build_photo_coco(out: Path, n_items: int, seed: int = 0, max_side: int | Non
     categories[cat_id["cat"] - 1]["keypoints"] = CAT_KEYPOINTS
     categories[cat_id["cat"] - 1]["skeleton"] = [[1, 3], [2, 3]]
     sources = {name: Image.open(_photo_dir() / name).convert("RGB") for name in PHOTOS}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     photo_names = sorted(PHOTOS)
     for i in range(n_items):
         photo = photo_names[i % len(photo_names)]
@@ -92,13 +93,13 @@ def build_photo_coco(out: Path, n_items: int, seed: int = 0, max_side: int | Non
             clipped = _clip(box, crop)
             if clipped is None:
                 continue
-            b = [min(v * factor, lim) for v, lim in zip(clipped, (tile.width, tile.height) * 2)]
+            b = [min(v * factor, lim) for v, lim in zip(clipped, (tile.width, tile.height) * 2, strict=True)]
             ann: dict[str, Any] = {"id": len(annotations) + 1, "image_id": image_id,
                                    "category_id": cat_id[label], "iscrowd": 0,
                                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
                                    "area": (b[2] - b[0]) * (b[3] - b[1])}
             if label == "cat":
-                kps = []
+                kps: list[float] = []
                 for x, y in CAT_FACE:
                     inside = x0 <= x < x0 + w and y0 <= y < y0 + h
                     kps += [(x - x0) * factor, (y - y0) * factor, 2] if inside else [0, 0, 0]
@@ -150,7 +151,7 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
         pixels = 0
         t0 = time.perf_counter()
         for sample in ds:
-            per_label.update(inst["label"] for inst in sample["instances"])
+            per_label.update(inst["label"] for inst in sample["instances"] if inst["label"] is not None)
             sample["image"].load()
             pixels += sample["image"].width * sample["image"].height
         elapsed = time.perf_counter() - t0

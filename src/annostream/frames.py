@@ -14,7 +14,7 @@ they are read and the client slice them out without copying or decoding text.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 
-def encode_header(item: dict[str, Any], blob_len: int | None) -> bytes:
+def encode_header(item: Mapping[str, Any], blob_len: int | None) -> bytes:
     body = orjson.dumps(item)
     return _U32.pack(len(body)) + body + _U64.pack(NO_BLOB if blob_len is None else blob_len)
 

@@ -78,7 +78,7 @@ class Op:
     @cached_property
     def args_model(self) -> type[BaseModel]:
         """Path and query parameters as one pydantic model (so both transports validate alike)."""
-        fields: dict[str, Any] = {p: (str, ...) for p in self.path_params}
+        fields: dict[str, Any] = dict.fromkeys(self.path_params, (str, ...))
         fields.update(self.params)
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
@@ -123,7 +123,8 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
     _op("frame_ids", "GET", _D + "/frames", "viewer",
         params={"query": QueryText, "frame_query": QueryText, "as_of": AsOf,
                 "step": (int, Field(default=1, ge=1, le=1_000_000))}, reply="ids",
-        summary="(file id, frame number) pairs, flattened, of the slice's video frames the frame query selects."),
+        summary="(file id, frame number) pairs, flattened, of the slice's video frames "
+                "the frame query selects."),
     _op("items_batch", "POST", _P + "/items:batch", "viewer", body="json", model=ItemsBatchRequest,
         reply="items"),
     _op("get_blob", "GET", _P + "/blobs/{sha256}", "viewer", reply="blob"),

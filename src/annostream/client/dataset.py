@@ -254,8 +254,8 @@ class Dataset:
         for item, blob in self.iter_raw():
             yield make_sample(item, blob, self.decode)
 
-    def export(self, path: str | os.PathLike[str], format: str = "json", *,  # noqa: A002
-               images: bool | str = True, progress: Any = None) -> dict[str, Any]:
+    def export(self, path: str | os.PathLike[str], format: str = "json",  # noqa: A002
+               *, images: bool | str = True, progress: Any = None) -> dict[str, Any]:
         """Write this view as a static export into the folder ``path``; returns its manifest.
 
         ``format``: json (annostream JSON Lines), coco, diffgram, yolo, yolo-seg. ``images``:

@@ -178,7 +178,7 @@ def clips(view: Dataset, length: int = 16, stride: int = 8, *, interpolate: bool
     starts = []
     if len(pairs):
         file_ids, counts = np.unique(pairs[:, 0], return_counts=True)
-        for file_id, count in zip(file_ids.tolist(), counts.tolist()):
+        for file_id, count in zip(file_ids.tolist(), counts.tolist(), strict=True):
             starts += [(file_id, s) for s in range(0, count - length + 1, stride)]
     units = np.array(starts, dtype=np.int64).reshape(-1, 2)
     return ClipView(view, units, length, interpolate=interpolate, video_cache=video_cache)

@@ -107,7 +107,8 @@ class Project:
         coco = annotations if isinstance(annotations, dict) else json.loads(Path(annotations).read_text())
         return self.transport.import_coco(self.string_id, dataset, coco, Path(images_dir), progress)
 
-    def import_format(self, format: str, path: str | os.PathLike[str], dataset: str = "Default",  # noqa: A002
+    def import_format(self, format: str,  # noqa: A002
+                      path: str | os.PathLike[str], dataset: str = "Default",
                       progress: Any = None) -> dict[str, Any]:
         """Import a static export into ``dataset`` as one commit (or nothing).
 

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
@@ -102,7 +102,7 @@ class ExportContext:
     labels: list[dict[str, Any]]
     attribute_groups: list[dict[str, Any]]
     images: bool | str = True
-    exported_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    exported_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def provenance(self) -> dict[str, Any]:
         return {"project": self.project, "dataset": self.dataset, "query": self.query,
@@ -118,7 +118,7 @@ class Spool:
     """A temporary file that text members accumulate in, read back in chunks at the end."""
 
     def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 -- held open across calls, closed by close()
         self.count = 0
 
     def append(self, data: bytes, separator: bytes = b"") -> None:

@@ -15,7 +15,15 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from annostream.formats import BlobSource, ExportContext, ImportSource, Sink, UniqueNames, put_image, record_error
+from annostream.formats import (
+    BlobSource,
+    ExportContext,
+    ImportSource,
+    Sink,
+    UniqueNames,
+    put_image,
+    record_error,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # A normalised coordinate may exceed [0, 1] by this much (float noise of other tools).

@@ -32,7 +32,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
-from annostream.schema import Role
+from annostream.schema import Instance, Item, Role
 from annostream.server import signing
 from annostream.server.auth import principal
 from annostream.server.replies import blob_response
@@ -125,7 +125,7 @@ def _xy(points: list[list[float]]) -> list[dict[str, float]]:
     return [{"x": p[0], "y": p[1]} for p in points]
 
 
-def _instance_json(inst: dict[str, Any]) -> dict[str, Any]:
+def _instance_json(inst: Instance) -> dict[str, Any]:
     """One of our instances in Diffgram's shape: ``label_file`` and flat box coordinates."""
     out: dict[str, Any] = {"id": inst["id"], "type": inst["type"], "number": inst["track_id"],
                            "frame_number": inst["frame_number"], "machine_made": inst["machine_made"],
@@ -134,7 +134,7 @@ def _instance_json(inst: dict[str, Any]) -> dict[str, Any]:
         out["label_file_id"] = inst["label_id"]
         out["label_file"] = {"id": inst["label_id"], "label": {"name": inst["label"]}}
     if inst["bbox"] is not None:
-        out.update(zip(("x_min", "y_min", "x_max", "y_max"), inst["bbox"]))
+        out.update(zip(("x_min", "y_min", "x_max", "y_max"), inst["bbox"], strict=True))
     geom = inst["geometry"] or {}
     if inst["type"] in ("polygon", "line"):
         out["points"] = _xy(geom["points"])
@@ -146,7 +146,7 @@ def _instance_json(inst: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _file_json(request: Request, project: str, item: dict[str, Any], with_instances: bool) -> dict[str, Any]:
+def _file_json(request: Request, project: str, item: Item, with_instances: bool) -> dict[str, Any]:
     """An item as Diffgram's ``file_serialized``; images get a signed, expiring URL."""
     f = item["file"]
     image = None

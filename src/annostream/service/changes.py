@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Select, null, select
@@ -198,7 +199,7 @@ async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
     while True:
         page = await anyio.to_thread.run_sync(
-            lambda: changes(store, ref, since, dataset=dataset, query=query, limit=limit))
+            partial(changes, store, ref, since, dataset=dataset, query=query, limit=limit))
         if page["events"] or time.monotonic() >= deadline:
             return page
         since = page["cursor"]

@@ -19,6 +19,7 @@ import orjson
 from annostream.errors import BadRequest, InvalidInput
 from annostream.schema import (
     AttributeGroupCreate,
+    ChangePage,
     DatasetCreate,
     InstancesWrite,
     ItemsBatchRequest,
@@ -254,7 +255,7 @@ def delete_tag(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
 
 @implements("changes")
 def change_feed(store: Store, ref: ProjectRef, since: int = 0, wait: float = 0.0, dataset: str | None = None,
-                query: str | None = None, limit: int = 1000) -> dict[str, Any]:
+                query: str | None = None, limit: int = 1000) -> ChangePage:
     """Events of the commits after ``since``; long-polls up to ``wait`` seconds while there are none."""
     return changes.wait_for_changes(store, ref, since, wait, dataset=dataset, query=query, limit=limit)
 
@@ -262,6 +263,6 @@ def change_feed(store: Store, ref: ProjectRef, since: int = 0, wait: float = 0.0
 @implements_async("changes")
 async def change_feed_async(store: Store, ref: ProjectRef, since: int = 0, wait: float = 0.0,
                             dataset: str | None = None, query: str | None = None,
-                            limit: int = 1000) -> dict[str, Any]:
+                            limit: int = 1000) -> ChangePage:
     return await changes.wait_for_changes_async(store, ref, since, wait, dataset=dataset, query=query,
                                                 limit=limit)

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -27,6 +28,7 @@ from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -138,7 +140,7 @@ def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> Non
             )
         )
         have = {
-            (r.file_id, r.label_id): (r.id, r.count)
+            (r.file_id, r.label_id): (r.id, r._mapping["count"])  # ``r.count`` is the tuple method
             for r in conn.execute(
                 select(file_label_counts).where(
                     file_label_counts.c.file_id.in_(chunk), file_label_counts.c.deleted_rev.is_(None)
@@ -181,7 +183,7 @@ class Probe:
 def _insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha: str | None,
                  probe: Probe, metadata: dict[str, Any]) -> int:
     v = probe.video
-    return conn.execute(
+    return inserted_id(conn.execute(
         insert(files).values(
             project_id=ref.id, type=probe.type, original_filename=name, blob_sha256=sha,
             width=probe.width, height=probe.height, text=probe.text, metadata=metadata, created_rev=rev,
@@ -189,7 +191,7 @@ def _insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha:
             duration=v.duration if v else None, codec=v.codec if v else None,
             keyframes=v.keyframes if v else None,
         )
-    ).inserted_primary_key[0]
+    ))
 
 
 def probe_upload(filename: str, data: bytes, where: str = "file") -> Probe:
@@ -320,7 +322,7 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any]) -> InstanceI
         return InstanceIn(type="polygon", geometry=geom, **common)
     if xyxy is None:
         raise ValueError("an annotation needs a bbox, a segmentation or keypoints")
-    geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy))
+    geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy, strict=True))
     if isinstance(seg, dict):
         geom["rle"] = seg
     return InstanceIn(type="box", geometry=geom, **common)
@@ -375,7 +377,7 @@ def import_coco(
             meta["coco_id"] = image_id
             yield ImportRecord(
                 where=f"images (id {image_id}, '{img['file_name']}')", name=img["file_name"],
-                read=lambda img=img: read_image(img), metadata=meta,
+                read=partial(read_image, img), metadata=meta,
                 instances=[a for _, a in by_image[image_id]],
                 declared=(img.get("width"), img.get("height")),
                 instances_where=f"annotations of image {image_id}",
@@ -415,8 +417,8 @@ def ensure_attribute_groups(conn: Connection, project_id: int, rev: int,
         group_id = live.get(spec.name)
         have: set[str] = set()
         if group_id is None:
-            group_id = conn.execute(insert(attribute_groups).values(
-                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)).inserted_primary_key[0]
+            group_id = inserted_id(conn.execute(insert(attribute_groups).values(
+                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)))
         else:
             have = set(conn.execute(select(attribute_options.c.name).where(
                 attribute_options.c.group_id == group_id, attribute_options.c.deleted_rev.is_(None))).scalars())

@@ -213,7 +213,7 @@ class ItemBatch:
     """Items read at one revision, each with its blob bytes when ``inline`` (fetched lazily,
     in order, so a large batch is streamed rather than held)."""
 
-    pairs: Iterator[tuple[dict[str, Any], bytes | None]]
+    pairs: Iterator[tuple[Item, bytes | None]]
     revision: int
     inline: bool
 
@@ -231,7 +231,7 @@ def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | N
     if blobs != "inline":
         return ItemBatch(((item, None) for item in found), rev, False)
 
-    def pairs() -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    def pairs() -> Iterator[tuple[Item, bytes | None]]:
         fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
         for item in found:
             yield item, (next(fetched) if item["file"]["sha256"] else None)

@@ -158,7 +158,7 @@ def check_instances(items: Iterable[Any], frame_count: int | None, where: str) -
 # --- tracks ------------------------------------------------------------------------------
 
 def _lerp_box(a: list[float], b: list[float], t: float) -> list[float]:
-    return [x + (y - x) * t for x, y in zip(a, b)]
+    return [x + (y - x) * t for x, y in zip(a, b, strict=True)]
 
 
 def interpolate_tracks(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,7 +181,7 @@ def interpolate_tracks(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     continue
                 box = _lerp_box(a["bbox"], b["bbox"], (k - fa) / (fb - fa))
                 added.append({**a, "id": None, "frame_number": k, "bbox": box,
-                              "geometry": dict(zip(("x_min", "y_min", "x_max", "y_max"), box)),
+                              "geometry": dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
                               "area": (box[2] - box[0]) * (box[3] - box[1]),
                               "keyframe": False, "interpolated": True, "machine_made": True})
     if not added:

@@ -33,7 +33,7 @@ class Store:
         db_url: str | None = None,
         blobs_url: str | None = None,
         create: bool = True,
-    ) -> "Store":
+    ) -> Store:
         """Open (and migrate) a store.
 
         The embedded default is a folder holding ``annostream.db`` (SQLite) and ``blobs/``;

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -191,10 +191,12 @@ class HttpTransport(Transport):
             spool.seek(0)
             with zipfile.ZipFile(spool) as archive:
                 archive.extractall(out)
-        return orjson.loads((out / EXPORT_MANIFEST).read_bytes())
+        manifest: dict[str, Any] = orjson.loads((out / EXPORT_MANIFEST).read_bytes())
+        return manifest
 
     def _stage(self, project: str, data: bytes) -> str:
-        return self.call("stage_blob", project=project, body=data)["sha256"]
+        sha256: str = self.call("stage_blob", project=project, body=data)["sha256"]
+        return sha256
 
     def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
                     images_dir: Path, progress: Any = None) -> dict[str, Any]:
@@ -209,8 +211,8 @@ class HttpTransport(Transport):
             images.append(staged)
             if progress:
                 progress(n, total)
-        return self.call("import_coco", project=project, dataset=dataset, format="coco",
-                         body={**coco, "images": images})
+        return cast("dict[str, Any]", self.call("import_coco", project=project, dataset=dataset,
+                                                format="coco", body={**coco, "images": images}))
 
     def import_source(self, project: str, dataset: str, source: Any, fmt: str,
                       progress: Any = None) -> dict[str, Any]:
@@ -233,5 +235,5 @@ class HttpTransport(Transport):
                 if progress:
                     progress(n, total)
             body.seek(0)
-            return self.call("import_records", project=project, dataset=dataset, format=fmt,
-                             body=iter(lambda: body.read(1 << 20), b""))
+            return cast("dict[str, Any]", self.call("import_records", project=project, dataset=dataset,
+                                                    format=fmt, body=iter(lambda: body.read(1 << 20), b"")))
