@@ -13,6 +13,21 @@ from annostream.schema import SPATIAL_TYPES
 Decode = Literal["pil", "numpy", "bytes"] | None
 
 
+class Sample(dict):  # type: ignore[type-arg]
+    """A sample: a plain ``dict`` in every way (keys, equality, pickling, collate), that a
+    notebook also shows as its picture with its instances drawn over it."""
+
+    def _repr_html_(self) -> str:
+        from annostream.client.reprs import sample_html
+
+        return sample_html(self)
+
+    def _repr_png_(self) -> bytes | None:
+        from annostream.client.reprs import sample_png
+
+        return sample_png(self)
+
+
 def decode_image(data: bytes | None, decode: Decode) -> Any:
     """Bytes as a PIL image (lazy), an RGB uint8 array, or untouched (``None``/"bytes")."""
     if data is None or decode in (None, "bytes"):
@@ -25,7 +40,7 @@ def decode_image(data: bytes | None, decode: Decode) -> Any:
     raise ValueError(f"unknown decode mode {decode!r}: use 'pil', 'numpy' or None")
 
 
-def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil") -> dict[str, Any]:
+def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil") -> Sample:
     """A sample dict (DESIGN section 7): ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
@@ -37,7 +52,7 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    return {
+    return Sample({
         "image": decode_image(blob, decode),
         "file": item["file"],
         "instances": instances,
@@ -50,4 +65,4 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
                       for i in instances if i["type"] == "keypoints"],
         "tags": [i["label"] for i in instances if i["type"] == "tag"],
         "attributes": attributes,
-    }
+    })
