@@ -19,6 +19,7 @@ from annostream.server.launch import running_server
 from tests.conftest import make_coco
 
 EVIL = '<script>alert("x")</script>'
+ODD = "odd/näme <x>?q=1#%20"  # a dataset name with a slash, non-ASCII, markup and URL syntax
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Site:
     viewer: dict[str, str]
     other_viewer: dict[str, str]
     big_sha: str
+    hidden_sha: str  # a picture only the private project "other" holds
 
 
 def png(width: int, height: int) -> bytes:
@@ -56,7 +58,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path
     local.import_coco("seen", "Default", coco, root / "coco" / "images")
     viewer = local.create_key("seen", "viewer")
     local.create_project("other", None, False)
-    local.create_dataset("other", "Default")
+    hidden = local.upload_file("other", "Default", "hidden.jpg", jpeg(40, 30, (1, 2, 3)), [], {})
     other_viewer = local.create_key("other", "viewer")
 
     local.create_project("open", "Open <b>data</b>", True)
@@ -69,5 +71,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path
     car = {"type": "polygon", "label": "car", "geometry": {"points": [[1, 1], [30, 2], [20, 25]]}}
     local.upload_file("open", "Default", "later.jpg", jpeg(64, 48, (40, 40, 200)), [car], {})
     big = local.upload_file("open", "Default", "big.png", png(2400, 1800), [], {})
+    local.import_coco("open", ODD, coco, root / "coco" / "images")
     with running_server(store_dir) as url:
-        yield Site(url, store_dir, coco, viewer, other_viewer, big["sha256"])
+        yield Site(url, store_dir, coco, viewer, other_viewer, big["sha256"], hidden["sha256"])

@@ -16,7 +16,7 @@ from PIL import Image
 
 from annostream.server.web import thumbs
 from annostream.store import Store
-from tests.explorer_site import EVIL, Site, site  # noqa: F401  (fixture)
+from tests.explorer_site import EVIL, ODD, Site, site  # noqa: F401  (fixture)
 
 
 def _client(site: Site) -> httpx.Client:
@@ -232,10 +232,8 @@ def test_thumbnails_fixed_sizes_immutable_and_confined_to_the_project(site: Site
         assert c.get("/explore/p/open/blob/" + "a" * 64).status_code == 404
         full = c.get(f"/explore/p/open/blob/{sha}")
         assert full.status_code == 200 and Image.open(io.BytesIO(full.content)).size == (2400, 1800)
-    # A blob of a private project is not reachable through a public one.
-    private_sha = httpx.post(f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": [1]},
-                             auth=(site.viewer["client_id"], site.viewer["client_secret"]))
-    sha = private_sha.json()["items"][0]["file"]["sha256"]
+    # A blob of a private project is not reachable through a public one, nor another's key.
+    sha = site.hidden_sha
     assert httpx.get(f"{site.url}/explore/p/open/thumb/128/{sha}").status_code == 404
     assert httpx.get(f"{site.url}/explore/p/open/blob/{sha}").status_code == 404
 
@@ -291,3 +289,29 @@ def test_pages_only_read(site: Site) -> None:
 
     writes = sorted(r.path for r in pages.router.routes if set(getattr(r, "methods", ())) - {"GET", "HEAD"})
     assert writes == ["/explore/p/{project}/forget", "/explore/p/{project}/key"]
+
+
+def test_odd_dataset_names_and_project_names_stay_inert(site: Site) -> None:
+    from urllib.parse import quote
+
+    with _client(site) as c:
+        r = c.get(f"/explore/p/open/d/{quote(ODD)}")
+        assert r.status_code == 200 and _count(r.text) == len(site.coco["images"])
+        assert "&lt;x&gt;" in r.text
+        shown = _tile_ids(r.text)
+        nxt = re.search(r'id="more" data-next="([^"]+)"', r.text)
+        assert nxt
+        page = c.get(nxt.group(1).replace("&amp;", "&"))
+        assert page.status_code == 200
+        shown += _tile_ids(page.text)
+        assert len(shown) == len(set(shown)) == len(site.coco["images"])
+        assert page.headers["x-next-page"] == ""
+        for name in ("x;Path=%2F", "x%0d%0aSet-Cookie:%20a=1", "x%22y", "-x"):
+            r = c.get(f"/explore/p/{name}/")
+            assert r.status_code == 404 and "set-cookie" not in r.headers, name
+            r = c.post(f"/explore/p/{name}/forget", headers={"Origin": site.url})
+            assert r.status_code in (404, 405) and "set-cookie" not in r.headers, name
+        c.cookies.set("annostream_key", "garbage", path="/explore/p/open/")
+        r = c.get("/explore/p/open/")
+        assert r.status_code == 401 and 'id="key-prompt"' in r.text
+        assert 'annostream_key=""' in r.headers["set-cookie"]  # the bad cookie is cleared

@@ -16,22 +16,28 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import Response
 
-from annostream.errors import Forbidden
+from annostream.errors import Forbidden, NotFound
+from annostream.schema import ProjectCreate
 from annostream.server.auth import KEY_COOKIE, page_principal
 from annostream.service import projects
 from annostream.service.projects import ProjectRef
 
 _KEY_PART = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
+_PROJECT = re.compile(ProjectCreate.model_fields["string_id"].metadata[0].pattern)
 COOKIE_MAX_AGE = 30 * 86400
 
 
 def project_path(project: str) -> str:
-    """The URL path under which a project's pages (and its key cookie) live."""
+    """The URL path under which a project's pages (and its key cookie) live; only a name a
+    project can have (so nothing else can reach a Set-Cookie attribute)."""
+    if not _PROJECT.match(project):
+        raise NotFound(f"project '{project[:100]}' not found", {"project": project[:100]})
     return f"/explore/p/{project}/"
 
 
 def authorize_page(request: Request, project: str) -> ProjectRef:
     """The project, readable by whoever asks (the API's rule), else 401/403/404."""
+    project_path(project)
     return projects.authorize(request.app.state.store, page_principal(request), project, "viewer")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -63,6 +63,10 @@ def render(name: str, status: int = 200, headers: dict[str, str] | None = None, 
 def _refused(request: Request, project: str, exc: AnnostreamError) -> HTMLResponse:
     """The page for an error: the key prompt for 401/403 on a project, else a plain message."""
     if isinstance(exc, (Unauthorized, Forbidden)):
+        try:
+            access.project_path(project)
+        except NotFound as missing:
+            return render("error.html", missing.status, project=None, message=missing.message)
         response = render("key.html", exc.status, project=project, message=exc.message)
         if isinstance(exc, Unauthorized) and request.cookies.get(access.KEY_COOKIE):
             access.forget_key(response, request, project)
@@ -148,8 +152,9 @@ def give_key(request: Request, project: str, client_id: Annotated[str, Form(max_
 def forget(request: Request, project: str) -> Response:
     try:
         access.check_same_origin(request)
+        access.project_path(project)
     except AnnostreamError as exc:
-        return render("error.html", exc.status, project=project, message=exc.message)
+        return render("error.html", exc.status, project=None, message=exc.message)
     response = RedirectResponse("/explore/", status_code=303)
     access.forget_key(response, request, project)
     return response
@@ -187,7 +192,7 @@ def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of:
     except AnnostreamError as exc:
         return _refused(request, project, exc)
     tiles = [_tile(ref.string_id, item, colors, pinned) for item in page]
-    path = f"/explore/p/{ref.string_id}/d/{ds.name}"
+    path = f"/explore/p/{ref.string_id}/d/{quote(ds.name)}"
     next_url = (_url(path, q=q, as_of=pinned, after=page[-1]["id"], fragment=1)
                 if len(page) == PAGE else None)
     if fragment:
@@ -270,7 +275,7 @@ def _blob_for_page(request: Request, project: str, sha256: str) -> tuple[Project
 def _cache_headers(ref: ProjectRef, sha256: str) -> dict[str, str]:
     scope = "public" if ref.is_public else "private"
     return {"Cache-Control": f"{scope}, {IMMUTABLE}", "ETag": f'"{sha256}"',
-            "X-Content-Type-Options": "nosniff"}
+            "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
 @router.get("/p/{project}/thumb/{size}/{sha256}")
