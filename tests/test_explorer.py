@@ -16,7 +16,7 @@ from PIL import Image
 
 from annostream.server.web import thumbs
 from annostream.store import Store
-from tests.explorer_site import EVIL, ODD, Site, site  # noqa: F401  (fixture)
+from tests.explorer_site import EVIL, ODD, Site, site_fixture  # noqa: F401  (the fixture `site`)
 
 
 def _client(site: Site) -> httpx.Client:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests import browser
-from tests.explorer_site import Site, site  # noqa: F401  (fixture)
+from tests.explorer_site import Site, site_fixture  # noqa: F401  (the fixture `site`)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -8,8 +8,8 @@ folder that ``annostream.open(path)`` streams from with no server and no network
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from annostream.client.progress import ProgressArg, reporter

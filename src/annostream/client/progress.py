@@ -46,8 +46,16 @@ class _Bar:
 
     def _start(self, total: int | None) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         counts = ((MofNCompleteColumn(), TimeRemainingColumn()) if total is not None
                   else (DownloadColumn(), TransferSpeedColumn()))

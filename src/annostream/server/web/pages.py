@@ -20,7 +20,14 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from annostream import overlay
-from annostream.errors import AnnostreamError, Forbidden, InvalidInput, NotFound, QueryError, Unauthorized
+from annostream.errors import (
+    AnnostreamError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    QueryError,
+    Unauthorized,
+)
 from annostream.server.web import access, thumbs
 from annostream.service import changes, datasets, items, labels, projects, revisions
 from annostream.service.projects import ProjectRef
@@ -177,7 +184,7 @@ def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of:
         head = labels.current_revision(store, ref)
     except AnnostreamError as exc:
         return _refused(request, project, exc)
-    base = {"project": ref, "dataset": ds.name, "q": q, "as_of": as_of or "", "labels": label_list,
+    base: dict[str, Any] = {"project": ref, "dataset": ds.name, "q": q, "as_of": as_of or "", "labels": label_list,
             "tags": tags, "head": head}
     try:
         count, pinned = datasets.slice_count(store, ds, q, rev)

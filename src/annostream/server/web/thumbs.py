@@ -65,9 +65,9 @@ def cache_path(cache_dir: Path, sha256: str, size: int) -> Path:
 
 def render(data: bytes, size: int) -> bytes:
     """A JPEG at most ``size`` pixels a side; JPEGs are decoded at a reduced scale (draft)."""
-    image = Image.open(io.BytesIO(data))
-    image.draft("RGB", (size, size))
-    image = image.convert("RGB")
+    source = Image.open(io.BytesIO(data))
+    source.draft("RGB", (size, size))
+    image = source.convert("RGB")
     image.thumbnail((size, size))
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=82)
