@@ -62,7 +62,7 @@ def site_fixture(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callab
     other_viewer = local.create_key("other", "viewer")
 
     local.create_project("open", "Open <b>data</b>", True)
-    local.create_label("open", EVIL, '#0f0" onmouseover="alert(1)')
+    local.create_label("open", EVIL, '#0"onclick=x')
     local.create_label("open", "car", "#123456")
     box = {"type": "box", "label": EVIL, "geometry": {"x_min": 4, "y_min": 6, "x_max": 40, "y_max": 30}}
     local.upload_file("open", "Default", f"{EVIL}.jpg", jpeg(64, 48, (200, 40, 40)), [box],
