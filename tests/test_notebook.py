@@ -18,7 +18,7 @@ from PIL import Image
 
 from annostream import Project, overlay
 from annostream.client import progress
-from annostream.client.sample import Sample
+from annostream.client.sample import SampleDict
 from tests.conftest import Source
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -32,14 +32,14 @@ def _richest(ds: Any) -> dict[str, Any]:
 
 def test_a_sample_is_still_a_dict(project: Project) -> None:
     sample = project.dataset("Default")[0]
-    assert isinstance(sample, dict) and isinstance(sample, Sample)
+    assert isinstance(sample, dict) and isinstance(sample, SampleDict)
     assert set(sample) >= {"image", "file", "instances", "boxes", "labels"}
     plain = dict(sample)
     assert plain.keys() == sample.keys() and type(plain) is dict
     again = pickle.loads(pickle.dumps({k: v for k, v in sample.items() if k != "image"}))
     assert again["file"] == sample["file"]
-    copied = pickle.loads(pickle.dumps(Sample(file=sample["file"])))
-    assert type(copied) is Sample and copied == {"file": sample["file"]}
+    copied = pickle.loads(pickle.dumps(SampleDict(file=sample["file"])))
+    assert type(copied) is SampleDict and copied == {"file": sample["file"]}
 
 
 def test_sample_html_is_the_picture_with_its_overlays(project: Project) -> None:
@@ -82,7 +82,7 @@ def test_sample_reprs_without_a_decoded_image(project: Project) -> None:
     raw = project.dataset("Default", decode=None)[0]
     assert Image.open(io.BytesIO(raw._repr_png_())).format == "PNG"
     ET.fromstring(raw._repr_html_())
-    no_image = Sample({**raw, "image": None})
+    no_image = SampleDict({**raw, "image": None})
     assert no_image._repr_png_() is None
     ET.fromstring(no_image._repr_html_())
 
@@ -100,7 +100,7 @@ def test_view_reprs_show_count_query_revision_and_a_strip(project: Project) -> N
 
 def test_labels_in_reprs_are_escaped() -> None:
     evil = '<img src=x onerror="alert(1)">'
-    sample = Sample({"image": Image.new("RGB", (20, 10)), "file": {"name": evil, "id": 1, "width": 20,
+    sample = SampleDict({"image": Image.new("RGB", (20, 10)), "file": {"name": evil, "id": 1, "width": 20,
                                                                      "height": 10},
                      "instances": [{"id": 1, "type": "box", "label": evil, "label_id": 1,
                                     "bbox": [1, 1, 5, 5], "geometry": {}}]})

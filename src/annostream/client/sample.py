@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from PIL import Image
 
-from annostream.schema import SPATIAL_TYPES
+from annostream.schema import SPATIAL_TYPES, Item, Sample
 
 Decode = Literal["pil", "numpy", "bytes"] | None
 
 
-class Sample(dict):  # type: ignore[type-arg]
-    """A sample: a plain ``dict`` in every way (keys, equality, pickling, collate), that a
-    notebook also shows as its picture with its instances drawn over it."""
+class SampleDict(dict[str, Any]):
+    """What ``make_sample`` returns: a plain ``dict`` in every way (keys, equality, pickling,
+    collate; typed as ``schema.Sample``), that a notebook also shows as its picture with its
+    instances drawn over it."""
 
     def _repr_html_(self) -> str:
         from annostream.client.reprs import sample_html
@@ -40,8 +41,8 @@ def decode_image(data: bytes | None, decode: Decode) -> Any:
     raise ValueError(f"unknown decode mode {decode!r}: use 'pil', 'numpy' or None")
 
 
-def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil") -> Sample:
-    """A sample dict (DESIGN section 7): ``image``, ``file``, ``instances`` and columns.
+def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sample:
+    """A sample dict: ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
     and cover every spatial instance; an item with none gives shape [0, 4], not [0].
@@ -52,7 +53,7 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    return Sample({
+    return cast(Sample, SampleDict({
         "image": decode_image(blob, decode),
         "file": item["file"],
         "instances": instances,
@@ -65,4 +66,4 @@ def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil"
                       for i in instances if i["type"] == "keypoints"],
         "tags": [i["label"] for i in instances if i["type"] == "tag"],
         "attributes": attributes,
-    })
+    }))
