@@ -48,7 +48,8 @@ def jpeg(width: int, height: int, color: tuple[int, int, int]) -> bytes:
 
 
 @pytest.fixture(scope="module", name="site")
-def site_fixture(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]) -> Iterator[Site]:
+def site_fixture(tmp_path_factory: pytest.TempPathFactory,
+                 new_store_dir: Callable[[Path], Path]) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("explorer")
     ann = make_coco(root / "coco", 60, seed=5)  # more than one page of the grid
     store_dir = new_store_dir(root / "store")

@@ -95,7 +95,8 @@ def test_key_form_refuses_cross_site_posts_and_bad_keys(site: Site) -> None:
 def test_a_valid_key_is_kept_in_a_strict_httponly_cookie(site: Site) -> None:
     with _client(site) as c:
         r = c.post("/explore/p/seen/key", headers={"Origin": site.url},
-                   data={"client_id": site.viewer["client_id"], "client_secret": site.viewer["client_secret"]})
+                   data={"client_id": site.viewer["client_id"],
+                         "client_secret": site.viewer["client_secret"]})
         assert r.status_code == 303 and r.headers["location"] == "/explore/p/seen/"
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")

@@ -170,7 +170,7 @@ def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> N
         else:
             continue
         assert len(corners) == len(want)
-        for got, expected in zip(corners, want):
+        for got, expected in zip(corners, want, strict=True):
             assert tuple(got) == pytest.approx(expected, abs=1.0)
     assert page.locator("#instances tbody tr").count() == len(item["instances"])
 

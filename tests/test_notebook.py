@@ -109,7 +109,8 @@ def test_labels_in_reprs_are_escaped() -> None:
     assert "<img" not in out and "&lt;img" in out
 
 
-def test_explore_gives_the_page_of_the_pinned_view(source: Source, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explore_gives_the_page_of_the_pinned_view(source: Source,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     key = source.viewer
     project = Project("coco-dataset", key["client_id"], key["client_secret"], host=source.url)
     view = project.dataset("Default").slice("labels.dog >= 1")

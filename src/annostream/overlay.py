@@ -102,8 +102,9 @@ def _svg_shape(s: Shape, radius: float) -> str:
     return f'<g {common} fill="{s.color}">{title}{dots}</g>'
 
 
-def svg(width: int, height: int, instances: Iterable[Mapping[str, Any]], href: str | None = None, *,
-        colors: Mapping[int, str] | None = None, css_class: str = "overlay") -> str:
+def svg(width: int | None, height: int | None, instances: Iterable[Mapping[str, Any]],
+        href: str | None = None, *, colors: Mapping[int, str] | None = None,
+        css_class: str = "overlay") -> str:
     """An SVG of the image at ``href`` (any URL, a data: URL included) with its instances.
 
     The result is safe to embed in HTML as is: numbers are formatted, text is escaped.
@@ -114,7 +115,8 @@ def svg(width: int, height: int, instances: Iterable[Mapping[str, Any]], href: s
              f'preserveAspectRatio="none"/>' if href else "")
     body = "".join(_svg_shape(s, radius) for s in shapes(instances, colors))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{_attr(css_class)}" viewBox="0 0 {w} {h}" '
-            f'data-width="{w}" data-height="{h}" stroke-width="2">{image}<g class="instances">{body}</g></svg>')
+            f'data-width="{w}" data-height="{h}" stroke-width="2">{image}'
+            f'<g class="instances">{body}</g></svg>')
 
 
 def draw(image: Any, instances: Iterable[Mapping[str, Any]], *,

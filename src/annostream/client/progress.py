@@ -72,7 +72,7 @@ class _Bar:
 @contextmanager
 def reporter(description: str, progress: ProgressArg) -> Iterator[Callback | None]:
     """A ``(done, total)`` callback for the work inside: the caller's own, a bar, or None."""
-    if callable(progress) and progress is not True:
+    if callable(progress):
         yield progress
         return
     if not wanted(progress):

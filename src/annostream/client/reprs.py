@@ -1,7 +1,8 @@
 """How samples and views look in a notebook: ``_repr_html_`` and ``_repr_png_``.
 
-HTML (well-formed XML too, so any parser reads it) is the image (downscaled, as a data: URL) inside the same SVG overlay the explorer draws
-(``annostream.overlay.svg``: coordinates in the image's own pixels, text escaped); PNG is
+HTML (well-formed XML too, so any parser reads it) is the image (downscaled, as a data:
+URL) inside the same SVG overlay the explorer draws (``annostream.overlay.svg``:
+coordinates in the image's own pixels, text escaped); PNG is
 the image with its instances drawn by Pillow. A view shows its count, query, revision and a
 strip of its first few samples. Everything here reads only what the sample or view holds.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from PIL import Image
 
 from annostream import overlay
 from annostream.client.sample import make_sample
+from annostream.schema import Sample
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
@@ -51,7 +54,7 @@ def _data_url(image: Image.Image, side: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-def _size(sample: dict[str, Any], image: Image.Image | None) -> tuple[int, int]:
+def _size(sample: Mapping[str, Any], image: Image.Image | None) -> tuple[int, int]:
     f = sample.get("file") or {}
     if f.get("width") and f.get("height"):
         return int(f["width"]), int(f["height"])
@@ -67,14 +70,14 @@ def _legend(instances: list[dict[str, Any]]) -> str:
                     for name, color in seen.items())
 
 
-def sample_svg(sample: dict[str, Any], side: int = SAMPLE_SIDE) -> str:
+def sample_svg(sample: Mapping[str, Any], side: int = SAMPLE_SIDE) -> str:
     image = _pil(sample.get("image"))
     width, height = _size(sample, image)
     href = _data_url(image, side) if image is not None else None
     return overlay.svg(width, height, sample.get("instances") or [], href, css_class="annostream-overlay")
 
 
-def sample_html(sample: dict[str, Any]) -> str:
+def sample_html(sample: Mapping[str, Any]) -> str:
     """A figure: the picture with its instances, its name and counts, a legend."""
     f = sample.get("file") or {}
     instances = sample.get("instances") or []
@@ -86,7 +89,7 @@ def sample_html(sample: dict[str, Any]) -> str:
             f'{"" if len(instances) == 1 else "s"}<br/>{_legend(instances)}</figcaption></figure>')
 
 
-def sample_png(sample: dict[str, Any], side: int = SAMPLE_SIDE) -> bytes | None:
+def sample_png(sample: Mapping[str, Any], side: int = SAMPLE_SIDE) -> bytes | None:
     """PNG bytes of the image with its instances drawn; None when the sample has no image."""
     image = _pil(sample.get("image"))
     if image is None:
@@ -96,7 +99,7 @@ def sample_png(sample: dict[str, Any], side: int = SAMPLE_SIDE) -> bytes | None:
     return out.getvalue()
 
 
-def _strip(view: Dataset) -> list[dict[str, Any]]:
+def _strip(view: Dataset) -> list[Sample]:
     first = [int(i) for i in view.ids[:STRIP_COUNT]]
     return [make_sample(item, blob, "bytes") for item, blob in view.fetch_raw(first, keep=False)]
 
@@ -108,8 +111,9 @@ def _describe(view: Dataset) -> tuple[int, str, int]:
 def view_html(view: Dataset) -> str:
     """Count, query and revision of the view, and its first samples as a strip."""
     count, query, rev = _describe(view)
-    tiles = "".join(f'<div style="width:{STRIP_SIDE}px;flex:none" title="{html.escape(str(s["file"]["name"]))}">'
-                    f'{sample_svg(s, STRIP_SIDE)}</div>' for s in _strip(view))
+    tiles = "".join(f'<div style="width:{STRIP_SIDE}px;flex:none" '
+                    f'title="{html.escape(str(s["file"]["name"]))}">{sample_svg(s, STRIP_SIDE)}</div>'
+                    for s in _strip(view))
     where = f" matching <code>{html.escape(query)}</code>" if query else ""
     return (f'<div class="annostream-view"><div style="font:13px sans-serif">'
             f'<b>{html.escape(view.project.string_id)}/{html.escape(view.name)}</b>: {count} file'

@@ -28,6 +28,7 @@ from annostream.errors import (
     QueryError,
     Unauthorized,
 )
+from annostream.schema import Item
 from annostream.server.web import access, thumbs
 from annostream.service import changes, datasets, items, labels, projects, revisions
 from annostream.service.projects import ProjectRef
@@ -62,7 +63,8 @@ def _url(path: str, **params: Any) -> str:
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def render(name: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+def render(name: str, status: int = 200, headers: dict[str, str] | None = None,
+           **context: Any) -> HTMLResponse:
     html = _ENV.get_template(name).render(url=_url, **context)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
@@ -96,7 +98,7 @@ def _colors(store: Store, ref: ProjectRef, rev: int | None) -> tuple[list[dict[s
     return [{**lab, "swatch": colors[lab["id"]]} for lab in found], colors
 
 
-def _tile(project: str, item: dict[str, Any], colors: dict[int, str], rev: int) -> dict[str, Any]:
+def _tile(project: str, item: Item, colors: dict[int, str], rev: int) -> dict[str, Any]:
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{project}/thumb/{GRID_SIZE}/{f['sha256']}" if picture else None
@@ -184,8 +186,8 @@ def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of:
         head = labels.current_revision(store, ref)
     except AnnostreamError as exc:
         return _refused(request, project, exc)
-    base: dict[str, Any] = {"project": ref, "dataset": ds.name, "q": q, "as_of": as_of or "", "labels": label_list,
-            "tags": tags, "head": head}
+    base: dict[str, Any] = {"project": ref, "dataset": ds.name, "q": q, "as_of": as_of or "",
+                            "labels": label_list, "tags": tags, "head": head}
     try:
         count, pinned = datasets.slice_count(store, ds, q, rev)
         page, _ = items.page_items(store, ds, query=q, as_of=pinned, after=after, limit=PAGE)
