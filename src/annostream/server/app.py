@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -15,6 +15,9 @@ from annostream import __version__
 from annostream.errors import AnnostreamError, InvalidInput
 from annostream.store import Store
 
+if TYPE_CHECKING:
+    from annostream.server.limits import BodyLimits
+
 
 class FastJSONResponse(JSONResponse):
     """JSON rendered by orjson: several times faster than the standard library on items."""
@@ -23,16 +26,19 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store, signing_secret: bytes | None = None,
+def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None,
                thumbnail_dir: Path | None = None) -> FastAPI:
     """An app serving ``store``. It keeps no state of its own beyond the store handle, the
-    secret that signs blob URLs (random per process when none is given) and the folder of
-    the explorer's thumbnail cache (a temporary one when none is given)."""
+    secret that signs blob URLs (random per process when none is given), the body size
+    caps (``limits``; from the environment when none are given) and the folder of the
+    explorer's thumbnail cache (a temporary one when none is given)."""
     from annostream.server import signing, web
+    from annostream.server.limits import BodyLimits
 
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
+    app.state.limits = limits or BodyLimits.from_env()
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
@@ -59,7 +65,7 @@ def create_app(store: Store, signing_secret: bytes | None = None,
 
     from annostream.server import api_v2, diffgram_compat
 
-    app.include_router(api_v2.router)
+    app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
     web.install(app, thumbnail_dir)
     return app
@@ -78,4 +84,4 @@ def app_from_env() -> FastAPI:
                        db_url=os.environ.get("ANNOSTREAM_DB") or None,
                        blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None)
     thumbnails = Path(data_dir) / "thumbnails" if data_dir else None
-    return create_app(store, signing.load_secret(data_dir), thumbnails)
+    return create_app(store, signing.load_secret(data_dir), thumbnail_dir=thumbnails)

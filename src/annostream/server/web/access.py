@@ -1,8 +1,9 @@
 """Who may see an explorer page, and the one write a browser makes: handing over a key.
 
-Invariants: a page authorises through ``projects.authorize`` with the principal that
-``auth.page_principal`` makes (the API's own path); the key a person types is checked by
-``authenticate`` and ``authorize`` before it is kept, and kept only in an HttpOnly,
+Invariants: a page authorises as the API operation it shows (``dispatch.authorize`` on that
+operation's declaration, so the policy is the one stated there) with the principal that
+``auth.page_principal`` makes; the key a person types is checked the same way (as
+``get_project``) before it is kept, and kept only in an HttpOnly,
 SameSite=Strict cookie scoped to that project's pages; the form that sets or clears it is
 refused unless the request comes from this very origin (Origin, else Referer), so another
 site can neither log a browser in with its own key nor log it out.
@@ -19,8 +20,9 @@ from fastapi.responses import Response
 from annostream.errors import Forbidden, NotFound
 from annostream.schema import ProjectCreate
 from annostream.server.auth import KEY_COOKIE, page_principal
-from annostream.service import projects
-from annostream.service.projects import ProjectRef
+from annostream.operations import OPERATIONS
+from annostream.service import dispatch, projects
+from annostream.service.projects import Principal, ProjectRef
 
 _KEY_PART = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
 _PROJECT = re.compile(ProjectCreate.model_fields["string_id"].metadata[0].pattern)
@@ -35,10 +37,18 @@ def project_path(project: str) -> str:
     return f"/explore/p/{project}/"
 
 
-def authorize_page(request: Request, project: str) -> ProjectRef:
-    """The project, readable by whoever asks (the API's rule), else 401/403/404."""
+def _as_operation(request: Request, who: Principal, project: str, operation: str) -> ProjectRef:
+    granted = dispatch.authorize(request.app.state.store, who, OPERATIONS[operation], {"project": project})
+    if not isinstance(granted, ProjectRef):  # every page shows a project-scoped read
+        raise Forbidden(f"'{operation}' is not a project operation")
+    return granted
+
+
+def authorize_page(request: Request, project: str, operation: str) -> ProjectRef:
+    """The project, if whoever asks may run the API ``operation`` the page shows; else
+    401/403/404, exactly as the API would answer."""
     project_path(project)
-    return projects.authorize(request.app.state.store, page_principal(request), project, "viewer")
+    return _as_operation(request, page_principal(request), project, operation)
 
 
 def check_same_origin(request: Request) -> None:
@@ -63,7 +73,7 @@ def verify_key(request: Request, project: str, client_id: str, client_secret: st
     if not _KEY_PART.match(client_id) or not _KEY_PART.match(client_secret):
         raise Unauthorized("invalid API key")
     who = projects.authenticate(request.app.state.store, client_id, client_secret)
-    projects.authorize(request.app.state.store, who, project, "viewer")
+    _as_operation(request, who, project, "get_project")
     return f"{client_id}:{client_secret}"
 
 

@@ -1,8 +1,8 @@
 """The explorer's pages, ``/explore/``: server-rendered views over the service functions.
 
 Invariants: every page is a GET that reads (the key form is the only POST, and it writes
-nothing but a cookie); every page authorises through ``access.authorize_page`` before it
-reads; every piece of user text reaches HTML through Jinja's autoescape (overlay SVG is
+nothing but a cookie); every page authorises through ``access.authorize_page``, as the API
+operation whose data it shows, before it reads; every piece of user text reaches HTML through Jinja's autoescape (overlay SVG is
 escaped by ``annostream.overlay``); a grid pins the revision of its first page and every
 later page (``after``, keyset) reads that same revision.
 """
@@ -132,7 +132,7 @@ def open_project(project: Annotated[str, Query(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_
 def project_page(request: Request, project: str) -> HTMLResponse:
     store = _store(request)
     try:
-        ref = access.authorize_page(request, project)
+        ref = access.authorize_page(request, project, "list_datasets")
         found = datasets.list_datasets(store, ref)
         tags = revisions.list_tags(store, ref)
         head = labels.current_revision(store, ref)
@@ -178,7 +178,7 @@ def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of:
     (the infinite scroll), with the next page's URL in ``X-Next-Page``."""
     store = _store(request)
     try:
-        ref = access.authorize_page(request, project)
+        ref = access.authorize_page(request, project, "slice_count")
         rev = _as_of(store, ref, as_of)
         ds = datasets.get_dataset(store, ref, dataset, rev)
         label_list, colors = _colors(store, ref, rev)
@@ -217,7 +217,7 @@ def changed_since(request: Request, project: str, d: str, since: str | None = No
     """The change feed of a dataset (and query) after a revision or tag, one page of it."""
     store = _store(request)
     try:
-        ref = access.authorize_page(request, project)
+        ref = access.authorize_page(request, project, "changes")
         tags = revisions.list_tags(store, ref)
         start = _as_of(store, ref, since) if since else None
         page = (changes.changes(store, ref, start, dataset=d, query=q or None, limit=CHANGES_PAGE)
@@ -252,7 +252,7 @@ def changed_since(request: Request, project: str, d: str, since: str | None = No
 def file_page(request: Request, project: str, file_id: int, as_of: str | None = None) -> HTMLResponse:
     store = _store(request)
     try:
-        ref = access.authorize_page(request, project)
+        ref = access.authorize_page(request, project, "items_batch")
         rev = _as_of(store, ref, as_of)
         found, pinned = items.read_items(store, ref, [file_id], rev)
         label_list, colors = _colors(store, ref, pinned)
@@ -275,7 +275,7 @@ def file_page(request: Request, project: str, file_id: int, as_of: str | None = 
 # --- pictures ---------------------------------------------------------------------------------
 
 def _blob_for_page(request: Request, project: str, sha256: str) -> tuple[ProjectRef, dict[str, Any]]:
-    ref = access.authorize_page(request, project)
+    ref = access.authorize_page(request, project, "get_blob")
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise NotFound("no such blob", {"sha256": sha256[:80]})
     return ref, items.blob_info(_store(request), ref, sha256)
