@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
 

@@ -180,7 +180,7 @@ def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> N
 def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
     from PIL import Image
 
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
     from annostream.demo import build_photo_coco
     from annostream.server.launch import running_server
 
