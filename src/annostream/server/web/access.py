@@ -18,9 +18,9 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from annostream.errors import Forbidden, NotFound
+from annostream.operations import OPERATIONS
 from annostream.schema import ProjectCreate
 from annostream.server.auth import KEY_COOKIE, page_principal
-from annostream.operations import OPERATIONS
 from annostream.service import dispatch, projects
 from annostream.service.projects import Principal, ProjectRef
 

@@ -2,9 +2,10 @@
 
 Invariants: every page is a GET that reads (the key form is the only POST, and it writes
 nothing but a cookie); every page authorises through ``access.authorize_page``, as the API
-operation whose data it shows, before it reads; every piece of user text reaches HTML through Jinja's autoescape (overlay SVG is
-escaped by ``annostream.overlay``); a grid pins the revision of its first page and every
-later page (``after``, keyset) reads that same revision.
+operation whose data it shows, before it reads; every piece of user text reaches HTML
+through Jinja's autoescape (overlay SVG is escaped by ``annostream.overlay``); a grid pins
+the revision of its first page and every later page (``after``, keyset) reads that same
+revision.
 """
 
 from __future__ import annotations
