@@ -316,3 +316,24 @@ def test_odd_dataset_names_and_project_names_stay_inert(site: Site) -> None:
         r = c.get("/explore/p/open/")
         assert r.status_code == 401 and 'id="key-prompt"' in r.text
         assert 'annostream_key=""' in r.headers["set-cookie"]  # the bad cookie is cleared
+
+
+def test_a_video_file_page_lists_its_instances_by_frame(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from annostream.client.transports import EmbeddedTransport
+    from annostream.server import create_app
+    from tests.videos import make_video
+
+    local = EmbeddedTransport(tmp_path / "store")
+    local.create_project("v", None, True)
+    local.create_label("v", "car", None)
+    box = {"type": "box", "label": "car", "frame_number": 3,
+           "geometry": {"x_min": 1, "y_min": 1, "x_max": 5, "y_max": 5}}
+    video = local.upload_file("v", "Default", "a.mp4", make_video(12), [box], {})
+    with TestClient(create_app(Store.open(tmp_path / "store"), thumbnail_dir=tmp_path / "t")) as c:
+        page = c.get(f"/explore/p/v/f/{video['id']}")
+        assert page.status_code == 200 and "12 frames" in page.text and "<td>3</td>" in page.text
+        grid = c.get("/explore/p/v/d/Default")
+        assert _count(grid.text) == 1 and 'class="nopic"' in grid.text  # no thumbnail of a video
+        assert c.get(f"/explore/p/v/thumb/128/{video['sha256']}").status_code == 404
