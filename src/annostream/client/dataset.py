@@ -146,7 +146,7 @@ class Dataset:
         return self.derive(query=self.query, as_of=revision)
 
     def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
-                     decode: Decode | str = "keep", progress: bool | None | str = "keep") -> Dataset:
+                     decode: Decode | str = "keep", progress: bool | str | None = "keep") -> Dataset:
         """The same view read with other batch, prefetch, decode or progress-bar settings."""
         view = self.derive(query=self.query, as_of=self._as_of, ids=self._ids)
         view._explicit_ids = self._explicit_ids
