@@ -68,6 +68,27 @@ class InvalidInput(AnnostreamError):
     code = "invalid"
 
 
+class TooLarge(AnnostreamError):
+    """A body, an image or a result over a configured limit."""
+
+    status = 413
+    code = "too_large"
+
+
+class TooCostly(QueryError):
+    """A query over the cost budget, or one that ran past the statement timeout."""
+
+    code = "too_costly"
+
+
+class TooManyRequests(AnnostreamError):
+    """Over a per-caller concurrency cap; ``retry_after`` seconds is a fair wait."""
+
+    status = 429
+    code = "too_many_requests"
+    retry_after = 1
+
+
 class TransportError(AnnostreamError):
     """The server could not be reached, or kept failing after bounded retries."""
 
@@ -86,6 +107,9 @@ ERRORS_BY_CODE: dict[str, type[AnnostreamError]] = {
         NotFound,
         Conflict,
         InvalidInput,
+        TooLarge,
+        TooCostly,
+        TooManyRequests,
         TransportError,
     )
 }

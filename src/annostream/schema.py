@@ -6,9 +6,10 @@ the hot path; the models here describe and validate what callers send in.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import re
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from annostream.errors import InvalidInput
 
@@ -26,6 +27,47 @@ SPATIAL_TYPES: frozenset[str] = frozenset(
 
 
 M = TypeVar("M", bound=BaseModel)
+
+INT64_MAX = (1 << 63) - 1
+# Ids, revisions and cursors as the database stores them: non-negative int64. Every route
+# takes them through these types, so 2**63 or -1 is a 422 naming the field, never a 500.
+Id64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Rev = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _dataset_name(value: str) -> str:
+    if value != value.strip() or value in (".", "..") or _BAD_NAME.search(value):
+        raise ValueError("must not contain '/', '\\', control characters (CR, LF, NUL...), "
+                         "surrounding spaces, or be '.' or '..'")
+    return value
+
+
+# A dataset name becomes a URL segment and an export folder name: no separators or controls.
+DatasetName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_dataset_name)]
+_DATASET_NAME: TypeAdapter[str] = TypeAdapter(DatasetName)
+
+
+def dataset_name(value: str, field: str = "name") -> str:
+    """``value`` when it may name a new dataset, else InvalidInput naming ``field``."""
+    try:
+        return _DATASET_NAME.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", {"field": field}) from exc
+
+
+def check_metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
+    """File metadata as stored: an object (absent means ``{}``) whose keys hold no NUL."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field}: must be a JSON object, got {type(value).__name__}", {"field": field})
+    for key in value:
+        if not isinstance(key, str) or "\x00" in key or len(key) > 200:
+            raise InvalidInput(f"{field}: key {str(key)[:50]!r} must be a string of at most 200 "
+                               "characters without NUL", {"field": field})
+    return value
 
 
 def validate(model: type[M], data: Any, where: str = "") -> M:
@@ -56,7 +98,7 @@ class KeyCreate(_Strict):
 
 
 class DatasetCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: DatasetName
 
 
 class LabelCreate(_Strict):
@@ -93,11 +135,11 @@ class InstancesWrite(_Strict):
 
 
 class ItemsBatchRequest(_Strict):
-    ids: list[int] = Field(max_length=10_000)
-    as_of: int | None = None
+    ids: list[Id64] = Field(max_length=10_000)
+    as_of: Rev | None = None
     blobs: BlobMode = "none"
 
 
 class TagCreate(_Strict):
     name: str = Field(min_length=1, max_length=100)
-    rev: int | None = Field(default=None, ge=0)
+    rev: Rev | None = None

@@ -33,6 +33,8 @@ class Transport(Protocol):
     def list_projects(self) -> list[dict[str, Any]]: ...
     def create_project(self, string_id: str, name: str | None, is_public: bool) -> dict[str, Any]: ...
     def create_key(self, project: str, role: Role) -> dict[str, Any]: ...
+    def list_keys(self, project: str) -> list[dict[str, Any]]: ...
+    def revoke_key(self, project: str, client_id: str) -> dict[str, Any]: ...
     def list_datasets(self, project: str, as_of: int | None) -> list[dict[str, Any]]: ...
     def get_dataset(self, project: str, name: str, as_of: int | None) -> dict[str, Any]: ...
     def create_dataset(self, project: str, name: str) -> dict[str, Any]: ...
@@ -154,6 +156,12 @@ class HttpTransport:
     def create_key(self, project: str, role: Role) -> dict[str, Any]:
         return self._json("POST", self._p(project, "/keys"), json={"role": role})
 
+    def list_keys(self, project: str) -> list[dict[str, Any]]:
+        return self._json("GET", self._p(project, "/keys"))
+
+    def revoke_key(self, project: str, client_id: str) -> dict[str, Any]:
+        return self._json("DELETE", self._p(project, f"/keys/{quote(client_id, safe='')}"))
+
     def list_datasets(self, project: str, as_of: int | None) -> list[dict[str, Any]]:
         return self._json("GET", self._p(project, "/datasets"), params=self._params(as_of=as_of))
 
@@ -247,6 +255,7 @@ class HttpTransport:
         import tempfile
         import zipfile
 
+        from annostream.formats import DirSink
         from annostream.service.export import MANIFEST
 
         out = Path(out)
@@ -272,8 +281,12 @@ class HttpTransport:
             except httpx.TransportError as exc:
                 raise TransportError(f"export from {self.host} broke off: {exc}", {"host": self.host}) from exc
             spool.seek(0)
+            sink = DirSink(out)  # every member confined to ``out``, whatever the zip says
             with zipfile.ZipFile(spool) as archive:
-                archive.extractall(out)
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        with archive.open(info) as member:
+                            sink.write(info.filename, iter(lambda m=member: m.read(1 << 20), b""))
         return orjson.loads((out / MANIFEST).read_bytes())
 
     def import_source(self, project: str, dataset: str, source: Any, fmt: str,
@@ -389,6 +402,16 @@ class EmbeddedTransport:
         from annostream.service.projects import LOCAL, create_key
 
         return create_key(self.store, LOCAL, project, role)
+
+    def list_keys(self, project: str) -> list[dict[str, Any]]:
+        from annostream.service.projects import LOCAL, list_keys
+
+        return list_keys(self.store, LOCAL, project)
+
+    def revoke_key(self, project: str, client_id: str) -> dict[str, Any]:
+        from annostream.service.projects import LOCAL, revoke_key
+
+        return revoke_key(self.store, LOCAL, project, client_id)
 
     def list_datasets(self, project: str, as_of: int | None) -> list[dict[str, Any]]:
         from annostream.service.datasets import list_datasets

@@ -7,12 +7,15 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from annostream import frames
 from annostream.errors import BadRequest, InvalidInput
 from annostream.schema import (
+    INT64_MAX,
+    Id64,
+    Rev,
     AttributeGroupCreate,
     DatasetCreate,
     InstancesWrite,
@@ -24,6 +27,7 @@ from annostream.schema import (
     TagCreate,
 )
 from annostream.server.auth import principal
+from annostream.server.limits import attachment, long_poll_slot
 from annostream.service import changes, datasets, ingest, items, labels, projects, revisions
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
@@ -35,7 +39,8 @@ PAGE = 500
 FRAME_CHUNK = 1 << 20
 
 Caller = Annotated[Principal, Depends(principal)]
-AsOf = Annotated[int | None, Query(ge=0)]
+AsOf = Annotated[Rev | None, Query()]
+FileId = Annotated[Id64, Path()]
 QueryText = Annotated[str | None, Query(max_length=10_000)]
 
 
@@ -74,6 +79,18 @@ def get_project(request: Request, who: Caller, project: str) -> dict[str, Any]:
 @router.post("/projects/{project}/keys", status_code=201)
 def create_key(request: Request, who: Caller, project: str, spec: KeyCreate) -> dict[str, Any]:
     return projects.create_key(_store(request), who, project, spec.role)
+
+
+@router.get("/projects/{project}/keys")
+def list_keys(request: Request, who: Caller, project: str) -> list[dict[str, Any]]:
+    """The project's keys with role, creation, last use and revocation; never secrets."""
+    return projects.list_keys(_store(request), who, project)
+
+
+@router.delete("/projects/{project}/keys/{client_id}")
+def revoke_key(request: Request, who: Caller, project: str, client_id: str) -> dict[str, Any]:
+    """Revoke a key of the project (admins): it gets 401 from the next request on."""
+    return projects.revoke_key(_store(request), who, project, client_id)
 
 
 @router.get("/projects/{project}/labels")
@@ -143,8 +160,8 @@ def slice_count(request: Request, who: Caller, project: str, dataset: str,
 
 @router.get("/projects/{project}/datasets/{dataset}/items")
 def stream_items(request: Request, who: Caller, project: str, dataset: str,
-                 query: QueryText = None, as_of: AsOf = None, after: int | None = None,
-                 limit: Annotated[int | None, Query(ge=1)] = None) -> StreamingResponse:
+                 query: QueryText = None, as_of: AsOf = None, after: Annotated[Id64 | None, Query()] = None,
+                 limit: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None) -> StreamingResponse:
     """NDJSON, one item a line, in file-id order; resumable with ``after`` (keyset, no OFFSET)."""
     store = _store(request)
     ds = _dataset(request, who, project, dataset, as_of)
@@ -248,33 +265,34 @@ def upload_file(request: Request, who: Caller, project: str, dataset: str,
     data = file.file.read()
     return ingest.add_file(
         _store(request), ref, dataset, file.filename or "upload", data,
-        _json_form(instances, "instances") or [], _json_form(metadata, "metadata") or {},
+        _json_form(instances, "instances") or [], _json_form(metadata, "metadata"),
     )
 
 
 @router.delete("/projects/{project}/datasets/{dataset}/files/{file_id}")
-def remove_file(request: Request, who: Caller, project: str, dataset: str, file_id: int) -> dict[str, Any]:
+def remove_file(request: Request, who: Caller, project: str, dataset: str, file_id: FileId) -> dict[str, Any]:
     ref = _project(request, who, project, "editor")
     ds = datasets.get_dataset(_store(request), ref, dataset)
     return ingest.remove_file(_store(request), ref, ds.id, file_id)
 
 
 @router.post("/projects/{project}/files/{file_id}/instances")
-def add_instances(request: Request, who: Caller, project: str, file_id: int,
+def add_instances(request: Request, who: Caller, project: str, file_id: FileId,
                   body: InstancesWrite) -> dict[str, Any]:
     ref = _project(request, who, project, "editor")
     return ingest.write_instances(_store(request), ref, file_id, body.instances, replace=False)
 
 
 @router.put("/projects/{project}/files/{file_id}/instances")
-def replace_instances(request: Request, who: Caller, project: str, file_id: int,
+def replace_instances(request: Request, who: Caller, project: str, file_id: FileId,
                       body: InstancesWrite) -> dict[str, Any]:
     ref = _project(request, who, project, "editor")
     return ingest.write_instances(_store(request), ref, file_id, body.instances, replace=True)
 
 
 @router.delete("/projects/{project}/instances/{instance_id}")
-def delete_instance(request: Request, who: Caller, project: str, instance_id: int) -> dict[str, Any]:
+def delete_instance(request: Request, who: Caller, project: str,
+                    instance_id: Annotated[Id64, Path()]) -> dict[str, Any]:
     ref = _project(request, who, project, "editor")
     return ingest.delete_instance(_store(request), ref, instance_id)
 
@@ -326,10 +344,10 @@ def export_dataset(request: Request, who: Caller, project: str, dataset: str,
     ctx, count = prepared
     body = export.stream_zip(lambda sink: export.export_slice(
         store, ds, format, sink, query=query, as_of=ctx.revision, images=images, prepared=prepared))
-    name = f"{project}-{dataset}-r{ctx.revision}-{format}.zip".replace("/", "_").replace('"', "")
+    name = f"{project}-{dataset}-r{ctx.revision}-{format}.zip"
     return StreamingResponse(body, media_type="application/zip", headers={
         "X-Revision": str(ctx.revision), "X-Count": str(count),
-        "Content-Disposition": f'attachment; filename="{name}"'})
+        "Content-Disposition": attachment(name)})
 
 
 @router.post("/projects/{project}/datasets/{dataset}/import:records")
@@ -398,12 +416,16 @@ def delete_tag(request: Request, who: Caller, project: str, name: str) -> dict[s
 
 @router.get("/projects/{project}/changes")
 async def change_feed(request: Request, who: Caller, project: str,
-                      since: Annotated[int, Query(ge=0)] = 0,
+                      since: Annotated[Rev, Query()] = 0,
                       wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
                       dataset: str | None = None, query: QueryText = None,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
     """Events of the commits after ``since`` (whole commits, in order); long-polls up to
     ``wait`` seconds while there are none. The reply's ``cursor`` is the next ``since``."""
     ref = await anyio.to_thread.run_sync(_project, request, who, project)
-    return await changes.wait_for_changes_async(_store(request), ref, since, wait,
-                                                dataset=dataset, query=query, limit=limit)
+    if wait <= 0:
+        return await changes.wait_for_changes_async(_store(request), ref, since, wait,
+                                                    dataset=dataset, query=query, limit=limit)
+    with long_poll_slot(request, who):
+        return await changes.wait_for_changes_async(_store(request), ref, since, wait,
+                                                    dataset=dataset, query=query, limit=limit)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.middleware.cors import CORSMiddleware
 
 from annostream import __version__
-from annostream.errors import AnnostreamError, InvalidInput
+from annostream.limits import LIMITS
+from annostream.errors import AnnostreamError, InvalidInput, TooCostly, TooManyRequests, Unauthorized
 from annostream.store import Store
+from annostream.store.db import is_timeout
 
 
 class FastJSONResponse(JSONResponse):
@@ -22,18 +27,51 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
-    """An app serving ``store``. It keeps no state of its own beyond the store handle and the
-    secret that signs blob URLs (random per process when none is given)."""
+def public_base_url(request: Request) -> str:
+    """Where clients reach this server, for absolute links (signed blob URLs): the configured
+    public URL, else the address the server is bound to; never the request's Host header."""
+    configured = request.app.state.public_url
+    if configured:
+        return configured
+    host, port = request.scope.get("server") or ("127.0.0.1", 80)
+    return f"{request.url.scheme}://{host}:{port}"
+
+
+def create_app(store: Store, signing_secret: bytes | None = None, *, public_url: str | None = None,
+               cors_origins: Sequence[str] = ()) -> FastAPI:
+    """An app serving ``store``. It keeps no state of its own beyond the store handle, the
+    secret that signs blob URLs (random per process when none is given), the public URL
+    that absolute links start with, and the per-caller long-poll counts.
+
+    CORS is closed unless ``cors_origins`` names the origins a browser may call from.
+    """
     from annostream.server import signing
 
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
+    app.state.public_url = public_url.rstrip("/") if public_url else None
+    app.state.long_polls = {}
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["X-Count", "X-Revision", "ETag", "Retry-After"])
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
-        return FastJSONResponse(exc.to_dict(), status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": 'Basic realm="annostream", Bearer'}
+        return FastJSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_request: Request, exc: DBAPIError) -> FastJSONResponse:
+        if not is_timeout(exc):
+            raise exc
+        limit = LIMITS.statement_timeout_s
+        err = TooCostly(f"the query ran past this server's statement timeout ({limit} s); "
+                        "narrow it or split it", {"timeout_s": limit})
+        return FastJSONResponse(err.to_dict(), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> FastJSONResponse:
@@ -55,7 +93,9 @@ def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The app for ``ANNOSTREAM_DATA`` / ``ANNOSTREAM_DB`` / ``ANNOSTREAM_BLOBS`` (uvicorn factory).
+    """The app for ``ANNOSTREAM_DATA`` / ``ANNOSTREAM_DB`` / ``ANNOSTREAM_BLOBS`` (uvicorn factory),
+    with ``ANNOSTREAM_PUBLIC_URL``, ``ANNOSTREAM_CORS_ORIGINS`` (comma separated) and the
+    limits of ``annostream.limits``.
 
     Each server process opens its own store, so ``--workers N`` shares nothing but the
     database and the blob store.
@@ -65,5 +105,8 @@ def app_from_env() -> FastAPI:
     data_dir = os.environ.get("ANNOSTREAM_DATA") or None
     store = Store.open(data_dir,
                        db_url=os.environ.get("ANNOSTREAM_DB") or None,
-                       blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None)
-    return create_app(store, signing.load_secret(data_dir))
+                       blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None,
+                       statement_timeout_s=LIMITS.statement_timeout_s, query_budget=LIMITS.query_budget)
+    origins = [o.strip() for o in os.environ.get("ANNOSTREAM_CORS_ORIGINS", "").split(",") if o.strip()]
+    return create_app(store, signing.load_secret(data_dir),
+                      public_url=os.environ.get("ANNOSTREAM_PUBLIC_URL") or None, cors_origins=origins)
