@@ -83,6 +83,35 @@ def validate(model: type[M], data: Any, where: str = "") -> M:
         raise InvalidInput(f"{field}: {first['msg']}", {"field": field}) from exc
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every refusal, on every route: ``{"error": {"code", "message", "detail"}}``."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# The refusals every route may answer, documented once (OpenAPI) for all of them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed request or query (the error says where)"),
+    401: _error("No credentials where they are needed, or a malformed, unknown or revoked key"),
+    403: _error("Valid credentials that do not grant this"),
+    404: _error("No such project, dataset, file, revision or tag"),
+    409: _error("Conflicts with what exists"),
+    413: _error("Body, image or result over a configured limit"),
+    422: _error("Invalid value (the error names the field)"),
+    429: _error("Over a per-caller limit; see Retry-After"),
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from annostream import frames
 from annostream.errors import BadRequest, InvalidInput
 from annostream.schema import (
+    ERROR_RESPONSES,
     INT64_MAX,
     Id64,
     Rev,
@@ -34,7 +35,10 @@ from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
 from annostream.store.blobs import get_many
 
-router = APIRouter(prefix="/api/v2")
+router = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
+_BINARY = {200: {"content": {"application/octet-stream": {}}, "description": "Bytes"}}
+_BLOB = {200: {"content": {"*/*": {}}, "description": "The blob's bytes"},
+         304: {"description": "Not modified (ETag)"}, 307: {"description": "To a presigned URL"}}
 PAGE = 500
 FRAME_CHUNK = 1 << 20
 
@@ -137,7 +141,7 @@ def get_dataset(request: Request, who: Caller, project: str, dataset: str,
     return {"id": ds.id, "name": ds.name, "files": count, "revision": rev}
 
 
-@router.get("/projects/{project}/datasets/{dataset}/ids")
+@router.get("/projects/{project}/datasets/{dataset}/ids", response_class=Response, responses=_BINARY)
 def slice_ids(request: Request, who: Caller, project: str, dataset: str,
               query: QueryText = None, as_of: AsOf = None) -> Response:
     """The slice's file ids as little-endian int64, with its count and revision in headers."""
@@ -158,7 +162,8 @@ def slice_count(request: Request, who: Caller, project: str, dataset: str,
     return {"count": count, "revision": rev}
 
 
-@router.get("/projects/{project}/datasets/{dataset}/items")
+@router.get("/projects/{project}/datasets/{dataset}/items", response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-ndjson": {}}, "description": "One item a line"}})
 def stream_items(request: Request, who: Caller, project: str, dataset: str,
                  query: QueryText = None, as_of: AsOf = None, after: Annotated[Id64 | None, Query()] = None,
                  limit: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None) -> StreamingResponse:
@@ -184,7 +189,8 @@ def stream_items(request: Request, who: Caller, project: str, dataset: str,
                              headers={"X-Revision": str(rev)})
 
 
-@router.post("/projects/{project}/items:batch")
+@router.post("/projects/{project}/items:batch", response_class=Response, responses={200: {
+    "content": {"application/json": {}, frames.MEDIA_TYPE: {}}, "description": "Items (JSON), or framed with blobs"}})
 def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchRequest) -> Response:
     """Many items in one round trip; with ``blobs=inline`` their bytes come framed alongside."""
     store = _store(request)
@@ -221,7 +227,7 @@ def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchReq
     return StreamingResponse(framed(), media_type=frames.MEDIA_TYPE, headers={"X-Revision": str(rev)})
 
 
-@router.get("/projects/{project}/blobs/{sha256}")
+@router.get("/projects/{project}/blobs/{sha256}", response_class=Response, responses=_BLOB)
 def get_blob(request: Request, who: Caller, project: str, sha256: str) -> Response:
     """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs).
 
@@ -327,7 +333,8 @@ def bulk_import(request: Request, who: Caller, project: str, dataset: str,
 
 # --- static export and import of formats (issue 5) ---------------------------------------
 
-@router.get("/projects/{project}/datasets/{dataset}/export")
+@router.get("/projects/{project}/datasets/{dataset}/export", response_class=StreamingResponse,
+            responses={200: {"content": {"application/zip": {}}, "description": "A zip, made on the fly"}})
 def export_dataset(request: Request, who: Caller, project: str, dataset: str,
                    format: str = "json", query: QueryText = None, as_of: AsOf = None,
                    images: bool = True) -> StreamingResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from annostream import __version__
@@ -35,6 +37,19 @@ def public_base_url(request: Request) -> str:
         return configured
     host, port = request.scope.get("server") or ("127.0.0.1", 80)
     return f"{request.url.scheme}://{host}:{port}"
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the app's OpenAPI document declares for ``path`` (HEAD with GET)."""
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi()["paths"].items():
+            pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            methods = {m.upper() for m in operations} | ({"HEAD"} if "get" in operations else set())
+            table.append((re.compile(pattern + "$"), methods))
+        app.state.path_methods = table
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
 def create_app(store: Store, signing_secret: bytes | None = None, *, public_url: str | None = None,
@@ -63,6 +78,14 @@ def create_app(store: Store, signing_secret: bytes | None = None, *, public_url:
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Basic realm="annostream", Bearer'}
         return FastJSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of one route
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        body = {"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail), "detail": None}}
+        return FastJSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> FastJSONResponse:

@@ -33,7 +33,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
-from annostream.schema import INT64_MAX, Id64, Role
+from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, Role
 from annostream.server import api_v2, signing
 from annostream.server.app import public_base_url
 from annostream.server.auth import principal
@@ -42,7 +42,7 @@ from annostream.service.datasets import DatasetRef
 from annostream.service.projects import ANONYMOUS, LOCAL, Principal, ProjectRef
 from annostream.store import Store
 
-router = APIRouter(tags=["diffgram"])
+router = APIRouter(tags=["diffgram"], responses=ERROR_RESPONSES)
 
 _ANONYMOUS_BASIC = "None:None"
 _OK_LOG: dict[str, Any] = {"success": True, "error": {}, "info": {}}
@@ -361,7 +361,8 @@ def from_local(request: Request, who: Caller, project: str, file: Annotated[Uplo
 
 # --- signed blobs -------------------------------------------------------------------------
 
-@router.get("/api/v2/projects/{project}/blobs/{sha256}/signed")
+@router.get("/api/v2/projects/{project}/blobs/{sha256}/signed", response_class=Response,
+            responses=api_v2._BLOB)
 def signed_blob(request: Request, project: str, sha256: str,
                 expires: Annotated[int, Query(ge=0, le=INT64_MAX)],
                 sig: Annotated[str, Query(max_length=128)]) -> Response:

@@ -129,6 +129,8 @@ def authorize(store: Store, principal: Principal, project_string_id: str, need: 
 
 def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> dict[str, Any]:
     """Create a project and return it with its first admin key (shown only now)."""
+    if principal.kind == "anonymous":
+        raise Unauthorized("creating a project needs a server admin key")
     if not principal.is_superuser:
         raise Forbidden("only a server admin key can create projects")
     with store.engine.begin() as conn:
