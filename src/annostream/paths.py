@@ -17,6 +17,13 @@ from annostream.errors import InvalidInput
 
 MAX_NAME = 500
 MAX_PART = 255
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a sha256 as blobs are named (64 lowercase hex digits): the only
+    names that content-addressed folders (blob stores, blob caches) build paths from."""
+    return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
 
 
 def _clean_part(part: str) -> str:

@@ -29,10 +29,12 @@ SPATIAL_TYPES: frozenset[str] = frozenset(
 M = TypeVar("M", bound=BaseModel)
 
 INT64_MAX = (1 << 63) - 1
-# Ids, revisions and cursors as the database stores them: non-negative int64. Every route
-# takes them through these types, so 2**63 or -1 is a 422 naming the field, never a 500.
+INT32_MAX = (1 << 31) - 1
+# Ids and revisions as the database stores them: ids are int64, revisions (and the change
+# feed's cursors) int32 columns. Every route takes them through these types, so 2**63, 2**31
+# for a revision, or -1 is a 422 naming the field, never a 500 from the database driver.
 Id64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
-Rev = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Rev = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 

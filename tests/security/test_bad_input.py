@@ -41,6 +41,7 @@ def _field(r) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("method, path, kwargs, field", [
     ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": BIG}}, "as_of"),
     ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": -1}}, "as_of"),
+    ("GET", f"{P}/datasets/Default", {"params": {"as_of": 2**31}}, "as_of"),  # revisions are int32
     ("GET", f"{P}/datasets/Default/ids", {"params": {"as_of": BIG}}, "as_of"),
     ("GET", f"{P}/datasets/Default/items", {"params": {"after": BIG}}, "after"),
     ("GET", f"{P}/datasets/Default/items", {"params": {"after": -5}}, "after"),

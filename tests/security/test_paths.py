@@ -120,3 +120,17 @@ def test_dataset_made_by_an_upload_is_validated_too(world: World) -> None:
                       files={"file": ("ok.png", png(), "image/png")})
         assert r.status_code == 422, r.text
         assert r.json()["error"]["detail"]["field"] == "dataset"
+
+
+def test_the_blob_cache_builds_paths_only_from_sha256(tmp_path: Path) -> None:
+    from annostream.client.cache import DiskBlobCache
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    cache = DiskBlobCache(tmp_path / "cache" / "blobs", 1 << 20)
+    hostile = "../../victim"
+    assert cache.get(hostile) is None
+    assert victim.read_bytes() == b"keep me"  # not read, not unlinked as corrupt
+    cache.put("../../written", b"data")
+    assert not (tmp_path / "written").exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [victim]

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from annostream.paths import is_sha256
+
 _CHUNK = 1 << 20
 
 
@@ -48,7 +50,7 @@ class LocalBlobStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_sha256(sha256):
             raise ValueError(f"not a sha256: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
