@@ -147,10 +147,13 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    project: Annotated[str, typer.Option("--project", help="Project string id.")],
+    project: Annotated[Optional[str], typer.Option(
+        "--project", help="Project string id; without it (local stores only), the server admin keys.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """List a project's keys: ids, roles, created, last used, revoked (never secrets)."""
+    if project is None and data is None:
+        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
     try:
         rows = _transport(data, host, client_id, client_secret).list_keys(project)
     except AnnostreamError as exc:
@@ -169,15 +172,19 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The client_id of the key to revoke.")],
-    project: Annotated[str, typer.Option("--project", help="Project string id.")],
+    project: Annotated[Optional[str], typer.Option(
+        "--project", help="Project string id; without it (local stores only), a server admin key.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Revoke a key: every request with it is refused (401) from now on."""
+    if project is None and data is None:
+        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
     try:
         revoked = _transport(data, host, client_id, client_secret).revoke_key(project, key_id)
     except AnnostreamError as exc:
         _fail(exc)
-    out.print(f"key {revoked['client_id']} ({revoked['role']}) of {project} revoked at {revoked['revoked_at']}")
+    out.print(f"key {revoked['client_id']} ({revoked['role']}) of {project or 'the server'} revoked "
+              f"at {revoked['revoked_at']}")
 
 
 @import_app.command("coco")

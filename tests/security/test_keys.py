@@ -184,3 +184,20 @@ def test_store_files_are_private(tmp_path: Path) -> None:
         assert mode == expected or path.suffix in ("-wal", "-shm"), f"{path} is {oct(mode)}"
     assert (data / "annostream.db").exists() and (data / "signing.key").exists()
     assert os.access(data / "annostream.db", os.R_OK)
+
+
+def test_a_server_admin_key_can_be_revoked_locally(tmp_path: Path) -> None:
+    from annostream.service.projects import create_server_admin_key
+
+    data = tmp_path / "store"
+    local = EmbeddedTransport(data)
+    key = create_server_admin_key(local.store)
+    with running_server(data) as url:
+        assert httpx.get(f"{url}/api/v2/projects", headers=basic(key)).status_code == 200
+        listed = cli("keys", "list", "--data", str(data))
+        assert key["client_id"] in listed.stdout and key["client_secret"] not in listed.stdout
+        done = cli("keys", "revoke", key["client_id"], "--data", str(data))
+        assert done.returncode == 0, done.stderr
+        assert httpx.get(f"{url}/api/v2/projects", headers=basic(key)).status_code == 401
+    refused = cli("keys", "revoke", key["client_id"], "--host", url)
+    assert refused.returncode != 0

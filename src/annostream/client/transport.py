@@ -403,12 +403,13 @@ class EmbeddedTransport:
 
         return create_key(self.store, LOCAL, project, role)
 
-    def list_keys(self, project: str) -> list[dict[str, Any]]:
+    def list_keys(self, project: str | None) -> list[dict[str, Any]]:
+        """A project's keys, or (``None``) the store's server admin keys."""
         from annostream.service.projects import LOCAL, list_keys
 
         return list_keys(self.store, LOCAL, project)
 
-    def revoke_key(self, project: str, client_id: str) -> dict[str, Any]:
+    def revoke_key(self, project: str | None, client_id: str) -> dict[str, Any]:
         from annostream.service.projects import LOCAL, revoke_key
 
         return revoke_key(self.store, LOCAL, project, client_id)
