@@ -33,7 +33,7 @@ class Limits:
     long_polls_per_caller: int
 
     @classmethod
-    def from_env(cls) -> "Limits":
+    def from_env(cls) -> Limits:
         return cls(
             max_image_pixels=int(_env("ANNOSTREAM_MAX_IMAGE_PIXELS", 100_000_000)),
             statement_timeout_s=_env("ANNOSTREAM_STATEMENT_TIMEOUT_S", 30.0),

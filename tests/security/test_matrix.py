@@ -13,7 +13,6 @@ import io
 import tempfile
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from PIL import Image

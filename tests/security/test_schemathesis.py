@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from annostream.client.transport import EmbeddedTransport
 from annostream.server.app import create_app
-from annostream.store import Store
 from annostream.server.launch import running_server
+from annostream.store import Store
 from tests.conftest import make_coco
 from tests.security.conftest import basic
 

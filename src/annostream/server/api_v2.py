@@ -36,8 +36,9 @@ from annostream.store import Store
 from annostream.store.blobs import get_many
 
 router = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
-_BINARY = {200: {"content": {"application/octet-stream": {}}, "description": "Bytes"}}
-_BLOB = {200: {"content": {"*/*": {}}, "description": "The blob's bytes"},
+Responses = dict[int | str, dict[str, Any]]
+_BINARY: Responses = {200: {"content": {"application/octet-stream": {}}, "description": "Bytes"}}
+_BLOB: Responses = {200: {"content": {"*/*": {}}, "description": "The blob's bytes"},
          304: {"description": "Not modified (ETag)"}, 307: {"description": "To a presigned URL"}}
 PAGE = 500
 FRAME_CHUNK = 1 << 20

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from annostream import __version__
-from annostream.limits import LIMITS
 from annostream.errors import AnnostreamError, InvalidInput, TooCostly, TooManyRequests, Unauthorized
+from annostream.limits import LIMITS
 from annostream.store import Store
 from annostream.store.db import is_timeout
 
