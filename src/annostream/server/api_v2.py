@@ -28,7 +28,7 @@ from annostream.schema import (
     TagCreate,
 )
 from annostream.server.auth import principal
-from annostream.server.limits import attachment, long_poll_slot
+from annostream.server.throttle import attachment, long_poll_slot
 from annostream.service import changes, datasets, ingest, items, labels, projects, revisions
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef

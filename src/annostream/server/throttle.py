@@ -1,5 +1,5 @@
-"""Per-request bounds the HTTP layer enforces: concurrent long polls per caller, and header
-values built from stored names.
+"""Per-caller bounds the HTTP layer enforces (concurrent long polls), and header values
+built from stored names.
 
 Invariants: a caller (a key's client id, or an anonymous caller's address) holds at most
 ``LIMITS.long_polls_per_caller`` waiting ``/changes`` requests in one server process; the
