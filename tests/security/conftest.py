@@ -3,7 +3,7 @@
 ``world`` is built once per stack: projects ``pub`` (public) and ``priv`` (private), each
 with admin, editor and viewer keys and a few real images; ``other`` (private) whose admin is
 the foreign caller; a revoked key; a malformed credential. The server runs with a small
-long-poll cap so the cap can be reached in a test.
+long-poll cap and import body cap, so both can be reached in a test.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from annostream.server.launch import running_server
 from tests.conftest import make_coco
 
 LONG_POLLS = 2
+IMPORT_CAP = 32 << 20  # bytes; test_memory sends an editor's import over it
 
 
 def basic(key: dict[str, str]) -> dict[str, str]:
@@ -87,6 +88,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Pat
     root = tmp_path_factory.mktemp("security")
     store_dir = new_store_dir(root / "store")
     keys, shas, file_ids, instance_ids = build_world(root, store_dir)
-    env = {"ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS)}
+    env = {"ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS), "ANNOSTREAM_MAX_IMPORT_BYTES": str(IMPORT_CAP)}
     with running_server(store_dir, env=env) as url:
         yield World(url, store_dir, keys, shas, file_ids, instance_ids)
