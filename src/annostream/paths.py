@@ -21,8 +21,9 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def is_sha256(value: object) -> bool:
-    """Whether ``value`` is a sha256 as blobs are named (64 lowercase hex digits): the only
-    names that content-addressed folders (blob stores, blob caches) build paths from."""
+    """Whether ``value`` is a sha256 as blobs are named (``store.sha``, which this module does
+    not import: clients use it without the store): the only names that content-addressed
+    folders (blob stores, blob caches) build paths from."""
     return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
 
 

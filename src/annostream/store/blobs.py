@@ -8,20 +8,13 @@ created 0700 and files 0600 (the store holds private data).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from annostream.paths import is_sha256
-
-_CHUNK = 1 << 20
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from annostream.store.sha import check_sha256, sha256_hex
 
 
 class BlobStore(Protocol):
@@ -50,8 +43,7 @@ class LocalBlobStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _path(self, sha256: str) -> Path:
-        if not is_sha256(sha256):
-            raise ValueError(f"not a sha256: {sha256!r}")
+        check_sha256(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def put(self, data: bytes) -> tuple[str, bool]:
