@@ -191,7 +191,8 @@ def stream_items(request: Request, who: Caller, project: str, dataset: str,
 
 
 @router.post("/projects/{project}/items:batch", response_class=Response, responses={200: {
-    "content": {"application/json": {}, frames.MEDIA_TYPE: {}}, "description": "Items (JSON), or framed with blobs"}})
+    "content": {"application/json": {}, frames.MEDIA_TYPE: {}},
+    "description": "Items (JSON), or framed with blobs"}})
 def items_batch(request: Request, who: Caller, project: str, body: ItemsBatchRequest) -> Response:
     """Many items in one round trip; with ``blobs=inline`` their bytes come framed alongside."""
     store = _store(request)

@@ -54,7 +54,8 @@ def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
                 width, height = img.size
                 mime = Image.MIME.get(img.format or "", "application/octet-stream")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise TooLarge(f"{where}: image has more than {limit} pixels", {"field": where, "limit": limit}) from exc
+        raise TooLarge(f"{where}: image has more than {limit} pixels",
+                       {"field": where, "limit": limit}) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"{where}: not a readable image ({exc})", {"field": where}) from exc
     if width * height > limit:
