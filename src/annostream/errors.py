@@ -68,8 +68,9 @@ class InvalidInput(AnnostreamError):
     code = "invalid"
 
 
-class TooLarge(AnnostreamError):
-    """A body, an image or a result over a configured limit."""
+class PayloadTooLarge(AnnostreamError):
+    """A body over its route family's size cap, or an image over the pixel limit; ``detail``
+    names the limit."""
 
     status = 413
     code = "too_large"
@@ -107,7 +108,7 @@ ERRORS_BY_CODE: dict[str, type[AnnostreamError]] = {
         NotFound,
         Conflict,
         InvalidInput,
-        TooLarge,
+        PayloadTooLarge,
         TooCostly,
         TooManyRequests,
         TransportError,

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
 

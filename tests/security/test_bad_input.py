@@ -43,9 +43,6 @@ def _field(r) -> str:  # type: ignore[no-untyped-def]
     ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": -1}}, "as_of"),
     ("GET", f"{P}/datasets/Default", {"params": {"as_of": 2**31}}, "as_of"),  # revisions are int32
     ("GET", f"{P}/datasets/Default/ids", {"params": {"as_of": BIG}}, "as_of"),
-    ("GET", f"{P}/datasets/Default/items", {"params": {"after": BIG}}, "after"),
-    ("GET", f"{P}/datasets/Default/items", {"params": {"after": -5}}, "after"),
-    ("GET", f"{P}/datasets/Default/items", {"params": {"limit": BIG}}, "limit"),
     ("GET", f"{P}/labels", {"params": {"as_of": BIG}}, "as_of"),
     ("GET", f"{P}/changes", {"params": {"since": BIG}}, "since"),
     ("GET", f"{P}/changes", {"params": {"since": -1}}, "since"),

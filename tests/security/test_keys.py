@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import free_port, running_server
 from annostream.server.signing import load_secret
 from tests.security.conftest import World, basic

@@ -2,9 +2,11 @@
 project's admin, revoked key, malformed key} x {public, private project}, each cell asserted.
 
 The routes come from the app's own OpenAPI document, and ``POLICY`` must name each of them:
-a new route without a declared policy fails ``test_every_route_has_a_policy``, so none can
-escape the matrix. A cell is *allowed* when the answer is neither 401 nor 403 (nor a 5xx); a
-refused cell must be exactly 401 (who are you?) or 403 (you may not).
+the native API's policy is generated from its operation table (annostream/operations.py),
+the legacy and meta routes are listed here, and a route without a policy fails
+``test_every_route_has_a_policy``, so none can escape the matrix. A cell is *allowed* when
+the answer is neither 401 nor 403 (nor a 5xx); a refused cell must be exactly 401 (who are
+you?) or 403 (you may not).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import orjson
 import pytest
 from PIL import Image
 
+from annostream.operations import API_PREFIX, OPERATIONS
 from annostream.server.app import create_app
 from annostream.service.projects import ROLE_RANK
 from annostream.store import Store
@@ -26,43 +29,16 @@ CALLERS = ("anonymous", "viewer", "editor", "admin", "foreign", "revoked", "malf
 VISIBILITY = ("pub", "priv")
 NOWHERE = 2**62  # an id no store holds: an allowed caller gets 404, not a side effect
 
-# (method, path) -> who may: "open" (anyone, no credentials read), "any" (any valid or no
-# credentials), "superuser" (server admin keys), "signature" (a valid signature, nothing
-# else), or the least project role: "viewer" (anonymous too on public projects), "editor", "admin".
+# Who may call what. The native API's policy is its operation table's (``Op.role``; the two
+# server-level operations decide in the service: listing shows each caller what it may read,
+# only server admin keys create projects). The rest are the routes outside the table.
+# Kinds: "open" (anyone, no credentials read), "any" (any valid or no credentials),
+# "superuser" (server admin keys), "signature" (a valid signature, nothing else), or the
+# least project role: "viewer" (anonymous too on public projects), "editor", "admin".
+SERVER_LEVEL = {"list_projects": "any", "create_project": "superuser"}
 POLICY: dict[tuple[str, str], str] = {
+    **{(op.method, API_PREFIX + op.path): op.role or SERVER_LEVEL[op.name] for op in OPERATIONS.values()},
     ("GET", "/healthz"): "open",
-    ("GET", "/api/v2/projects"): "any",
-    ("POST", "/api/v2/projects"): "superuser",
-    ("GET", "/api/v2/projects/{project}"): "viewer",
-    ("POST", "/api/v2/projects/{project}/keys"): "admin",
-    ("GET", "/api/v2/projects/{project}/keys"): "admin",
-    ("DELETE", "/api/v2/projects/{project}/keys/{client_id}"): "admin",
-    ("GET", "/api/v2/projects/{project}/labels"): "viewer",
-    ("POST", "/api/v2/projects/{project}/labels"): "editor",
-    ("GET", "/api/v2/projects/{project}/attribute_groups"): "viewer",
-    ("POST", "/api/v2/projects/{project}/attribute_groups"): "editor",
-    ("GET", "/api/v2/projects/{project}/datasets"): "viewer",
-    ("POST", "/api/v2/projects/{project}/datasets"): "editor",
-    ("GET", "/api/v2/projects/{project}/datasets/{dataset}"): "viewer",
-    ("GET", "/api/v2/projects/{project}/datasets/{dataset}/ids"): "viewer",
-    ("GET", "/api/v2/projects/{project}/datasets/{dataset}/count"): "viewer",
-    ("GET", "/api/v2/projects/{project}/datasets/{dataset}/items"): "viewer",
-    ("POST", "/api/v2/projects/{project}/items:batch"): "viewer",
-    ("GET", "/api/v2/projects/{project}/blobs/{sha256}"): "viewer",
-    ("POST", "/api/v2/projects/{project}/datasets/{dataset}/files"): "editor",
-    ("DELETE", "/api/v2/projects/{project}/datasets/{dataset}/files/{file_id}"): "editor",
-    ("POST", "/api/v2/projects/{project}/files/{file_id}/instances"): "editor",
-    ("PUT", "/api/v2/projects/{project}/files/{file_id}/instances"): "editor",
-    ("DELETE", "/api/v2/projects/{project}/instances/{instance_id}"): "editor",
-    ("PUT", "/api/v2/projects/{project}/blobs"): "editor",
-    ("POST", "/api/v2/projects/{project}/datasets/{dataset}/import"): "editor",
-    ("GET", "/api/v2/projects/{project}/datasets/{dataset}/export"): "viewer",
-    ("POST", "/api/v2/projects/{project}/datasets/{dataset}/import:records"): "editor",
-    ("GET", "/api/v2/projects/{project}/tags"): "viewer",
-    ("POST", "/api/v2/projects/{project}/tags"): "editor",
-    ("GET", "/api/v2/projects/{project}/tags/{name}"): "viewer",
-    ("DELETE", "/api/v2/projects/{project}/tags/{name}"): "admin",
-    ("GET", "/api/v2/projects/{project}/changes"): "viewer",
     ("GET", "/api/project/{project}/user/{username}/working_dir/view"): "viewer",
     ("POST", "/api/v1/project/{project}/directory/list"): "viewer",
     ("POST", "/api/project/{project}/user/{username}/file/list"): "viewer",

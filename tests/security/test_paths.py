@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.errors import InvalidInput
 from annostream.formats import FORMATS
 from annostream.paths import confine, safe_name

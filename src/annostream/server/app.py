@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,6 +20,9 @@ from annostream.errors import AnnostreamError, InvalidInput, TooCostly, TooManyR
 from annostream.limits import LIMITS
 from annostream.store import Store
 from annostream.store.db import is_timeout
+
+if TYPE_CHECKING:
+    from annostream.server.limits import BodyLimits
 
 
 class FastJSONResponse(JSONResponse):
@@ -52,15 +55,17 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
-def create_app(store: Store, signing_secret: bytes | None = None, *, public_url: str | None = None,
-               cors_origins: Sequence[str] = ()) -> FastAPI:
+def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None, *,
+               public_url: str | None = None, cors_origins: Sequence[str] = ()) -> FastAPI:
     """An app serving ``store``. It keeps no state of its own beyond the store handle, the
-    secret that signs blob URLs (random per process when none is given), the public URL
-    that absolute links start with, and the per-caller long-poll counts.
+    secret that signs blob URLs (random per process when none is given), the body size
+    caps (``limits``; from the environment when none are given), the public URL that
+    absolute links start with, and the per-caller long-poll counts.
 
     CORS is closed unless ``cors_origins`` names the origins a browser may call from.
     """
     from annostream.server import signing
+    from annostream.server.limits import BodyLimits
 
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
@@ -71,6 +76,7 @@ def create_app(store: Store, signing_secret: bytes | None = None, *, public_url:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"],
                            expose_headers=["X-Count", "X-Revision", "ETag", "Retry-After"])
+    app.state.limits = limits or BodyLimits.from_env()
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
@@ -110,7 +116,7 @@ def create_app(store: Store, signing_secret: bytes | None = None, *, public_url:
 
     from annostream.server import api_v2, diffgram_compat
 
-    app.include_router(api_v2.router)
+    app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
     return app
 

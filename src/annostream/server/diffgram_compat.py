@@ -34,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
 from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, Role
-from annostream.server import api_v2, signing
+from annostream.server import signing
 from annostream.server.app import public_base_url
+from annostream.server.replies import BLOB_RESPONSES, blob_response
 from annostream.server.auth import principal
 from annostream.service import datasets, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
@@ -362,7 +363,7 @@ def from_local(request: Request, who: Caller, project: str, file: Annotated[Uplo
 # --- signed blobs -------------------------------------------------------------------------
 
 @router.get("/api/v2/projects/{project}/blobs/{sha256}/signed", response_class=Response,
-            responses=api_v2._BLOB)
+            responses=BLOB_RESPONSES)
 def signed_blob(request: Request, project: str, sha256: str,
                 expires: Annotated[int, Query(ge=0, le=INT64_MAX)],
                 sig: Annotated[str, Query(max_length=128)]) -> Response:
@@ -370,4 +371,4 @@ def signed_blob(request: Request, project: str, sha256: str,
     made for a caller that was authorised to read the item."""
     if not signing.verify(request.app.state.signing_secret, project, sha256, expires, sig):
         raise Forbidden("invalid or expired signature")
-    return api_v2.get_blob(request, LOCAL, project, sha256)
+    return blob_response(items.open_blob(_store(request), _project(request, LOCAL, project), sha256), request)

@@ -17,21 +17,23 @@ from fastapi import Request
 
 from annostream.errors import TooManyRequests
 from annostream.limits import LIMITS
-from annostream.service.projects import Principal
+from annostream.server.auth import credentials_from_header
 
 
-def caller_key(request: Request, who: Principal) -> str:
-    """Whom a per-caller limit counts: the key, else the address the request came from."""
-    if who.client_id:
-        return f"key:{who.client_id}"
+def caller_key(request: Request) -> str:
+    """Whom a per-caller limit counts: the key (its client id; the policy has already checked
+    it), else the address the request came from."""
+    creds = credentials_from_header(request.headers.get("authorization"))
+    if creds is not None:
+        return f"key:{creds[0]}"
     return f"addr:{request.client.host if request.client else '?'}"
 
 
 @contextmanager
-def long_poll_slot(request: Request, who: Principal) -> Iterator[None]:
+def long_poll_slot(request: Request) -> Iterator[None]:
     """Hold one of the caller's long-poll slots for the duration of a wait, or raise 429."""
     counts: dict[str, int] = request.app.state.long_polls
-    key = caller_key(request, who)
+    key = caller_key(request)
     cap = LIMITS.long_polls_per_caller
     if counts.get(key, 0) >= cap:
         err = TooManyRequests(f"at most {cap} concurrent long polls per caller; retry later",

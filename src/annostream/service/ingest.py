@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 from sqlalchemy import Connection, and_, insert, select
 
-from annostream.errors import InvalidInput, NotFound, TooLarge
+from annostream.errors import InvalidInput, NotFound, PayloadTooLarge
 from annostream.limits import LIMITS
 from annostream.paths import safe_name
 from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, check_metadata, validate
@@ -54,13 +54,13 @@ def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
                 width, height = img.size
                 mime = Image.MIME.get(img.format or "", "application/octet-stream")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise TooLarge(f"{where}: image has more than {limit} pixels",
-                       {"field": where, "limit": limit}) from exc
+        raise PayloadTooLarge(f"{where}: image has more than {limit} pixels",
+                              {"field": where, "limit": limit}) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"{where}: not a readable image ({exc})", {"field": where}) from exc
     if width * height > limit:
-        raise TooLarge(f"{where}: image of {width}x{height} has more than {limit} pixels",
-                       {"field": where, "limit": limit})
+        raise PayloadTooLarge(f"{where}: image of {width}x{height} has more than {limit} pixels",
+                              {"field": where, "limit": limit})
     return width, height, mime
 
 

@@ -153,43 +153,33 @@ def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> d
             "is_public": spec.is_public, "admin_key": key}
 
 
-def create_key(store: Store, principal: Principal, project_string_id: str, role: Role) -> dict[str, Any]:
-    """A new key on a project; needs an admin of that project."""
-    ref = authorize(store, principal, project_string_id, "admin")
+def create_key(store: Store, ref: ProjectRef, role: Role) -> dict[str, Any]:
+    """A new key on a project the caller was authorised on as admin (the declaration says so)."""
     return _new_key(store, ref.id, role)
 
 
-def _key_project(store: Store, principal: Principal, project_string_id: str | None) -> int | None:
-    """The project id whose keys the caller manages: a project's admin manages its keys; the
-    store's owner (and a server admin) also manages server admin keys (``project=None``)."""
-    if project_string_id is not None:
-        return authorize(store, principal, project_string_id, "admin").id
-    if not principal.is_superuser:
-        raise Forbidden("only the store's owner manages server admin keys")
-    return None
+def _keys_of(ref: ProjectRef | None) -> Any:
+    return api_keys.c.project_id.is_(None) if ref is None else api_keys.c.project_id == ref.id
 
 
-def list_keys(store: Store, principal: Principal, project_string_id: str | None) -> list[dict[str, Any]]:
-    """A project's keys (or the server admin keys): ids, roles, creation, last use and
-    revocation; never a secret nor its hash."""
-    project_id = _key_project(store, principal, project_string_id)
-    where = api_keys.c.project_id.is_(None) if project_id is None else api_keys.c.project_id == project_id
+def list_keys(store: Store, ref: ProjectRef | None) -> list[dict[str, Any]]:
+    """The keys of a project the caller was authorised on as admin, or (``None``, for the
+    store's owner only) the server admin keys: ids, roles, creation, last use and revocation;
+    never a secret nor its hash."""
     with store.engine.connect() as conn:
-        rows = conn.execute(select(api_keys).where(where).order_by(api_keys.c.id)).all()
+        rows = conn.execute(select(api_keys).where(_keys_of(ref)).order_by(api_keys.c.id)).all()
     return [{"client_id": r.client_id, "role": r.role, "created_at": _iso(r.created_at),
              "last_used_at": _iso(r.last_used_at), "revoked_at": _iso(r.revoked_at)} for r in rows]
 
 
-def revoke_key(store: Store, principal: Principal, project_string_id: str | None,
-               client_id: str) -> dict[str, Any]:
-    """Revoke a key of the project (or a server admin key): every later request with it is 401."""
-    project_id = _key_project(store, principal, project_string_id)
-    where = api_keys.c.project_id.is_(None) if project_id is None else api_keys.c.project_id == project_id
+def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str, Any]:
+    """Revoke a key of the project (``None``: a server admin key); every later request with
+    it is refused with 401. Revoking twice keeps the first time."""
     with store.engine.begin() as conn:
-        row = conn.execute(select(api_keys).where(where, api_keys.c.client_id == client_id)).first()
+        row = conn.execute(select(api_keys).where(_keys_of(ref), api_keys.c.client_id == client_id)).first()
         if row is None:
-            raise NotFound(f"no key '{client_id[:64]}' on {project_string_id or 'this server'}",
-                           {"client_id": client_id[:64]})
+            where = f"project '{ref.string_id}'" if ref else "this server"
+            raise NotFound(f"no key '{client_id[:64]}' on {where}", {"client_id": client_id[:64]})
         revoked = row.revoked_at or datetime.now(timezone.utc)
         conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
     return {"client_id": client_id, "role": row.role, "revoked_at": _iso(revoked)}
