@@ -27,7 +27,17 @@ from annostream.schema import (
     ProjectCreate,
     TagCreate,
 )
-from annostream.service import changes, datasets, export, ingest, items, labels, projects, revisions
+from annostream.service import (
+    changes,
+    datasets,
+    export,
+    frames,  # noqa: F401  (registers frame_ids)
+    ingest,
+    items,
+    labels,
+    projects,
+    revisions,
+)
 from annostream.service.projects import Principal, ProjectRef
 from annostream.service.registry import implements, implements_async
 from annostream.store import Store

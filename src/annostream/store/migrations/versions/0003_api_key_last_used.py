@@ -1,7 +1,7 @@
 """api keys: when each was last used
 
-Revision ID: 0002_keys
-Revises: 0001
+Revision ID: 0003_keys
+Revises: 0002_video
 Create Date: 2026-11-25
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0002_keys'
-down_revision = '0001'
+revision = '0003_keys'
+down_revision = '0002_video'
 branch_labels = None
 depends_on = None
 
