@@ -108,7 +108,9 @@ def _error(description: str) -> dict[str, Any]:
 
 # The refusals every route may answer, documented once (OpenAPI) for all of them.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("Malformed request or query (the error says where)"),
+    # text/plain: a request line or headers too long for the HTTP server, refused before the app.
+    400: {**_error("Malformed request or query (the error says where)"),
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
     401: _error("No credentials where they are needed, or a malformed, unknown or revoked key"),
     403: _error("Valid credentials that do not grant this"),
     404: _error("No such project, dataset, file, revision or tag"),
