@@ -531,7 +531,9 @@ def compile_node(conn: Connection, project_id: int, node: Node, rev: int) -> Col
 # What one term costs per file scanned: a count of instances or a sum over several labels is
 # a correlated subquery per file; a JSON lookup is dearer than a column; a single label's
 # membership and a dataset test are one indexed lookup for the whole query.
-TERM_COST = {"instances": 4, "attributes": 4, "file": 2, "labels": 2, "dataset": 1}
+TERM_COST = {"instances": 4, "attributes": 4, "tracks": 4, "events": 4, "frame": 4, "file": 2, "labels": 2,
+             "dataset": 1}
+UNKNOWN_TERM_COST = 4  # a namespace added later costs as a correlated subquery until weighed
 
 
 def query_cost(node: Node) -> int:
@@ -544,7 +546,7 @@ def query_cost(node: Node) -> int:
         elif isinstance(n, Not):
             stack.append(n.operand)
         else:
-            total += TERM_COST[n.field.namespace]
+            total += TERM_COST.get(n.field.namespace, UNKNOWN_TERM_COST)
     return total
 
 
