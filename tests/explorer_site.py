@@ -19,7 +19,7 @@ from annostream.server.launch import running_server
 from tests.conftest import make_coco
 
 EVIL = '<script>alert("x")</script>'
-ODD = "odd/näme <x>?q=1#%20"  # a dataset name with a slash, non-ASCII, markup and URL syntax
+ODD = "odd näme <x>?q=1#%20&y"  # a dataset name with non-ASCII, markup and URL syntax (slashes are refused)
 
 
 @dataclass

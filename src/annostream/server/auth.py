@@ -30,11 +30,12 @@ def credentials_from_header(header: str | None) -> tuple[str, str] | None:
     if scheme == "basic":
         try:
             return _split(base64.b64decode(value.strip(), validate=True).decode())
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise Unauthorized("malformed Basic credentials") from exc
     if scheme == "bearer":
         return _split(value.strip())
-    raise Unauthorized(f"unsupported authorization scheme '{scheme}'")
+    # Never echo the header: without a scheme its first word may be the secret itself.
+    raise Unauthorized("unsupported authorization scheme: send 'Basic' or 'Bearer' credentials")
 
 
 def principal(request: Request) -> Principal:

@@ -2,7 +2,8 @@
 
 A blob's name is the sha256 of its bytes, so blobs are immutable, deduplicated for free, and
 safe to cache forever on the client. The local backend lays them out as
-``root/ab/cd/abcd...`` and writes through a temporary file and an atomic rename.
+``root/ab/cd/abcd...`` and writes through a temporary file and an atomic rename; folders are
+created 0700 and files 0600 (the store holds private data).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class LocalBlobStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _path(self, sha256: str) -> Path:
         check_sha256(sha256)
@@ -50,8 +51,9 @@ class LocalBlobStore:
         path = self._path(sha)
         if path.exists():
             return sha, False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        path.parent.parent.mkdir(exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # a 0600 file
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
