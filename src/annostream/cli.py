@@ -69,15 +69,15 @@ def serve(
     init: Annotated[bool, typer.Option("--init", help=(
         "If the store has no server admin key, mint one and write it to "
         f"DATA/{ADMIN_KEY_FILE} (mode 0600); the secret is never printed."))] = False,
-    db: Annotated[Optional[str], typer.Option(help="Database URL (default: SQLite in --data).",
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in --data).",
                                               envvar="ANNOSTREAM_DB")] = None,
     blobs: Annotated[str | None, typer.Option(help="Blob store URL (default: --data/blobs).",
                                                  envvar="ANNOSTREAM_BLOBS")] = None,
-    public_url: Annotated[Optional[str], typer.Option(
+    public_url: Annotated[str | None, typer.Option(
         "--public-url", help="Base URL clients reach this server at (signed links start with it; "
         "default: the bound address, never the request's Host header).",
         envvar="ANNOSTREAM_PUBLIC_URL")] = None,
-    cors_origin: Annotated[Optional[list[str]], typer.Option(
+    cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="An origin browsers may call from (repeatable; default: none).")] = None,
 ) -> None:
     """Serve a store over HTTP (the native API and the Diffgram-compatible routes)."""
@@ -96,6 +96,8 @@ def serve(
             os.environ[name] = value
     store = Store.open(data, db_url=db, blobs_url=blobs)
     if init:
+        if data is None:
+            raise typer.BadParameter("--init writes the key file into --data: give one")
         if has_server_admin_key(store):
             out.print("the store already has a server admin key: none minted")
         else:
@@ -147,7 +149,7 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    project: Annotated[Optional[str], typer.Option(
+    project: Annotated[str | None, typer.Option(
         "--project", help="Project string id; without it (local stores only), the server admin keys.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
@@ -172,7 +174,7 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The client_id of the key to revoke.")],
-    project: Annotated[Optional[str], typer.Option(
+    project: Annotated[str | None, typer.Option(
         "--project", help="Project string id; without it (local stores only), a server admin key.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:

@@ -22,14 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from annostream.schema import (
     AttributeGroupCreate,
-    Id64,
-    Rev,
     DatasetCreate,
+    Id64,
     InstancesWrite,
     ItemsBatchRequest,
     KeyCreate,
     LabelCreate,
     ProjectCreate,
+    Rev,
     Role,
     TagCreate,
     validate,

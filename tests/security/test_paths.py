@@ -72,7 +72,7 @@ def hostile_store(tmp_path: Path) -> tuple[EmbeddedTransport, Path]:
                           "geometry": {"x_min": 1, "y_min": 1, "x_max": 4, "y_max": 4}}], {})
     hostile = ["../../escaped.png", "/tmp/absolute-escape.png", "sub/../../../up.png"]
     with local.store.engine.begin() as conn:
-        for (name, old) in zip(hostile, ["a.png", "b.png", "c.png"]):
+        for (name, old) in zip(hostile, ["a.png", "b.png", "c.png"], strict=True):
             conn.execute(update(files).where(files.c.original_filename == old).values(original_filename=name))
     return local, tmp_path
 

@@ -21,9 +21,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from annostream.operations import API_PREFIX, OPERATIONS, Op
+from annostream.schema import ERROR_RESPONSES
 from annostream.server.auth import principal
 from annostream.server.limits import read_body
-from annostream.schema import ERROR_RESPONSES
 from annostream.server.replies import RESPONSES_BY_REPLY, render
 from annostream.server.throttle import long_poll_slot
 from annostream.service import dispatch

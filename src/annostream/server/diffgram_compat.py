@@ -36,8 +36,8 @@ from annostream.errors import BadRequest, Forbidden, InvalidInput
 from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, Instance, Item, Role
 from annostream.server import signing
 from annostream.server.app import public_base_url
-from annostream.server.replies import BLOB_RESPONSES, blob_response
 from annostream.server.auth import principal
+from annostream.server.replies import BLOB_RESPONSES, blob_response
 from annostream.service import datasets, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import ANONYMOUS, LOCAL, Principal, ProjectRef

@@ -11,8 +11,8 @@ from starlette.requests import Request
 
 from annostream import frames
 from annostream.operations import Op
-from annostream.server.throttle import attachment
 from annostream.server.app import FastJSONResponse
+from annostream.server.throttle import attachment
 from annostream.service.handlers import ZipExport
 from annostream.service.items import BlobRead, ItemBatch
 

@@ -177,7 +177,7 @@ def stage_blob(store: Store, ref: ProjectRef, body: bytes) -> dict[str, Any]:
 
 
 @implements("import_coco")
-def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco") -> dict[str, Any]:  # noqa: A002
+def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco") -> dict[str, Any]:
     """A COCO file whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
     if format != "coco":
         raise BadRequest(f"unsupported import format '{format}'", {"format": format})
@@ -193,7 +193,7 @@ def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: 
 
 @implements("import_records")
 def import_records(store: Store, ref: ProjectRef, dataset: str, body: Iterable[bytes],
-                   format: str = "records") -> dict[str, Any]:  # noqa: A002
+                   format: str = "records") -> dict[str, Any]:
     """NDJSON lines: a header (labels, attribute_groups, total), then one record a line naming
     its image by the sha256 of a staged blob. One commit, or nothing."""
     from annostream.formats import ImportSource
@@ -228,7 +228,7 @@ class ZipExport:
 
 
 @implements("export")
-def export_zip(store: Store, ref: ProjectRef, dataset: str, format: str = "json",  # noqa: A002
+def export_zip(store: Store, ref: ProjectRef, dataset: str, format: str = "json",
                query: str | None = None, as_of: int | None = None, images: bool = True) -> ZipExport:
     """Everything that can fail (format, query, revision) is checked before the first chunk."""
     ds = datasets.get_dataset(store, ref, dataset, as_of)

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import func, insert, or_, select, update
@@ -84,8 +84,8 @@ def has_server_admin_key(store: Store) -> bool:
 
 def _touch(store: Store, key_id: int, last: datetime | None) -> None:
     """Record a key's use, at most once a minute (a write per request would serialise reads)."""
-    now = datetime.now(timezone.utc)
-    if last is not None and (last if last.tzinfo else last.replace(tzinfo=timezone.utc)) > now - TOUCH_EVERY:
+    now = datetime.now(UTC)
+    if last is not None and (last if last.tzinfo else last.replace(tzinfo=UTC)) > now - TOUCH_EVERY:
         return
     with store.engine.begin() as conn:
         conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
@@ -180,7 +180,7 @@ def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str
         if row is None:
             where = f"project '{ref.string_id}'" if ref else "this server"
             raise NotFound(f"no key '{client_id[:64]}' on {where}", {"client_id": client_id[:64]})
-        revoked = row.revoked_at or datetime.now(timezone.utc)
+        revoked = row.revoked_at or datetime.now(UTC)
         conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
     return {"client_id": client_id, "role": row.role, "revoked_at": _iso(revoked)}
 
@@ -188,7 +188,7 @@ def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def list_projects(store: Store, principal: Principal) -> list[dict[str, Any]]:

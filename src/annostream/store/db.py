@@ -57,13 +57,13 @@ def _sqlite_timeout(engine: Engine, timeout_s: float) -> None:
     fetched included): sqlite3 raises OperationalError('interrupted')."""
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+    def _connect(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info.setdefault(_DEADLINE_KEY, [0.0])
         dbapi_connection.set_progress_handler(
             lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0, _PROGRESS_STEPS)
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn, *_args) -> None:  # type: ignore[no-untyped-def]
+    def _start(conn: Any, *_args: Any) -> None:
         deadline = conn.connection.info.get(_DEADLINE_KEY)
         if deadline is not None:
             deadline[0] = time.monotonic() + timeout_s
@@ -71,7 +71,7 @@ def _sqlite_timeout(engine: Engine, timeout_s: float) -> None:
 
 def _limits(engine: Engine, query_budget: int | None, timeout_s: float | None) -> None:
     @event.listens_for(engine, "connect")
-    def _connect(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+    def _connect(_dbapi_connection: Any, record: Any) -> None:
         record.info[QUERY_BUDGET_KEY] = query_budget
         record.info[STATEMENT_TIMEOUT_KEY] = timeout_s
 

@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -196,7 +197,7 @@ class HttpTransport(Transport):
                 for info in archive.infolist():
                     if not info.is_dir():
                         with archive.open(info) as member:
-                            sink.write(info.filename, iter(lambda m=member: m.read(1 << 20), b""))
+                            sink.write(info.filename, iter(partial(member.read, 1 << 20), b""))
         manifest: dict[str, Any] = orjson.loads((out / EXPORT_MANIFEST).read_bytes())
         return manifest
 
