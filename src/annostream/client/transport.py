@@ -17,9 +17,9 @@ from urllib.parse import quote, urlparse
 import httpx
 import numpy as np
 import orjson
-from httpx_retries import Retry, RetryTransport
 
-from annostream import frames
+from annostream.client import retry as retrying
+from annostream.client.integrity import verified_blob, verified_frames
 from annostream.errors import TransportError, from_payload
 from annostream.schema import AttributeGroupCreate, LabelCreate, ProjectCreate, Role, validate
 
@@ -71,14 +71,18 @@ class Transport(Protocol):
 # --- HTTP ------------------------------------------------------------------------------
 
 class HttpTransport:
-    """The wire API over one keep-alive connection pool per process (httpx)."""
+    """The wire API over one keep-alive connection pool per process (httpx).
+
+    Every request goes through ``annostream.client.retry`` under ``retry`` (a ``Retry``).
+    """
 
     def __init__(self, host: str, client_id: str | None = None, client_secret: str | None = None,
-                 *, timeout: float = 60.0, retries: int = 5, pool_size: int = 16) -> None:
+                 *, timeout: float = 60.0, retry: retrying.Retry | None = None, pool_size: int = 16) -> None:
         self.host = host.rstrip("/")
         self._auth = (client_id, client_secret) if client_id and client_secret else None
         self._timeout = timeout
-        self._retries = retries
+        self.retry = retry or retrying.Retry()
+        self._reach = retrying.Reach()
         self._pool_size = pool_size
         self._client: httpx.Client | None = None
         self._pid = -1
@@ -99,35 +103,38 @@ class HttpTransport:
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    retry = Retry(total=self._retries, backoff_factor=0.2, max_backoff_wait=5.0,
-                                  allowed_methods=["GET", "POST", "PUT", "DELETE", "HEAD"])
                     limits = httpx.Limits(max_connections=self._pool_size,
                                           max_keepalive_connections=self._pool_size)
                     self._client = httpx.Client(
                         base_url=self.host, auth=self._auth, timeout=self._timeout,
-                        transport=RetryTransport(transport=httpx.HTTPTransport(limits=limits), retry=retry),
+                        transport=httpx.HTTPTransport(limits=limits),
                     )
                     self._pid = os.getpid()
         return self._client
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransportError(
-                f"cannot reach annostream server at {self.host} after {self._retries} retries: {exc}",
-                {"host": self.host},
-            ) from exc
-        if response.status_code >= 400:
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = response.text
-            raise from_payload(response.status_code, payload)
-        return response
+    def _request(self, method: str, path: str, *, parse: Any = None, idempotent: bool | None = None,
+                 **kwargs: Any) -> Any:
+        """``parse(response)`` (the response itself by default), under the retry policy.
+
+        GET and HEAD are idempotent; other methods say so (``idempotent=True``) or are made
+        again only when they certainly did nothing (see ``annostream.client.retry``).
+        """
+        def checked(response: httpx.Response) -> Any:
+            if response.status_code >= 400:
+                try:
+                    payload = response.json()
+                except ValueError:
+                    payload = response.text
+                raise from_payload(response.status_code, payload)
+            return parse(response) if parse is not None else response
+
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD")
+        return retrying.request(self.client, self.retry, method, path, parse=checked,
+                                idempotent=idempotent, reach=self._reach, **kwargs)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return orjson.loads(self._request(method, path, **kwargs).content)
+        return self._request(method, path, parse=lambda r: _loads(r.content), **kwargs)
 
     @staticmethod
     def _p(project: str, rest: str = "") -> str:
@@ -179,9 +186,14 @@ class HttpTransport:
 
     def ids(self, project: str, dataset: str, query: str | None,
             as_of: int | None) -> tuple[np.ndarray, int]:
-        response = self._request("GET", self._p(project, self._d(dataset) + "/ids"),
-                                 params=self._params(query=query, as_of=as_of))
-        return np.frombuffer(response.content, dtype="<i8").astype(np.int64), int(response.headers["X-Revision"])
+        def parse(response: httpx.Response) -> tuple[np.ndarray, int]:
+            count = response.headers.get("X-Count")
+            if len(response.content) % 8 or (count is not None and int(count) * 8 != len(response.content)):
+                raise retrying.Corrupt(f"id list of {len(response.content)} bytes for {count} ids")
+            return np.frombuffer(response.content, dtype="<i8").astype(np.int64), int(response.headers["X-Revision"])
+
+        return self._request("GET", self._p(project, self._d(dataset) + "/ids"),
+                             params=self._params(query=query, as_of=as_of), parse=parse)
 
     def count(self, project: str, dataset: str, query: str | None, as_of: int | None) -> tuple[int, int]:
         body = self._json("GET", self._p(project, self._d(dataset) + "/count"),
@@ -191,18 +203,21 @@ class HttpTransport:
     def items(self, project: str, ids: list[int], as_of: int | None,
               blobs: bool) -> list[tuple[Item, bytes | None]]:
         body = {"ids": ids, "as_of": as_of, "blobs": "inline" if blobs else "none"}
-        response = self._request("POST", self._p(project, "/items:batch"), content=orjson.dumps(body),
-                                 headers={"Content-Type": "application/json"})
-        if blobs:
-            return list(frames.decode(response.content))
-        return [(item, None) for item in orjson.loads(response.content)["items"]]
+
+        def parse(response: httpx.Response) -> list[tuple[Item, bytes | None]]:
+            if blobs:
+                return verified_frames(response.content)
+            return [(item, None) for item in _loads(response.content)["items"]]
+
+        return self._request("POST", self._p(project, "/items:batch"), content=orjson.dumps(body),
+                             headers={"Content-Type": "application/json"}, parse=parse, idempotent=True)
 
     def blob(self, project: str, sha256: str) -> bytes:
         """Blob bytes; a redirect (presigned object-store URL) is followed without our key."""
         response = self._request("GET", self._p(project, f"/blobs/{sha256}"))
         if response.is_redirect and "location" in response.headers:
             response = self._request("GET", response.headers["location"], auth=None)
-        return response.content
+        return verified_blob(sha256, response.content)
 
     def upload_file(self, project: str, dataset: str, filename: str, data: bytes,
                     instances: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +243,7 @@ class HttpTransport:
             path = Path(images_dir) / str(image.get("file_name", ""))
             if path.is_file():
                 staged["sha256"] = self._json("PUT", self._p(project, "/blobs"),
-                                              content=path.read_bytes())["sha256"]
+                                              content=path.read_bytes(), idempotent=True)["sha256"]
             images.append(staged)
             if progress:
                 progress(n, total)
@@ -294,7 +309,8 @@ class HttpTransport:
                 record = orjson.loads(line)
                 if record.get("image_path"):
                     data = Path(record["image_path"]).read_bytes()
-                    record["sha256"] = self._json("PUT", self._p(project, "/blobs"), content=data)["sha256"]
+                    record["sha256"] = self._json("PUT", self._p(project, "/blobs"), content=data,
+                                                  idempotent=True)["sha256"]
                 record["image_path"] = None
                 body.write(orjson.dumps(record) + b"\n")
                 if progress:
@@ -325,6 +341,14 @@ class HttpTransport:
 
     def remove_file(self, project: str, dataset: str, file_id: int) -> dict[str, Any]:
         return self._json("DELETE", self._p(project, self._d(dataset) + f"/files/{file_id}"))
+
+
+def _loads(body: bytes) -> Any:
+    """JSON of a body that came with a success status; a damaged one is fetched again."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise retrying.Corrupt(f"body of {len(body)} bytes is not JSON: {exc}") from exc
 
 
 # --- embedded --------------------------------------------------------------------------
@@ -538,12 +562,15 @@ class EmbeddedTransport:
 
 
 def connect(host: str | None = None, client_id: str | None = None,
-            client_secret: str | None = None) -> Transport:
-    """A transport for ``host``: ``http(s)://`` for a server, ``file://`` or a path for a folder."""
+            client_secret: str | None = None, retry: retrying.Retry | None = None) -> Transport:
+    """A transport for ``host``: ``http(s)://`` for a server, ``file://`` or a path for a folder.
+
+    ``retry`` is the HTTP transport's policy (a local folder needs none).
+    """
     host = host or os.environ.get("ANNOSTREAM_HOST") or "http://127.0.0.1:8085"
     parsed = urlparse(host)
     if parsed.scheme in ("http", "https"):
-        return HttpTransport(host, client_id, client_secret)
+        return HttpTransport(host, client_id, client_secret, retry=retry)
     if parsed.scheme == "file":
         # file:///abs/path, or file://rel/path (a relative folder, as people type it)
         relative = parsed.netloc not in ("", "localhost")

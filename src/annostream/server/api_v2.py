@@ -406,4 +406,5 @@ async def change_feed(request: Request, who: Caller, project: str,
     ``wait`` seconds while there are none. The reply's ``cursor`` is the next ``since``."""
     ref = await anyio.to_thread.run_sync(_project, request, who, project)
     return await changes.wait_for_changes_async(_store(request), ref, since, wait,
-                                                dataset=dataset, query=query, limit=limit)
+                                                dataset=dataset, query=query, limit=limit,
+                                                stop=request.app.state.stopping.is_set)

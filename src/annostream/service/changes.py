@@ -183,9 +183,11 @@ def wait_for_changes(store: Store, ref: ProjectRef, since: int, wait: float, *,
 
 async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait: float, *,
                                  dataset: str | None = None, query: str | None = None,
-                                 limit: int = 1000) -> dict[str, Any]:
+                                 limit: int = 1000,
+                                 stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """``wait_for_changes`` for an event loop: the database work runs in worker threads and
-    the waiting holds no thread at all, so many followers cost the server nothing."""
+    the waiting holds no thread at all, so many followers cost the server nothing. When
+    ``stop()`` turns true (the server is shutting down) the wait ends with the page so far."""
     import anyio
     import anyio.to_thread
 
@@ -195,9 +197,9 @@ async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait
     while True:
         page = await anyio.to_thread.run_sync(
             lambda: changes(store, ref, since, dataset=dataset, query=query, limit=limit))
-        if page["events"] or time.monotonic() >= deadline:
+        if page["events"] or time.monotonic() >= deadline or stop():
             return page
         since = page["cursor"]
         while (await anyio.to_thread.run_sync(current_revision, store, ref) <= since
-               and time.monotonic() < deadline):
+               and time.monotonic() < deadline and not stop()):
             await anyio.sleep(POLL_SECONDS)
