@@ -365,10 +365,16 @@ def fsck(
 
     Exit code 0 when clean, 1 when anything readable is missing or damaged.
     """
+    from sqlalchemy.exc import DatabaseError
+
     from annostream.service.fsck import check_store
     from annostream.store import Store
 
-    store = Store.open(data, create=False)
+    try:
+        store = Store.open(data, create=False)
+    except DatabaseError as exc:
+        console.print(f"[red]fsck {data}: NOT CLEAN[/red]; the database cannot be opened: {exc.orig}")
+        raise typer.Exit(1) from exc
     try:
         report = check_store(store, verify_hashes=not quick)
     finally:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import DatabaseError
 
 from annostream.store import Store
 from annostream.store.tables import blobs, files
@@ -72,6 +73,8 @@ def _check_blob(store: Store, sha: str, size: int, verify: bool) -> str | None:
         data = store.blobs.get(sha)
     except (FileNotFoundError, KeyError):
         return "missing"
+    except ValueError:  # the row's name is not a sha256: the row is damaged
+        return "damaged"
     if len(data) != size or (verify and hashlib.sha256(data).hexdigest() != sha):
         return "damaged"
     return None
@@ -85,11 +88,15 @@ def check_store(store: Store, *, verify_hashes: bool = True) -> FsckReport:
     known: set[str] = set()
     with store.engine.connect() as conn:
         report.database = _database_problems(conn)
-        dangling = select(files.c.id).where(
-            files.c.blob_sha256.is_not(None),
-            files.c.blob_sha256.not_in(select(blobs.c.sha256))).order_by(files.c.id)
-        report.dangling_files = [int(i) for i in conn.execute(dangling).scalars()]
-        batches = list(_batches(conn))
+        try:
+            dangling = select(files.c.id).where(
+                files.c.blob_sha256.is_not(None),
+                files.c.blob_sha256.not_in(select(blobs.c.sha256))).order_by(files.c.id)
+            report.dangling_files = [int(i) for i in conn.execute(dangling).scalars()]
+            batches = list(_batches(conn))
+        except DatabaseError as exc:
+            report.database.append(f"reading rows: {str(exc.orig).splitlines()[0]}")
+            batches = []
     with ThreadPoolExecutor(max_workers=8) as pool:
         for batch in batches:
             verdicts = pool.map(lambda b: _check_blob(store, b[0], b[1], verify_hashes), batch)
