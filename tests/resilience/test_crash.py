@@ -35,7 +35,8 @@ from PIL import Image
 from annostream.client.transport import EmbeddedTransport
 t = EmbeddedTransport(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[2]))
-box = {"type": "box", "label": "cat", "bbox": [1, 1, 20, 20]}
+box = {"type": "box", "label": "cat", "geometry": {"x_min": 1, "y_min": 1, "x_max": 20, "y_max": 20}}
+t.list_projects()  # the store opened: from here on only uploads
 print("ready", flush=True)
 for n in range(1000):
     out = io.BytesIO()
@@ -79,6 +80,7 @@ def test_uploads_killed_at_random_points_leave_the_store_whole(tmp_path: Path,
         time.sleep(rng.uniform(0.2, 1.5))
         child.kill()
         out, _ = child.communicate()
+        assert child.returncode == -9, "the uploader ran until it was killed"
         done |= {line.split()[1] for line in out.splitlines() if line.startswith("done ")}
         after = _files(store_dir)
         new = set(after) - set(before)
@@ -87,6 +89,7 @@ def test_uploads_killed_at_random_points_leave_the_store_whole(tmp_path: Path,
         assert all(after[name] == 3 for name in new), "every upload in the store is whole"
         code, report = fsck(store_dir)
         assert code == 0 and report["clean"], report
+    assert len(done) >= 4, "uploads committed between the kills"
     # whatever the killed uploads wrote before their commit, gc collects it
     result = runner.invoke(app, ["gc", "--data", str(store_dir), "--older-than", "0s", "--keep-tags"])
     assert result.exit_code == 0, result.output
