@@ -86,7 +86,10 @@ def serve(
                   f"client_secret={key['client_secret']}")
     store.close()
     uvicorn.run("annostream.server.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+                workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+                # longer than clients keep idle connections (httpx: 5 s), so that the client
+                # always closes first and never sends a request on a connection being closed
+                timeout_keep_alive=65)
 
 
 @project_app.command("create")

@@ -1,7 +1,8 @@
 """A TCP proxy on loopback that misbehaves on purpose, and counts what it did.
 
 Per connection, drawn from a seeded generator: answer the first request with a 502 or 503
-itself (``error``), or forward and then cut the connection (RST) after a random number of
+itself (``error``; ``error_first`` connections always, ``statuses`` and ``retry_after`` to
+answer otherwise), or forward and then cut the connection (RST) after a random number of
 response bytes (``cut``, ``cut_bytes``); any forwarded chunk may be held back a little
 (``delay``, up to ``max_delay`` s); with ``corrupt`` a byte inside a JPEG in a response
 (200 bytes after its ``JFIF`` marker) is flipped, which only a check of the bytes against
@@ -27,6 +28,9 @@ class Faults:
     delay: float = 0.0
     max_delay: float = 0.02
     corrupt: float = 0.0
+    error_first: int = 0
+    statuses: tuple[int, ...] = (502, 503)
+    retry_after: str | None = None
 
 
 class FaultProxy:
@@ -69,7 +73,7 @@ class FaultProxy:
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.counts["connections"] += 1
         f = self.faults
-        if self._rng.random() < f.error:
+        if self.counts["connections"] <= f.error_first or self._rng.random() < f.error:
             await self._answer_error(client_r, client_w)
             return
         cut_at = self._rng.randint(*f.cut_bytes) if self._rng.random() < f.cut else None
@@ -94,9 +98,10 @@ class FaultProxy:
     async def _answer_error(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             await client_r.read(1 << 16)
-            status = self._rng.choice([502, 503])
+            status = self._rng.choice(self.faults.statuses)
             body = b"injected by the fault proxy"
-            client_w.write(f"HTTP/1.1 {status} Injected\r\nContent-Length: {len(body)}\r\n"
+            extra = f"Retry-After: {self.faults.retry_after}\r\n" if self.faults.retry_after else ""
+            client_w.write(f"HTTP/1.1 {status} Injected\r\nContent-Length: {len(body)}\r\n{extra}"
                            "Connection: close\r\n\r\n".encode() + body)
             await client_w.drain()
             self.counts[str(status)] += 1
