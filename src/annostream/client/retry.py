@@ -123,8 +123,15 @@ def request(client: httpx.Client, policy: Retry, method: str, url: str, *,
         tries += 1
         delay: float | None = None
         connect_failure = False
+        options = kwargs
+        if not reach.reached and "timeout" not in kwargs:  # a black-holed host fails fast too
+            t = client.timeout
+            connect = min(t.connect if t.connect is not None else policy.connect_budget,
+                          max(policy.connect_budget, 0.1))
+            options = {**kwargs, "timeout": httpx.Timeout(connect=connect, read=t.read, write=t.write,
+                                                          pool=t.pool)}
         try:
-            response = client.request(method, url, **kwargs)
+            response = client.request(method, url, **options)
         except httpx.TransportError as exc:
             last = _describe(exc)
             connect_failure = _never_sent(exc)
