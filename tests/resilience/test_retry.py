@@ -3,6 +3,7 @@ never repeated once they may have done something, waits drawn with full jitter."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -82,3 +83,21 @@ def test_waits_are_full_jitter_below_a_growing_ceiling() -> None:
         assert max(waits) > ceiling * 0.8, "the whole range is used"
     with pytest.raises(ValueError):
         Retry(tries=0)
+
+
+def test_a_batch_cut_anywhere_or_with_a_wrong_blob_is_corrupt_never_items() -> None:
+    from annostream import frames
+    from annostream.client.integrity import verified_frames
+    from annostream.client.retry import Corrupt
+
+    blobs = [b"first image bytes", None, b"third"]
+    items = [{"id": i, "file": {"sha256": hashlib.sha256(b).hexdigest() if b else None}}
+             for i, b in enumerate(blobs)]
+    body = b"".join(frames.encode_header(item, None if b is None else len(b)) + (b or b"")
+                    for item, b in zip(items, blobs))
+    assert [b for _, b in verified_frames(body, [0, 1, 2])] == blobs
+    for cut in range(len(body)):  # a cut at a record boundary too: an item is missing
+        with pytest.raises(Corrupt):
+            verified_frames(body[:cut], [0, 1, 2])
+    with pytest.raises(Corrupt, match="hash"):
+        verified_frames(body.replace(b"third", b"thirD"), [0, 1, 2])

@@ -3,7 +3,8 @@
 Blobs are named by the sha256 of their bytes, so every blob that crosses the network is
 hashed and compared with its name: a damaged or cut-short blob is ``Corrupt``, which the
 retry machinery treats as a failed attempt (the batch is fetched again), never a sample.
-Framed batches must also decode whole (``frames.Truncated`` otherwise). Hashing costs
+Framed batches must also decode whole (``frames.Truncated`` otherwise) and hold every item
+asked for, so a batch cut at a record boundary is caught as well. Hashing costs
 about a millisecond per megabyte, small beside decoding the image.
 """
 
@@ -23,8 +24,9 @@ def verified_blob(sha256: str | None, data: bytes) -> bytes:
     return data
 
 
-def verified_frames(body: bytes) -> list[tuple[dict[str, Any], bytes | None]]:
-    """Every (item, blob) of a framed batch, each blob checked against its item's sha256."""
+def verified_frames(body: bytes, ids: list[int]) -> list[tuple[dict[str, Any], bytes | None]]:
+    """Every (item, blob) of a framed batch asking for ``ids``, each blob checked against its
+    item's sha256."""
     try:
         pairs = list(frames.decode(body))
     except frames.Truncated as exc:
@@ -37,4 +39,6 @@ def verified_frames(body: bytes) -> list[tuple[dict[str, Any], bytes | None]]:
             raise Corrupt(f"item {item.get('id')}: blob and sha256 disagree on whether there is a blob")
         if blob is not None:
             verified_blob(file["sha256"], blob)
+    if sorted(item["id"] for item, _ in pairs) != sorted(set(ids)):
+        raise Corrupt(f"framed batch holds {len(pairs)} items for {len(set(ids))} asked for")
     return pairs

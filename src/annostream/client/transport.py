@@ -206,7 +206,7 @@ class HttpTransport:
 
         def parse(response: httpx.Response) -> list[tuple[Item, bytes | None]]:
             if blobs:
-                return verified_frames(response.content)
+                return verified_frames(response.content, ids)
             return [(item, None) for item in _loads(response.content)["items"]]
 
         return self._request("POST", self._p(project, "/items:batch"), content=orjson.dumps(body),
