@@ -49,6 +49,8 @@ class Project:
                  disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES, retry: Retry | None = None) -> None:
         self.string_id = project_string_id
         self.host = host or os.environ.get("ANNOSTREAM_HOST")
+        if transport is not None and retry is not None:
+            raise TypeError("retry= configures the transport Project makes; give it to your transport instead")
         self.transport = transport or connect(self.host, client_id, client_secret, retry)
         self.cache = ByteLRU(cache_bytes)
         self.disk_cache = DiskBlobCache(disk_cache, disk_cache_bytes) if disk_cache else None
