@@ -46,9 +46,9 @@ def test_retry_after_is_honoured(served: tuple[int, dict[str, str], Path]) -> No
 
 def test_a_write_that_may_have_happened_is_not_repeated(served: tuple[int, dict[str, str], Path]) -> None:
     port, key, store_dir = served
-    with FaultProxy(port, Faults(cut=1.0, cut_bytes=(1, 1))) as proxy:  # every reply cut short
-        with pytest.raises(TransportError, match="not safe to repeat"):
-            _transport(proxy, key).upload_file("resilience", "Default", "once.txt", b"once", [], {})
+    with (FaultProxy(port, Faults(cut=1.0, cut_bytes=(1, 1))),  # every reply cut short
+          pytest.raises(TransportError, match="not safe to repeat")):
+        _transport(proxy, key).upload_file("resilience", "Default", "once.txt", b"once", [], {})
     ids, rev = EmbeddedTransport(store_dir).ids("resilience", "Default", "file.type = text", None)
     names = [i["file"]["name"] for i, _ in EmbeddedTransport(store_dir).items(
         "resilience", [int(x) for x in ids], rev, False)]
@@ -57,15 +57,15 @@ def test_a_write_that_may_have_happened_is_not_repeated(served: tuple[int, dict[
 
 def test_a_write_refused_with_503_is_reported_not_repeated(served: tuple[int, dict[str, str], Path]) -> None:
     port, key, _ = served
-    with FaultProxy(port, Faults(error_first=1, statuses=(503,))) as proxy:
-        with pytest.raises(AnnostreamError) as caught:
-            _transport(proxy, key).upload_file("resilience", "Default", "refused.txt", b"x", [], {})
+    with (FaultProxy(port, Faults(error_first=1, statuses=(503,))) as proxy,
+          pytest.raises(AnnostreamError) as caught):
+        _transport(proxy, key).upload_file("resilience", "Default", "refused.txt", b"x", [], {})
     assert caught.value.status == 503 and proxy.counts["503"] == 1 and proxy.counts["connections"] == 1
 
 
 def test_staging_blobs_is_retried_and_the_import_lands(tmp_path: Path,
                                                        served: tuple[int, dict[str, str], Path]) -> None:
-    port, key, store_dir = served
+    port, key, _ = served
     ann = make_coco(tmp_path / "more", 3, seed=99)
     with FaultProxy(port, Faults(error_first=3, statuses=(502, 503, 504))) as proxy:
         project = Project("resilience", key["client_id"], key["client_secret"], host=proxy.url)

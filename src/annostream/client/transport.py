@@ -21,7 +21,13 @@ import orjson
 from annostream.client import retry as retrying
 from annostream.client.integrity import verified_blob, verified_frames
 from annostream.errors import TransportError, from_payload
-from annostream.schema import AttributeGroupCreate, LabelCreate, ProjectCreate, Role, validate
+from annostream.schema import (
+    AttributeGroupCreate,
+    LabelCreate,
+    ProjectCreate,
+    Role,
+    validate,
+)
 
 Item = dict[str, Any]
 
