@@ -46,7 +46,7 @@ def test_retry_after_is_honoured(served: tuple[int, dict[str, str], Path]) -> No
 
 def test_a_write_that_may_have_happened_is_not_repeated(served: tuple[int, dict[str, str], Path]) -> None:
     port, key, store_dir = served
-    with (FaultProxy(port, Faults(cut=1.0, cut_bytes=(1, 1))),  # every reply cut short
+    with (FaultProxy(port, Faults(cut=1.0, cut_bytes=(1, 1))) as proxy,  # every reply cut short
           pytest.raises(TransportError, match="not safe to repeat")):
         _transport(proxy, key).upload_file("resilience", "Default", "once.txt", b"once", [], {})
     ids, rev = EmbeddedTransport(store_dir).ids("resilience", "Default", "file.type = text", None)
