@@ -161,7 +161,7 @@ async def run_load(url: str, project: str, reader_key: dict[str, str], writer_ke
 
 
 def main() -> None:
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
     from annostream.server.launch import running_server
     from benchmarks.data import PROJECT, build_images
 

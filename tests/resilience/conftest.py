@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import free_port, running_server
 from tests.conftest import make_coco
 
@@ -67,7 +67,8 @@ def epoch(project: Project, **options: Any) -> list[tuple[int, str, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]) -> Iterator[Corpus]:
+def corpus(tmp_path_factory: pytest.TempPathFactory,
+           new_store_dir: Callable[[Path], Path]) -> Iterator[Corpus]:
     store_dir, key = build_store(tmp_path_factory.mktemp("resilience"), new_store_dir)
     with running_server(store_dir) as url:
         project = Project("resilience", key["client_id"], key["client_secret"], host=url)

@@ -13,6 +13,7 @@ counters are plain attributes the test reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 from collections import Counter
@@ -85,10 +86,8 @@ class FaultProxy:
             return
         up = asyncio.create_task(self._pump(client_r, server_w, None, client_w, down=False))
         down = asyncio.create_task(self._pump(server_r, client_w, cut_at, server_w, down=True))
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing
             await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            pass  # the proxy is closing
         for task in (up, down):
             if not task.done():
                 task.cancel()

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from annostream.cli import app
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.store import Store
 from tests.resilience.conftest import build_store
 
@@ -32,7 +32,7 @@ _UPLOADER = """
 import io, sys
 import numpy as np
 from PIL import Image
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 t = EmbeddedTransport(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[2]))
 box = {"type": "box", "label": "cat", "geometry": {"x_min": 1, "y_min": 1, "x_max": 20, "y_max": 20}}
@@ -67,8 +67,8 @@ def _blob_names(store_dir: Path) -> set[str]:
         store.close()
 
 
-def test_uploads_killed_at_random_points_leave_the_store_whole(tmp_path: Path,
-                                                                new_store_dir: Callable[[Path], Path]) -> None:
+def test_uploads_killed_at_random_points_leave_the_store_whole(
+        tmp_path: Path, new_store_dir: Callable[[Path], Path]) -> None:
     store_dir, _ = build_store(tmp_path, new_store_dir, 4)
     before = _files(store_dir)
     rng = random.Random(14)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from annostream import Project, Retry
-from annostream.client.transport import EmbeddedTransport, HttpTransport
+from annostream.client.transports import EmbeddedTransport, HttpTransport
 from annostream.errors import AnnostreamError, TransportError
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
@@ -94,7 +94,7 @@ def test_a_batch_cut_anywhere_or_with_a_wrong_blob_is_corrupt_never_items() -> N
     items = [{"id": i, "file": {"sha256": hashlib.sha256(b).hexdigest() if b else None}}
              for i, b in enumerate(blobs)]
     body = b"".join(frames.encode_header(item, None if b is None else len(b)) + (b or b"")
-                    for item, b in zip(items, blobs))
+                    for item, b in zip(items, blobs, strict=True))
     assert [b for _, b in verified_frames(body, [0, 1, 2])] == blobs
     for cut in range(len(body)):  # a cut at a record boundary too: an item is missing
         with pytest.raises(Corrupt):

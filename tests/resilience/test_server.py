@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from annostream import Project, Retry
-from annostream.client.transport import EmbeddedTransport, HttpTransport
+from annostream.client.transports import EmbeddedTransport, HttpTransport
 from annostream.errors import TransportError
 from annostream.server.launch import free_port
 from tests.resilience.conftest import ServerProcess, build_store
@@ -85,7 +85,7 @@ def test_sigterm_ends_long_polls_with_a_normal_reply(store: tuple[Path, dict[str
 
 _WRITER = """
 import sys
-from annostream.client.transport import EmbeddedTransport, HttpTransport
+from annostream.client.transports import EmbeddedTransport, HttpTransport
 t = EmbeddedTransport(sys.argv[1])
 for n in range(int(sys.argv[3])):
     t.upload_file("resilience", "Default", f"{sys.argv[2]}-{n}.txt", f"{sys.argv[2]} {n}".encode(), [], {})
@@ -111,7 +111,8 @@ def test_a_server_never_reached_fails_fast_with_a_hint() -> None:
     assert time.monotonic() - started < 2.5
 
 
-def test_the_budget_ends_with_the_url_the_last_status_and_the_tries(store: tuple[Path, dict[str, str]]) -> None:
+def test_the_budget_ends_with_the_url_the_last_status_and_the_tries(
+        store: tuple[Path, dict[str, str]]) -> None:
     store_dir, key = store
     proc = ServerProcess(store_dir)
     proc.start()

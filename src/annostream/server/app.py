@@ -1,7 +1,7 @@
 """The FastAPI application factory and the error rendering shared by every route.
 
 Shutdown is graceful: on SIGTERM (or SIGINT) uvicorn stops accepting connections and lets
-requests in flight finish, and ``app.state.stopping`` is set at once so that long polls
+requests in flight finish, and ``store.closing`` is set at once so that long polls
 (``/changes``) answer normally now instead of holding the shutdown for their whole wait.
 A database that is unreachable for a moment (PostgreSQL restarting) is a 503 with
 ``Retry-After``, which clients retry, never a 500.
@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -26,6 +26,9 @@ from annostream import __version__
 from annostream.errors import AnnostreamError, InvalidInput, TransportError
 from annostream.store import Store
 
+if TYPE_CHECKING:
+    from annostream.server.limits import BodyLimits
+
 
 class FastJSONResponse(JSONResponse):
     """JSON rendered by orjson: several times faster than the standard library on items."""
@@ -34,24 +37,25 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
-    """An app serving ``store``. It keeps no state of its own beyond the store handle and the
-    secret that signs blob URLs (random per process when none is given)."""
+def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None) -> FastAPI:
+    """An app serving ``store``. It keeps no state of its own beyond the store handle, the
+    secret that signs blob URLs (random per process when none is given) and the body size
+    caps (``limits``; from the environment when none are given)."""
     from annostream.server import signing
+    from annostream.server.limits import BodyLimits
 
-    stopping = threading.Event()
+    stopping = store.closing
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _chain_stop_signals(stopping)
         yield
-        stopping.set()
 
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse,
                   lifespan=lifespan)
     app.state.store = store
-    app.state.stopping = stopping
     app.state.signing_secret = signing_secret or signing.load_secret(None)
+    app.state.limits = limits or BodyLimits.from_env()
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
@@ -92,7 +96,7 @@ def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
 
     from annostream.server import api_v2, diffgram_compat
 
-    app.include_router(api_v2.router)
+    app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
     return app
 

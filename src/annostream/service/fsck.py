@@ -50,7 +50,8 @@ def _database_problems(conn: Connection) -> list[str]:
     if conn.dialect.name == "sqlite":
         found = [str(row[0]) for row in conn.execute(text("PRAGMA integrity_check"))]
         problems = [] if found == ["ok"] else [f"integrity_check: {line}" for line in found]
-        problems += [f"foreign_key_check: {tuple(row)}" for row in conn.execute(text("PRAGMA foreign_key_check"))]
+        broken = conn.execute(text("PRAGMA foreign_key_check"))
+        problems += [f"foreign_key_check: {tuple(row)}" for row in broken]
         return problems
     conn.execute(text("SELECT count(*) FROM pg_catalog.pg_class"))
     return []
@@ -100,7 +101,7 @@ def check_store(store: Store, *, verify_hashes: bool = True) -> FsckReport:
     with ThreadPoolExecutor(max_workers=8) as pool:
         for batch in batches:
             verdicts = pool.map(lambda b: _check_blob(store, b[0], b[1], verify_hashes), batch)
-            for (sha, _), verdict in zip(batch, verdicts):
+            for (sha, _), verdict in zip(batch, verdicts, strict=True):
                 known.add(sha)
                 report.blobs_checked += 1
                 if verdict == "missing":

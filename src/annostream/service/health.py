@@ -18,10 +18,10 @@ def readiness(store: Store) -> list[str]:
     try:
         with store.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure of the backend means "not ready"
+    except Exception as exc:  # any failure of the backend means "not ready", with its reason
         reasons.append(f"database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     try:
         store.blobs.ping()
-    except Exception as exc:  # noqa: BLE001 - same: report it, never crash the probe
+    except Exception as exc:  # the same: report it, never crash the probe
         reasons.append(f"blob store: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return reasons

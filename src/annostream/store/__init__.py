@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -24,6 +25,8 @@ class Store:
 
     engine: Engine
     blobs: BlobStore
+    # Set when the process serving this store shuts down: long waits (change feed) end now.
+    closing: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @classmethod
     def open(
