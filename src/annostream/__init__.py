@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from annostream.client.dataset import Dataset  # noqa: E402
 from annostream.client.project import Project, open  # noqa: E402
+from annostream.client.retry import Retry  # noqa: E402
 from annostream.errors import (  # noqa: E402
     AnnostreamError,
     Conflict,
@@ -25,5 +26,5 @@ from annostream.errors import (  # noqa: E402
 
 __all__ = [
     "AnnostreamError", "Conflict", "Dataset", "Forbidden", "InvalidInput", "NotFound",
-    "Project", "QueryError", "TransportError", "Unauthorized", "open", "__version__",
+    "Project", "QueryError", "Retry", "TransportError", "Unauthorized", "open", "__version__",
 ]
