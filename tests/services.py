@@ -70,10 +70,25 @@ def start_postgres(root: Path) -> str:
                    check=True, stdout=subprocess.DEVNULL)
     options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
                "-c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-    subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-l", str(root / "postgres.log"),
-                                 "-o", options, "-w", "start"]),
-                   check=True, stdout=subprocess.DEVNULL)
+    (root / "options").write_text(options)
+    _pg_start(root)
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+
+def _pg_start(root: Path) -> None:
+    pg_ctl = pg_bin("pg_ctl")
+    assert pg_ctl is not None
+    subprocess.run(_as_postgres([pg_ctl, "-D", str(root / "pgdata"), "-l", str(root / "postgres.log"),
+                                 "-o", (root / "options").read_text(), "-w", "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def restart_postgres(root: Path, down_for: float = 1.0) -> None:
+    """Stop the server started in ``root`` (every connection dropped), wait, start it again
+    on the same port with the same data."""
+    stop_postgres(root)
+    time.sleep(down_for)
+    _pg_start(root)
 
 
 def stop_postgres(root: Path) -> None:

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from annostream import Project
+from annostream import Project, Retry
 from annostream.client.transports import HttpTransport
 from annostream.errors import TransportError
 from annostream.integrations.common import (
@@ -306,11 +306,11 @@ def test_unreachable_server_fails_fast_and_clearly(source: Source) -> None:
     dead = f"http://127.0.0.1:{_free_port()}"
     start = time.monotonic()
     with pytest.raises(TransportError, match="cannot reach annostream server at"):
-        Project("coco-dataset", host=dead, transport=HttpTransport(dead, retries=2))
+        Project("coco-dataset", host=dead, transport=HttpTransport(dead, retry=Retry(tries=2)))
     # A loader whose server goes away after the id list was read: the read fails, no hang.
     ds = _http(source).dataset("Default")
     torch_ds = ds.to_pytorch(target="detection")
-    ds.project.transport = HttpTransport(dead, retries=2)
+    ds.project.transport = HttpTransport(dead, retry=Retry(tries=2))
     with pytest.raises(TransportError, match=dead):
         torch_ds[0]
     with pytest.raises(TransportError, match=dead):

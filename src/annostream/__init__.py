@@ -10,9 +10,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from annostream.client.dataset import Dataset
-from annostream.client.project import Project, open
-from annostream.errors import (
+from annostream.client.dataset import Dataset  # noqa: E402
+from annostream.client.project import Project, open  # noqa: E402
+from annostream.client.retry import Retry  # noqa: E402
+from annostream.errors import (  # noqa: E402
     AnnostreamError,
     Conflict,
     Forbidden,
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "Project",
     "QueryError",
+    "Retry",
     "TransportError",
     "Unauthorized",
     "__version__",

@@ -110,7 +110,10 @@ def serve(
                       "as client_id:client_secret)")
     store.close()
     uvicorn.run("annostream.server.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False)
+                workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+                # longer than clients keep idle connections (httpx: 5 s), so that the client
+                # always closes first and never sends a request on a connection being closed
+                timeout_keep_alive=65)
 
 
 @project_app.command("create")
@@ -417,10 +420,50 @@ def gc(
     rows = sum(report.rows.values())
     cutoffs = ", ".join(f"{p}@{r}" for p, r in report.cutoffs.items()) or "no projects"
     out.print(f"gc ({cutoffs}): {verb} {rows} rows, {report.revisions} revisions, "
-              f"{report.blobs} blobs")
+              f"{report.blobs} blobs, {report.orphans} orphan files")
     for table, n in sorted(report.rows.items()):
         if n:
             out.print(f"  {table}: {n}")
+
+
+@app.command("fsck")
+def fsck(
+    data: Annotated[Path, typer.Option("--data", help="Local store folder.", envvar="ANNOSTREAM_DATA")],
+    quick: Annotated[bool, typer.Option("--quick", help="Compare blob sizes, do not hash.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check a store: database integrity, every blob present and hashing to its name, orphans.
+
+    Exit code 0 when clean, 1 when anything readable is missing or damaged.
+    """
+    from sqlalchemy.exc import DatabaseError
+
+    from annostream.service.fsck import check_store
+    from annostream.store import Store
+
+    try:
+        store = Store.open(data, create=False)
+    except DatabaseError as exc:
+        console.print(f"[red]fsck {data}: NOT CLEAN[/red]; the database cannot be opened: {exc.orig}")
+        raise typer.Exit(1) from exc
+    try:
+        report = check_store(store, verify_hashes=not quick)
+    finally:
+        store.close()
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        out.print(f"fsck {data}: {'clean' if report.clean else 'NOT CLEAN'}; {report.blobs_checked} blobs "
+                  f"checked, {len(report.missing)} missing, {len(report.damaged)} damaged, "
+                  f"{len(report.dangling_files)} files without a blob row, {len(report.orphans)} orphan "
+                  f"blobs, {len(report.temporaries)} temporaries (gc collects orphans and temporaries)")
+        for line in report.database:
+            out.print(f"  database: {line}")
+        for kind in ("missing", "damaged", "dangling_files", "orphans", "temporaries"):
+            for name in getattr(report, kind):
+                out.print(f"  {kind}: {name}")
+    if not report.clean:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

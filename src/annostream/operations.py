@@ -73,6 +73,13 @@ class Op:
     summary: str = ""
     # A long poll (its ``wait`` > 0 holds the request open): capped per caller on the server.
     long_poll: bool = False
+    # Whether making the request twice does what once does (client retries depend on it);
+    # None: as its method says (GET and HEAD are).
+    idempotent: bool | None = None
+
+    @property
+    def repeatable(self) -> bool:
+        return self.idempotent if self.idempotent is not None else self.method in ("GET", "HEAD")
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -137,7 +144,7 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
         summary="(file id, frame number) pairs, flattened, of the slice's video frames "
                 "the frame query selects."),
     _op("items_batch", "POST", _P + "/items:batch", "viewer", body="json", model=ItemsBatchRequest,
-        reply="items"),
+        reply="items", idempotent=True),
     _op("get_blob", "GET", _P + "/blobs/{sha256}", "viewer", reply="blob"),
     # writes
     _op("upload_file", "POST", _D + "/files", "editor", body="multipart", status=201, family="upload"),
@@ -148,7 +155,8 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
         params={"file_id": FileId}, body="json", model=InstancesWrite),
     _op("delete_instance", "DELETE", _P + "/instances/{instance_id}", "editor",
         params={"instance_id": FileId}),
-    _op("stage_blob", "PUT", _P + "/blobs", "editor", body="raw", status=201, family="upload"),
+    _op("stage_blob", "PUT", _P + "/blobs", "editor", body="raw", status=201, family="upload",
+        idempotent=True),  # keyed by the sha256 of the bytes
     _op("import_coco", "POST", _D + "/import", "editor", params={"format": (str, "coco")},
         body="any_json", family="import"),
     _op("import_records", "POST", _D + "/import:records", "editor", params={"format": (str, "records")},

@@ -40,6 +40,7 @@ POLICY: dict[tuple[str, str], str] = {
     **{(op.method, API_PREFIX + op.path): op.role or SERVER_LEVEL[op.name] for op in OPERATIONS.values()},
     ("GET", "/healthz"): "open",
     ("GET", "/"): "open",
+    ("GET", "/readyz"): "open",
     ("GET", "/api/project/{project}/user/{username}/working_dir/view"): "viewer",
     ("POST", "/api/v1/project/{project}/directory/list"): "viewer",
     ("POST", "/api/project/{project}/user/{username}/file/list"): "viewer",

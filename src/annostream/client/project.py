@@ -9,6 +9,7 @@ from typing import Any
 
 from annostream.client.cache import ByteLRU, DiskBlobCache
 from annostream.client.dataset import Dataset, LabelMap
+from annostream.client.retry import Retry
 from annostream.client.transports import Transport, connect
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
@@ -36,16 +37,21 @@ class Project:
     secret; a public project can be read without them. ``cache_bytes`` bounds the in-memory
     cache of random-access reads; ``disk_cache`` names a folder where blobs are kept across
     epochs and processes (at most ``disk_cache_bytes``), so later epochs fetch only metadata.
+    ``retry`` (a ``Retry``) bounds how long each request to a server is tried again after a
+    dropped connection, a cut-off or damaged body, or a 429/502/503/504: by default a
+    minute, enough to ride out a server restart; a server never reached fails in 2 s.
     """
 
     def __init__(self, project_string_id: str, client_id: str | None = None,
                  client_secret: str | None = None, host: str | None = None, *,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, transport: Transport | None = None,
                  disk_cache: str | os.PathLike[str] | None = None,
-                 disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES) -> None:
+                 disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES, retry: Retry | None = None) -> None:
         self.string_id = project_string_id
         self.host = host or os.environ.get("ANNOSTREAM_HOST")
-        self.transport = transport or connect(self.host, client_id, client_secret)
+        if transport is not None and retry is not None:
+            raise TypeError("retry= configures the transport Project makes; give it to your transport instead")
+        self.transport = transport or connect(self.host, client_id, client_secret, retry)
         self.cache = ByteLRU(cache_bytes)
         self.disk_cache = DiskBlobCache(disk_cache, disk_cache_bytes) if disk_cache else None
         self.directory = Directory(self)

@@ -1,10 +1,20 @@
-"""The FastAPI application factory and the error rendering shared by every route."""
+"""The FastAPI application factory and the error rendering shared by every route.
+
+Shutdown is graceful: on SIGTERM (or SIGINT) uvicorn stops accepting connections and lets
+requests in flight finish, and ``store.closing`` is set at once so that long polls
+(``/changes``) answer normally now instead of holding the shutdown for their whole wait.
+A database that is unreachable for a moment (PostgreSQL restarting) is a 503 with
+``Retry-After``, which clients retry, never a 500.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +22,19 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from annostream import __version__
-from annostream.errors import AnnostreamError, InvalidInput, TooCostly, TooManyRequests, Unauthorized
+from annostream.errors import (
+    AnnostreamError,
+    InvalidInput,
+    TooCostly,
+    TooManyRequests,
+    TransportError,
+    Unauthorized,
+)
 from annostream.limits import LIMITS
 from annostream.store import Store
 from annostream.store.db import is_timeout
@@ -70,7 +87,15 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
     from annostream.server import signing, web
     from annostream.server.limits import BodyLimits
 
-    app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
+    stopping = store.closing
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _chain_stop_signals(stopping)
+        yield
+
+    app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse,
+                  lifespan=lifespan)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
     app.state.public_url = public_url.rstrip("/") if public_url else None
@@ -98,12 +123,18 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> FastJSONResponse:
-        if not is_timeout(exc):
-            raise exc
-        limit = LIMITS.statement_timeout_s
-        err = TooCostly(f"the query ran past this server's statement timeout ({limit} s); "
-                        "narrow it or split it", {"timeout_s": limit})
-        return FastJSONResponse(err.to_dict(), status_code=err.status)
+        """A statement past its timeout is the caller's query (400); a database that cannot be
+        reached is the server's moment (503, retry); anything else is a bug and propagates."""
+        if is_timeout(exc):
+            limit = LIMITS.statement_timeout_s
+            err: AnnostreamError = TooCostly(f"the query ran past this server's statement timeout ({limit} s); "
+                                             "narrow it or split it", {"timeout_s": limit})
+            return FastJSONResponse(err.to_dict(), status_code=err.status)
+        if isinstance(exc, OperationalError | InterfaceError):
+            first = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            err = TransportError(f"database unavailable: {first}", {"retry_after": 1})
+            return FastJSONResponse(err.to_dict(), status_code=503, headers={"Retry-After": "1"})
+        raise exc
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> FastJSONResponse:
@@ -123,6 +154,19 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse("/explore/", status_code=303)
         return {"name": "annostream", "version": __version__, "api": "/api/v2", "explore": "/explore/"}
+    @app.get("/readyz", tags=["meta"])
+    def readyz() -> FastJSONResponse:
+        """Readiness: the database and the blob store answer, and the server is not stopping.
+
+        503 with the reasons otherwise (a load balancer sends traffic elsewhere meanwhile).
+        """
+        from annostream.service.health import readiness
+
+        reasons = (["shutting down"] if stopping.is_set() else []) + readiness(store)
+        if reasons:
+            return FastJSONResponse({"status": "not ready", "reasons": reasons}, status_code=503,
+                                    headers={"Retry-After": "1"})
+        return FastJSONResponse({"status": "ready", "pid": os.getpid()})
 
     from annostream.server import api_v2, diffgram_compat
 
@@ -130,6 +174,24 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
     diffgram_compat.install(app)
     web.install(app, thumbnail_dir)
     return app
+
+
+def _chain_stop_signals(stopping: threading.Event) -> None:
+    """Set ``stopping`` on SIGTERM/SIGINT, then let the server's own handler run as before.
+
+    Called at startup, after the server installed its handlers (main thread only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            stopping.set()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def app_from_env() -> FastAPI:

@@ -190,7 +190,8 @@ async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait
                                  dataset: str | None = None, query: str | None = None,
                                  limit: int = 1000) -> ChangePage:
     """``wait_for_changes`` for an event loop: the database work runs in worker threads and
-    the waiting holds no thread at all, so many followers cost the server nothing."""
+    the waiting holds no thread at all, so many followers cost the server nothing. When the
+    server shuts down (``store.closing``) the wait ends at once with the page so far."""
     import anyio
     import anyio.to_thread
 
@@ -200,9 +201,9 @@ async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait
     while True:
         page = await anyio.to_thread.run_sync(
             partial(changes, store, ref, since, dataset=dataset, query=query, limit=limit))
-        if page["events"] or time.monotonic() >= deadline:
+        if page["events"] or time.monotonic() >= deadline or store.closing.is_set():
             return page
         since = page["cursor"]
         while (await anyio.to_thread.run_sync(current_revision, store, ref) <= since
-               and time.monotonic() < deadline):
+               and time.monotonic() < deadline and not store.closing.is_set()):
             await anyio.sleep(POLL_SECONDS)

@@ -8,7 +8,10 @@ Garbage collection is never automatic. ``collect_garbage`` physically deletes ve
 rows whose ``deleted_rev`` is at or before a cutoff revision, except rows that some tagged
 revision still sees; revisions that can no longer be read are dropped from the
 ``revisions`` table so that reading them fails loudly instead of returning a wrong answer.
-Blobs that no file row refers to any more are removed last.
+Blobs that no file row refers to any more are removed last, and so are orphans: objects in
+the blob store that no row names (bytes an upload killed before its commit wrote) once they
+are older than the cutoff age (``ORPHAN_GRACE`` with a revision cutoff), so that an upload
+in progress, whose row is not committed yet, never loses its bytes.
 """
 
 from __future__ import annotations
@@ -142,11 +145,12 @@ class GcReport:
     rows: dict[str, int] = field(default_factory=dict)
     revisions: int = 0
     blobs: int = 0
+    orphans: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"cutoffs": self.cutoffs, "rows": self.rows, "revisions": self.revisions,
-                "blobs": self.blobs, "dry_run": self.dry_run}
+                "blobs": self.blobs, "orphans": self.orphans, "dry_run": self.dry_run}
 
 
 def parse_older_than(text: str) -> int | timedelta:
@@ -280,4 +284,31 @@ def collect_garbage(store: Store, older_than: int | timedelta, *, project: str |
     if not dry_run:
         for sha in gone:
             store.blobs.delete(sha)
+    report.orphans = _collect_orphans(store, older_than if isinstance(older_than, timedelta)
+                                      else ORPHAN_GRACE, dry_run)
     return report
+
+
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+def _collect_orphans(store: Store, grace: timedelta, dry_run: bool) -> int:
+    """Delete blob objects no row names, and half-written temporaries, older than ``grace``."""
+    import time
+
+    cutoff = time.time() - grace.total_seconds()
+    aged = [sha for sha, mtime in store.blobs.scan() if mtime <= cutoff]
+    with store.engine.connect() as conn:
+        named: set[str] = set()
+        for start in range(0, len(aged), 500):
+            chunk = aged[start:start + 500]
+            named.update(conn.execute(select(blobs.c.sha256).where(blobs.c.sha256.in_(chunk))).scalars())
+    orphans = [sha for sha in aged if sha not in named]
+    temporaries = getattr(store.blobs, "temporaries", None)
+    stale = [p for p in (temporaries() if temporaries else []) if p.stat().st_mtime <= cutoff]
+    if not dry_run:
+        for sha in orphans:
+            store.blobs.delete(sha)
+        for path in stale:
+            path.unlink(missing_ok=True)
+    return len(orphans) + len(stale)

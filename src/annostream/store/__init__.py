@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -36,6 +37,8 @@ class Store:
 
     engine: Engine
     blobs: BlobStore
+    # Set when the process serving this store shuts down: long waits (change feed) end now.
+    closing: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @classmethod
     def open(

@@ -34,6 +34,12 @@ class BlobStore(Protocol):
 
     def delete(self, sha256: str) -> None: ...
 
+    def scan(self) -> Iterator[tuple[str, float]]:
+        """(sha256, modification time as a Unix timestamp) of every blob held."""
+
+    def ping(self) -> None:
+        """Raise unless the store answers (a cheap call: readiness checks)."""
+
 
 class LocalBlobStore:
     """Blobs in a folder on local disk."""
@@ -77,6 +83,19 @@ class LocalBlobStore:
 
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
+
+    def scan(self) -> Iterator[tuple[str, float]]:
+        for path in self.root.glob("??/??/*"):
+            if len(path.name) == 64 and not path.name.startswith("."):
+                yield path.name, path.stat().st_mtime
+
+    def temporaries(self) -> list[Path]:
+        """Half-written files a killed writer left behind (never renamed into place)."""
+        return sorted(self.root.glob("??/??/.tmp-*"))
+
+    def ping(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            raise OSError(f"blob folder {self.root} is missing or not writable")
 
 
 def get_many(store: BlobStore, shas: Iterable[str]) -> Iterator[bytes]:

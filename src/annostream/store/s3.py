@@ -131,6 +131,17 @@ class S3BlobStore:
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
 
+    def scan(self) -> Iterator[tuple[str, float]]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"].rsplit("/", 1)[-1]
+                if len(name) == 64:
+                    yield name, obj["LastModified"].timestamp()
+
+    def ping(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
+
     def presigned_url(self, sha256: str, expires: int = 3600, content_type: str | None = None) -> str | None:
         """A time-limited GET URL clients can fetch without our credentials (None: no redirect)."""
         if not self.redirect:

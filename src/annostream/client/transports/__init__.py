@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
+from annostream.client.retry import Retry
 from annostream.client.transports.base import Item, Transport
 from annostream.client.transports.embedded import EmbeddedTransport
 from annostream.client.transports.http import HttpTransport
@@ -19,15 +20,16 @@ __all__ = ["EmbeddedTransport", "HttpTransport", "Item", "Transport", "connect"]
 
 
 def connect(host: str | None = None, client_id: str | None = None,
-            client_secret: str | None = None) -> Transport:
+            client_secret: str | None = None, retry: Retry | None = None) -> Transport:
     """A transport for ``host``: ``http(s)://`` for a server, ``file://`` or a path for a folder.
 
     Credentials given with a folder are enforced there too (the key's role, as on a server).
+    ``retry`` is the HTTP transport's policy (a local folder needs none).
     """
     host = host or os.environ.get("ANNOSTREAM_HOST") or "http://127.0.0.1:8085"
     parsed = urlparse(host)
     if parsed.scheme in ("http", "https"):
-        return HttpTransport(host, client_id, client_secret)
+        return HttpTransport(host, client_id, client_secret, retry=retry)
     if parsed.scheme == "file":
         # file:///abs/path, or file://rel/path (a relative folder, as people type it)
         relative = parsed.netloc not in ("", "localhost")

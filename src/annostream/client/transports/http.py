@@ -1,8 +1,9 @@
 """The wire API over HTTP (httpx), every call made from its declaration.
 
 One keep-alive pool per process, opened lazily and again after a fork, so DataLoader
-workers never share a socket with their parent; bounded retries with backoff on connection
-errors. Or an injected ``httpx.Client`` (``client=``): for instance
+workers never share a socket with their parent. Every request is made whole under a retry
+policy (``annostream.client.retry``: the body read to its end and checked, e.g. blobs
+against their sha256, before it counts). Or an injected ``httpx.Client`` (``client=``): for instance
 ``fastapi.testclient.TestClient(app)``, which carries the same calls to an ASGI app in this
 process; an injected client is used as given (its own base URL, timeouts and retries) and
 belongs to the process that made it.
@@ -24,10 +25,11 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import orjson
-from httpx_retries import Retry, RetryTransport
 from pydantic import BaseModel
 
 from annostream import frames
+from annostream.client import retry as retrying
+from annostream.client.integrity import verified_blob, verified_frames
 from annostream.client.transports.base import Transport
 from annostream.errors import TransportError, from_payload
 from annostream.operations import API_PREFIX, EXPORT_MANIFEST, OPERATIONS, Op
@@ -46,16 +48,25 @@ def _raise_for(response: httpx.Response) -> None:
         raise from_payload(response.status_code, payload)
 
 
+def _loads(body: bytes) -> Any:
+    """JSON of a body that came with a success status; a damaged one is fetched again."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise retrying.Corrupt(f"body of {len(body)} bytes is not JSON: {exc}") from exc
+
+
 class HttpTransport(Transport):
     """A server's ``/api/v2`` reached with httpx, with an API key when one is given."""
 
     def __init__(self, host: str, client_id: str | None = None, client_secret: str | None = None,
-                 *, timeout: float = 60.0, retries: int = 5, pool_size: int = 16,
+                 *, timeout: float = 60.0, retry: retrying.Retry | None = None, pool_size: int = 16,
                  client: httpx.Client | None = None) -> None:
         self.host = host.rstrip("/")
         self._auth = (client_id, client_secret) if client_id and client_secret else None
         self._timeout = timeout
-        self._retries = retries
+        self.retry = retry or retrying.Retry()
+        self._reach = retrying.Reach()
         self._pool_size = pool_size
         self._injected = client
         self._client: httpx.Client | None = None
@@ -79,28 +90,27 @@ class HttpTransport(Transport):
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    retry = Retry(total=self._retries, backoff_factor=0.2, max_backoff_wait=5.0,
-                                  allowed_methods=["GET", "POST", "PUT", "DELETE", "HEAD"])
                     limits = httpx.Limits(max_connections=self._pool_size,
                                           max_keepalive_connections=self._pool_size)
                     self._client = httpx.Client(
                         base_url=self.host, timeout=self._timeout,
-                        transport=RetryTransport(transport=httpx.HTTPTransport(limits=limits), retry=retry),
+                        transport=httpx.HTTPTransport(limits=limits),
                     )
                     self._pid = os.getpid()
         return self._client
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, parse: Any = None, idempotent: bool = False,
+                 **kwargs: Any) -> Any:
+        """``parse(response)`` (the response by default) of a request made whole under the
+        retry policy; errors raised as the server sent them."""
         kwargs.setdefault("auth", self._auth or httpx.USE_CLIENT_DEFAULT)
-        try:
-            response = self.client.request(method, path, follow_redirects=False, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransportError(
-                f"cannot reach annostream server at {self.host} after {self._retries} retries: {exc}",
-                {"host": self.host},
-            ) from exc
-        _raise_for(response)
-        return response
+
+        def checked(response: httpx.Response) -> Any:
+            _raise_for(response)
+            return parse(response) if parse is not None else response
+
+        return retrying.request(self.client, self.retry, method, path, parse=checked, idempotent=idempotent,
+                                reach=self._reach, follow_redirects=False, **kwargs)
 
     # --- the declared operations -------------------------------------------------------------
 
@@ -130,34 +140,44 @@ class HttpTransport(Transport):
         kwargs = self._body(op, args.get("body"))
         if "wait" in op.params and self._injected is None:  # a long poll: the read timeout allows for it
             kwargs["timeout"] = httpx.Timeout(self._timeout + float(args.get("wait") or 0))
-        response = self._request(op.method, self.path(op, args), params=params, **kwargs)
-        return self._decode(op, response)
+        return self._request(op.method, self.path(op, args), params=params, idempotent=op.repeatable,
+                             parse=lambda response: self._decode(op, response, args), **kwargs)
 
-    def _decode(self, op: Op, response: httpx.Response) -> Any:
-        """What ``call`` returns for ``response``, by the declared reply kind."""
+    def _decode(self, op: Op, response: httpx.Response, args: dict[str, Any]) -> Any:
+        """What ``call`` returns for ``response``, by the declared reply kind; a body that
+        fails its checks is ``Corrupt`` (and fetched again)."""
         if op.reply == "json":
-            return orjson.loads(response.content)
+            return _loads(response.content)
         if op.reply == "ids":
+            count = response.headers.get("X-Count")
+            if len(response.content) % 8 or (count is not None and int(count) * 8 != len(response.content)):
+                raise retrying.Corrupt(f"id list of {len(response.content)} bytes for {count} ids")
             ids = np.frombuffer(response.content, dtype="<i8").astype(np.int64)
             return ids, int(response.headers["X-Revision"])
         if op.reply == "items":
             rev = int(response.headers["X-Revision"])
             if response.headers.get("content-type", "").startswith(frames.MEDIA_TYPE):
-                return list(frames.decode(response.content)), rev
-            return [(item, None) for item in orjson.loads(response.content)["items"]], rev
+                body = args["body"]
+                asked = list(body["ids"] if isinstance(body, dict) else body.ids)
+                return verified_frames(response.content, asked), rev
+            return [(item, None) for item in _loads(response.content)["items"]], rev
         if op.reply == "blob" and response.is_redirect and "location" in response.headers:
             # A presigned object-store URL: fetched without our key, and not through an
             # injected client (which may reach only the app it was made for).
             location = response.headers["location"]
-            try:
-                if self._injected is None:
-                    followed = self.client.request("GET", location, auth=None)
-                else:
-                    followed = httpx.get(location, timeout=self._timeout)
-            except httpx.TransportError as exc:
-                raise TransportError(f"cannot fetch blob from {location}: {exc}", {"host": location}) from exc
-            _raise_for(followed)
-            return followed.content
+            if self._injected is not None:
+                followed = httpx.get(location, timeout=self._timeout)
+                _raise_for(followed)
+                return verified_blob(args["sha256"], followed.content)
+
+            def fetched(reply: httpx.Response) -> bytes:
+                _raise_for(reply)
+                return verified_blob(args["sha256"], reply.content)
+
+            return retrying.request(self.client, self.retry, "GET", location, parse=fetched, idempotent=True,
+                                    reach=self._reach, auth=None)
+        if op.reply == "blob":
+            return verified_blob(args["sha256"], response.content)
         return response.content
 
     # --- transfers -------------------------------------------------------------------------
