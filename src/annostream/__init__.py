@@ -10,10 +10,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from annostream.client.dataset import Dataset  # noqa: E402
-from annostream.client.project import Project, open  # noqa: E402
-from annostream.client.retry import Retry  # noqa: E402
-from annostream.errors import (  # noqa: E402
+from annostream.client.dataset import Dataset
+from annostream.client.project import Project, open
+from annostream.client.retry import Retry
+from annostream.errors import (
     AnnostreamError,
     Conflict,
     Forbidden,
