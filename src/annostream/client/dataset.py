@@ -253,6 +253,19 @@ class Dataset:
         return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
                                              self.query, self._as_of, images, progress)
 
+    def upload_many(self, items: Any, *, progress: Any = True, duplicates: str = "skip") -> dict[str, Any]:
+        """Add many images to this dataset in ONE commit (or none), with a progress bar.
+
+        ``items``: paths, or dicts with ``path`` or ``data`` (bytes, then ``name``), and
+        optional ``instances`` and ``metadata``. ``progress``: True for a bar, False for none,
+        or a callable ``(done, total)``. Files already in the dataset with the same name and
+        bytes are skipped (``duplicates="keep"`` adds them again).
+        """
+        from annostream.client.uploads import items_source, run_import
+
+        return run_import(self.project.transport, self.project.string_id, self.name, items_source(items), "files", progress, duplicates,
+                          description="uploading")
+
     # --- training frameworks (annostream.integrations, imported on first use) ------------
 
     def to_pytorch(self, transform: Any = None, target: Any = None, decode: Any = "pil", *,

@@ -52,13 +52,11 @@ class Transport(Protocol):
     def write_instances(self, project: str, file_id: int, instances: list[dict[str, Any]],
                         replace: bool) -> dict[str, Any]: ...
     def delete_instance(self, project: str, instance_id: int) -> dict[str, Any]: ...
-    def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
-                    images_dir: Path, progress: Any = None) -> dict[str, Any]: ...
 
     def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
                as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]: ...
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
-                      progress: Any = None) -> dict[str, Any]: ...
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
+                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]: ...
     def create_tag(self, project: str, name: str, rev: int | None) -> dict[str, Any]: ...
     def list_tags(self, project: str) -> list[dict[str, Any]]: ...
     def get_tag(self, project: str, name: str) -> dict[str, Any]: ...
@@ -218,26 +216,6 @@ class HttpTransport:
     def delete_instance(self, project: str, instance_id: int) -> dict[str, Any]:
         return self._json("DELETE", self._p(project, f"/instances/{instance_id}"))
 
-    def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
-                    images_dir: Path, progress: Any = None) -> dict[str, Any]:
-        """Stage every image as a blob, then post the COCO file naming them by sha256."""
-        images = []
-        total = len(coco.get("images", []))
-        for n, image in enumerate(coco.get("images", []), 1):
-            staged = dict(image)
-            path = Path(images_dir) / str(image.get("file_name", ""))
-            if path.is_file():
-                staged["sha256"] = self._json("PUT", self._p(project, "/blobs"),
-                                              content=path.read_bytes())["sha256"]
-            images.append(staged)
-            if progress:
-                progress(n, total)
-        body = {**coco, "images": images}
-        return self._json("POST", self._p(project, self._d(dataset) + "/import"),
-                          params={"format": "coco"}, content=orjson.dumps(body),
-                          headers={"Content-Type": "application/json"})
-
-
     def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
                as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]:
         """Stream the export route's zip to a temporary file in ``out``, then unpack it there.
@@ -276,15 +254,24 @@ class HttpTransport:
                 archive.extractall(out)
         return orjson.loads((out / MANIFEST).read_bytes())
 
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
-                      progress: Any = None) -> dict[str, Any]:
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
+                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
         """Read every record first (so bad input fails before anything is sent), then stage
-        each image as a blob and post the records as NDJSON: the server commits once."""
+        each image (``PUT /blobs``) and post the records as NDJSON: the server commits once.
+
+        The post carries the idempotency ``key``: when its reply is lost it is sent again, and
+        the server answers the first commit's result instead of committing twice.
+        """
         import tempfile
+
+        from annostream.formats import read_record_image
 
         with tempfile.TemporaryFile() as parsed, tempfile.TemporaryFile() as body:
             total = 0
             for record in source.records:
+                if record.get("data") is not None:  # in-memory bytes (upload_many): staged now
+                    record = {**record, "sha256": self._stage(project, read_record_image(record))}
+                    record.pop("data")
                 parsed.write(orjson.dumps(record) + b"\n")
                 total += 1
             head = {"labels": source.labels, "attribute_groups": source.attribute_groups, "total": total}
@@ -292,17 +279,35 @@ class HttpTransport:
             parsed.seek(0)
             for n, line in enumerate(parsed, 1):
                 record = orjson.loads(line)
-                if record.get("image_path"):
-                    data = Path(record["image_path"]).read_bytes()
-                    record["sha256"] = self._json("PUT", self._p(project, "/blobs"), content=data)["sha256"]
-                record["image_path"] = None
+                data = read_record_image(record) if record.get("image_path") else None
+                if data is not None:
+                    record["sha256"] = self._stage(project, data)
+                record.pop("image_path", None)
                 body.write(orjson.dumps(record) + b"\n")
                 if progress:
                     progress(n, total)
+            return self._post_import(self._p(project, self._d(dataset) + "/import:records"), body,
+                                     {"format": fmt, "duplicates": duplicates}, key)
+
+    def _stage(self, project: str, data: bytes | None) -> str:
+        return self._json("PUT", self._p(project, "/blobs"), content=data)["sha256"]
+
+    def _post_import(self, path: str, body: Any, params: dict[str, Any], key: str | None,
+                     attempts: int = 4) -> dict[str, Any]:
+        """POST an import body from a file, sent again (same key) when the reply is lost."""
+        headers = {"Content-Type": "application/x-ndjson"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        attempt = 1
+        while True:
             body.seek(0)
-            return self._json("POST", self._p(project, self._d(dataset) + "/import:records"),
-                              params={"format": fmt}, content=iter(lambda: body.read(1 << 20), b""),
-                              headers={"Content-Type": "application/x-ndjson"})
+            try:
+                return self._json("POST", path, params=params, headers=headers,
+                                  content=iter(lambda: body.read(1 << 20), b""))
+            except (TransportError, httpx.StreamError):
+                if key is None or attempt >= attempts:
+                    raise
+                attempt += 1
 
     def create_tag(self, project: str, name: str, rev: int | None) -> dict[str, Any]:
         return self._json("POST", self._p(project, "/tags"), json={"name": name, "rev": rev})
@@ -477,16 +482,6 @@ class EmbeddedTransport:
 
         return delete_instance(self.store, self._ref(project, "editor"), instance_id)
 
-    def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
-                    images_dir: Path, progress: Any = None) -> dict[str, Any]:
-        from annostream.service.ingest import import_coco
-
-        def read_image(image: dict[str, Any]) -> bytes:
-            return (Path(images_dir) / str(image["file_name"])).read_bytes()
-
-        return import_coco(self.store, self._ref(project, "editor"), dataset, coco, read_image, progress)
-
-
     def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
                as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]:
         """Write the export straight into the folder ``out`` (``images="link"`` symlinks blobs)."""
@@ -496,12 +491,12 @@ class EmbeddedTransport:
         return export_slice(self.store, self._ds(project, dataset, as_of), fmt, DirSink(out),
                             query=query, as_of=as_of, images=images, progress=progress)
 
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
-                      progress: Any = None) -> dict[str, Any]:
-        from annostream.service.export import import_source, local_reader
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
+                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
+        from annostream.service.imports import import_source
 
-        return import_source(self.store, self._ref(project, "editor"), dataset, source,
-                             local_reader(self.store), progress, fmt)
+        return import_source(self.store, self._ref(project, "editor"), dataset, source, progress=progress,
+                             fmt=fmt, key=key, duplicates=duplicates)
 
     def create_tag(self, project: str, name: str, rev: int | None) -> dict[str, Any]:
         from annostream.service.revisions import create_tag

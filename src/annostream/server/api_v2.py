@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from annostream import frames
@@ -24,7 +24,7 @@ from annostream.schema import (
     TagCreate,
 )
 from annostream.server.auth import principal
-from annostream.service import changes, datasets, ingest, items, labels, projects, revisions
+from annostream.service import changes, datasets, imports, ingest, items, labels, projects, revisions, staging
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store
@@ -281,30 +281,30 @@ def delete_instance(request: Request, who: Caller, project: str, instance_id: in
 
 @router.put("/projects/{project}/blobs", status_code=201)
 async def put_blob(request: Request, who: Caller, project: str) -> dict[str, Any]:
-    """Stage raw bytes (for a bulk import that names images by sha256)."""
+    """Stage an image for this project, for an import that names it by sha256 (idempotent)."""
     data = await request.body()
     store = _store(request)
     ref = await anyio.to_thread.run_sync(_project, request, who, project, "editor")
-    sha = await anyio.to_thread.run_sync(ingest.stage_blob, store, ref, data)
-    return {"sha256": sha, "size": len(data)}
+    staged = await anyio.to_thread.run_sync(staging.stage_blobs, store, ref, [(data, "body")])
+    return {"sha256": staged[0].sha256, "size": len(data)}
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+Duplicates = Annotated[str, Query(pattern="^(skip|keep)$")]
 
 
 @router.post("/projects/{project}/datasets/{dataset}/import")
 def bulk_import(request: Request, who: Caller, project: str, dataset: str,
-                format: str = "coco", body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-    """A COCO file whose images carry ``sha256`` of staged blobs: one commit or nothing."""
+                key: IdempotencyKey = None, duplicates: Duplicates = "skip",
+                format: str = "coco", shapes: str = "auto", body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """A COCO file whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
     if format != "coco":
         raise BadRequest(f"unsupported import format '{format}'", {"format": format})
-    store = _store(request)
+    from annostream.formats.coco import read_coco
+
     ref = _project(request, who, project, "editor")
-
-    def read_image(image: dict[str, Any]) -> bytes:
-        sha = image.get("sha256")
-        if not isinstance(sha, str) or not store.blobs.exists(sha):
-            raise KeyError(f"no staged blob for '{image.get('file_name')}' (PUT /blobs first)")
-        return store.blobs.get(sha)
-
-    return ingest.import_coco(store, ref, dataset, body, read_image)
+    return imports.commit_records(_store(request), ref, dataset, read_coco(body, None, shapes),
+                                  message=f"import coco into {dataset}", key=key, duplicates=duplicates)
 
 
 # --- static export and import of formats (issue 5) ---------------------------------------
@@ -334,16 +334,16 @@ def export_dataset(request: Request, who: Caller, project: str, dataset: str,
 
 @router.post("/projects/{project}/datasets/{dataset}/import:records")
 async def import_records(request: Request, who: Caller, project: str, dataset: str,
+                         key: IdempotencyKey = None, duplicates: Duplicates = "skip",
                          format: str = "records") -> dict[str, Any]:
     """NDJSON import: a header line (labels, attribute_groups, total), then one record a line
-    naming its image by the sha256 of a staged blob. One commit, or nothing.
+    naming its image by the sha256 of a blob staged for this project. One commit, or nothing.
 
     The body is spooled to a temporary file, then read a line at a time.
     """
     import tempfile
 
     from annostream.formats import ImportSource
-    from annostream.service import export
 
     store = _store(request)
     ref = await anyio.to_thread.run_sync(_project, request, who, project, "editor")
@@ -355,10 +355,15 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
         for n, line in enumerate(spool, 2):
             if line.strip():
                 try:
-                    # Images come only from staged blobs, never from a path on the server.
-                    yield {**orjson.loads(line), "image_path": None}
+                    record = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
                     raise InvalidInput(f"body line {n}: not valid JSON ({exc})", {"record": f"line {n}"}) from exc
+                if isinstance(record, dict):
+                    # Images come only from blobs staged for the project, never from a server path.
+                    record.pop("image_path", None)
+                    record.pop("data", None)
+                    record.setdefault("where", f"body line {n}")
+                yield record
 
     def run() -> dict[str, Any]:
         with spool:
@@ -367,9 +372,12 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
                 head = orjson.loads(spool.readline())
             except orjson.JSONDecodeError as exc:
                 raise InvalidInput(f"body line 1: not a valid header ({exc})", {"record": "line 1"}) from exc
+            if not isinstance(head, dict):
+                raise InvalidInput("body line 1: the header must be an object", {"record": "line 1"})
             source = ImportSource(head.get("labels", []), head.get("attribute_groups", []), records(),
                                   head.get("total"))
-            return export.import_source(store, ref, dataset, source, export.local_reader(store), fmt=format)
+            return imports.commit_records(store, ref, dataset, source, message=f"import {format} into {dataset}",
+                                          key=key, duplicates=duplicates)
 
     return await anyio.to_thread.run_sync(run)
 
