@@ -300,10 +300,8 @@ class HttpTransport:
             headers["Idempotency-Key"] = key
         attempt = 1
         while True:
-            body.seek(0)
             try:
-                return self._json("POST", path, params=params, headers=headers,
-                                  content=iter(lambda: body.read(1 << 20), b""))
+                return self._json("POST", path, params=params, headers=headers, content=_Rewound(body))
             except (TransportError, httpx.StreamError):
                 if key is None or attempt >= attempts:
                     raise
@@ -330,6 +328,19 @@ class HttpTransport:
 
     def remove_file(self, project: str, dataset: str, file_id: int) -> dict[str, Any]:
         return self._json("DELETE", self._p(project, self._d(dataset) + f"/files/{file_id}"))
+
+
+class _Rewound:
+    """A file's bytes from its start, every time they are iterated: a request body that a retry
+    (ours or the retrying transport's) sends whole again, never empty."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def __iter__(self) -> Any:
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            yield chunk
 
 
 # --- embedded --------------------------------------------------------------------------

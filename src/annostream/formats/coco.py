@@ -142,7 +142,7 @@ def load_coco(path: Path) -> dict[str, Any]:
     try:
         coco = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise record_error(str(path), f"not JSON ({EXPECTED}): {exc}") from exc
+        raise record_error(str(path), f"not valid JSON ({exc}); {EXPECTED}") from exc
     return check_document(coco, str(path))
 
 

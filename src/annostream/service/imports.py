@@ -173,12 +173,17 @@ def ensure_attribute_groups(conn: Connection, project_id: int, rev: int,
                 conn.execute(insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev))
 
 
-def _in_dataset(conn: Connection, ref: ProjectRef, dataset_id: int, name: str, sha: str) -> bool:
-    """Whether the dataset already holds a live file called ``name`` with these bytes."""
-    return conn.execute(select(files.c.id).join(dataset_files, dataset_files.c.file_id == files.c.id).where(
+def _in_dataset(conn: Connection, ref: ProjectRef, dataset_id: int, name: str, sha: str, rev: int) -> bool:
+    """Whether the dataset held a live file called ``name`` with these bytes before commit ``rev``.
+
+    Files are found by their blob (an index), then checked for membership: the cost does not
+    grow with the dataset.
+    """
+    member = exists().where(dataset_files.c.file_id == files.c.id, dataset_files.c.dataset_id == dataset_id,
+                            dataset_files.c.deleted_rev.is_(None), dataset_files.c.created_rev < rev)
+    return conn.execute(select(files.c.id).where(
         files.c.project_id == ref.id, files.c.blob_sha256 == sha, files.c.original_filename == name,
-        files.c.deleted_rev.is_(None), dataset_files.c.dataset_id == dataset_id,
-        dataset_files.c.deleted_rev.is_(None)).limit(1)).first() is not None
+        files.c.deleted_rev.is_(None), member).limit(1)).first() is not None
 
 
 def _changed_besides_files(conn: Connection, ref: ProjectRef, rev: int) -> bool:
@@ -215,19 +220,23 @@ def commit_records(store: Store, ref: ProjectRef, dataset: str, source: ImportSo
             ensure_attribute_groups(conn, ref.id, rev, groups)
             vocab = load_vocabulary(conn, ref.id, None)
             ds = ensure_dataset(conn, ref, dataset, rev)
+            # Only files the dataset held before this import count as duplicates.
+            check = duplicates == "skip" and conn.execute(select(dataset_files.c.id).where(
+                dataset_files.c.dataset_id == ds.id, dataset_files.c.deleted_rev.is_(None)).limit(1)).first()
             pending: list[int] = []
             used: set[str] = set()
             for n, raw in enumerate(source.records, 1):
                 rec = _record(raw, n)
                 if rec.sha256 is None:
-                    raise InvalidInput(f"{rec.where}: names no image (no image file was found for it, "
-                                       "and it has no sha256)", {"record": rec.where, "field": f"{rec.where}.sha256"})
+                    raise InvalidInput(f"{rec.where}.sha256: missing, so the record names no image (and no "
+                                       "image file was found for it)",
+                                       {"record": rec.where, "field": f"{rec.where}.sha256"})
                 width, height = resolve_blob(conn, ref, rec.sha256, f"{rec.where}.sha256")
                 used.add(rec.sha256)
                 if (rec.width, rec.height) not in ((width, height), (None, None)):
                     raise record_error(rec.where, f"declared {rec.width}x{rec.height} but the image is "
                                                   f"{width}x{height}")
-                if duplicates == "skip" and _in_dataset(conn, ref, ds.id, rec.name, rec.sha256):
+                if check and _in_dataset(conn, ref, ds.id, rec.name, rec.sha256, rev):
                     counts["skipped"] += 1
                     continue
                 where = f"{rec.where}.instances"
