@@ -26,7 +26,15 @@ from annostream import Project
 from annostream.client.transport import EmbeddedTransport
 from annostream.service.revisions import collect_garbage
 from annostream.store import Store
-from annostream.store.tables import blobs, dataset_files, files, instances, labels, projects, staged_blobs
+from annostream.store.tables import (
+    blobs,
+    dataset_files,
+    files,
+    instances,
+    labels,
+    projects,
+    staged_blobs,
+)
 from tests.conftest import blob_names
 
 N_FILES = 2000

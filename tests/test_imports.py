@@ -19,8 +19,7 @@ import orjson
 import pytest
 from PIL import Image
 
-from annostream import InvalidInput, Project
-from annostream.client.transport import EmbeddedTransport
+from annostream import InvalidInput, NotFound, Project
 from annostream.formats import ImportSource
 from annostream.service import imports
 from annostream.service.projects import LOCAL, authorize
@@ -292,7 +291,7 @@ def test_a_record_names_only_blobs_of_its_own_project(server_store: tuple[str, P
         answers.append(r.json()["error"]["message"].replace(sha, "<sha>"))
     assert answers[0] == answers[1], "the answer does not tell whether a hash exists elsewhere"
     assert thief.revision == 0
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         thief.transport.blob(thief.string_id, secret)
     # staged for this project: accepted; held by it (after the import): accepted again
     staged = httpx.put(f"{url}/api/v2/projects/{thief.string_id}/blobs", content=png(color=(200, 1, 1)),
@@ -355,8 +354,8 @@ def test_malformed_record_is_422_naming_it(server_store: tuple[str, Path], recor
     assert field in body["message"]
     assert (body["detail"].get("field") or body["detail"].get("record")) == field
     assert p.revision == 0, "a failed import writes nothing"
-    with pytest.raises(Exception):
-        p.dataset("Default")
+    with pytest.raises(NotFound):
+        p.dataset("Default").ids  # noqa: B018 - reading the ids asks for the dataset
 
 
 def test_many_malformed_records_name_the_first(server_store: tuple[str, Path]) -> None:
@@ -524,3 +523,38 @@ def test_a_lost_reply_is_retried_and_commits_once(server_store: tuple[str, Path]
     assert proxy.dropped == 1, "the proxy did lose the first reply"
     assert result["files"] == 5 and result.get("replayed") is True
     assert p.revision == rev + 1 and len(p.dataset("Default")) == 5, "committed once"
+
+
+@pytest.mark.parametrize("metadata, field", [([1, 2], "metadata"), ({"a\u0000b": 1}, "metadata"),
+                                             ({"k": ["ok", "n\u0000"]}, "metadata.k[1]")])
+def test_upload_metadata_must_be_an_object_without_nul(editor: Project, metadata: Any, field: str) -> None:
+    rev = editor.revision
+    with pytest.raises(InvalidInput) as info:
+        editor.upload("Default", data=png(), filename="m.png", metadata=metadata)
+    assert info.value.detail["field"] == field
+    assert editor.revision == rev
+
+
+def test_coco_document_route_imports_staged_images(server_store: tuple[str, Path], tmp_path: Path) -> None:
+    """``POST .../import`` (a COCO body whose images name staged blobs) rides the same pipeline."""
+    url, store_dir = server_store
+    p = new_project("http", url, store_dir, prefix="cocoroute", vocabulary=False)
+    ann = make_instances_coco(tmp_path, 3, seed=30)
+    coco = json.loads(ann.read_text())
+    for img in coco["images"]:
+        img["sha256"] = httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", auth=_auth(p),
+                                  content=(tmp_path / "images" / img["file_name"]).read_bytes()).json()["sha256"]
+    route = f"{url}/api/v2/projects/{p.string_id}/datasets/Default/import"
+    r = httpx.post(route, params={"shapes": "box"}, json=coco, auth=_auth(p), headers={"Idempotency-Key": "c1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["files"] == 3 and r.json()["instances"] == len(coco["annotations"])
+    again = httpx.post(route, params={"shapes": "box"}, json=coco, auth=_auth(p), headers={"Idempotency-Key": "c1"})
+    assert again.json()["replayed"] is True and p.revision == r.json()["revision"]
+    meta = p.dataset("Default")[0]["file"]["metadata"]
+    assert "sha256" not in meta and meta["coco_id"] == 1
+    assert {i["type"] for s in p.dataset("Default").with_options(decode=None) for i in s["instances"]} == {"box"}
+    coco["images"][0]["file_name"] = "../escape.jpg"
+    bad = httpx.post(route, json=coco, auth=_auth(p))
+    assert bad.status_code == 422 and bad.json()["error"]["detail"]["field"] == "images[0].file_name"
+    assert httpx.post(route, params={"shapes": "mask"}, json=coco, auth=_auth(p)).status_code == 422
+    assert httpx.post(route, json=[1, 2], auth=_auth(p)).status_code == 422

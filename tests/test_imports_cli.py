@@ -20,7 +20,7 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("ANNOSTREAM_DATA", None)
     return subprocess.run([sys.executable, "-m", "annostream.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=120)
+                          text=True, env=env, timeout=120, check=False)
 
 
 @pytest.fixture

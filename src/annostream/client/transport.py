@@ -21,7 +21,13 @@ from httpx_retries import Retry, RetryTransport
 
 from annostream import frames
 from annostream.errors import TransportError, from_payload
-from annostream.schema import AttributeGroupCreate, LabelCreate, ProjectCreate, Role, validate
+from annostream.schema import (
+    AttributeGroupCreate,
+    LabelCreate,
+    ProjectCreate,
+    Role,
+    validate,
+)
 
 Item = dict[str, Any]
 

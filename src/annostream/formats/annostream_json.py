@@ -12,7 +12,15 @@ from typing import Any
 
 import orjson
 
-from annostream.formats import BlobSource, ExportContext, ImportSource, Sink, Spool, put_image, record_error
+from annostream.formats import (
+    BlobSource,
+    ExportContext,
+    ImportSource,
+    Sink,
+    Spool,
+    put_image,
+    record_error,
+)
 from annostream.paths import confine
 
 FORMAT = "annostream-json"

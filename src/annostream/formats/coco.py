@@ -207,9 +207,9 @@ def read_coco(annotations: str | os.PathLike[str] | dict[str, Any], images: str 
     if shapes not in SHAPES:
         raise InvalidInput(f"shapes: '{shapes}' is not one of {', '.join(SHAPES)}", {"field": "shapes"})
     if isinstance(annotations, dict):
-        coco, where = check_document(annotations, "body"), "body"
+        coco = check_document(annotations, "body")
     else:
-        coco, where = load_coco(Path(annotations)), str(annotations)
+        coco = load_coco(Path(annotations))
     if images is not None and not Path(images).is_dir():
         raise record_error(str(images), "no such folder (expected the folder of the COCO file's images)")
     categories: dict[Any, dict[str, Any]] = {}
@@ -240,8 +240,7 @@ def read_coco(annotations: str | os.PathLike[str] | dict[str, Any], images: str 
         try:
             geometry.normalise(inst, img.get("width"), img.get("height"), "annotation")
         except InvalidInput as exc:
-            raise record_error(record, f"{exc.detail['reason'] if 'reason' in exc.detail else exc.message} "
-                                       f"(image '{img['file_name']}')") from exc
+            raise record_error(record, f"{exc.message} (image '{img['file_name']}')") from exc
         by_image[ann["image_id"]].append(inst.model_dump(exclude_none=True))
     labels = [{"name": c["name"], "color": None,
                "spec": {k: c[k] for k in ("supercategory", "keypoints", "skeleton") if k in c}}

@@ -16,7 +16,15 @@ import yaml
 from PIL import Image
 
 from annostream.errors import InvalidInput
-from annostream.formats import BlobSource, ExportContext, ImportSource, Sink, UniqueNames, put_image, record_error
+from annostream.formats import (
+    BlobSource,
+    ExportContext,
+    ImportSource,
+    Sink,
+    UniqueNames,
+    put_image,
+    record_error,
+)
 from annostream.formats.images import IMAGE_SUFFIXES
 from annostream.paths import confine
 

@@ -7,8 +7,23 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    File,
+    Form,
+    Header,
+    Query,
+    Request,
+    UploadFile,
+)
+from fastapi.responses import (
+    FileResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from annostream import frames
 from annostream.errors import BadRequest, InvalidInput
@@ -24,7 +39,17 @@ from annostream.schema import (
     TagCreate,
 )
 from annostream.server.auth import principal
-from annostream.service import changes, datasets, imports, ingest, items, labels, projects, revisions, staging
+from annostream.service import (
+    changes,
+    datasets,
+    imports,
+    ingest,
+    items,
+    labels,
+    projects,
+    revisions,
+    staging,
+)
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import Principal, ProjectRef
 from annostream.store import Store

@@ -45,7 +45,13 @@ from annostream.service.ingest import (
 )
 from annostream.service.labels import ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
-from annostream.service.staging import StagedBlob, release_staged, resolve_blob, stage_blobs, unstage
+from annostream.service.staging import (
+    StagedBlob,
+    release_staged,
+    resolve_blob,
+    stage_blobs,
+    unstage,
+)
 from annostream.store import Store
 from annostream.store.revisions import head_revision
 from annostream.store.tables import (

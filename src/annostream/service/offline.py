@@ -15,9 +15,13 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from annostream.errors import Conflict, InvalidInput
-from annostream.service.datasets import ensure_dataset
 from annostream.service.commit import guarded_blobs
-from annostream.service.ingest import instance_rows, parse_instances, refresh_label_counts
+from annostream.service.datasets import ensure_dataset
+from annostream.service.ingest import (
+    instance_rows,
+    parse_instances,
+    refresh_label_counts,
+)
 from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -139,7 +139,7 @@ def unstage(store: Store, ref: ProjectRef, staged: list[StagedBlob]) -> None:
 
 def staged_cutoff(conn: Connection, grace: timedelta) -> datetime:
     """The staging time before which a staged row counts as abandoned."""
-    cutoff = datetime.now(timezone.utc) - grace
+    cutoff = datetime.now(UTC) - grace
     return cutoff.replace(tzinfo=None) if conn.dialect.name == "sqlite" else cutoff
 
 
