@@ -505,6 +505,8 @@ class _LosesOneReply:
                 sock.close()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(2)  # wakes the accepting thread
         self.listener.close()
 
 

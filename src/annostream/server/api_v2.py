@@ -368,41 +368,18 @@ async def import_records(request: Request, who: Caller, project: str, dataset: s
     """
     import tempfile
 
-    from annostream.formats import ImportSource
-
     store = _store(request)
     ref = await anyio.to_thread.run_sync(_project, request, who, project, "editor")
     spool = tempfile.TemporaryFile()
     async for chunk in request.stream():
         spool.write(chunk)
 
-    def records() -> Iterator[dict[str, Any]]:
-        for n, line in enumerate(spool, 2):
-            if line.strip():
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise InvalidInput(f"body line {n}: not valid JSON ({exc})", {"record": f"line {n}"}) from exc
-                if isinstance(record, dict):
-                    # Images come only from blobs staged for the project, never from a server path.
-                    record.pop("image_path", None)
-                    record.pop("data", None)
-                    record.setdefault("where", f"body line {n}")
-                yield record
-
     def run() -> dict[str, Any]:
         with spool:
             spool.seek(0)
-            try:
-                head = orjson.loads(spool.readline())
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInput(f"body line 1: not a valid header ({exc})", {"record": "line 1"}) from exc
-            if not isinstance(head, dict):
-                raise InvalidInput("body line 1: the header must be an object", {"record": "line 1"})
-            source = ImportSource(head.get("labels", []), head.get("attribute_groups", []), records(),
-                                  head.get("total"))
-            return imports.commit_records(store, ref, dataset, source, message=f"import {format} into {dataset}",
-                                          key=key, duplicates=duplicates)
+            return imports.commit_records(store, ref, dataset, imports.ndjson_source(spool),
+                                          message=f"import {format} into {dataset}", key=key,
+                                          duplicates=duplicates)
 
     return await anyio.to_thread.run_sync(run)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,8 +91,13 @@ def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]
                                             height=blob.height)
                 .on_conflict_do_update(index_elements=["project_id", "sha256"],
                                        set_={"created_at": func.now()}))
-    for blob, (data, _) in zip(staged, payloads):
-        blob.new = store.blobs.put(data)[1]
+    if len(payloads) == 1:
+        staged[0].new = store.blobs.put(payloads[0][0])[1]
+        return staged
+    # Several at once: an object store answers each put after a round trip of its own.
+    with ThreadPoolExecutor(max_workers=min(8, len(payloads))) as pool:
+        for blob, (_, new) in zip(staged, pool.map(store.blobs.put, [data for data, _ in payloads])):
+            blob.new = new
     return staged
 
 
