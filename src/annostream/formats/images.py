@@ -47,7 +47,7 @@ def read_images(root: str | Path, labels_from_folders: bool = False) -> ImportSo
             raise record_error(str(loose[0]), "is not inside a class folder (--labels-from-folders "
                                               "expects ROOT/<class>/<image>)")
         classes = sorted(top)
-    labels = [{"name": c, "color": None, "spec": {}} for c in classes]
+    labels: list[dict[str, Any]] = [{"name": c, "color": None, "spec": {}} for c in classes]
     return ImportSource(labels, [], _records(root, paths, labels_from_folders), len(paths))
 
 

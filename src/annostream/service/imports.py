@@ -121,8 +121,8 @@ def _record(raw: Any, n: int) -> _Record:
     """A record checked field by field; the 422 names the record and the field."""
     if not isinstance(raw, dict):
         raise record_error(f"record {n}", f"not an object but {type(raw).__name__}")
-    where = raw.get("where") if isinstance(raw.get("where"), str) and raw["where"] else f"record {n}"
-    where = where[:300]
+    given = raw.get("where")
+    where = given[:300] if isinstance(given, str) and given else f"record {n}"
     instances_in = raw.get("instances") if raw.get("instances") is not None else []
     if not isinstance(instances_in, list):
         raise InvalidInput(f"{where}.instances: must be a list", {"record": where, "field": f"{where}.instances"})
@@ -169,8 +169,10 @@ def ensure_attribute_groups(conn: Connection, project_id: int, rev: int,
         group_id = live.get(spec.name)
         have: set[str] = set()
         if group_id is None:
-            group_id = conn.execute(insert(attribute_groups).values(
-                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)).inserted_primary_key[0]
+            made = conn.execute(insert(attribute_groups).values(
+                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)).inserted_primary_key
+            assert made is not None
+            group_id = made[0]
         else:
             have = set(conn.execute(select(attribute_options.c.name).where(
                 attribute_options.c.group_id == group_id, attribute_options.c.deleted_rev.is_(None))).scalars())
