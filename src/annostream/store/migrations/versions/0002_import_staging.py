@@ -1,6 +1,6 @@
 """staged blobs and import idempotency keys
 
-Revision ID: 0002
+Revision ID: 0002_imports
 Revises: 0001
 Create Date: 2026-11-25
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
+revision = '0002_imports'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
