@@ -3,9 +3,10 @@
 Every image that enters the store is staged first, whatever the transport (an HTTP client
 stages with ``PUT .../blobs``, a local import or upload calls ``stage_blobs`` itself):
 
-- the ``blobs`` and ``staged_blobs`` rows are committed BEFORE the bytes are written, so
-  the database knows of every blob in the blob store, even after a crash (SIGKILL) between
-  the two; gc collects staged blobs that no file took up once they are older than its grace;
+- the bytes are written first, then the ``blobs`` and ``staged_blobs`` rows are committed,
+  so every blob row has its bytes (what ``fsck`` checks); a crash (SIGKILL) between the two
+  leaves bytes no row names, which gc collects as orphans;
+- gc collects staged blobs that no file took up once they are older than its grace;
 - the commit that writes files takes the staged rows it used away in its own transaction.
 
 Scoping rule (``resolve_blob``): a record may name by sha256 only a blob that this project
@@ -73,7 +74,7 @@ def _insert(conn: Connection) -> Any:
 
 
 def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]) -> list[StagedBlob]:
-    """Stage images (bytes, where-for-errors) for ``ref``: rows committed first, then bytes.
+    """Stage images (bytes, where-for-errors) for ``ref``: bytes written, then rows committed.
 
     Staging the same bytes again refreshes the row's age and writes nothing new.
     """
@@ -81,6 +82,14 @@ def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]
     for data, where in payloads:
         width, height, mime = probe_image(data, where)
         staged.append(StagedBlob(sha256_hex(data), len(data), width, height, mime))
+    if len(payloads) == 1:
+        staged[0].new = store.blobs.put(payloads[0][0])[1]
+    else:  # several at once: an object store answers each put after a round trip of its own
+        with ThreadPoolExecutor(max_workers=min(8, len(payloads))) as pool:
+            for blob, (_, new) in zip(staged, pool.map(store.blobs.put, [data for data, _ in payloads])):
+                blob.new = new
+    # A failure from here on leaves bytes no row names: orphans for gc (deleting them could
+    # take bytes from under a concurrent stager of the same image).
     with store.engine.begin() as conn:
         insert = _insert(conn)
         for blob in staged:
@@ -91,13 +100,6 @@ def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]
                                             height=blob.height)
                 .on_conflict_do_update(index_elements=["project_id", "sha256"],
                                        set_={"created_at": func.now()}))
-    if len(payloads) == 1:
-        staged[0].new = store.blobs.put(payloads[0][0])[1]
-        return staged
-    # Several at once: an object store answers each put after a round trip of its own.
-    with ThreadPoolExecutor(max_workers=min(8, len(payloads))) as pool:
-        for blob, (_, new) in zip(staged, pool.map(store.blobs.put, [data for data, _ in payloads])):
-            blob.new = new
     return staged
 
 
