@@ -196,7 +196,7 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any], shapes: str 
     return InstanceIn(type="box", geometry=geom, **common)
 
 
-def read_coco(annotations: str | os.PathLike[str] | dict[str, Any], images: str | os.PathLike[str] | None,
+def read_coco(annotations: str | os.PathLike[str] | Any, images: str | os.PathLike[str] | None,
               shapes: str = "auto") -> ImportSource:
     """A COCO file as import records: every annotation is checked first, the first bad one named
     (``annotations[17] (id 4242): ...``); images are read only inside the folder ``images``.
@@ -206,10 +206,10 @@ def read_coco(annotations: str | os.PathLike[str] | dict[str, Any], images: str 
     """
     if shapes not in SHAPES:
         raise InvalidInput(f"shapes: '{shapes}' is not one of {', '.join(SHAPES)}", {"field": "shapes"})
-    if isinstance(annotations, dict):
-        coco = check_document(annotations, "body")
-    else:
+    if isinstance(annotations, (str, os.PathLike)):
         coco = load_coco(Path(annotations))
+    else:  # a document already parsed (over the wire: any JSON value)
+        coco = check_document(annotations, "body")
     if images is not None and not Path(images).is_dir():
         raise record_error(str(images), "no such folder (expected the folder of the COCO file's images)")
     categories: dict[Any, dict[str, Any]] = {}
