@@ -24,7 +24,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.service.revisions import collect_garbage
 from annostream.store import Store
 from annostream.store.tables import (

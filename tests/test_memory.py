@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from annostream.formats import ImportSource
 from annostream.service import imports

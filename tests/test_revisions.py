@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from annostream import Conflict, InvalidInput, NotFound, Project
 from annostream.cli import app
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.service.projects import LOCAL, authorize
 from annostream.service.staging import stage_blobs
 from annostream.service.revisions import collect_garbage, parse_older_than
@@ -22,9 +23,9 @@ TRANSPORTS = ["http", "embedded"]
 
 
 @pytest.fixture(params=TRANSPORTS)
-def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
-    url, store_dir = server_store
-    return new_project(request.param, url, store_dir)
+def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], server_client: Any) -> Project:
+    """A fresh project as its admin: over HTTP to the app in this process, or embedded."""
+    return new_project(request.param, server_client, server_store[1])
 
 
 def _seed(project: Project, n: int = 5) -> list[int]:
@@ -255,6 +256,17 @@ def test_gc_cli(tmp_path: Path) -> None:
     assert "instances" in ran.output
     assert view_bytes(fresh(project).dataset("Default").as_of("v1")) == views[revs["edited"]]
     assert view_bytes(fresh(project).dataset("Default")) == views[revs["head"]]
+
+
+def test_gc_default_matches_the_cli(tmp_path: Path) -> None:
+    """Without keep_tags the service refuses as the CLI does without --keep-tags."""
+    project, store_dir, revs, _ = _history(tmp_path)
+    store = Store.open(store_dir)
+    try:
+        with pytest.raises(Conflict, match="v1"):
+            collect_garbage(store, revs["head"], project=project.string_id)
+    finally:
+        store.close()
 
 
 def test_parse_older_than() -> None:

@@ -19,15 +19,15 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from annostream import Project
-from annostream.client.transport import HttpTransport
+from annostream.client.transports import HttpTransport
 from annostream.errors import TransportError
 from annostream.integrations.common import (
     SampleError,
     classification_label,
     decode_rgb,
     detection_arrays,
-    rank_positions,
 )
+from annostream.integrations.plan import rank_positions
 from annostream.integrations.torch import AnnostreamStream, StreamLoader, collate_detection
 from tests.conftest import Source
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from annostream.client.transport import EmbeddedTransport, Transport, connect
+from annostream.client.transports import EmbeddedTransport, Transport, connect
 from annostream.errors import AnnostreamError
 
 app = typer.Typer(help="annostream: an annotation store with a streaming SDK.", no_args_is_help=True)

@@ -119,7 +119,7 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
     import shutil
 
     from annostream.client.project import Project
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
     from annostream.formats.coco import read_coco
     from annostream.server.launch import running_server
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from annostream.client.cache import ByteLRU, DiskBlobCache
 from annostream.client.dataset import Dataset, LabelMap
-from annostream.client.transport import Transport, connect
+from annostream.client.transports import Transport, connect
 from annostream.client.uploads import run_import
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
@@ -61,7 +61,7 @@ class Project:
 
     @property
     def revision(self) -> int:
-        return self.transport.project(self.string_id)["revision"]
+        return int(self.transport.project(self.string_id)["revision"])
 
     @property
     def labels(self) -> LabelMap:
@@ -172,7 +172,7 @@ def open(path: str | os.PathLike[str], project: str | None = None, **options: An
 
     With one project in the folder, ``project`` may be left out.
     """
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
 
     transport = EmbeddedTransport(path)
     if project is None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from annostream.formats import ImportSource
 
 if TYPE_CHECKING:
-    from annostream.client.transport import Transport
+    from annostream.client.transports import Transport
 
 Item = str | os.PathLike[str] | dict[str, Any]
 ProgressArg = bool | Callable[[int, int], None] | None

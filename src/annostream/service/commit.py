@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select
 
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import begin_commit
+from annostream.store.versioning import begin_commit
 from annostream.store.tables import blobs
 
 

@@ -24,8 +24,8 @@ from annostream.service.labels import Vocabulary, check_attributes, load_vocabul
 from annostream.service.projects import ProjectRef
 from annostream.service.staging import release_staged, stage_blobs, unstage
 from annostream.store import Store
-from annostream.store.revisions import end_rows
 from annostream.store.tables import dataset_files, file_label_counts, files, instances
+from annostream.store.versioning import end_rows
 
 _DIFFGRAM_KEYS = frozenset({"x_min", "y_min", "x_max", "y_max", "label_file_id", "label_name", "label_file",
                             "points", "nodes", "center_x", "front_face"})

@@ -9,19 +9,21 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Text, select, type_coerce
 
 from annostream.errors import NotFound
+from annostream.schema import FileInfo, Instance, Item
 from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import visible
 from annostream.store.tables import blobs, dataset_files, files, instances
+from annostream.store.versioning import visible
 
 _FILE_COLUMNS = (
     files.c.id, files.c.type, files.c.original_filename, files.c.blob_sha256, files.c.width,
@@ -31,7 +33,7 @@ _FILE_COLUMNS = (
 )
 
 
-def _file_dict(row: Any) -> dict[str, Any]:
+def _file_dict(row: Any) -> FileInfo:
     return {
         "id": row.id, "name": row.original_filename, "type": row.type,
         "sha256": row.blob_sha256, "size": row.size, "content_type": row.content_type,
@@ -55,7 +57,7 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> dict[str, Any]:
+def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
     """An instance from a row of ``_INSTANCE_COLUMNS``, unpacked by position: named access
     on a Row, and the JSON type's result processor, cost more than the rest of the dict."""
     (_, inst_id, inst_type, label_id, frame_number, geometry, x_min, y_min, x_max, y_max, area,
@@ -95,9 +97,9 @@ def _vocabulary(conn: Connection, project_id: int, rev: int) -> Vocabulary:
     return vocab
 
 
-def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[dict[str, Any]]:
+def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
     vocab = _vocabulary(conn, ref.id, rev)
-    items = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
+    items: dict[int, Item] = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
         for row in conn.execute(
             select(*_INSTANCE_COLUMNS)
@@ -109,7 +111,7 @@ def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int
 
 
 def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
-               as_of: int | None = None) -> tuple[list[dict[str, Any]], int]:
+               as_of: int | None = None) -> tuple[list[Item], int]:
     """Items for ``ids`` in the order given, at ``as_of`` (head when None); 404 on any miss."""
     wanted = [int(i) for i in ids]
     with store.engine.connect() as conn:
@@ -143,7 +145,7 @@ def missing_files(store: Store, ref: ProjectRef, ids: Sequence[int]) -> list[int
 
 
 def page_items(store: Store, ds: DatasetRef, *, query: str | None = None, as_of: int | None = None,
-               after: int | None = None, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+               after: int | None = None, limit: int = 500) -> tuple[list[Item], int]:
     """One keyset page of a slice: items with file id > ``after``, in id order."""
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
@@ -176,6 +178,59 @@ def blob_info(store: Store, ref: ProjectRef, sha256: str) -> dict[str, Any]:
     return {"sha256": row.sha256, "size": row.size, "content_type": row.content_type}
 
 
-def read_blob(store: Store, ref: ProjectRef, sha256: str) -> bytes:
-    blob_info(store, ref, sha256)
-    return store.blobs.get(sha256)
+@dataclass(frozen=True)
+class BlobRead:
+    """A blob some file of the project uses: how to serve it (a local path, a presigned URL)
+    or read it. Immutable, named by its sha256."""
+
+    sha256: str
+    content_type: str
+    size: int
+    store: Store
+
+    def read(self) -> bytes:
+        return self.store.blobs.get(self.sha256)
+
+    def local_path(self) -> Any:
+        return self.store.blobs.local_path(self.sha256)
+
+    def presigned_url(self) -> str | None:
+        presign = getattr(self.store.blobs, "presigned_url", None)
+        return presign(self.sha256, content_type=self.content_type) if presign is not None else None
+
+
+def open_blob(store: Store, ref: ProjectRef, sha256: str) -> BlobRead:
+    """The blob ``sha256`` if a file of this project uses it; 404 otherwise."""
+    info = blob_info(store, ref, sha256)
+    return BlobRead(sha256, info["content_type"], info["size"], store)
+
+
+@dataclass(frozen=True)
+class ItemBatch:
+    """Items read at one revision, each with its blob bytes when ``inline`` (fetched lazily,
+    in order, so a large batch is streamed rather than held)."""
+
+    pairs: Iterator[tuple[dict[str, Any], bytes | None]]
+    revision: int
+    inline: bool
+
+
+def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None,
+               blobs: str) -> ItemBatch:
+    """Items by id with their blobs: ``inline`` (bytes), ``url`` (a blob route URL) or ``none``."""
+    from annostream.store.blobs import get_many
+
+    found, rev = read_items(store, ref, ids, as_of)
+    if blobs == "url":
+        for item in found:
+            sha = item["file"]["sha256"]
+            item["file"]["blob_url"] = f"/api/v2/projects/{ref.string_id}/blobs/{sha}" if sha else None
+    if blobs != "inline":
+        return ItemBatch(((item, None) for item in found), rev, False)
+
+    def pairs() -> Iterator[tuple[dict[str, Any], bytes | None]]:
+        fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
+        for item in found:
+            yield item, (next(fetched) if item["file"]["sha256"] else None)
+
+    return ItemBatch(pairs(), rev, True)
