@@ -49,11 +49,27 @@ def _tiny_coco(root: Path, n: int) -> Path:
         name = f"{i:05d}.png"
         Image.new("RGB", (6, 5), (i % 256, i // 256, 7)).save(root / "images" / name)
         images.append({"id": i, "file_name": name, "width": 6, "height": 5})
-        anns.append({"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [0, 0, 3, 2],
-                     "segmentation": [[0, 0, 3, 0, 3, 2]], "area": 3.0, "iscrowd": 0})
+        anns.append(
+            {
+                "id": i,
+                "image_id": i,
+                "category_id": 1 + i % 2,
+                "bbox": [0, 0, 3, 2],
+                "segmentation": [[0, 0, 3, 0, 3, 2]],
+                "area": 3.0,
+                "iscrowd": 0,
+            }
+        )
     path = root / "annotations.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": anns,
+                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+            }
+        )
+    )
     return path
 
 
@@ -61,9 +77,13 @@ def _state(store_dir: Path) -> dict[str, Any]:
     store = Store.open(store_dir)
     try:
         with store.engine.connect() as conn:
-            count = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (files, instances, dataset_files, labels)}
-            head = conn.execute(select(projects.c.head_rev).where(projects.c.string_id == "crash")).scalar_one()
+            count = {
+                t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in (files, instances, dataset_files, labels)
+            }
+            head = conn.execute(
+                select(projects.c.head_rev).where(projects.c.string_id == "crash")
+            ).scalar_one()
     finally:
         store.close()
     ds = Project("crash", host=f"file://{store_dir}").dataset("Default")
@@ -72,13 +92,30 @@ def _state(store_dir: Path) -> dict[str, Any]:
 
 def _import(store_dir: Path, ann: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "ANNOSTREAM_DATA"}
-    return subprocess.Popen([sys.executable, "-m", "annostream.cli", "import", "coco", str(ann), "--images",
-                             str(ann.parent / "images"), "--project", "crash", "--data", str(store_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "annostream.cli",
+            "import",
+            "coco",
+            str(ann),
+            "--images",
+            str(ann.parent / "images"),
+            "--project",
+            "crash",
+            "--data",
+            str(store_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
-def test_sigkill_during_an_import_leaves_the_store_as_it_was(tmp_path: Path,
-                                                            new_store_dir: Callable[[Path], Path]) -> None:
+def test_sigkill_during_an_import_leaves_the_store_as_it_was(
+    tmp_path: Path, new_store_dir: Callable[[Path], Path]
+) -> None:
     ann = _tiny_coco(tmp_path / "coco", N_FILES)
     # A run that is not killed, in a store of its own: what an import does, and how long it takes.
     timing_dir = new_store_dir(tmp_path / "timing")
@@ -94,8 +131,14 @@ def test_sigkill_during_an_import_leaves_the_store_as_it_was(tmp_path: Path,
     store_dir = new_store_dir(tmp_path / "store")
     local = EmbeddedTransport(store_dir)
     local.create_project("crash", None, False)
-    local.upload_file("crash", "Default", "before.png", (tmp_path / "coco" / "images" / "00000.png").read_bytes(),
-                      [], {"kept": True})
+    local.upload_file(
+        "crash",
+        "Default",
+        "before.png",
+        (tmp_path / "coco" / "images" / "00000.png").read_bytes(),
+        [],
+        {"kept": True},
+    )
     before = _state(store_dir)
     killed = 0
     rng = random.Random(7)

@@ -42,34 +42,72 @@ def make_instances_coco(out: Path, n_images: int, seed: int = 0) -> Path:
     polygon ``segmentation`` (crowds an RLE one), images carry license and URLs."""
     rng = random.Random(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    cats = [{"supercategory": "animal", "id": 17, "name": "cat"},
-            {"supercategory": "animal", "id": 18, "name": "dog"},
-            {"supercategory": "person", "id": 1, "name": "person"}]
+    cats = [
+        {"supercategory": "animal", "id": 17, "name": "cat"},
+        {"supercategory": "animal", "id": 18, "name": "dog"},
+        {"supercategory": "person", "id": 1, "name": "person"},
+    ]
     images, anns = [], []
     for i in range(1, n_images + 1):
         w, h = rng.randint(60, 90), rng.randint(50, 70)
         name = f"{i:012d}.jpg"
         Image.new("RGB", (w, h), (rng.randrange(256), 80, 160)).save(out / "images" / name, format="JPEG")
-        images.append({"license": 3, "file_name": name, "coco_url": f"http://images.cocodataset.org/val2017/{name}",
-                       "height": h, "width": w, "date_captured": "2013-11-14 17:02:52",
-                       "flickr_url": "http://farm7.staticflickr.com/x.jpg", "id": i})
+        images.append(
+            {
+                "license": 3,
+                "file_name": name,
+                "coco_url": f"http://images.cocodataset.org/val2017/{name}",
+                "height": h,
+                "width": w,
+                "date_captured": "2013-11-14 17:02:52",
+                "flickr_url": "http://farm7.staticflickr.com/x.jpg",
+                "id": i,
+            }
+        )
         for _ in range(rng.randint(1, 3)):
             x0, y0 = rng.uniform(0, w / 2), rng.uniform(0, h / 2)
             x1, y1 = rng.uniform(x0 + 5, w), rng.uniform(y0 + 5, h)
             seg = [[x0, y0, x1, y0, x1, y1, (x0 + x1) / 2, (y0 + y1) / 2, x0, y1]]
-            anns.append({"segmentation": seg, "area": (x1 - x0) * (y1 - y0) * 0.8, "iscrowd": 0,
-                         "image_id": i, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                         "category_id": rng.choice(cats)["id"], "id": 900000 + len(anns)})
-    anns.append({"segmentation": {"counts": [5, 10, 30], "size": [images[0]["height"], images[0]["width"]]},
-                 "area": 40.0, "iscrowd": 1, "image_id": 1, "bbox": [2.0, 3.0, 10.0, 12.0], "category_id": 1,
-                 "id": 999999})
+            anns.append(
+                {
+                    "segmentation": seg,
+                    "area": (x1 - x0) * (y1 - y0) * 0.8,
+                    "iscrowd": 0,
+                    "image_id": i,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "category_id": rng.choice(cats)["id"],
+                    "id": 900000 + len(anns),
+                }
+            )
+    anns.append(
+        {
+            "segmentation": {"counts": [5, 10, 30], "size": [images[0]["height"], images[0]["width"]]},
+            "area": 40.0,
+            "iscrowd": 1,
+            "image_id": 1,
+            "bbox": [2.0, 3.0, 10.0, 12.0],
+            "category_id": 1,
+            "id": 999999,
+        }
+    )
     path = out / "instances_val2017.json"
-    path.write_text(json.dumps({"info": {"description": "COCO-shaped"}, "licenses": [], "images": images,
-                                "annotations": anns, "categories": cats}))
+    path.write_text(
+        json.dumps(
+            {
+                "info": {"description": "COCO-shaped"},
+                "licenses": [],
+                "images": images,
+                "annotations": anns,
+                "categories": cats,
+            }
+        )
+    )
     return path
 
 
-def _boxes_by_name(project: Project, dataset: str = "Default") -> dict[str, list[tuple[str, str, list[float]]]]:
+def _boxes_by_name(
+    project: Project, dataset: str = "Default"
+) -> dict[str, list[tuple[str, str, list[float]]]]:
     got: dict[str, list[tuple[str, str, list[float]]]] = {}
     for s in project.dataset(dataset).with_options(decode=None):
         got[s["file"]["name"]] = [(i["type"], i["label"], i["bbox"]) for i in s["instances"]]
@@ -77,6 +115,7 @@ def _boxes_by_name(project: Project, dataset: str = "Default") -> dict[str, list
 
 
 # --- COCO shapes ---------------------------------------------------------------------------
+
 
 def test_coco_shapes_box_gives_one_box_per_bbox(editor: Project, tmp_path: Path) -> None:
     ann = make_instances_coco(tmp_path, 5)
@@ -88,12 +127,14 @@ def test_coco_shapes_box_gives_one_box_per_bbox(editor: Project, tmp_path: Path)
     want: dict[str, list[tuple[str, str, list[float]]]] = {}
     for a in coco["annotations"]:
         x, y, w, h = a["bbox"]
-        want.setdefault(files[a["image_id"]], []).append(("box", names[a["category_id"]], [x, y, x + w, y + h]))
+        want.setdefault(files[a["image_id"]], []).append(
+            ("box", names[a["category_id"]], [x, y, x + w, y + h])
+        )
     got = _boxes_by_name(editor)
     assert got.keys() == want.keys()
     for name, insts in want.items():
         assert [(t, lab) for t, lab, _ in got[name]] == [(t, lab) for t, lab, _ in insts]
-        for (_, _, a), (_, _, b) in zip(got[name], insts):
+        for (_, _, a), (_, _, b) in zip(got[name], insts, strict=True):
             assert a == pytest.approx(b)
 
 
@@ -116,6 +157,7 @@ def test_coco_shapes_auto_and_polygon(editor: Project, tmp_path: Path) -> None:
 
 # --- re-imports, metadata ------------------------------------------------------------------
 
+
 def test_reimport_skips_what_the_dataset_holds(editor: Project, tmp_path: Path) -> None:
     ann = make_coco(tmp_path, 6, seed=2)
     first = editor.import_coco(ann, tmp_path / "images")
@@ -136,21 +178,25 @@ def test_reimport_skips_what_the_dataset_holds(editor: Project, tmp_path: Path) 
     assert changed["files"] == 1 and changed["skipped"] == 5
 
 
-def test_imports_record_the_same_metadata_on_both_transports(server_store: tuple[str, Path],
-                                                            tmp_path: Path) -> None:
+def test_imports_record_the_same_metadata_on_both_transports(
+    server_store: tuple[str, Path], tmp_path: Path
+) -> None:
     url, store_dir = server_store
     ann = make_instances_coco(tmp_path, 3, seed=8)
     metas = []
     for kind in TRANSPORTS:
         p = new_project(kind, url, store_dir, prefix="meta", vocabulary=False)
         p.import_coco(ann, tmp_path / "images")
-        metas.append({s["file"]["name"]: s["file"]["metadata"] for s in p.dataset("Default").with_options(decode=None)})
+        metas.append(
+            {s["file"]["name"]: s["file"]["metadata"] for s in p.dataset("Default").with_options(decode=None)}
+        )
     assert metas[0] == metas[1]
     first = metas[0]["000000000001.jpg"]
     assert first["coco_id"] == 1 and first["license"] == 3 and "sha256" not in first
 
 
 # --- folders of images, many files in one commit ------------------------------------------
+
 
 def _image_folder(root: Path) -> dict[str, str]:
     classes = {}
@@ -180,7 +226,7 @@ def test_import_images_with_labels_from_folders(editor: Project, tmp_path: Path)
 def test_import_images_refuses_loose_files_with_labels_from_folders(editor: Project, tmp_path: Path) -> None:
     _image_folder(tmp_path / "tree")
     Image.new("RGB", (8, 8)).save(tmp_path / "tree" / "loose.png")
-    with pytest.raises(InvalidInput, match="loose.png: is not inside a class folder"):
+    with pytest.raises(InvalidInput, match=r"loose\.png: is not inside a class folder"):
         editor.import_images(tmp_path / "tree", labels_from_folders=True)
     with pytest.raises(InvalidInput, match="no such folder"):
         editor.import_images(tmp_path / "nowhere")
@@ -195,9 +241,19 @@ def test_upload_many_is_one_commit(editor: Project, tmp_path: Path) -> None:
     rev = editor.revision
     seen: list[tuple[int, int]] = []
     result = editor.create_dataset("Many").upload_many(
-        [*paths, {"data": png(30, 30, (7, 7, 7)), "name": "bytes.png", "metadata": {"split": "val"},
-                  "instances": [{"type": "box", "label_name": "cat", "x_min": 1, "y_min": 2, "x_max": 9, "y_max": 8}]}],
-        progress=lambda n, total: seen.append((n, total)))
+        [
+            *paths,
+            {
+                "data": png(30, 30, (7, 7, 7)),
+                "name": "bytes.png",
+                "metadata": {"split": "val"},
+                "instances": [
+                    {"type": "box", "label_name": "cat", "x_min": 1, "y_min": 2, "x_max": 9, "y_max": 8}
+                ],
+            },
+        ],
+        progress=lambda n, total: seen.append((n, total)),
+    )
     assert result["files"] == 5 and result["instances"] == 1
     assert editor.revision == rev + 2, "one commit for the dataset, one for all five files"
     assert seen[-1] == (5, 5)
@@ -212,22 +268,39 @@ def test_diffgram_style_instances_are_accepted_as_they_are(editor: Project) -> N
     cat = editor.create_label("cat")
     editor.create_label("dog")
     dog_index = editor.labels["dog"]
-    made = editor.upload("Default", data=png(), filename="dg.png", instances=[
-        {"type": "box", "x_min": 1, "y_min": 2, "x_max": 30, "y_max": 40, "label_file_id": dog_index},
-        {"type": "box", "x_min": 3, "y_min": 3, "x_max": 9, "y_max": 9, "label_name": "cat"},
-        {"type": "polygon", "label_name": "cat", "points": [{"x": 1, "y": 1}, {"x": 9, "y": 1}, {"x": 5, "y": 8}]},
-    ])
+    made = editor.upload(
+        "Default",
+        data=png(),
+        filename="dg.png",
+        instances=[
+            {"type": "box", "x_min": 1, "y_min": 2, "x_max": 30, "y_max": 40, "label_file_id": dog_index},
+            {"type": "box", "x_min": 3, "y_min": 3, "x_max": 9, "y_max": 9, "label_name": "cat"},
+            {
+                "type": "polygon",
+                "label_name": "cat",
+                "points": [{"x": 1, "y": 1}, {"x": 9, "y": 1}, {"x": 5, "y": 8}],
+            },
+        ],
+    )
     assert made["instances"] == 3 and cat["name"] == "cat"
     sample = editor.dataset("Default")[0]
     assert [(i["type"], i["label"], i["bbox"]) for i in sample["instances"]] == [
-        ("box", "dog", [1, 2, 30, 40]), ("box", "cat", [3, 3, 9, 9]), ("polygon", "cat", [1, 1, 9, 8])]
+        ("box", "dog", [1, 2, 30, 40]),
+        ("box", "cat", [3, 3, 9, 9]),
+        ("polygon", "cat", [1, 1, 9, 8]),
+    ]
     with pytest.raises(InvalidInput) as info:
-        editor.upload("Default", data=png(), filename="bad.png",
-                      instances=[{"type": "box", "x_min": 1, "y_min": 1, "x_max": 2, "y_max": 2, "label_file_id": 99}])
+        editor.upload(
+            "Default",
+            data=png(),
+            filename="bad.png",
+            instances=[{"type": "box", "x_min": 1, "y_min": 1, "x_max": 2, "y_max": 2, "label_file_id": 99}],
+        )
     assert info.value.detail["field"] == "instances[0].label_file_id"
 
 
 # --- confinement ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", ["../outside.png", "/etc/hostname", "a/../../outside.png", "..\\outside.png"])
 def test_coco_reads_only_inside_its_images_folder(editor: Project, tmp_path: Path, bad: str) -> None:
@@ -256,23 +329,41 @@ def test_annostream_json_reads_only_inside_its_folder(editor: Project, tmp_path:
 def test_the_server_never_reads_a_path_a_record_names(server_store: tuple[str, Path]) -> None:
     url, store_dir = server_store
     p = new_project("http", url, store_dir, prefix="srv", vocabulary=False)
-    body = b"\n".join(orjson.dumps(x) for x in (
-        {"labels": [], "attribute_groups": []},
-        {"where": "r", "name": "hostname", "image_path": "/etc/hostname", "metadata": {}, "instances": []}))
+    body = b"\n".join(
+        orjson.dumps(x)
+        for x in (
+            {"labels": [], "attribute_groups": []},
+            {
+                "where": "r",
+                "name": "hostname",
+                "image_path": "/etc/hostname",
+                "metadata": {},
+                "instances": [],
+            },
+        )
+    )
     r = _post_records(p, body)
     assert r.status_code == 422 and "names no image" in r.json()["error"]["message"]
 
 
 # --- staged blobs, scoped by project ---------------------------------------------------------
 
+
 def _auth(p: Project) -> Any:
     return p.transport._auth  # type: ignore[attr-defined]
 
 
-def _post_records(p: Project, body: bytes, key: str | None = None, dataset: str = "Default") -> httpx.Response:
+def _post_records(
+    p: Project, body: bytes, key: str | None = None, dataset: str = "Default"
+) -> httpx.Response:
     headers = {"Content-Type": "application/x-ndjson", **({"Idempotency-Key": key} if key else {})}
-    return httpx.post(f"{p.host}/api/v2/projects/{p.string_id}/datasets/{dataset}/import:records",
-                      content=body, headers=headers, auth=_auth(p), timeout=30)
+    return httpx.post(
+        f"{p.host}/api/v2/projects/{p.string_id}/datasets/{dataset}/import:records",
+        content=body,
+        headers=headers,
+        auth=_auth(p),
+        timeout=30,
+    )
 
 
 def _records_body(*records: dict[str, Any]) -> bytes:
@@ -294,8 +385,9 @@ def test_a_record_names_only_blobs_of_its_own_project(server_store: tuple[str, P
     with pytest.raises(NotFound):
         thief.transport.blob(thief.string_id, secret)
     # staged for this project: accepted; held by it (after the import): accepted again
-    staged = httpx.put(f"{url}/api/v2/projects/{thief.string_id}/blobs", content=png(color=(200, 1, 1)),
-                       auth=_auth(thief)).json()["sha256"]
+    staged = httpx.put(
+        f"{url}/api/v2/projects/{thief.string_id}/blobs", content=png(color=(200, 1, 1)), auth=_auth(thief)
+    ).json()["sha256"]
     assert staged == secret
     ok = _post_records(thief, _records_body({"where": "r", "name": "mine.png", "sha256": secret}))
     assert ok.status_code == 200 and ok.json()["files"] == 1
@@ -311,7 +403,7 @@ def test_embedded_service_applies_the_same_scope(server_store: tuple[str, Path])
     store = Store.open(store_dir)
     ref = authorize(store, LOCAL, other.string_id, "editor")
     source = ImportSource([], [], iter([{"where": "r", "name": "s.png", "sha256": secret}]), 1)
-    with pytest.raises(InvalidInput, match="no blob .* is staged for or held by project"):
+    with pytest.raises(InvalidInput, match=r"no blob .* is staged for or held by project"):
         imports.commit_records(store, ref, "Default", source)
     stage_blobs(store, ref, [(png(color=(3, 200, 1)), "body")])
     source = ImportSource([], [], iter([{"where": "r", "name": "s.png", "sha256": secret}]), 1)
@@ -334,8 +426,21 @@ BAD_RECORDS = [
     ({"where": "r1", "name": "a.png", "sha256": "<SHA>", "height": 2**40}, "r1.height"),
     ({"where": "r1", "name": "a.png", "sha256": "<SHA>", "instances": {"type": "box"}}, "r1.instances"),
     ({"where": "r1", "name": "a.png", "sha256": "<SHA>", "instances": [7]}, "r1.instances[0]"),
-    ({"where": "r1", "name": "a.png", "sha256": "<SHA>", "instances": [{"type": "box", "label": "zebra",
-      "geometry": {"x_min": 0, "y_min": 0, "x_max": 1, "y_max": 1}}]}, "r1.instances[0].label"),
+    (
+        {
+            "where": "r1",
+            "name": "a.png",
+            "sha256": "<SHA>",
+            "instances": [
+                {
+                    "type": "box",
+                    "label": "zebra",
+                    "geometry": {"x_min": 0, "y_min": 0, "x_max": 1, "y_max": 1},
+                }
+            ],
+        },
+        "r1.instances[0].label",
+    ),
     ([1, 2], "record 2"),
 ]
 
@@ -344,7 +449,9 @@ BAD_RECORDS = [
 def test_malformed_record_is_422_naming_it(server_store: tuple[str, Path], record: Any, field: str) -> None:
     url, store_dir = server_store
     p = new_project("http", url, store_dir, prefix="bad", vocabulary=False)
-    sha = httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", content=png(), auth=_auth(p)).json()["sha256"]
+    sha = httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", content=png(), auth=_auth(p)).json()[
+        "sha256"
+    ]
     if isinstance(record, dict) and record.get("sha256") == "<SHA>":
         record = {**record, "sha256": sha}
     good = {"where": "r0", "name": "good.png", "sha256": sha}
@@ -361,8 +468,9 @@ def test_malformed_record_is_422_naming_it(server_store: tuple[str, Path], recor
 def test_many_malformed_records_name_the_first(server_store: tuple[str, Path]) -> None:
     url, store_dir = server_store
     p = new_project("http", url, store_dir, prefix="many", vocabulary=False)
-    body = _records_body(*({"where": f"rec {i}", "name": f"{i}.png", "sha256": f"{i:x}", "metadata": [i]}
-                           for i in range(2000)))
+    body = _records_body(
+        *({"where": f"rec {i}", "name": f"{i}.png", "sha256": f"{i:x}", "metadata": [i]} for i in range(2000))
+    )
     r = _post_records(p, body)
     assert r.status_code == 422 and r.json()["error"]["message"].startswith("rec 0.metadata")
     huge = b'{"labels": []}\n{"where": "r", "name": "a.png", "width": 100000000000000000000000}\n'
@@ -374,10 +482,13 @@ def test_many_malformed_records_name_the_first(server_store: tuple[str, Path]) -
 
 # --- idempotency keys -------------------------------------------------------------------------
 
+
 def test_same_idempotency_key_commits_once(server_store: tuple[str, Path]) -> None:
     url, store_dir = server_store
     p = new_project("http", url, store_dir, prefix="key", vocabulary=False)
-    sha = httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", content=png(), auth=_auth(p)).json()["sha256"]
+    sha = httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", content=png(), auth=_auth(p)).json()[
+        "sha256"
+    ]
     body = _records_body({"where": "r", "name": "k.png", "sha256": sha})
     first = _post_records(p, body, key="import-1")
     second = _post_records(p, body, key="import-1")
@@ -397,16 +508,19 @@ def test_embedded_import_with_a_known_key_answers_the_first_result(editor: Proje
     from annostream.formats.coco import read_coco
 
     t = editor.transport
-    first = t.import_source(editor.string_id, "K", read_coco(ann, tmp_path / "images"), "coco", key="k-1",
-                            duplicates="keep")
-    again = t.import_source(editor.string_id, "K", read_coco(ann, tmp_path / "images"), "coco", key="k-1",
-                            duplicates="keep")
+    first = t.import_source(
+        editor.string_id, "K", read_coco(ann, tmp_path / "images"), "coco", key="k-1", duplicates="keep"
+    )
+    again = t.import_source(
+        editor.string_id, "K", read_coco(ann, tmp_path / "images"), "coco", key="k-1", duplicates="keep"
+    )
     assert again == {**first, "replayed": True}
     assert len(editor.dataset("K")) == 3
 
 
-def test_failed_http_import_leaves_only_collectable_staged_blobs(server_store: tuple[str, Path],
-                                                                tmp_path: Path) -> None:
+def test_failed_http_import_leaves_only_collectable_staged_blobs(
+    server_store: tuple[str, Path], tmp_path: Path
+) -> None:
     from datetime import timedelta
 
     from annostream.service.revisions import collect_garbage
@@ -422,10 +536,16 @@ def test_failed_http_import_leaves_only_collectable_staged_blobs(server_store: t
         p.import_coco(coco, tmp_path / "images")
     assert set(blob_names(store_dir)) == before
     # images staged over HTTP, then a commit that fails: nothing referenced, gc collects them
-    shas = [httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", auth=_auth(p),
-                      content=png(color=(i, 66, 99))).json()["sha256"] for i in range(3)]
-    body = _records_body(*({"where": f"r{i}", "name": f"{i}.png", "sha256": s} for i, s in enumerate(shas)),
-                         {"where": "r9", "name": "x.png", "sha256": shas[0], "metadata": [9]})
+    shas = [
+        httpx.put(
+            f"{url}/api/v2/projects/{p.string_id}/blobs", auth=_auth(p), content=png(color=(i, 66, 99))
+        ).json()["sha256"]
+        for i in range(3)
+    ]
+    body = _records_body(
+        *({"where": f"r{i}", "name": f"{i}.png", "sha256": s} for i, s in enumerate(shas)),
+        {"where": "r9", "name": "x.png", "sha256": shas[0], "metadata": [9]},
+    )
     assert _post_records(p, body).status_code == 422
     assert set(shas) <= set(blob_names(store_dir))
     store = Store.open(store_dir)
@@ -527,8 +647,10 @@ def test_a_lost_reply_is_retried_and_commits_once(server_store: tuple[str, Path]
     assert p.revision == rev + 1 and len(p.dataset("Default")) == 5, "committed once"
 
 
-@pytest.mark.parametrize("metadata, field", [([1, 2], "metadata"), ({"a\u0000b": 1}, "metadata"),
-                                             ({"k": ["ok", "n\u0000"]}, "metadata.k[1]")])
+@pytest.mark.parametrize(
+    "metadata, field",
+    [([1, 2], "metadata"), ({"a\u0000b": 1}, "metadata"), ({"k": ["ok", "n\u0000"]}, "metadata.k[1]")],
+)
 def test_upload_metadata_must_be_an_object_without_nul(editor: Project, metadata: Any, field: str) -> None:
     rev = editor.revision
     with pytest.raises(InvalidInput) as info:
@@ -544,17 +666,26 @@ def test_coco_document_route_imports_staged_images(server_store: tuple[str, Path
     ann = make_instances_coco(tmp_path, 3, seed=30)
     coco = json.loads(ann.read_text())
     for img in coco["images"]:
-        img["sha256"] = httpx.put(f"{url}/api/v2/projects/{p.string_id}/blobs", auth=_auth(p),
-                                  content=(tmp_path / "images" / img["file_name"]).read_bytes()).json()["sha256"]
+        img["sha256"] = httpx.put(
+            f"{url}/api/v2/projects/{p.string_id}/blobs",
+            auth=_auth(p),
+            content=(tmp_path / "images" / img["file_name"]).read_bytes(),
+        ).json()["sha256"]
     route = f"{url}/api/v2/projects/{p.string_id}/datasets/Default/import"
-    r = httpx.post(route, params={"shapes": "box"}, json=coco, auth=_auth(p), headers={"Idempotency-Key": "c1"})
+    r = httpx.post(
+        route, params={"shapes": "box"}, json=coco, auth=_auth(p), headers={"Idempotency-Key": "c1"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["files"] == 3 and r.json()["instances"] == len(coco["annotations"])
-    again = httpx.post(route, params={"shapes": "box"}, json=coco, auth=_auth(p), headers={"Idempotency-Key": "c1"})
+    again = httpx.post(
+        route, params={"shapes": "box"}, json=coco, auth=_auth(p), headers={"Idempotency-Key": "c1"}
+    )
     assert again.json()["replayed"] is True and p.revision == r.json()["revision"]
     meta = p.dataset("Default")[0]["file"]["metadata"]
     assert "sha256" not in meta and meta["coco_id"] == 1
-    assert {i["type"] for s in p.dataset("Default").with_options(decode=None) for i in s["instances"]} == {"box"}
+    assert {i["type"] for s in p.dataset("Default").with_options(decode=None) for i in s["instances"]} == {
+        "box"
+    }
     coco["images"][0]["file_name"] = "../escape.jpg"
     bad = httpx.post(route, json=coco, auth=_auth(p))
     assert bad.status_code == 422 and bad.json()["error"]["detail"]["field"] == "images[0].file_name"

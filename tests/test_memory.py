@@ -10,8 +10,8 @@ from PIL import Image
 
 from annostream import Project
 from annostream.client.transports import EmbeddedTransport
-from annostream.server.launch import running_server
 from annostream.formats import ImportSource
+from annostream.server.launch import running_server
 from annostream.service import imports
 from annostream.service.projects import LOCAL, authorize
 from tests.conftest import Source

@@ -14,8 +14,8 @@ from annostream import Conflict, InvalidInput, NotFound, Project
 from annostream.cli import app
 from annostream.client.transports import EmbeddedTransport
 from annostream.service.projects import LOCAL, authorize
-from annostream.service.staging import stage_blobs
 from annostream.service.revisions import collect_garbage, parse_older_than
+from annostream.service.staging import stage_blobs
 from annostream.store import Store
 from tests.revhelpers import box, fresh, new_project, png, sample_bytes, view_bytes
 

@@ -151,7 +151,8 @@ def _import(fmt: str, path: Path, project: str, dataset: str, transport: Transpo
 @import_app.command("coco")
 def import_coco(
     annotations: Annotated[Path, typer.Argument(help="COCO annotations JSON.")],
-    images: Annotated[Path, typer.Option("--images", help="Folder of the images (only files inside it are read).")],
+    images: Annotated[Path, typer.Option("--images",
+                                         help="Folder of the images (only files inside it are read).")],
     project: ProjectOpt, dataset: DatasetOpt = "Default",
     shapes: Annotated[str, typer.Option(
         "--shapes", help="auto: polygons where the segmentation has them, keypoints, else boxes; "
@@ -173,7 +174,8 @@ def import_yolo(
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Import a YOLO detection or segmentation folder: one transaction, or nothing."""
-    _import("yolo", folder, project, dataset, _transport(data, host, client_id, client_secret), keep_duplicates)
+    _import("yolo", folder, project, dataset, _transport(data, host, client_id, client_secret),
+            keep_duplicates)
 
 
 @import_app.command("json")
@@ -184,7 +186,8 @@ def import_json(
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Import an annostream JSON or Diffgram JSON export: one transaction, or nothing."""
-    _import("json", path, project, dataset, _transport(data, host, client_id, client_secret), keep_duplicates)
+    _import("json", path, project, dataset, _transport(data, host, client_id, client_secret),
+            keep_duplicates)
 
 
 @import_app.command("images")

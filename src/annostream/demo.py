@@ -132,7 +132,8 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
     store_dir = data / "store"
     local = EmbeddedTransport(store_dir)
     local.create_project("demo", "annostream demo", False)
-    result = local.import_source("demo", "Default", read_coco(annotations, data / "source" / "images"), "coco")
+    source = read_coco(annotations, data / "source" / "images")
+    result = local.import_source("demo", "Default", source, "coco")
     key = local.create_key("demo", "viewer")
     out.print(f"imported {result['files']} files, {result['instances']} instances (revision {result['revision']})")
 

@@ -34,12 +34,13 @@ def safe_name(name: object, field: str = "name") -> str:
         raise InvalidInput(f"{field}: file name {name!r} holds a control character", {"field": field})
     posix = name.replace("\\", "/")
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
-        raise InvalidInput(f"{field}: file name {name!r} is absolute; names must be relative "
-                           "to their folder", {"field": field})
+        raise InvalidInput(
+            f"{field}: file name {name!r} is absolute; names must be relative to their folder",
+            {"field": field},
+        )
     parts = [p for p in PurePosixPath(posix).parts if p not in ("", ".")]
     if ".." in parts:
-        raise InvalidInput(f"{field}: file name {name!r} climbs out of its folder ('..')",
-                           {"field": field})
+        raise InvalidInput(f"{field}: file name {name!r} climbs out of its folder ('..')", {"field": field})
     if not parts:
         raise InvalidInput(f"{field}: file name {name!r} names no file", {"field": field})
     return "/".join(parts)

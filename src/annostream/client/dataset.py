@@ -282,8 +282,8 @@ class Dataset:
         """
         from annostream.client.uploads import items_source, run_import
 
-        return run_import(self.project.transport, self.project.string_id, self.name, items_source(items), "files", progress, duplicates,
-                          description="uploading")
+        return run_import(self.project.transport, self.project.string_id, self.name, items_source(items),
+                          "files", progress, duplicates, description="uploading")
 
     # --- training frameworks (annostream.integrations, imported on first use) ------------
 

@@ -102,7 +102,8 @@ class Project:
 
     def import_coco(self, annotations: str | os.PathLike[str] | dict[str, Any],
                     images_dir: str | os.PathLike[str], dataset: str = "Default",
-                    progress: Any = None, *, shapes: str = "auto", duplicates: str = "skip") -> dict[str, Any]:
+                    progress: Any = None, *, shapes: str = "auto",
+                    duplicates: str = "skip") -> dict[str, Any]:
         """Import a COCO file and its images into ``dataset`` as one commit (or nothing).
 
         ``shapes``: ``auto`` (polygons where a segmentation has them, keypoints, else boxes),
@@ -127,7 +128,8 @@ class Project:
         """
         from annostream.formats import read_source
 
-        return run_import(self.transport, self.string_id, dataset, read_source(format, path, **options), format, progress, duplicates)
+        source = read_source(format, path, **options)
+        return run_import(self.transport, self.string_id, dataset, source, format, progress, duplicates)
 
     def import_images(self, folder: str | os.PathLike[str], dataset: str = "Default", *,
                       labels_from_folders: bool = False, progress: Any = None,

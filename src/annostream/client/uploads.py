@@ -29,18 +29,26 @@ def _record(item: Item, n: int) -> dict[str, Any]:
         item = {"path": item}
     unknown = set(item) - {"path", "data", "name", "filename", "instances", "metadata"}
     if unknown:
-        raise ValueError(f"item {n}: unknown keys {sorted(unknown)} (use path or data, name, "
-                         "instances, metadata)")
+        raise ValueError(
+            f"item {n}: unknown keys {sorted(unknown)} (use path or data, name, instances, metadata)"
+        )
     if (item.get("path") is None) == (item.get("data") is None):
         raise ValueError(f"item {n}: give exactly one of 'path' and 'data'")
     path = Path(item["path"]) if item.get("path") is not None else None
     name = item.get("name") or item.get("filename") or (path.name if path is not None else None)
     if not name:
         raise ValueError(f"item {n}: bytes need a 'name'")
-    return {"where": f"item {n} ('{name}')", "name": name,
-            "image_path": str(path) if path is not None else None, "data": item.get("data"),
-            "sha256": None, "metadata": item.get("metadata") or {}, "instances": item.get("instances") or [],
-            "width": None, "height": None}
+    return {
+        "where": f"item {n} ('{name}')",
+        "name": name,
+        "image_path": str(path) if path is not None else None,
+        "data": item.get("data"),
+        "sha256": None,
+        "metadata": item.get("metadata") or {},
+        "instances": item.get("instances") or [],
+        "width": None,
+        "height": None,
+    }
 
 
 def items_source(items: Iterable[Item]) -> ImportSource:
@@ -71,17 +79,27 @@ def progress_callback(progress: ProgressArg, description: str) -> Iterator[Calla
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
+    with Progress(
+        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda n, total: bar.update(task, completed=n, total=total or None)
 
 
-def run_import(transport: Transport, project: str, dataset: str, source: ImportSource, fmt: str,
-               progress: ProgressArg, duplicates: str, description: str = "importing") -> dict[str, Any]:
+def run_import(
+    transport: Transport,
+    project: str,
+    dataset: str,
+    source: ImportSource,
+    fmt: str,
+    progress: ProgressArg,
+    duplicates: str,
+    description: str = "importing",
+) -> dict[str, Any]:
     """Send ``source`` into ``dataset`` as one import with a new idempotency key."""
     if duplicates not in ("skip", "keep"):
         raise ValueError(f"duplicates must be 'skip' or 'keep', not {duplicates!r}")
     with progress_callback(progress, description) as callback:
-        return transport.import_source(project, dataset, source, fmt, callback,
-                                       key=uuid.uuid4().hex, duplicates=duplicates)
+        return transport.import_source(
+            project, dataset, source, fmt, callback, key=uuid.uuid4().hex, duplicates=duplicates
+        )

@@ -168,7 +168,8 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any], shapes: str 
     bbox = ann.get("bbox")
     xyxy = [bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]] if bbox else None
     seg = ann.get("segmentation")
-    rings = [[[r[i], r[i + 1]] for i in range(0, len(r) - 1, 2)] for r in seg] if isinstance(seg, list) else []
+    polygons = seg if isinstance(seg, list) else []
+    rings = [[[r[i], r[i + 1]] for i in range(0, len(r) - 1, 2)] for r in polygons]
     kps = ann.get("keypoints") or []
     common = {"label": category["name"], "iscrowd": bool(ann.get("iscrowd", 0)),
               "area": ann.get("area"), "bbox": xyxy}
@@ -187,8 +188,9 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any], shapes: str 
             geom["parts"] = rings[1:]
         return InstanceIn(type="polygon", geometry=geom, **common)
     if xyxy is None:
-        raise ValueError("an annotation needs a bbox" + (", a segmentation or keypoints" if shapes == "auto" else ""))
-    geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy))
+        raise ValueError("an annotation needs a bbox"
+                         + (", a segmentation or keypoints" if shapes == "auto" else ""))
+    geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy, strict=True))
     if isinstance(seg, dict) and shapes == "auto":
         geom["rle"] = seg
     if shapes == "box":
@@ -214,7 +216,8 @@ def read_coco(annotations: str | os.PathLike[str] | Any, images: str | os.PathLi
         raise record_error(str(images), "no such folder (expected the folder of the COCO file's images)")
     categories: dict[Any, dict[str, Any]] = {}
     for i, cat in enumerate(coco.get("categories", [])):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str) or not cat["name"]:
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str) \
+                or not cat["name"]:
             raise record_error(f"categories[{i}]", "needs 'id' and a non-empty 'name'")
         categories[cat["id"]] = cat
     by_id: dict[Any, dict[str, Any]] = {}

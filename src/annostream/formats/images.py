@@ -38,14 +38,18 @@ def read_images(root: str | Path, labels_from_folders: bool = False) -> ImportSo
         raise record_error(str(root), "no such folder (expected a folder of images)")
     paths = image_paths(root)
     if not paths:
-        raise record_error(str(root), f"holds no images (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
+        raise record_error(
+            str(root), f"holds no images (expected files ending in {', '.join(IMAGE_SUFFIXES)})"
+        )
     classes: list[str] = []
     if labels_from_folders:
         top = {p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1}
         loose = [p for p in paths if len(p.relative_to(root).parts) == 1]
         if loose:
-            raise record_error(str(loose[0]), "is not inside a class folder (--labels-from-folders "
-                                              "expects ROOT/<class>/<image>)")
+            raise record_error(
+                str(loose[0]),
+                "is not inside a class folder (--labels-from-folders expects ROOT/<class>/<image>)",
+            )
         classes = sorted(top)
     labels: list[dict[str, Any]] = [{"name": c, "color": None, "spec": {}} for c in classes]
     return ImportSource(labels, [], _records(root, paths, labels_from_folders), len(paths))
@@ -55,5 +59,13 @@ def _records(root: Path, paths: list[Path], labels_from_folders: bool) -> Iterat
     for path in paths:
         name = safe_name(path.relative_to(root).as_posix())
         instances = [{"type": "tag", "label": name.split("/")[0]}] if labels_from_folders else []
-        yield {"where": name, "name": name, "image_path": str(confine(root, name)), "sha256": None,
-               "metadata": {}, "instances": instances, "width": None, "height": None}
+        yield {
+            "where": name,
+            "name": name,
+            "image_path": str(confine(root, name)),
+            "sha256": None,
+            "metadata": {},
+            "instances": instances,
+            "width": None,
+            "height": None,
+        }

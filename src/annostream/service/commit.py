@@ -17,8 +17,8 @@ from sqlalchemy import Connection, insert, select
 
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.versioning import begin_commit
 from annostream.store.tables import blobs
+from annostream.store.versioning import begin_commit
 
 
 def record_blob(conn: Connection, sha: str, size: int, content_type: str) -> None:

@@ -53,7 +53,6 @@ from annostream.service.staging import (
     unstage,
 )
 from annostream.store import Store
-from annostream.store.revisions import head_revision
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -64,6 +63,7 @@ from annostream.store.tables import (
     instances,
     labels,
 )
+from annostream.store.versioning import head_revision
 
 Progress = Callable[[int, int], None]
 DUPLICATES = ("skip", "keep")
@@ -76,15 +76,17 @@ _INT32 = 2**31 - 1
 def check_key(key: str | None) -> str | None:
     """An idempotency key: 1-200 printable ASCII characters, or None."""
     if key is not None and not _KEY.match(key):
-        raise InvalidInput("Idempotency-Key: 1 to 200 printable ASCII characters, no spaces",
-                           {"field": "idempotency_key"})
+        raise InvalidInput(
+            "Idempotency-Key: 1 to 200 printable ASCII characters, no spaces", {"field": "idempotency_key"}
+        )
     return key
 
 
 def _check_duplicates(duplicates: str) -> str:
     if duplicates not in DUPLICATES:
-        raise InvalidInput(f"duplicates: '{duplicates}' is not one of {', '.join(DUPLICATES)}",
-                           {"field": "duplicates"})
+        raise InvalidInput(
+            f"duplicates: '{duplicates}' is not one of {', '.join(DUPLICATES)}", {"field": "duplicates"}
+        )
     return duplicates
 
 
@@ -93,8 +95,9 @@ def stored_result(store: Store, ref: ProjectRef, key: str | None) -> dict[str, A
     if key is None:
         return None
     with store.engine.connect() as conn:
-        found = conn.execute(select(import_keys.c.result).where(
-            import_keys.c.project_id == ref.id, import_keys.c.key == key)).scalar()
+        found = conn.execute(
+            select(import_keys.c.result).where(import_keys.c.project_id == ref.id, import_keys.c.key == key)
+        ).scalar()
     return {**found, "replayed": True} if found is not None else None
 
 
@@ -125,15 +128,23 @@ def _record(raw: Any, n: int) -> _Record:
     where = given[:300] if isinstance(given, str) and given else f"record {n}"
     instances_in = raw.get("instances") if raw.get("instances") is not None else []
     if not isinstance(instances_in, list):
-        raise InvalidInput(f"{where}.instances: must be a list", {"record": where, "field": f"{where}.instances"})
-    return _Record(where=where, name=safe_name(raw.get("name"), f"{where}.name"), sha256=raw.get("sha256"),
-                   metadata=check_metadata(raw.get("metadata"), f"{where}.metadata"), instances=instances_in,
-                   width=_dimension(raw.get("width"), f"{where}.width"),
-                   height=_dimension(raw.get("height"), f"{where}.height"))
+        raise InvalidInput(
+            f"{where}.instances: must be a list", {"record": where, "field": f"{where}.instances"}
+        )
+    return _Record(
+        where=where,
+        name=safe_name(raw.get("name"), f"{where}.name"),
+        sha256=raw.get("sha256"),
+        metadata=check_metadata(raw.get("metadata"), f"{where}.metadata"),
+        instances=instances_in,
+        width=_dimension(raw.get("width"), f"{where}.width"),
+        height=_dimension(raw.get("height"), f"{where}.height"),
+    )
 
 
-def _vocabulary(source: ImportSource) -> tuple[list[LabelCreate], dict[str, dict[str, Any]],
-                                              list[AttributeGroupCreate]]:
+def _vocabulary(
+    source: ImportSource,
+) -> tuple[list[LabelCreate], dict[str, dict[str, Any]], list[AttributeGroupCreate]]:
     """The labels (with their format extras) and attribute groups a source declares, checked."""
     if not isinstance(source.labels, list) or not isinstance(source.attribute_groups, list):
         raise InvalidInput("header: 'labels' and 'attribute_groups' must be lists", {"field": "header"})
@@ -152,33 +163,52 @@ def _vocabulary(source: ImportSource) -> tuple[list[LabelCreate], dict[str, dict
         at = f"header.attribute_groups[{i}]"
         if not isinstance(g, dict):
             raise InvalidInput(f"{at}: not an object", {"field": at})
-        groups.append(validate(AttributeGroupCreate, {"name": g.get("name"), "kind": g.get("kind", "select"),
-                                                      "options": g.get("options", [])}, at))
+        groups.append(
+            validate(
+                AttributeGroupCreate,
+                {"name": g.get("name"), "kind": g.get("kind", "select"), "options": g.get("options", [])},
+                at,
+            )
+        )
     return specs, extra, groups
 
 
-def ensure_attribute_groups(conn: Connection, project_id: int, rev: int,
-                            specs: Iterable[AttributeGroupCreate]) -> None:
+def ensure_attribute_groups(
+    conn: Connection, project_id: int, rev: int, specs: Iterable[AttributeGroupCreate]
+) -> None:
     """Create the attribute groups (with options) that do not exist yet, and missing options."""
     live = {
-        r.name: r.id for r in conn.execute(
+        r.name: r.id
+        for r in conn.execute(
             select(attribute_groups.c.name, attribute_groups.c.id).where(
-                attribute_groups.c.project_id == project_id, attribute_groups.c.deleted_rev.is_(None)))
+                attribute_groups.c.project_id == project_id, attribute_groups.c.deleted_rev.is_(None)
+            )
+        )
     }
     for spec in specs:
         group_id = live.get(spec.name)
         have: set[str] = set()
         if group_id is None:
-            made = conn.execute(insert(attribute_groups).values(
-                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)).inserted_primary_key
+            made = conn.execute(
+                insert(attribute_groups).values(
+                    project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev
+                )
+            ).inserted_primary_key
             assert made is not None
             group_id = made[0]
         else:
-            have = set(conn.execute(select(attribute_options.c.name).where(
-                attribute_options.c.group_id == group_id, attribute_options.c.deleted_rev.is_(None))).scalars())
+            have = set(
+                conn.execute(
+                    select(attribute_options.c.name).where(
+                        attribute_options.c.group_id == group_id, attribute_options.c.deleted_rev.is_(None)
+                    )
+                ).scalars()
+            )
         for option in spec.options:
             if option not in have:
-                conn.execute(insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev))
+                conn.execute(
+                    insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev)
+                )
 
 
 def _in_dataset(conn: Connection, ref: ProjectRef, dataset_id: int, name: str, sha: str, rev: int) -> bool:
@@ -187,11 +217,26 @@ def _in_dataset(conn: Connection, ref: ProjectRef, dataset_id: int, name: str, s
     Files are found by their blob (an index), then checked for membership: the cost does not
     grow with the dataset.
     """
-    member = exists().where(dataset_files.c.file_id == files.c.id, dataset_files.c.dataset_id == dataset_id,
-                            dataset_files.c.deleted_rev.is_(None), dataset_files.c.created_rev < rev)
-    return conn.execute(select(files.c.id).where(
-        files.c.project_id == ref.id, files.c.blob_sha256 == sha, files.c.original_filename == name,
-        files.c.deleted_rev.is_(None), member).limit(1)).first() is not None
+    member = exists().where(
+        dataset_files.c.file_id == files.c.id,
+        dataset_files.c.dataset_id == dataset_id,
+        dataset_files.c.deleted_rev.is_(None),
+        dataset_files.c.created_rev < rev,
+    )
+    return (
+        conn.execute(
+            select(files.c.id)
+            .where(
+                files.c.project_id == ref.id,
+                files.c.blob_sha256 == sha,
+                files.c.original_filename == name,
+                files.c.deleted_rev.is_(None),
+                member,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _changed_besides_files(conn: Connection, ref: ProjectRef, rev: int) -> bool:
@@ -199,8 +244,12 @@ def _changed_besides_files(conn: Connection, ref: ProjectRef, rev: int) -> bool:
     made = [
         exists().where(labels.c.project_id == ref.id, labels.c.created_rev == rev),
         exists().where(attribute_groups.c.project_id == ref.id, attribute_groups.c.created_rev == rev),
-        exists().where(attribute_options.c.created_rev == rev, attribute_options.c.group_id.in_(
-            select(attribute_groups.c.id).where(attribute_groups.c.project_id == ref.id))),
+        exists().where(
+            attribute_options.c.created_rev == rev,
+            attribute_options.c.group_id.in_(
+                select(attribute_groups.c.id).where(attribute_groups.c.project_id == ref.id)
+            ),
+        ),
         exists().where(datasets.c.project_id == ref.id, datasets.c.created_rev == rev),
     ]
     return any(conn.execute(select(e)).scalar() for e in made)
@@ -210,9 +259,16 @@ class _Unchanged(Exception):
     """Raised inside a commit that would change nothing, to roll its revision back."""
 
 
-def commit_records(store: Store, ref: ProjectRef, dataset: str, source: ImportSource, *,
-                   message: str | None = None, key: str | None = None,
-                   duplicates: str = "skip") -> dict[str, Any]:
+def commit_records(
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    source: ImportSource,
+    *,
+    message: str | None = None,
+    key: str | None = None,
+    duplicates: str = "skip",
+) -> dict[str, Any]:
     """Write records that name their images by sha256 into ``dataset``: ONE commit, or nothing.
 
     Records are consumed one at a time (memory does not grow with the import).
@@ -229,28 +285,46 @@ def commit_records(store: Store, ref: ProjectRef, dataset: str, source: ImportSo
             vocab = load_vocabulary(conn, ref.id, None)
             ds = ensure_dataset(conn, ref, dataset, rev)
             # Only files the dataset held before this import count as duplicates.
-            check = duplicates == "skip" and conn.execute(select(dataset_files.c.id).where(
-                dataset_files.c.dataset_id == ds.id, dataset_files.c.deleted_rev.is_(None)).limit(1)).first()
+            check = (
+                duplicates == "skip"
+                and conn.execute(
+                    select(dataset_files.c.id)
+                    .where(dataset_files.c.dataset_id == ds.id, dataset_files.c.deleted_rev.is_(None))
+                    .limit(1)
+                ).first()
+            )
             pending: list[int] = []
             used: set[str] = set()
             for n, raw in enumerate(source.records, 1):
                 rec = _record(raw, n)
                 if rec.sha256 is None:
-                    raise InvalidInput(f"{rec.where}.sha256: missing, so the record names no image (and no "
-                                       "image file was found for it)",
-                                       {"record": rec.where, "field": f"{rec.where}.sha256"})
+                    raise InvalidInput(
+                        f"{rec.where}.sha256: missing, so the record names no image (and no "
+                        "image file was found for it)",
+                        {"record": rec.where, "field": f"{rec.where}.sha256"},
+                    )
                 width, height = resolve_blob(conn, ref, rec.sha256, f"{rec.where}.sha256")
                 used.add(rec.sha256)
                 if (rec.width, rec.height) not in ((width, height), (None, None)):
-                    raise record_error(rec.where, f"declared {rec.width}x{rec.height} but the image is "
-                                                  f"{width}x{height}")
+                    raise record_error(
+                        rec.where, f"declared {rec.width}x{rec.height} but the image is {width}x{height}"
+                    )
                 if check and _in_dataset(conn, ref, ds.id, rec.name, rec.sha256, rev):
                     counts["skipped"] += 1
                     continue
                 where = f"{rec.where}.instances"
                 parsed = parse_instances(rec.instances, where, vocab)
-                file_id = insert_file(conn, ref, rev, name=rec.name, sha=rec.sha256, file_type="image",
-                                      width=width, height=height, metadata=rec.metadata)
+                file_id = insert_file(
+                    conn,
+                    ref,
+                    rev,
+                    name=rec.name,
+                    sha=rec.sha256,
+                    file_type="image",
+                    width=width,
+                    height=height,
+                    metadata=rec.metadata,
+                )
                 conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
                 rows = instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)
                 if rows:
@@ -307,7 +381,9 @@ def ndjson_source(lines: Iterable[bytes]) -> ImportSource:
                 record.setdefault("where", f"body line {n}")
             yield record
 
-    return ImportSource(head.get("labels", []), head.get("attribute_groups", []), records(), head.get("total"))
+    return ImportSource(
+        head.get("labels", []), head.get("attribute_groups", []), records(), head.get("total")
+    )
 
 
 def _spool_lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -316,9 +392,17 @@ def _spool_lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
         yield orjson.loads(line)
 
 
-def import_source(store: Store, ref: ProjectRef, dataset: str, source: ImportSource, *,
-                  progress: Progress | None = None, fmt: str = "records", key: str | None = None,
-                  duplicates: str = "skip") -> dict[str, Any]:
+def import_source(
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    source: ImportSource,
+    *,
+    progress: Progress | None = None,
+    fmt: str = "records",
+    key: str | None = None,
+    duplicates: str = "skip",
+) -> dict[str, Any]:
     """Import what a reader yields, in this process: stage the images, then ``commit_records``.
 
     ``progress(n, total)`` counts records staged. A failure takes back what this import
@@ -333,17 +417,23 @@ def import_source(store: Store, ref: ProjectRef, dataset: str, source: ImportSou
             batch: list[tuple[dict[str, Any], bytes | None]] = []
 
             def flush() -> None:
-                blobs = iter(stage_blobs(store, ref, [(data, rec["where"]) for rec, data in batch if data is not None]))
+                blobs = iter(
+                    stage_blobs(store, ref, [(data, rec["where"]) for rec, data in batch if data is not None])
+                )
                 for rec, data in batch:
                     if data is not None:
                         blob = next(blobs)
                         staged.append(blob)
                         rec = {**rec, "sha256": blob.sha256}
                     try:
-                        spool.write(orjson.dumps({k: v for k, v in rec.items() if k not in ("data", "image_path")})
-                                    + b"\n")
+                        spool.write(
+                            orjson.dumps({k: v for k, v in rec.items() if k not in ("data", "image_path")})
+                            + b"\n"
+                        )
                     except TypeError as exc:
-                        raise record_error(str(rec.get("where")), f"metadata or instances are not JSON ({exc})") from exc
+                        raise record_error(
+                            str(rec.get("where")), f"metadata or instances are not JSON ({exc})"
+                        ) from exc
                 batch.clear()
 
             size = 0
@@ -360,9 +450,18 @@ def import_source(store: Store, ref: ProjectRef, dataset: str, source: ImportSou
                 if progress:
                     progress(n, source.total or 0)
             flush()
-            staged_source = ImportSource(source.labels, source.attribute_groups, _spool_lines(spool), source.total)
-            return commit_records(store, ref, dataset, staged_source, message=f"import {fmt} into {dataset}",
-                                  key=key, duplicates=duplicates)
+            staged_source = ImportSource(
+                source.labels, source.attribute_groups, _spool_lines(spool), source.total
+            )
+            return commit_records(
+                store,
+                ref,
+                dataset,
+                staged_source,
+                message=f"import {fmt} into {dataset}",
+                key=key,
+                duplicates=duplicates,
+            )
     except BaseException:
         unstage(store, ref, staged)
         raise

@@ -64,8 +64,9 @@ def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
 def check_sha256(value: Any, field: str) -> str:
     """``value`` as a sha256 name (64 lowercase hex digits), or 422 naming ``field``."""
     if not isinstance(value, str) or not SHA256.match(value):
-        raise InvalidInput(f"{field}: not a sha256 (64 lowercase hex digits): {str(value)[:80]!r}",
-                           {"field": field})
+        raise InvalidInput(
+            f"{field}: not a sha256 (64 lowercase hex digits): {str(value)[:80]!r}", {"field": field}
+        )
     return value
 
 
@@ -86,42 +87,60 @@ def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]
         staged[0].new = store.blobs.put(payloads[0][0])[1]
     else:  # several at once: an object store answers each put after a round trip of its own
         with ThreadPoolExecutor(max_workers=min(8, len(payloads))) as pool:
-            for blob, (_, new) in zip(staged, pool.map(store.blobs.put, [data for data, _ in payloads])):
+            written = pool.map(store.blobs.put, [data for data, _ in payloads])
+            for blob, (_, new) in zip(staged, written, strict=True):
                 blob.new = new
     # A failure from here on leaves bytes no row names: orphans for gc (deleting them could
     # take bytes from under a concurrent stager of the same image).
     with store.engine.begin() as conn:
         insert = _insert(conn)
         for blob in staged:
-            conn.execute(insert(blobs).values(sha256=blob.sha256, size=blob.size,
-                                              content_type=blob.content_type).on_conflict_do_nothing())
             conn.execute(
-                insert(staged_blobs).values(project_id=ref.id, sha256=blob.sha256, width=blob.width,
-                                            height=blob.height)
-                .on_conflict_do_update(index_elements=["project_id", "sha256"],
-                                       set_={"created_at": func.now()}))
+                insert(blobs)
+                .values(sha256=blob.sha256, size=blob.size, content_type=blob.content_type)
+                .on_conflict_do_nothing()
+            )
+            conn.execute(
+                insert(staged_blobs)
+                .values(project_id=ref.id, sha256=blob.sha256, width=blob.width, height=blob.height)
+                .on_conflict_do_update(
+                    index_elements=["project_id", "sha256"], set_={"created_at": func.now()}
+                )
+            )
     return staged
 
 
 def resolve_blob(conn: Connection, ref: ProjectRef, sha: Any, field: str) -> tuple[int | None, int | None]:
     """(width, height) of a blob ``ref`` may name (see the scoping rule above), else 422."""
     sha = check_sha256(sha, field)
-    row = conn.execute(select(staged_blobs.c.width, staged_blobs.c.height).where(
-        staged_blobs.c.project_id == ref.id, staged_blobs.c.sha256 == sha)).first()
+    row = conn.execute(
+        select(staged_blobs.c.width, staged_blobs.c.height).where(
+            staged_blobs.c.project_id == ref.id, staged_blobs.c.sha256 == sha
+        )
+    ).first()
     if row is None:
-        row = conn.execute(select(files.c.width, files.c.height).where(
-            files.c.project_id == ref.id, files.c.blob_sha256 == sha).limit(1)).first()
+        row = conn.execute(
+            select(files.c.width, files.c.height)
+            .where(files.c.project_id == ref.id, files.c.blob_sha256 == sha)
+            .limit(1)
+        ).first()
     if row is None:
-        raise InvalidInput(f"{field}: no blob {sha} is staged for or held by project "
-                           f"'{ref.string_id}' (stage the image first: PUT .../blobs)", {"field": field})
+        raise InvalidInput(
+            f"{field}: no blob {sha} is staged for or held by project "
+            f"'{ref.string_id}' (stage the image first: PUT .../blobs)",
+            {"field": field},
+        )
     return row.width, row.height
 
 
 def release_staged(conn: Connection, ref: ProjectRef, shas: list[str]) -> None:
     """Drop ``ref``'s staged rows of ``shas`` (now held by files written in this transaction)."""
     for start in range(0, len(shas), 500):
-        conn.execute(delete(staged_blobs).where(staged_blobs.c.project_id == ref.id,
-                                                staged_blobs.c.sha256.in_(shas[start:start + 500])))
+        conn.execute(
+            delete(staged_blobs).where(
+                staged_blobs.c.project_id == ref.id, staged_blobs.c.sha256.in_(shas[start : start + 500])
+            )
+        )
 
 
 def unstage(store: Store, ref: ProjectRef, staged: list[StagedBlob]) -> None:
@@ -134,10 +153,17 @@ def unstage(store: Store, ref: ProjectRef, staged: list[StagedBlob]) -> None:
     with store.engine.begin() as conn:
         release_staged(conn, ref, new)
         for start in range(0, len(new), 500):
-            chunk = conn.execute(select(blobs.c.sha256).where(
-                blobs.c.sha256.in_(new[start:start + 500]),
-                ~exists().where(files.c.blob_sha256 == blobs.c.sha256),
-                ~exists().where(staged_blobs.c.sha256 == blobs.c.sha256))).scalars().all()
+            chunk = (
+                conn.execute(
+                    select(blobs.c.sha256).where(
+                        blobs.c.sha256.in_(new[start : start + 500]),
+                        ~exists().where(files.c.blob_sha256 == blobs.c.sha256),
+                        ~exists().where(staged_blobs.c.sha256 == blobs.c.sha256),
+                    )
+                )
+                .scalars()
+                .all()
+            )
             if chunk:
                 conn.execute(delete(blobs).where(blobs.c.sha256.in_(chunk)))
             unused += chunk
