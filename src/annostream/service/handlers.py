@@ -30,6 +30,7 @@ from annostream.service import (
     changes,
     datasets,
     export,
+    frames,  # noqa: F401  (registers frame_ids)
     imports,
     ingest,
     items,

@@ -37,7 +37,9 @@ from annostream.schema import AttributeGroupCreate, LabelCreate, validate
 from annostream.service.commit import commit
 from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
+    Probe,
     check_metadata,
+    probe_upload,
     insert_file,
     instance_rows,
     parse_instances,
@@ -110,6 +112,7 @@ class _Record:
     instances: Any
     width: int | None
     height: int | None
+    text: str | None = None
 
 
 def _dimension(value: Any, field: str) -> int | None:
@@ -118,6 +121,26 @@ def _dimension(value: Any, field: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _INT32:
         raise InvalidInput(f"{field}: a positive integer (pixels), not {str(value)[:40]!r}", {"field": field})
     return value
+
+
+def _text(value: Any, field: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{field}: a text file's text must be a string", {"field": field})
+    return value
+
+
+def _probe_blob(store: Store, conn: Connection, ref: ProjectRef, rec: _Record) -> Probe:
+    """What the file of a record naming a blob is: an image from its staged or held size, a
+    video probed from its bytes (its frames, rate and keyframes go on the file row)."""
+    if rec.sha256 is None:
+        raise InvalidInput(f"{rec.where}.sha256: missing, so the record names no image (and no image "
+                           "file was found for it)", {"record": rec.where, "field": f"{rec.where}.sha256"})
+    width, height, mime = resolve_blob(conn, ref, rec.sha256, f"{rec.where}.sha256")
+    if mime.startswith("image/") or mime == "application/octet-stream":
+        if (rec.width, rec.height) not in ((width, height), (None, None)):
+            raise record_error(rec.where, f"declared {rec.width}x{rec.height} but the image is {width}x{height}")
+        return Probe("image", width, height, mime)
+    return probe_upload(rec.name, store.blobs.get(rec.sha256), rec.where)
 
 
 def _record(raw: Any, n: int) -> _Record:
@@ -139,6 +162,7 @@ def _record(raw: Any, n: int) -> _Record:
         instances=instances_in,
         width=_dimension(raw.get("width"), f"{where}.width"),
         height=_dimension(raw.get("height"), f"{where}.height"),
+        text=_text(raw.get("text"), f"{where}.text"),
     )
 
 
@@ -297,35 +321,20 @@ def commit_records(
             used: set[str] = set()
             for n, raw in enumerate(source.records, 1):
                 rec = _record(raw, n)
-                if rec.sha256 is None:
-                    raise InvalidInput(
-                        f"{rec.where}.sha256: missing, so the record names no image (and no "
-                        "image file was found for it)",
-                        {"record": rec.where, "field": f"{rec.where}.sha256"},
-                    )
-                width, height = resolve_blob(conn, ref, rec.sha256, f"{rec.where}.sha256")
-                used.add(rec.sha256)
-                if (rec.width, rec.height) not in ((width, height), (None, None)):
-                    raise record_error(
-                        rec.where, f"declared {rec.width}x{rec.height} but the image is {width}x{height}"
-                    )
-                if check and _in_dataset(conn, ref, ds.id, rec.name, rec.sha256, rev):
-                    counts["skipped"] += 1
-                    continue
+                if rec.text is not None:  # a text file: its text is its content, no blob
+                    sha, probe = None, Probe("text", None, None, "text/plain; charset=utf-8", text=rec.text)
+                else:
+                    sha, probe = rec.sha256, _probe_blob(store, conn, ref, rec)
+                    used.add(sha)
+                    if check and _in_dataset(conn, ref, ds.id, rec.name, sha, rev):
+                        counts["skipped"] += 1
+                        continue
                 where = f"{rec.where}.instances"
                 parsed = parse_instances(rec.instances, where, vocab)
-                file_id = insert_file(
-                    conn,
-                    ref,
-                    rev,
-                    name=rec.name,
-                    sha=rec.sha256,
-                    file_type="image",
-                    width=width,
-                    height=height,
-                    metadata=rec.metadata,
-                )
+                probe.check(parsed, where)
+                file_id = insert_file(conn, ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata)
                 conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
+                width, height = probe.width, probe.height
                 rows = instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)
                 if rows:
                     conn.execute(insert(instances), rows)

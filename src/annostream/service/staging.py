@@ -43,8 +43,8 @@ class StagedBlob:
 
     sha256: str
     size: int
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     content_type: str
     new: bool = False
 
@@ -74,14 +74,31 @@ def _insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]) -> list[StagedBlob]:
+def probe_media(data: bytes, where: str) -> tuple[int | None, int | None, str]:
+    """(width, height, MIME type) of an image, else of a video; the image's 422 otherwise."""
+    try:
+        return probe_image(data, where)
+    except InvalidInput as not_image:
+        from annostream.service import video
+
+        try:
+            info = video.probe_video(data, where)
+        except InvalidInput:
+            raise not_image from None
+        return info.width, info.height, info.content_type
+
+
+def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]],
+                probed: list[tuple[int | None, int | None, str]] | None = None) -> list[StagedBlob]:
     """Stage images (bytes, where-for-errors) for ``ref``: bytes written, then rows committed.
 
     Staging the same bytes again refreshes the row's age and writes nothing new.
     """
+    if not payloads:
+        return []
     staged = []
-    for data, where in payloads:
-        width, height, mime = probe_image(data, where)
+    for i, (data, where) in enumerate(payloads):
+        width, height, mime = probed[i] if probed is not None else probe_media(data, where)
         staged.append(StagedBlob(sha256_hex(data), len(data), width, height, mime))
     if len(payloads) == 1:
         staged[0].new = store.blobs.put(payloads[0][0])[1]
@@ -110,17 +127,18 @@ def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]
     return staged
 
 
-def resolve_blob(conn: Connection, ref: ProjectRef, sha: Any, field: str) -> tuple[int | None, int | None]:
-    """(width, height) of a blob ``ref`` may name (see the scoping rule above), else 422."""
+def resolve_blob(conn: Connection, ref: ProjectRef, sha: Any, field: str) -> tuple[int | None, int | None, str]:
+    """(width, height, MIME type) of a blob ``ref`` may name (the scoping rule above), else 422."""
     sha = check_sha256(sha, field)
     row = conn.execute(
-        select(staged_blobs.c.width, staged_blobs.c.height).where(
-            staged_blobs.c.project_id == ref.id, staged_blobs.c.sha256 == sha
-        )
+        select(staged_blobs.c.width, staged_blobs.c.height, blobs.c.content_type)
+        .join(blobs, blobs.c.sha256 == staged_blobs.c.sha256)
+        .where(staged_blobs.c.project_id == ref.id, staged_blobs.c.sha256 == sha)
     ).first()
     if row is None:
         row = conn.execute(
-            select(files.c.width, files.c.height)
+            select(files.c.width, files.c.height, blobs.c.content_type)
+            .join(blobs, blobs.c.sha256 == files.c.blob_sha256)
             .where(files.c.project_id == ref.id, files.c.blob_sha256 == sha)
             .limit(1)
         ).first()
@@ -130,7 +148,7 @@ def resolve_blob(conn: Connection, ref: ProjectRef, sha: Any, field: str) -> tup
             f"'{ref.string_id}' (stage the image first: PUT .../blobs)",
             {"field": field},
         )
-    return row.width, row.height
+    return row.width, row.height, row.content_type
 
 
 def release_staged(conn: Connection, ref: ProjectRef, shas: list[str]) -> None:

@@ -1,7 +1,7 @@
 """staged blobs and import idempotency keys
 
-Revision ID: 0002_imports
-Revises: 0001
+Revision ID: 0003_imports
+Revises: 0002_video
 Create Date: 2026-11-25
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002_imports'
-down_revision = '0001'
+revision = '0003_imports'
+down_revision = '0002_video'
 branch_labels = None
 depends_on = None
 
