@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from annostream import __version__
 from annostream.errors import AnnostreamError, InvalidInput
@@ -25,11 +26,13 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None) -> FastAPI:
+def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None,
+               thumbnail_dir: Path | None = None) -> FastAPI:
     """An app serving ``store``. It keeps no state of its own beyond the store handle, the
-    secret that signs blob URLs (random per process when none is given) and the body size
-    caps (``limits``; from the environment when none are given)."""
-    from annostream.server import signing
+    secret that signs blob URLs (random per process when none is given), the body size
+    caps (``limits``; from the environment when none are given) and the folder of the
+    explorer's thumbnail cache (a temporary one when none is given)."""
+    from annostream.server import signing, web
     from annostream.server.limits import BodyLimits
 
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
@@ -53,10 +56,18 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         """Liveness, and which server process answered (behind one port there are several)."""
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
+    @app.get("/", tags=["meta"], response_model=None)
+    def root(request: Request) -> RedirectResponse | dict[str, str]:
+        """Browsers go to the explorer; programs get a JSON index."""
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/explore/", status_code=303)
+        return {"name": "annostream", "version": __version__, "api": "/api/v2", "explore": "/explore/"}
+
     from annostream.server import api_v2, diffgram_compat
 
     app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
+    web.install(app, thumbnail_dir)
     return app
 
 
@@ -72,4 +83,5 @@ def app_from_env() -> FastAPI:
     store = Store.open(data_dir,
                        db_url=os.environ.get("ANNOSTREAM_DB") or None,
                        blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None)
-    return create_app(store, signing.load_secret(data_dir))
+    thumbnails = Path(data_dir) / "thumbnails" if data_dir else None
+    return create_app(store, signing.load_secret(data_dir), thumbnail_dir=thumbnails)

@@ -43,3 +43,18 @@ def principal(request: Request) -> Principal:
     if creds is None:
         return ANONYMOUS
     return authenticate(request.app.state.store, *creds)
+
+
+KEY_COOKIE = "annostream_key"
+
+
+def page_principal(request: Request) -> Principal:
+    """The explorer's caller: an Authorization header as the API takes it, else the key the
+    browser was given back in the explorer's cookie (HttpOnly, SameSite=Strict, scoped to one
+    project's pages), checked by the very same ``authenticate``."""
+    if request.headers.get("authorization"):
+        return principal(request)
+    cookie = request.cookies.get(KEY_COOKIE)
+    if not cookie:
+        return ANONYMOUS
+    return authenticate(request.app.state.store, *_split(cookie))
