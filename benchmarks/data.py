@@ -19,6 +19,7 @@ import orjson
 
 from annostream.client.transports import EmbeddedTransport
 from annostream.demo import build_photo_coco
+from annostream.formats.coco import read_coco
 
 PROJECT = "bench"
 LABELS = ["person", "cat", "dog", "car", "bicycle", "cup", "chair", "bottle", "bird", "tree"]
@@ -50,7 +51,7 @@ def build_images(root: Path, n_items: int) -> Built:
     local = EmbeddedTransport(root / "store")
     local.create_project(PROJECT, "annostream benchmark", False)
     coco = json.loads(annotations.read_text())
-    result = local.import_coco(PROJECT, "Default", coco, root / "source" / "images")
+    result = local.import_source(PROJECT, "Default", read_coco(coco, root / "source" / "images"), "coco")
     return Built(root / "store", PROJECT, "Default", _viewer(local), result["files"],
                  result["instances"], root / "source" / "images", annotations)
 

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from annostream import Project
 from annostream.client.transports import EmbeddedTransport, HttpTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests import services as svc
 
@@ -157,7 +158,7 @@ def source(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Pa
     local = EmbeddedTransport(store_dir)
     admin = local.create_project("coco-dataset", None, False)["admin_key"]
     coco = json.loads(ann.read_text())
-    local.import_coco("coco-dataset", "Default", coco, root / "coco" / "images")
+    local.import_source("coco-dataset", "Default", read_coco(coco, root / "coco" / "images"), "coco")
     viewer = local.create_key("coco-dataset", "viewer")
     with running_server(store_dir) as url:
         yield Source(coco, root / "coco" / "images", store_dir, url, admin, viewer)

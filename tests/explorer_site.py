@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
 
@@ -56,7 +57,7 @@ def site_fixture(tmp_path_factory: pytest.TempPathFactory,
     local = EmbeddedTransport(store_dir)
     local.create_project("seen", "Seen", False)
     coco = json.loads(ann.read_text())
-    local.import_coco("seen", "Default", coco, root / "coco" / "images")
+    local.import_source("seen", "Default", read_coco(coco, root / "coco" / "images"), "coco")
     viewer = local.create_key("seen", "viewer")
     local.create_project("other", None, False)
     hidden = local.upload_file("other", "Default", "hidden.jpg", jpeg(40, 30, (1, 2, 3)), [], {})
@@ -72,6 +73,6 @@ def site_fixture(tmp_path_factory: pytest.TempPathFactory,
     car = {"type": "polygon", "label": "car", "geometry": {"points": [[1, 1], [30, 2], [20, 25]]}}
     local.upload_file("open", "Default", "later.jpg", jpeg(64, 48, (40, 40, 200)), [car], {})
     big = local.upload_file("open", "Default", "big.png", png(2400, 1800), [], {})
-    local.import_coco("open", ODD, coco, root / "coco" / "images")
+    local.import_source("open", ODD, read_coco(coco, root / "coco" / "images"), "coco")
     with running_server(store_dir) as url:
         yield Site(url, store_dir, coco, viewer, other_viewer, big["sha256"], hidden["sha256"])

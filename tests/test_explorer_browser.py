@@ -4,7 +4,6 @@ sees. ``ANNOSTREAM_SCREENSHOTS=1`` also writes the README's screenshots of the d
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,12 +181,13 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
 
     from annostream.client.transports import EmbeddedTransport
     from annostream.demo import build_photo_coco
+    from annostream.formats.coco import read_coco
     from annostream.server.launch import running_server
 
     ann = build_photo_coco(tmp_path / "source", 48, max_side=480)
     local = EmbeddedTransport(tmp_path / "store")
     local.create_project("demo", "annostream demo", True)
-    local.import_coco("demo", "Default", json.loads(ann.read_text()), tmp_path / "source" / "images")
+    local.import_source("demo", "Default", read_coco(ann, tmp_path / "source" / "images"), "coco")
     with running_server(tmp_path / "store") as url:
         context = chromium.new_context(viewport={"width": 1100, "height": 640})
         page = context.new_page()

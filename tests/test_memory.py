@@ -10,8 +10,9 @@ from PIL import Image
 
 from annostream import Project
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats import ImportSource
 from annostream.server.launch import running_server
-from annostream.service import ingest
+from annostream.service import imports
 from annostream.service.projects import LOCAL, authorize
 from tests.conftest import Source
 
@@ -20,21 +21,19 @@ BUDGET = 512 * 1024
 
 
 def _build(store_dir: Path) -> None:
-    """20k distinct tiny PNGs with one box each, imported as one COCO commit."""
+    """20k distinct tiny PNGs with one box each, imported as one commit."""
     local = EmbeddedTransport(store_dir)
     local.create_project("big", None, True)
-    blobs: dict[str, bytes] = {}
-    images, annotations = [], []
+    records = []
     for i in range(N_ITEMS):
         buf = io.BytesIO()
         Image.new("RGB", (8, 8), (i % 256, (i // 256) % 256, i // 65536)).save(buf, format="PNG")
-        name = f"{i}.png"
-        blobs[name] = buf.getvalue()
-        images.append({"id": i, "file_name": name, "width": 8, "height": 8})
-        annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 4, 4]})
-    coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "dot"}]}
+        box = {"type": "box", "label": "dot", "geometry": {"x_min": 1, "y_min": 1, "x_max": 5, "y_max": 5}}
+        records.append({"where": f"image {i}", "name": f"{i}.png", "data": buf.getvalue(),
+                        "metadata": {"coco_id": i}, "instances": [box], "width": 8, "height": 8})
     ref = authorize(local.store, LOCAL, "big", "editor")
-    ingest.import_coco(local.store, ref, "Default", coco, lambda img: blobs[img["file_name"]])
+    imports.import_source(local.store, ref, "Default",
+                          ImportSource([{"name": "dot"}], [], iter(records), N_ITEMS))
 
 
 def test_iterating_20k_items_stays_within_the_cache_budget(tmp_path: Path) -> None:

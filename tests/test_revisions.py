@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,9 @@ from typer.testing import CliRunner
 from annostream import Conflict, InvalidInput, NotFound, Project
 from annostream.cli import app
 from annostream.client.transports import EmbeddedTransport
-from annostream.service.ingest import stage_blob
 from annostream.service.projects import LOCAL, authorize
 from annostream.service.revisions import collect_garbage, parse_older_than
+from annostream.service.staging import stage_blobs
 from annostream.store import Store
 from tests.revhelpers import box, fresh, new_project, png, sample_bytes, view_bytes
 
@@ -213,12 +214,16 @@ def test_gc_keeps_tagged_revisions_and_the_head(tmp_path: Path) -> None:
     project, store_dir, revs, views = _history(tmp_path)
     store = Store.open(store_dir)
     ref = authorize(store, LOCAL, project.string_id, "viewer")
-    orphan = stage_blob(store, ref, png(color=(77, 77, 77)))
-    dry = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True, dry_run=True)
+    orphan = stage_blobs(store, ref, [(png(color=(77, 77, 77)), "orphan")])[0].sha256
+    young = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True, dry_run=True)
+    assert young.blobs == 0, "a blob staged moments ago may belong to an import in flight"
+    dry = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True, dry_run=True,
+                          staged_grace=timedelta(0))
     assert dry.rows["instances"] > 0 and dry.blobs == 1 and store.blobs.exists(orphan)
     with pytest.raises(Conflict, match="v1"):
         collect_garbage(store, revs["head"], project=project.string_id, keep_tags=False)
-    report = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True)
+    report = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True,
+                             staged_grace=timedelta(0))
     assert report.rows == dry.rows and report.blobs == 1 and not store.blobs.exists(orphan)
     assert report.rows["instances"] > 0 and report.rows["file_label_counts"] > 0
     store.close()

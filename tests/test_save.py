@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 import annostream
 from annostream import Conflict, Project
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests.conftest import Source, make_coco
 from tests.revhelpers import box, png, view_bytes
@@ -21,7 +21,7 @@ def test_saved_copy_streams_with_the_server_stopped(tmp_path: Path) -> None:
     ann = make_coco(tmp_path / "coco", 12, seed=11)
     local = EmbeddedTransport(store_dir)
     key = local.create_project("offline-src", "Offline source", False)["admin_key"]
-    local.import_coco("offline-src", "Default", json.loads(ann.read_text()), tmp_path / "coco" / "images")
+    local.import_source("offline-src", "Default", read_coco(ann, tmp_path / "coco" / "images"), "coco")
     local.create_attribute_group("offline-src", "weather", "select", ["rain", "sun"])
     with running_server(store_dir) as url:
         remote = Project("offline-src", key["client_id"], key["client_secret"], host=url)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from annostream import InvalidInput, NotFound, Project
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from tests.conftest import blob_names, make_coco
 from tests.revhelpers import new_project
 
@@ -133,7 +134,7 @@ def test_failed_import_leaves_no_new_blobs(server_store: tuple[str, Path], tmp_p
     before = set(blob_names(store_dir))
     coco["images"].append(coco["images"].pop(2))  # fail on the last image, after blobs were written
     with pytest.raises(InvalidInput):
-        local.import_coco("all-or-nothing", "Default", coco, images)
+        local.import_source("all-or-nothing", "Default", read_coco(coco, images), "coco")
     after = set(blob_names(store_dir))
     assert after == before
 

@@ -7,7 +7,6 @@ no logic of its own.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -192,66 +191,87 @@ def keys_revoke(
               f"at {revoked['revoked_at']}")
 
 
-@import_app.command("coco")
-def import_coco(
-    annotations: Annotated[Path, typer.Argument(help="COCO annotations JSON.", exists=True)],
-    images: Annotated[Path, typer.Option("--images", help="Folder of the images.", exists=True)],
-    project: Annotated[str, typer.Option("--project")],
-    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
-    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
-) -> None:
-    """Import a COCO file: all of it in one transaction, or nothing."""
-    transport = _transport(data, host, client_id, client_secret)
-    try:
-        coco = json.loads(annotations.read_text())
-    except json.JSONDecodeError as exc:
-        console.print(f"[red]error:[/red] {annotations}: not valid JSON (line {exc.lineno}, column {exc.colno})")
-        raise typer.Exit(1) from exc
-    with _progress("importing") as bar:
-        task = bar.add_task("import", total=len(coco.get("images", [])))
-        try:
-            result = transport.import_coco(project, dataset, coco, images,
-                                           lambda n, total: bar.update(task, completed=n, total=total))
-        except AnnostreamError as exc:
-            _fail(exc)
-    out.print(f"imported {result['files']} files and {result['instances']} instances into "
-              f"{project}/{dataset} at revision {result['revision']}")
+ProjectOpt = Annotated[str, typer.Option("--project", help="Project string id.")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset to import into (created if needed).")]
+KeepDuplicatesOpt = Annotated[bool, typer.Option(
+    "--keep-duplicates", help="Add files the dataset already holds (same name and bytes) again; "
+                              "by default they are skipped.")]
 
-def _import_format(fmt: str, path: Path, project: str, dataset: str, transport: Transport) -> None:
+
+def _import(fmt: str, path: Path, project: str, dataset: str, transport: Transport, keep_duplicates: bool,
+            **options: object) -> None:
+    """Read ``path`` with the ``fmt`` reader and import it: one transaction, or nothing."""
+    from annostream.client.uploads import run_import
     from annostream.formats import read_source
 
     with _progress("importing") as bar:
         task = bar.add_task("import", total=None)
         try:
-            result = transport.import_source(project, dataset, read_source(fmt, path), fmt,
-                                             lambda n, total: bar.update(task, completed=n, total=total or None))
+            result = run_import(transport, project, dataset, read_source(fmt, path, **options), fmt,  # type: ignore[arg-type]
+                                lambda n, total: bar.update(task, completed=n, total=total or None),
+                                "keep" if keep_duplicates else "skip")
         except AnnostreamError as exc:
             _fail(exc)
+    skipped = f", skipped {result['skipped']} already in the dataset" if result.get("skipped") else ""
     out.print(f"imported {result['files']} files and {result['instances']} instances into "
-              f"{project}/{dataset} at revision {result['revision']}")
+              f"{project}/{dataset} at revision {result['revision']}{skipped}", markup=False)
+
+
+@import_app.command("coco")
+def import_coco(
+    annotations: Annotated[Path, typer.Argument(help="COCO annotations JSON.")],
+    images: Annotated[Path, typer.Option("--images",
+                                         help="Folder of the images (only files inside it are read).")],
+    project: ProjectOpt, dataset: DatasetOpt = "Default",
+    shapes: Annotated[str, typer.Option(
+        "--shapes", help="auto: polygons where the segmentation has them, keypoints, else boxes; "
+                         "box: one box per annotation from its bbox; polygon: polygons only.")] = "auto",
+    keep_duplicates: KeepDuplicatesOpt = False,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Import a COCO file: all of it in one transaction, or nothing."""
+    if shapes not in ("auto", "box", "polygon"):
+        raise typer.BadParameter("--shapes must be auto, box or polygon")
+    _import("coco", annotations, project, dataset, _transport(data, host, client_id, client_secret),
+            keep_duplicates, images=images, shapes=shapes)
 
 
 @import_app.command("yolo")
 def import_yolo(
-    folder: Annotated[Path, typer.Argument(help="YOLO folder (data.yaml, images/, labels/).", exists=True)],
-    project: Annotated[str, typer.Option("--project")],
-    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
+    folder: Annotated[Path, typer.Argument(help="YOLO folder (data.yaml, images/, labels/).")],
+    project: ProjectOpt, dataset: DatasetOpt = "Default", keep_duplicates: KeepDuplicatesOpt = False,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Import a YOLO detection or segmentation folder: one transaction, or nothing."""
-    _import_format("yolo", folder, project, dataset, _transport(data, host, client_id, client_secret))
+    _import("yolo", folder, project, dataset, _transport(data, host, client_id, client_secret),
+            keep_duplicates)
 
 
 @import_app.command("json")
 def import_json(
     path: Annotated[Path, typer.Argument(help="annostream JSON export (folder or export.json), "
-                                              "or a Diffgram JSON file.", exists=True)],
-    project: Annotated[str, typer.Option("--project")],
-    dataset: Annotated[str, typer.Option("--dataset")] = "Default",
+                                              "or a Diffgram JSON file.")],
+    project: ProjectOpt, dataset: DatasetOpt = "Default", keep_duplicates: KeepDuplicatesOpt = False,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
     """Import an annostream JSON or Diffgram JSON export: one transaction, or nothing."""
-    _import_format("json", path, project, dataset, _transport(data, host, client_id, client_secret))
+    _import("json", path, project, dataset, _transport(data, host, client_id, client_secret),
+            keep_duplicates)
+
+
+@import_app.command("images")
+def import_images(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    project: ProjectOpt, dataset: DatasetOpt = "Default",
+    labels_from_folders: Annotated[bool, typer.Option(
+        "--labels-from-folders", help="ImageFolder layout: FOLDER/<class>/<image> tags each image "
+                                      "with its class (labels created as needed).")] = False,
+    keep_duplicates: KeepDuplicatesOpt = False,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Import a folder of images: one transaction, or nothing."""
+    _import("images", folder, project, dataset, _transport(data, host, client_id, client_secret),
+            keep_duplicates, labels_from_folders=labels_from_folders)
 
 
 @app.command("export")
@@ -403,6 +423,9 @@ def gc(
         help="Keep what tags point at (always: without it gc refuses to run if a tag is older "
              "than the cutoff).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    staged_grace: Annotated[str, typer.Option(
+        "--staged-grace", help="Collect blobs staged for imports that never committed once older "
+                               "than this (7d, 12h, 30m, 0s).")] = "1h",
 ) -> None:
     """Delete history older than a cutoff (never automatic; never what a tag points at)."""
     from annostream.service.revisions import collect_garbage, parse_older_than
@@ -410,8 +433,11 @@ def gc(
 
     store = Store.open(data, create=False)
     try:
+        grace = parse_older_than(staged_grace)
+        if isinstance(grace, int):
+            raise typer.BadParameter("--staged-grace is an age: 7d, 12h, 30m, 0s")
         report = collect_garbage(store, parse_older_than(older_than), project=project,
-                                 keep_tags=keep_tags, dry_run=dry_run)
+                                 keep_tags=keep_tags, dry_run=dry_run, staged_grace=grace)
     except AnnostreamError as exc:
         _fail(exc)
     finally:
@@ -420,7 +446,8 @@ def gc(
     rows = sum(report.rows.values())
     cutoffs = ", ".join(f"{p}@{r}" for p, r in report.cutoffs.items()) or "no projects"
     out.print(f"gc ({cutoffs}): {verb} {rows} rows, {report.revisions} revisions, "
-              f"{report.blobs} blobs, {report.orphans} orphan files")
+              f"{report.blobs} blobs ({report.staged} staged for imports that never committed), "
+              f"{report.orphans} orphan files")
     for table, n in sorted(report.rows.items()):
         if n:
             out.print(f"  {table}: {n}")

@@ -121,6 +121,7 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
 
     from annostream.client.project import Project
     from annostream.client.transports import EmbeddedTransport
+    from annostream.formats.coco import read_coco
     from annostream.server.launch import running_server
 
     if data.exists():
@@ -132,7 +133,8 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
     store_dir = data / "store"
     local = EmbeddedTransport(store_dir)
     local.create_project("demo", "annostream demo", False)
-    result = local.import_coco("demo", "Default", json.loads(annotations.read_text()), data / "source" / "images")
+    source = read_coco(annotations, data / "source" / "images")
+    result = local.import_source("demo", "Default", source, "coco")
     key = local.create_key("demo", "viewer")
     out.print(f"imported {result['files']} files, {result['instances']} instances (revision {result['revision']})")
     from annostream.demo_video import build_demo_video

@@ -52,6 +52,9 @@ Family = Literal["json", "upload", "import"]
 AsOf = (Rev | None, None)
 FileId = (Id64, ...)
 QueryText = (str | None, Field(default=None, max_length=10_000))
+Duplicates = (Literal["skip", "keep"], "skip")
+Shapes = (Literal["auto", "box", "polygon"], "auto")
+IdempotencyKey = (str | None, Field(default=None, pattern=r"^[\x21-\x7e]{1,200}$"))
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
 
@@ -70,6 +73,8 @@ class Op:
     reply: ReplyKind = "json"
     status: int = 200
     family: Family = "json"
+    # Parameters carried as HTTP headers: parameter name -> header name.
+    headers: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     # A long poll (its ``wait`` > 0 holds the request open): capped per caller on the server.
     long_poll: bool = False
@@ -87,7 +92,7 @@ class Op:
 
     @property
     def query_params(self) -> tuple[str, ...]:
-        return tuple(k for k in self.params if k not in self.path_params)
+        return tuple(k for k in self.params if k not in self.path_params and k not in self.headers)
 
     @cached_property
     def args_model(self) -> type[BaseModel]:
@@ -157,10 +162,13 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
         params={"instance_id": FileId}),
     _op("stage_blob", "PUT", _P + "/blobs", "editor", body="raw", status=201, family="upload",
         idempotent=True),  # keyed by the sha256 of the bytes
-    _op("import_coco", "POST", _D + "/import", "editor", params={"format": (str, "coco")},
-        body="any_json", family="import"),
-    _op("import_records", "POST", _D + "/import:records", "editor", params={"format": (str, "records")},
-        body="ndjson", family="import"),
+    # imports carry an idempotency key (the SDK always sends one): a repeat replays the first reply
+    _op("import_coco", "POST", _D + "/import", "editor",
+        params={"format": (str, "coco"), "shapes": Shapes, "duplicates": Duplicates, "key": IdempotencyKey},
+        headers={"key": "Idempotency-Key"}, body="any_json", family="import", idempotent=True),
+    _op("import_records", "POST", _D + "/import:records", "editor",
+        params={"format": (str, "records"), "duplicates": Duplicates, "key": IdempotencyKey},
+        headers={"key": "Idempotency-Key"}, body="ndjson", family="import", idempotent=True),
     _op("export", "GET", _D + "/export", "viewer",
         params={"format": (str, "json"), "query": QueryText, "as_of": AsOf, "images": (bool, True)},
         reply="zip"),

@@ -64,19 +64,6 @@ def dataset_name(value: str, field: str = "name") -> str:
         raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", {"field": field}) from exc
 
 
-def check_metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
-    """File metadata as stored: an object (absent means ``{}``) whose keys hold no NUL."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{field}: must be a JSON object, got {type(value).__name__}", {"field": field})
-    for key in value:
-        if not isinstance(key, str) or "\x00" in key or len(key) > 200:
-            raise InvalidInput(f"{field}: key {str(key)[:50]!r} must be a string of at most 200 "
-                               "characters without NUL", {"field": field})
-    return value
-
-
 def validate(model: type[M], data: Any, where: str = "") -> M:
     """``model`` from ``data``, or InvalidInput naming the first bad field (``where.field``)."""
     if isinstance(data, model):

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from annostream.formats.coco import read_coco
 from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
@@ -73,7 +74,7 @@ def build_world(root: Path, store_dir: Path) -> tuple[dict[str, Any], ...]:
         revoked = local.create_key(project, "viewer")
         local.revoke_key(project, revoked["client_id"])
         keys[f"{project}:revoked"] = revoked
-        local.import_coco(project, "Default", coco, root / "coco" / "images")
+        local.import_source(project, "Default", read_coco(coco, root / "coco" / "images"), "coco")
         ids, rev = local.ids(project, "Default", None, None)
         items = local.items(project, ids.tolist(), rev, False)
         shas[project] = items[0][0]["file"]["sha256"]

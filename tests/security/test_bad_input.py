@@ -115,7 +115,7 @@ def test_decompression_bombs_are_refused_at_upload(world: World) -> None:
                 assert "pixels" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("metadata", ['{"a\\u0000b": 1}', "[1, 2]", '"text"', "7", '{"' + "k" * 300 + '": 1}'])
+@pytest.mark.parametrize("metadata", ['{"a\\u0000b": 1}', "[1, 2]", '"text"', "7"])
 def test_upload_metadata_must_be_an_object_with_clean_keys(world: World, metadata: str) -> None:
     with world.client() as http:
         r = http.post(f"{P}/datasets/meta/files", headers=basic(world.keys["priv:editor"]),

@@ -18,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from annostream.formats.coco import read_coco
 from annostream.client.transports import EmbeddedTransport
 from annostream.server.app import create_app
 from annostream.server.launch import running_server
@@ -41,7 +42,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory,
     local = EmbeddedTransport(store_dir)
     admin = local.create_project("fuzz", None, True)["admin_key"]
     ann = make_coco(root / "coco", 3, seed=3)
-    local.import_coco("fuzz", "Default", json.loads(ann.read_text()), root / "coco" / "images")
+    local.import_source("fuzz", "Default", read_coco(json.loads(ann.read_text()), root / "coco" / "images"), "coco")
     with running_server(store_dir) as url:
         yield url, admin
 

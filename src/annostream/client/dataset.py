@@ -319,6 +319,19 @@ class Dataset:
 
         return view_png(self)
 
+    def upload_many(self, items: Any, *, progress: Any = True, duplicates: str = "skip") -> dict[str, Any]:
+        """Add many images to this dataset in ONE commit (or none), with a progress bar.
+
+        ``items``: paths, or dicts with ``path`` or ``data`` (bytes, then ``name``), and
+        optional ``instances`` and ``metadata``. ``progress``: True for a bar, False for none,
+        or a callable ``(done, total)``. Files already in the dataset with the same name and
+        bytes are skipped (``duplicates="keep"`` adds them again).
+        """
+        from annostream.client.uploads import items_source, run_import
+
+        return run_import(self.project.transport, self.project.string_id, self.name, items_source(items),
+                          "files", progress, duplicates, description="uploading")
+
     # --- videos: frames and clips (annostream.client.frames) ------------------------------
 
     def frames(self, query: str | None = None, *, step: int = 1, interpolate: bool = False) -> Any:

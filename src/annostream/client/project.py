@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from annostream.client.cache import ByteLRU, DiskBlobCache
 from annostream.client.dataset import Dataset, LabelMap
 from annostream.client.retry import Retry
 from annostream.client.transports import Transport, connect
+from annostream.client.uploads import run_import
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_DISK_CACHE_BYTES = 20 * 1024**3
@@ -118,24 +118,44 @@ class Project:
 
     def import_coco(self, annotations: str | os.PathLike[str] | dict[str, Any],
                     images_dir: str | os.PathLike[str], dataset: str = "Default",
-                    progress: Any = None) -> dict[str, Any]:
-        """Import a COCO file and its images into ``dataset`` as one commit (or nothing)."""
-        coco = annotations if isinstance(annotations, dict) else json.loads(Path(annotations).read_text())
-        return self.transport.import_coco(self.string_id, dataset, coco, Path(images_dir), progress)
+                    progress: Any = None, *, shapes: str = "auto",
+                    duplicates: str = "skip") -> dict[str, Any]:
+        """Import a COCO file and its images into ``dataset`` as one commit (or nothing).
+
+        ``shapes``: ``auto`` (polygons where a segmentation has them, keypoints, else boxes),
+        ``box`` (one box per annotation from its ``bbox``), ``polygon``. Images are read only
+        inside ``images_dir``. Files already in the dataset with the same name and bytes are
+        skipped (``duplicates="keep"`` adds them again).
+        """
+        from annostream.formats.coco import read_coco
+
+        source = read_coco(annotations if isinstance(annotations, dict) else Path(annotations),
+                           Path(images_dir), shapes)
+        return run_import(self.transport, self.string_id, dataset, source, "coco", progress, duplicates)
 
     def import_format(self, format: str,  # noqa: A002
                       path: str | os.PathLike[str], dataset: str = "Default",
-                      progress: Any = None) -> dict[str, Any]:
+                      progress: Any = None, *, duplicates: str = "skip", **options: Any) -> dict[str, Any]:
         """Import a static export into ``dataset`` as one commit (or nothing).
 
-        ``format``: json (an annostream JSON export folder or its export.json; a Diffgram
-        JSON file is recognised by its keys), diffgram, yolo (a folder with data.yaml).
+        ``format``: coco (``images=``, ``shapes=``), json (an annostream JSON export folder
+        or its export.json; a Diffgram JSON file is recognised by its keys), diffgram, yolo
+        (a folder with data.yaml), images (a folder; ``labels_from_folders=True``).
         The first bad record is named in the error, with its file and line.
         """
         from annostream.formats import read_source
 
-        return self.transport.import_source(self.string_id, dataset, read_source(format, path), format,
-                                            progress)
+        source = read_source(format, path, **options)
+        return run_import(self.transport, self.string_id, dataset, source, format, progress, duplicates)
+
+    def import_images(self, folder: str | os.PathLike[str], dataset: str = "Default", *,
+                      labels_from_folders: bool = False, progress: Any = None,
+                      duplicates: str = "skip") -> dict[str, Any]:
+        """Every image below ``folder`` into ``dataset`` in one commit; with
+        ``labels_from_folders`` an ImageFolder tree (``folder/<class>/<image>``) gives each
+        image its class as a tag, the labels created as needed."""
+        return self.import_format("images", folder, dataset, progress, duplicates=duplicates,
+                                  labels_from_folders=labels_from_folders)
 
     # --- revisions -----------------------------------------------------------------------
 

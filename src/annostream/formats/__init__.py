@@ -3,10 +3,13 @@
 A writer takes items (a file with its instances, as the service reads them) one at a time
 and writes them to a ``Sink`` (a folder, or a zip stream for HTTP) as it goes; large text
 members are spooled to temporary files on disk, never held in memory. A reader yields
-import records one at a time for ``service.ingest.import_records``.
+import records one at a time for ``service.imports`` (which commits them as one
+transaction, whatever the format and the transport); a reader reads images only inside the
+folder it was given (``annostream.paths``).
 
 Writers: ``json`` (annostream JSON Lines), ``coco``, ``diffgram`` (Diffgram JSON),
-``yolo`` (detection) and ``yolo-seg`` (segmentation).
+``yolo`` (detection) and ``yolo-seg`` (segmentation). Readers: the same, plus ``images``
+(a folder of images, ImageFolder classes optional).
 """
 
 from __future__ import annotations
@@ -192,9 +195,11 @@ def record_error(record: str, reason: str) -> InvalidInput:
 class ImportSource:
     """What a reader found: the vocabulary to create, then records one at a time.
 
-    A record is a plain dict (so it can travel as NDJSON): ``where``, ``name``,
-    ``image_path`` (local path or None), ``sha256`` (or None), ``metadata``, ``instances``
-    (instance dicts in pixels), ``width``, ``height``.
+    A record is a plain dict (so it can travel as NDJSON): ``where`` (named in errors),
+    ``name``, ``image_path`` (a local path, confined by the reader, or None), ``sha256`` (of
+    a blob the project holds or has staged, or None), ``metadata``, ``instances`` (instance
+    dicts in pixels), ``width``, ``height`` (declared; checked against the image). In-process
+    records may carry the image's bytes as ``data`` instead of a path.
     """
 
     labels: list[dict[str, Any]]
@@ -225,8 +230,30 @@ def make_writer(fmt: str, sink: Sink, ctx: ExportContext, blobs: BlobSource) -> 
                        {"field": "format"})
 
 
-def read_source(fmt: str, path: str | os.PathLike[str]) -> ImportSource:
-    """The reader for ``fmt``: ``json`` (annostream JSON, or Diffgram JSON by its keys), ``yolo``."""
+def read_record_image(rec: dict[str, Any]) -> bytes | None:
+    """The image bytes of a record (its ``data``, else its file), None when it names a blob."""
+    if rec.get("data") is not None:
+        return bytes(rec["data"])
+    if not rec.get("image_path"):
+        return None
+    try:
+        return Path(rec["image_path"]).read_bytes()
+    except OSError as exc:
+        raise record_error(rec["where"], f"image file cannot be read ({exc.strerror or exc}: "
+                                         f"{rec['image_path']})") from exc
+
+
+IMPORT_FORMATS = ("coco", "json", "diffgram", "yolo", "images")
+
+
+def read_source(fmt: str, path: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
+                shapes: str = "auto", labels_from_folders: bool = False) -> ImportSource:
+    """The reader for ``fmt``: ``coco`` (``images``: its images folder; ``shapes``), ``json``
+    (annostream JSON, or Diffgram JSON by its keys), ``diffgram``, ``yolo``, ``images``."""
+    if fmt == "coco":
+        from annostream.formats.coco import read_coco
+
+        return read_coco(path, images if images is not None else Path(path).parent, shapes)
     if fmt == "json":
         from annostream.formats.annostream_json import read_json_export
 
@@ -239,5 +266,9 @@ def read_source(fmt: str, path: str | os.PathLike[str]) -> ImportSource:
         from annostream.formats.yolo import read_yolo
 
         return read_yolo(Path(path))
-    raise InvalidInput(f"format: unsupported import format '{fmt}'", {"field": "format"})
+    if fmt == "images":
+        from annostream.formats.images import read_images
 
+        return read_images(Path(path), labels_from_folders)
+    raise InvalidInput(f"format: unsupported import format '{fmt}' (use one of {', '.join(IMPORT_FORMATS)})",
+                       {"field": "format"})

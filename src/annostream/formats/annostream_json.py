@@ -12,7 +12,16 @@ from typing import Any
 
 import orjson
 
-from annostream.formats import BlobSource, ExportContext, ImportSource, Sink, Spool, put_image, record_error
+from annostream.formats import (
+    BlobSource,
+    ExportContext,
+    ImportSource,
+    Sink,
+    Spool,
+    put_image,
+    record_error,
+)
+from annostream.paths import confine
 
 FORMAT = "annostream-json"
 VERSION = 1
@@ -128,7 +137,7 @@ def _records(root: Path, files_path: Path) -> Iterator[dict[str, Any]]:
                 raise record_error(f"{files_path} line {n}", f"not valid JSON, truncated? ({exc})") from exc
             if not isinstance(line, dict) or "name" not in line:
                 raise record_error(f"{files_path} line {n}", "not a file record (needs 'name')")
-            image = root / line["image"] if line.get("image") else None
+            image = confine(root, line["image"], f"{where}.image") if line.get("image") else None
             yield {
                 "where": f"{where} ('{line['name']}')", "name": line["name"],
                 "image_path": str(image) if image is not None and image.exists() else None,

@@ -27,6 +27,7 @@ from annostream.formats import (
     put_image,
     record_error,
 )
+from annostream.paths import confine
 
 FILENAME = "diffgram.json"
 # Instance types Diffgram has no shape for (video events, text spans and relations).
@@ -150,6 +151,8 @@ def instance_in(d: dict[str, Any], label_map: dict[str, str]) -> dict[str, Any]:
     label = label_map.get(str(label_id)) if label_id is not None else None
     if label is None and isinstance(d.get("label_file"), dict):
         label = (d["label_file"].get("label") or {}).get("name")
+    if label is None and isinstance(d.get("label_name"), str):
+        label = d["label_name"]
     out: dict[str, Any] = {"type": t, "label": label, "frame_number": d.get("frame_number"),
                            "track_id": d.get("number"), "machine_made": bool(d.get("machine_made"))}
     if isinstance(d.get("interpolated"), bool) and d.get("number") is not None:
@@ -230,7 +233,8 @@ def _records(path: Path, label_map: dict[str, str]) -> Iterator[dict[str, Any]]:
                 if not name:
                     raise record_error(where, "no original_filename")
                 candidates = [media.get("annostream_image_path"), f"images/{name}", name]
-                image = next((root / c for c in candidates if c and (root / c).is_file()), None)
+                paths = [confine(root, c, f"{where}.original_filename") for c in candidates if c]
+                image = next((p for p in paths if p.is_file()), None)
                 meta = (entry.get("file") or {}).get("metadata") or {}
                 try:
                     instances = [instance_in(i, label_map) for i in entry["instance_list"]]

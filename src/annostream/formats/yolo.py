@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from annostream.errors import InvalidInput
 from annostream.formats import (
     BlobSource,
     ExportContext,
@@ -24,8 +25,9 @@ from annostream.formats import (
     put_image,
     record_error,
 )
+from annostream.formats.images import IMAGE_SUFFIXES
+from annostream.paths import confine
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # A normalised coordinate may exceed [0, 1] by this much (float noise of other tools).
 TOLERANCE = 1e-3
 
@@ -104,12 +106,18 @@ def read_yolo(root: Path) -> ImportSource:
         names = {int(k): v for k, v in raw_names.items()}
     else:
         raise record_error(str(data_path), "needs 'names' (a list or a mapping of class index to name)")
-    base = root / str(data.get("path") or ".") if not Path(str(data.get("path") or ".")).is_absolute() else Path(data["path"])
     dirs: list[tuple[str, Path]] = []
     for split in ("train", "val", "test"):
         value = data.get(split)
-        if isinstance(value, str) and (base / value).is_dir() and (base / value) not in [d for _, d in dirs]:
-            dirs.append((split, base / value))
+        if not isinstance(value, str):
+            continue
+        # Only folders inside the given one are read (data.yaml's 'path' and splits included).
+        try:
+            folder = confine(root, f"{data.get('path') or '.'}/{value}", f"data.yaml {split}")
+        except InvalidInput:
+            continue
+        if folder.is_dir() and folder not in [d for _, d in dirs]:
+            dirs.append((split, folder))
     if not dirs:
         dirs = [("train", root / "images")]
     labels = [{"name": names[k], "color": None, "spec": {}} for k in sorted(names)]

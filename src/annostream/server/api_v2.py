@@ -48,6 +48,7 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
 
     async def handle(request: Request, subject: Any = Depends(policy(op))) -> Response:  # noqa: B008
         given = {k: v for k, v in request.query_params.items() if k in op.query_params}
+        given.update({k: request.headers[h] for k, h in op.headers.items() if h in request.headers})
         args = op.bind({**given, **request.path_params})
         body = None
         if op.body != "none":
@@ -72,7 +73,8 @@ def _documented(op: Op) -> dict[str, Any]:
     schema = op.args_model.model_json_schema()
     required = set(schema.get("required", ()))
     return {"parameters": [
-        {"name": name, "in": "path" if name in op.path_params else "query",
+        {"name": op.headers.get(name, name),
+         "in": "path" if name in op.path_params else "header" if name in op.headers else "query",
          "required": name in required, "schema": prop}
         for name, prop in schema["properties"].items()
     ]}

@@ -3,7 +3,7 @@
 Items are read in keyset pages (never OFFSET, never all at once), each page handed to the
 format's writer, which writes as it goes; so memory stays flat whatever the slice's size.
 Every page reads the same revision, so an export is consistent even while others write.
-Also: the import side of static formats (records from a reader, in one transaction).
+(The import side of the formats is ``service.imports``.)
 """
 
 from __future__ import annotations
@@ -11,20 +11,19 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import orjson
 
-from annostream.formats import ExportContext, ImportSource, Sink, make_writer
+from annostream.formats import ExportContext, Sink, make_writer
 from annostream.operations import EXPORT_MANIFEST
-from annostream.schema import AttributeGroupCreate, Item, LabelCreate
+from annostream.schema import Item
 from annostream.service.datasets import DatasetRef, resolve_revision, slice_count
-from annostream.service.ingest import ImportRecord, Progress, import_records
 from annostream.service.items import page_items
 from annostream.service.labels import list_attribute_groups, list_labels
-from annostream.service.projects import ProjectRef
 from annostream.store import Store
+
+Progress = Callable[[int, int | None], None]
 
 PAGE = 500
 MANIFEST = EXPORT_MANIFEST
@@ -142,41 +141,3 @@ def stream_zip(run: Callable[[Sink], Any]) -> Iterator[bytes]:
             yield chunk
     finally:
         out.stop.set()
-
-
-# --- import ------------------------------------------------------------------------------
-
-def to_import_record(rec: dict[str, Any], read: Callable[[dict[str, Any]], bytes]) -> ImportRecord:
-    """A reader's record as an ImportRecord; a text file's bytes are its ``text``."""
-    text = rec.get("text")
-    return ImportRecord(where=rec["where"], name=rec["name"],
-                        read=(lambda: text.encode("utf-8")) if isinstance(text, str) else lambda: read(rec),
-                        metadata=rec.get("metadata") or {}, instances=rec.get("instances") or [],
-                        declared=(rec.get("width"), rec.get("height")))
-
-
-def import_source(store: Store, ref: ProjectRef, dataset: str, source: ImportSource,
-                  read: Callable[[dict[str, Any]], bytes], progress: Progress | None = None,
-                  fmt: str = "records") -> dict[str, Any]:
-    """Import what a reader yields into ``dataset``: one commit, or nothing on the first error."""
-    labels = [LabelCreate(name=lab["name"], color=lab.get("color")) for lab in source.labels]
-    extra = {lab["name"]: lab.get("spec") or {} for lab in source.labels}
-    groups = [AttributeGroupCreate(name=g["name"], kind=g.get("kind", "select"), options=g.get("options", []))
-              for g in source.attribute_groups]
-    return import_records(store, ref, dataset, (to_import_record(r, read) for r in source.records),
-                          labels=labels, label_extra=extra, attribute_groups_in=groups, progress=progress,
-                          total=source.total or 0, message=f"import {fmt} into {dataset}")
-
-
-def local_reader(store: Store) -> Callable[[dict[str, Any]], bytes]:
-    """Image bytes of a record: its local file, else a blob this store already holds."""
-
-    def read(rec: dict[str, Any]) -> bytes:
-        if rec.get("image_path"):
-            return Path(rec["image_path"]).read_bytes()
-        sha = rec.get("sha256")
-        if sha and store.blobs.exists(sha):
-            return store.blobs.get(sha)
-        raise FileNotFoundError(f"no image file for '{rec['name']}' and no blob {sha or '(no sha256)'} in the store")
-
-    return read

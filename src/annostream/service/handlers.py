@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
-from annostream.errors import BadRequest, InvalidInput
+from annostream.errors import BadRequest
 from annostream.schema import (
     AttributeGroupCreate,
     ChangePage,
@@ -33,11 +32,13 @@ from annostream.service import (
     datasets,
     export,
     frames,  # noqa: F401  (registers frame_ids)
+    imports,
     ingest,
     items,
     labels,
     projects,
     revisions,
+    staging,
 )
 from annostream.service.projects import Principal, ProjectRef
 from annostream.service.registry import implements, implements_async
@@ -172,49 +173,30 @@ def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str
 
 @implements("stage_blob")
 def stage_blob(store: Store, ref: ProjectRef, body: bytes) -> dict[str, Any]:
-    """Stage raw bytes for a bulk import that names images by sha256."""
-    return {"sha256": ingest.stage_blob(store, ref, body), "size": len(body)}
+    """Stage an image for this project, for an import that names it by sha256 (idempotent)."""
+    return {"sha256": staging.stage_blobs(store, ref, [(body, "body")])[0].sha256, "size": len(body)}
 
 
 @implements("import_coco")
-def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco") -> dict[str, Any]:
-    """A COCO file whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
+def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco",  # noqa: A002
+                shapes: str = "auto", duplicates: str = "skip", key: str | None = None) -> dict[str, Any]:
+    """A COCO document whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
     if format != "coco":
         raise BadRequest(f"unsupported import format '{format}'", {"format": format})
+    from annostream.formats.coco import read_coco
 
-    def read_image(image: dict[str, Any]) -> bytes:
-        sha = image.get("sha256")
-        if not isinstance(sha, str) or not store.blobs.exists(sha):
-            raise KeyError(f"no staged blob for '{image.get('file_name')}' (PUT /blobs first)")
-        return store.blobs.get(sha)
-
-    return ingest.import_coco(store, ref, dataset, body, read_image)
+    return imports.commit_records(store, ref, dataset, read_coco(body, None, shapes),
+                                  message=f"import coco into {dataset}", key=key, duplicates=duplicates)
 
 
 @implements("import_records")
 def import_records(store: Store, ref: ProjectRef, dataset: str, body: Iterable[bytes],
-                   format: str = "records") -> dict[str, Any]:
+                   format: str = "records", duplicates: str = "skip",  # noqa: A002
+                   key: str | None = None) -> dict[str, Any]:
     """NDJSON lines: a header (labels, attribute_groups, total), then one record a line naming
-    its image by the sha256 of a staged blob. One commit, or nothing."""
-    from annostream.formats import ImportSource
-
-    lines = iter(body)
-    try:
-        head = orjson.loads(next(lines, b""))
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"body line 1: not a valid header ({exc})", {"record": "line 1"}) from exc
-
-    def records() -> Iterator[dict[str, Any]]:
-        for n, line in enumerate(lines, 2):
-            if line.strip():
-                try:
-                    # Images come only from staged blobs, never from a path on the server.
-                    yield {**orjson.loads(line), "image_path": None}
-                except orjson.JSONDecodeError as exc:
-                    raise InvalidInput(f"body line {n}: not valid JSON ({exc})", {"record": f"line {n}"}) from exc
-
-    source = ImportSource(head.get("labels", []), head.get("attribute_groups", []), records(), head.get("total"))
-    return export.import_source(store, ref, dataset, source, export.local_reader(store), fmt=format)
+    its image by the sha256 of a blob staged for this project. One commit, or nothing."""
+    return imports.commit_records(store, ref, dataset, imports.ndjson_source(body),
+                                  message=f"import {format} into {dataset}", key=key, duplicates=duplicates)
 
 
 @dataclass(frozen=True)

@@ -1,114 +1,95 @@
-"""Writes: files with their instances, instance edits, and bulk imports.
+"""Writes: files with their instances, and instance edits (bulk imports: ``imports``).
 
-Each public function here is one commit: it allocates a revision, writes, maintains the
-derived per-(file, label) counts, and either all of it lands or none of it does. Blobs are
-written before the transaction (they are content addressed, so that is safe); blobs that a
-failed write added are removed again.
+Each public function here is one commit (``service.commit``): it allocates a revision,
+writes, maintains the derived per-(file, label) counts, and either all of it lands or none
+of it does. An uploaded image is staged first (``service.staging``: its rows committed,
+then its bytes), so a crash at any point leaves nothing but a staged blob that gc collects;
+a write that fails takes back what it staged.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-from pydantic import ValidationError
 from sqlalchemy import Connection, and_, insert, select
 
-from annostream.errors import InvalidInput, NotFound, PayloadTooLarge
-from annostream.limits import LIMITS
+from annostream.errors import InvalidInput, NotFound
 from annostream.paths import safe_name
-from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, check_metadata, validate
+from annostream.schema import InstanceIn, validate
 from annostream.service import geometry, video
 from annostream.service import text as text_service
+from annostream.service.commit import commit
 from annostream.service.datasets import ensure_dataset
-from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
+from annostream.service.labels import Vocabulary, check_attributes, load_vocabulary
 from annostream.service.projects import ProjectRef
+from annostream.service.staging import probe_image, release_staged, stage_blobs, unstage
 from annostream.store import Store
-from annostream.store.db import inserted_id
-from annostream.store.tables import (
-    attribute_groups,
-    attribute_options,
-    blobs,
-    dataset_files,
-    file_label_counts,
-    files,
-    instances,
-)
-from annostream.store.versioning import begin_commit, end_rows
-
-Progress = Callable[[int, int], None]
+from annostream.store.tables import dataset_files, file_label_counts, files, instances
+from annostream.store.versioning import end_rows
 
 # Instance types that ``labels.<name>`` does not count (events have ``events.<name>``).
 NOT_COUNTED = ("event", "relation")
 
+_DIFFGRAM_KEYS = frozenset({"x_min", "y_min", "x_max", "y_max", "label_file_id", "label_name", "label_file",
+                            "points", "nodes", "center_x", "front_face"})
 
-def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
-    """(width, height, MIME type) of an image, or 422 naming ``where``."""
-    limit = LIMITS.max_image_pixels
+
+def check_metadata(value: Any, field: str) -> dict[str, Any]:
+    """``value`` as file metadata (a JSON object, no NUL anywhere), or 422 naming ``field``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field}: metadata must be a JSON object, not {type(value).__name__}",
+                           {"field": field})
+
+    def walk(node: Any, at: str) -> None:
+        if isinstance(node, dict):
+            for key, inner in node.items():
+                if not isinstance(key, str) or "\x00" in key:
+                    raise InvalidInput(f"{at}: metadata keys must be strings without NUL: {key!r}",
+                                       {"field": at})
+                walk(inner, f"{at}.{key}")
+        elif isinstance(node, list):
+            for i, inner in enumerate(node):
+                walk(inner, f"{at}[{i}]")
+        elif isinstance(node, str) and "\x00" in node:
+            raise InvalidInput(f"{at}: metadata text must not hold NUL", {"field": at})
+
+    walk(value, field)
+    return value
+
+
+def as_native(raw: Any, vocab: Vocabulary | None, where: str) -> Any:
+    """A Diffgram-style instance dict (flat ``x_min``..., ``label_file_id`` / ``label_name``)
+    as a native one; anything else unchanged (validation names what is wrong with it)."""
+    if not isinstance(raw, dict) or "geometry" in raw or not _DIFFGRAM_KEYS & raw.keys():
+        return raw
+    from annostream.formats.diffgram_json import instance_in
+
+    names = {str(e["id"]): e["name"] for e in (vocab.by_id.values() if vocab else ())}
+    if vocab is not None and raw.get("label_file_id") is not None and str(raw["label_file_id"]) not in names:
+        raise InvalidInput(f"{where}.label_file_id: unknown label {raw['label_file_id']!r}",
+                           {"field": f"{where}.label_file_id"})
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.verify()
-                width, height = img.size
-                mime = Image.MIME.get(img.format or "", "application/octet-stream")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"{where}: image has more than {limit} pixels",
-                              {"field": where, "limit": limit}) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(f"{where}: not a readable image ({exc})", {"field": where}) from exc
-    if width * height > limit:
-        raise PayloadTooLarge(f"{where}: image of {width}x{height} has more than {limit} pixels",
-                              {"field": where, "limit": limit})
-    return width, height, mime
+        native = instance_in(raw, names)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInput(f"{where}: malformed Diffgram-style instance ({exc})", {"field": where}) from exc
+    return {k: v for k, v in native.items() if v is not None}
 
 
-class _BlobGuard:
-    """Tracks blobs a write added, so a failed transaction can take them back."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.added: list[str] = []
-
-    def put(self, conn: Connection, data: bytes, content_type: str) -> str:
-        sha, new = self.store.blobs.put(data)
-        if new:
-            self.added.append(sha)
-        _record_blob(conn, sha, len(data), content_type)
-        return sha
+def parse_instances(raw: Iterable[Any], where: str = "instances",
+                    vocab: Vocabulary | None = None) -> list[InstanceIn]:
+    """Validate raw instance dicts (native or Diffgram-style) into models; errors name the field."""
+    if not isinstance(raw, (list, tuple)):
+        raise InvalidInput(f"{where}: instances must be a list", {"field": where})
+    return [validate(InstanceIn, as_native(item, vocab, f"{where}[{i}]"), f"{where}[{i}]")
+            for i, item in enumerate(raw)]
 
 
-def _record_blob(conn: Connection, sha: str, size: int, content_type: str) -> None:
-    if conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha)).first() is None:
-        conn.execute(insert(blobs).values(sha256=sha, size=size, content_type=content_type))
-
-
-@contextmanager
-def _commit(store: Store, ref: ProjectRef, message: str) -> Iterator[tuple[Connection, int, _BlobGuard]]:
-    guard = _BlobGuard(store)
-    try:
-        with store.engine.begin() as conn:
-            rev = begin_commit(conn, ref.id, message)
-            yield conn, rev, guard
-    except BaseException:
-        for sha in guard.added:
-            store.blobs.delete(sha)
-        raise
-
-
-def parse_instances(raw: Iterable[Any], where: str = "instances") -> list[InstanceIn]:
-    """Validate raw instance dicts into models; the error names the failing field."""
-    return [validate(InstanceIn, item, f"{where}[{i}]") for i, item in enumerate(raw)]
-
-
-def _instance_rows(
+def instance_rows(
     project_id: int, file_id: int, width: int | None, height: int | None,
     items: list[InstanceIn], vocab: Vocabulary, rev: int, where: str,
 ) -> list[dict[str, Any]]:
@@ -192,8 +173,8 @@ class Probe:
         text_service.check_instances(items, self.text, (), where)
 
 
-def _insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha: str | None,
-                 probe: Probe, metadata: dict[str, Any]) -> int:
+def insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha: str | None,
+                probe: Probe, metadata: dict[str, Any]) -> int:
     v = probe.video
     return inserted_id(conn.execute(
         insert(files).values(
@@ -226,23 +207,31 @@ def add_file(
 ) -> dict[str, Any]:
     """Upload one file (image, video or UTF-8 text) into ``dataset`` with its instances: one commit.
 
-    The name is stored sanitised (``safe_name``: no ``..``, no leading ``/``, no control
-    characters); metadata must be an object whose keys hold no NUL."""
+    The name must be a safe relative name (``safe_name``: no ``..``, no leading ``/``, no
+    control characters; 422 otherwise); metadata must be an object whose keys hold no NUL."""
     filename = safe_name(filename, "file")
     metadata = check_metadata(metadata, "metadata")
-    items = parse_instances(instances_in)
+    parse_instances(instances_in)  # fail fast, before anything is staged
     probe = probe_upload(filename, data)
-    with _commit(store, ref, f"add {filename}") as (conn, rev, guard):
-        vocab = load_vocabulary(conn, ref.id, None)
-        ds = ensure_dataset(conn, ref, dataset, rev)
-        sha = guard.put(conn, data, probe.mime) if probe.type != "text" else None
-        file_id = _insert_file(conn, ref, rev, name=filename, sha=sha, probe=probe, metadata=metadata or {})
-        conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
-        probe.check(items, "instances")
-        rows = _instance_rows(ref.id, file_id, probe.width, probe.height, items, vocab, rev, "instances")
-        if rows:
-            conn.execute(insert(instances), rows)
-        refresh_label_counts(conn, [file_id], rev)
+    staged = [] if probe.type == "text" else stage_blobs(
+        store, ref, [(data, "file")], probed=[(probe.width, probe.height, probe.mime)])
+    sha = staged[0].sha256 if staged else None
+    try:
+        with commit(store, ref, f"add {filename}") as (conn, rev, _):
+            vocab = load_vocabulary(conn, ref.id, None)
+            items = parse_instances(instances_in, vocab=vocab)
+            ds = ensure_dataset(conn, ref, dataset, rev)
+            file_id = insert_file(conn, ref, rev, name=filename, sha=sha, probe=probe, metadata=metadata)
+            conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
+            probe.check(items, "instances")
+            rows = instance_rows(ref.id, file_id, probe.width, probe.height, items, vocab, rev, "instances")
+            if rows:
+                conn.execute(insert(instances), rows)
+            refresh_label_counts(conn, [file_id], rev)
+            release_staged(conn, ref, [sha] if sha else [])
+    except BaseException:
+        unstage(store, ref, staged)
+        raise
     return {"id": file_id, "name": filename, "type": probe.type, "sha256": sha,
             "width": probe.width, "height": probe.height, "frame_count": probe.frame_count,
             "revision": rev, "instances": len(rows)}
@@ -269,14 +258,15 @@ def _span_keys(conn: Connection, file_id: int) -> list[str]:
 def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: Iterable[Any],
                     *, replace: bool) -> dict[str, Any]:
     """Add instances to a file, or replace all of its instances: one commit."""
-    items = parse_instances(instances_in)
-    with _commit(store, ref, f"{'replace' if replace else 'add'} instances of file {file_id}") as (conn, rev, _):
+    parse_instances(instances_in)
+    with commit(store, ref, f"{'replace' if replace else 'add'} instances of file {file_id}") as (conn, rev, _):
         row = _live_file(conn, ref, file_id)
         vocab = load_vocabulary(conn, ref.id, None)
+        items = parse_instances(instances_in, vocab=vocab)
         video.check_instances(items, row.frame_count, "instances")
         keys = () if replace else _span_keys(conn, file_id)
         text_service.check_instances(items, row.text, keys, "instances")
-        rows = _instance_rows(ref.id, file_id, row.width, row.height, items, vocab, rev, "instances")
+        rows = instance_rows(ref.id, file_id, row.width, row.height, items, vocab, rev, "instances")
         removed = end_rows(conn, instances, instances.c.file_id == file_id, rev) if replace else 0
         if rows:
             conn.execute(insert(instances), rows)
@@ -285,7 +275,7 @@ def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: I
 
 
 def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str, Any]:
-    with _commit(store, ref, f"delete instance {instance_id}") as (conn, rev, _):
+    with commit(store, ref, f"delete instance {instance_id}") as (conn, rev, _):
         file_id = conn.execute(
             select(instances.c.file_id).where(
                 instances.c.id == instance_id, instances.c.project_id == ref.id,
@@ -301,7 +291,7 @@ def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str
 
 def remove_file(store: Store, ref: ProjectRef, dataset_id: int, file_id: int) -> dict[str, Any]:
     """Take a file out of a dataset (the file and its history stay)."""
-    with _commit(store, ref, f"remove file {file_id}") as (conn, rev, _):
+    with commit(store, ref, f"remove file {file_id}") as (conn, rev, _):
         removed = end_rows(
             conn, dataset_files,
             and_(dataset_files.c.dataset_id == dataset_id, dataset_files.c.file_id == file_id), rev,
@@ -309,203 +299,3 @@ def remove_file(store: Store, ref: ProjectRef, dataset_id: int, file_id: int) ->
         if not removed:
             raise NotFound(f"file {file_id} is not in this dataset", {"file_id": file_id})
     return {"file_id": file_id, "revision": rev}
-
-
-# --- COCO -------------------------------------------------------------------------------
-
-def _coco_error(record: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{record}: {reason}", {"record": record, "reason": reason})
-
-
-def coco_to_instance(ann: dict[str, Any], category: dict[str, Any]) -> InstanceIn:
-    """One COCO annotation as one instance, keeping what a COCO export needs back."""
-    bbox = ann.get("bbox")
-    xyxy = [bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]] if bbox else None
-    seg = ann.get("segmentation")
-    rings = [[[r[i], r[i + 1]] for i in range(0, len(r) - 1, 2)] for r in seg] if isinstance(seg, list) else []
-    kps = ann.get("keypoints") or []
-    common = {"label": category["name"], "iscrowd": bool(ann.get("iscrowd", 0)),
-              "area": ann.get("area"), "bbox": xyxy}
-    if kps and category.get("keypoints"):
-        points = [[kps[i], kps[i + 1], kps[i + 2]] for i in range(0, len(kps) - 2, 3)]
-        geom: dict[str, Any] = {"points": points}
-        if rings:
-            geom["outline"] = rings
-        return InstanceIn(type="keypoints", geometry=geom, **common)
-    if rings:
-        geom = {"points": rings[0]}
-        if len(rings) > 1:
-            geom["parts"] = rings[1:]
-        return InstanceIn(type="polygon", geometry=geom, **common)
-    if xyxy is None:
-        raise ValueError("an annotation needs a bbox, a segmentation or keypoints")
-    geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy, strict=True))
-    if isinstance(seg, dict):
-        geom["rle"] = seg
-    return InstanceIn(type="box", geometry=geom, **common)
-
-
-def import_coco(
-    store: Store, ref: ProjectRef, dataset: str, coco: dict[str, Any],
-    read_image: Callable[[dict[str, Any]], bytes], progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Import a COCO detection/keypoints file into ``dataset`` as one commit.
-
-    Everything is checked before the first row is written; the first bad record is named
-    (``annotations[17] (id 4242): ...``) and nothing at all is written.
-    """
-    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
-        raise _coco_error("file", "not a COCO file: no 'images' list")
-    categories = {c["id"]: c for c in coco.get("categories", []) if isinstance(c, dict) and "id" in c}
-    images = {}
-    for i, img in enumerate(coco["images"]):
-        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
-            raise _coco_error(f"images[{i}]", "needs 'id' and 'file_name'")
-        images[img["id"]] = img
-    by_image: dict[Any, list[tuple[str, InstanceIn]]] = {k: [] for k in images}
-    for i, ann in enumerate(coco.get("annotations", [])):
-        record = f"annotations[{i}] (id {ann.get('id')})" if isinstance(ann, dict) else f"annotations[{i}]"
-        if not isinstance(ann, dict):
-            raise _coco_error(record, "not an object")
-        if ann.get("image_id") not in images:
-            raise _coco_error(record, f"image_id {ann.get('image_id')!r} is not in 'images'")
-        if ann.get("category_id") not in categories:
-            raise _coco_error(record, f"category_id {ann.get('category_id')!r} is not in 'categories'")
-        try:
-            inst = coco_to_instance(ann, categories[ann["category_id"]])
-        except (ValidationError, ValueError, TypeError, IndexError, KeyError) as exc:
-            raise _coco_error(record, f"malformed annotation ({exc})") from exc
-        img = images[ann["image_id"]]
-        try:
-            geometry.normalise(inst, img.get("width"), img.get("height"), "annotation")
-        except InvalidInput as exc:
-            raise _coco_error(record, f"{exc.detail['reason']} (image '{img['file_name']}')") from exc
-        by_image[ann["image_id"]].append((record, inst))
-
-    label_specs = [LabelCreate(name=c["name"]) for c in categories.values()]
-    label_extra = {
-        c["name"]: {k: c[k] for k in ("supercategory", "keypoints", "skeleton") if k in c}
-        for c in categories.values()
-    }
-
-    def records() -> Iterator[ImportRecord]:
-        for image_id, img in images.items():
-            meta = {k: v for k, v in img.items() if k not in ("file_name", "width", "height", "id")}
-            meta["coco_id"] = image_id
-            yield ImportRecord(
-                where=f"images (id {image_id}, '{img['file_name']}')", name=img["file_name"],
-                read=partial(read_image, img), metadata=meta,
-                instances=[a for _, a in by_image[image_id]],
-                declared=(img.get("width"), img.get("height")),
-                instances_where=f"annotations of image {image_id}",
-            )
-
-    result = import_records(store, ref, dataset, records(), labels=label_specs, label_extra=label_extra,
-                            progress=progress, total=len(images), message=f"import coco into {dataset}")
-    return {**result, "instances": sum(len(v) for v in by_image.values())}
-
-
-@dataclass
-class ImportRecord:
-    """One file of a bulk import: where it came from (for errors), its bytes and annotations."""
-
-    where: str
-    name: str
-    read: Callable[[], bytes]
-    metadata: dict[str, Any] = field(default_factory=dict)
-    instances: list[InstanceIn] | list[dict[str, Any]] = field(default_factory=list)
-    declared: tuple[int | None, int | None] = (None, None)
-    instances_where: str | None = None
-
-
-def _record_error(record: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{record}: {reason}", {"record": record, "reason": reason})
-
-
-def ensure_attribute_groups(conn: Connection, project_id: int, rev: int,
-                            specs: Iterable[AttributeGroupCreate]) -> None:
-    """Create the attribute groups (with options) that do not exist yet, and missing options."""
-    live = {
-        r.name: r.id for r in conn.execute(
-            select(attribute_groups.c.name, attribute_groups.c.id).where(
-                attribute_groups.c.project_id == project_id, attribute_groups.c.deleted_rev.is_(None)))
-    }
-    for spec in specs:
-        group_id = live.get(spec.name)
-        have: set[str] = set()
-        if group_id is None:
-            group_id = inserted_id(conn.execute(insert(attribute_groups).values(
-                project_id=project_id, name=spec.name, kind=spec.kind, created_rev=rev)))
-        else:
-            have = set(conn.execute(select(attribute_options.c.name).where(
-                attribute_options.c.group_id == group_id, attribute_options.c.deleted_rev.is_(None))).scalars())
-        for option in spec.options:
-            if option not in have:
-                conn.execute(insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev))
-
-
-def import_records(
-    store: Store, ref: ProjectRef, dataset: str, records: Iterable[ImportRecord], *,
-    labels: list[LabelCreate] = (), label_extra: dict[str, dict[str, Any]] | None = None,  # type: ignore[assignment]
-    attribute_groups_in: list[AttributeGroupCreate] = (),  # type: ignore[assignment]
-    progress: Progress | None = None, total: int = 0, message: str | None = None,
-) -> dict[str, Any]:
-    """Write a stream of files with their instances into ``dataset`` as ONE commit.
-
-    The format-agnostic core of every bulk import (COCO, YOLO, annostream and Diffgram
-    JSON): records are consumed one at a time, so memory does not grow with the import; the
-    first bad record raises InvalidInput naming it and the transaction, blobs included, is
-    rolled back.
-    """
-    with _commit(store, ref, message or f"import into {dataset}") as (conn, rev, guard):
-        ensure_labels(conn, ref.id, rev, list(labels), label_extra)
-        ensure_attribute_groups(conn, ref.id, rev, attribute_groups_in)
-        vocab = load_vocabulary(conn, ref.id, None)
-        ds = ensure_dataset(conn, ref, dataset, rev)
-        file_ids: list[int] = []
-        n_files = n_instances = 0
-        for rec in records:
-            try:
-                data = rec.read()
-            except (OSError, KeyError) as exc:
-                raise _record_error(rec.where, f"image file cannot be read ({exc})") from exc
-            probe = probe_upload(rec.name, data, rec.where)
-            width, height = probe.width, probe.height
-            if probe.type == "image" and tuple(rec.declared) not in ((width, height), (None, None)):
-                raise _record_error(rec.where, f"declared {rec.declared[0]}x{rec.declared[1]} "
-                                               f"but the image is {width}x{height}")
-            where = rec.instances_where or f"{rec.where}.instances"
-            parsed = [i if isinstance(i, InstanceIn) else validate(InstanceIn, i, f"{where}[{k}]")
-                      for k, i in enumerate(rec.instances)]
-            probe.check(parsed, where)
-            sha = guard.put(conn, data, probe.mime) if probe.type != "text" else None
-            file_id = _insert_file(conn, ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata)
-            conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
-            rows = _instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)
-            if rows:
-                conn.execute(insert(instances), rows)
-            n_files += 1
-            n_instances += len(rows)
-            file_ids.append(file_id)
-            if len(file_ids) >= 500:
-                refresh_label_counts(conn, file_ids, rev)
-                file_ids = []
-            if progress:
-                progress(n_files, total)
-        refresh_label_counts(conn, file_ids, rev)
-    return {"dataset": dataset, "files": n_files, "revision": rev, "instances": n_instances}
-
-
-def stage_blob(store: Store, ref: ProjectRef, data: bytes) -> str:
-    """Store an image's or a video's bytes ahead of a bulk import that refers to them by sha256."""
-    try:
-        _, _, mime = probe_image(data, "body")
-    except InvalidInput as not_image:
-        try:
-            mime = video.probe_video(data, "body").content_type
-        except InvalidInput:
-            raise not_image from None
-    sha, _ = store.blobs.put(data)
-    with store.engine.begin() as conn:
-        _record_blob(conn, sha, len(data), mime)
-    return sha

@@ -36,6 +36,7 @@ from sqlalchemy import (
 
 from annostream.errors import Conflict, InvalidInput, NotFound
 from annostream.service.projects import ProjectRef
+from annostream.service.staging import expire_staged, staged_cutoff
 from annostream.store import Store
 from annostream.store.tables import (
     attribute_groups,
@@ -50,6 +51,7 @@ from annostream.store.tables import (
     projects,
     revision_tags,
     revisions,
+    staged_blobs,
 )
 from annostream.store.versioning import head_revision
 
@@ -146,11 +148,16 @@ class GcReport:
     revisions: int = 0
     blobs: int = 0
     orphans: int = 0
+    staged: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"cutoffs": self.cutoffs, "rows": self.rows, "revisions": self.revisions,
-                "blobs": self.blobs, "orphans": self.orphans, "dry_run": self.dry_run}
+                "blobs": self.blobs, "orphans": self.orphans, "staged": self.staged,
+                "dry_run": self.dry_run}
+
+
+STAGED_GRACE = timedelta(hours=1)
 
 
 def parse_older_than(text: str) -> int | timedelta:
@@ -242,13 +249,16 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool,
 
 
 def collect_garbage(store: Store, older_than: int | timedelta, *, project: str | None = None,
-                    keep_tags: bool = False, dry_run: bool = False) -> GcReport:
+                    keep_tags: bool = False, dry_run: bool = False,
+                    staged_grace: timedelta = STAGED_GRACE) -> GcReport:
     """Physically delete history older than a cutoff; see the module docstring.
 
     ``older_than`` is a revision (then ``project`` is required, revisions being per project)
     or an age, turned per project into the newest revision at least that old. Revisions a
     tag points at stay readable; with ``keep_tags=False`` gc refuses to run while a tag
-    would otherwise lose rows, because it never removes what a tag points at.
+    would otherwise lose rows, because it never removes what a tag points at. Blobs staged
+    for an import that never committed (abandoned, or killed) are collected once they are
+    older than ``staged_grace``; younger ones may belong to an import still in flight.
     """
     if isinstance(older_than, int) and project is None:
         raise InvalidInput("older-than: a revision number needs --project (revisions are per "
@@ -275,7 +285,11 @@ def collect_garbage(store: Store, older_than: int | timedelta, *, project: str |
                                    {"tags": list(tagged)})
             report.cutoffs[p.string_id] = cutoff
             report.revisions += _gc_project(conn, p.id, cutoff, dry_run, report.rows)
-        orphans = select(blobs.c.sha256).where(~exists().where(files.c.blob_sha256 == blobs.c.sha256))
+        report.staged = expire_staged(conn, staged_grace, dry_run)
+        orphans = select(blobs.c.sha256).where(
+            ~exists().where(files.c.blob_sha256 == blobs.c.sha256),
+            ~exists().where(staged_blobs.c.sha256 == blobs.c.sha256,
+                            staged_blobs.c.created_at > staged_cutoff(conn, staged_grace)))
         gone = conn.execute(orphans).scalars().all()
         report.blobs = len(gone)
         if not dry_run:

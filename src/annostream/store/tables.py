@@ -225,3 +225,27 @@ file_label_counts = Table(
     Index(None, "label_id", "count", "file_id"),
     Index(None, "file_id", "label_id"),
 )
+
+# Blobs a caller staged for a project ahead of an import that names them by sha256. The row
+# is committed before the bytes are written, so the store always knows of every blob it
+# holds; an import that commits removes the rows it used, and gc collects the rest once
+# they are older than its grace period (a crashed or abandoned import).
+staged_blobs = Table(
+    "staged_blobs",
+    metadata,
+    Column("project_id", Id, ForeignKey("projects.id"), primary_key=True),
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), primary_key=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Client-chosen idempotency keys of imports: a retried import answers the stored result.
+import_keys = Table(
+    "import_keys",
+    metadata,
+    Column("project_id", Id, ForeignKey("projects.id"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("result", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,5 +1,6 @@
 """What every transport offers the SDK: ``call`` one declared operation, plus the three
-transfers whose mechanics differ by transport (export, COCO import, format import).
+transfers whose mechanics differ by transport (export, and imports: every format, COCO
+included, is a reader's records sent through ``import_source``).
 
 ``call(name, **args)`` takes the declaration's path and query parameters by name and, when
 the operation has one, ``body``; it returns the same value on every transport (JSON as
@@ -34,14 +35,11 @@ class Transport(ABC):
         """Write the slice in format ``fmt`` into the folder ``out``; return its manifest."""
 
     @abstractmethod
-    def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
-                    images_dir: Path, progress: Any = None) -> dict[str, Any]:
-        """Import a COCO file and the images it names under ``images_dir``: one commit."""
-
-    @abstractmethod
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
-                      progress: Any = None) -> dict[str, Any]:
-        """Import what a format reader yields: one commit."""
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
+                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
+        """Import what a format reader yields: stage its images, then one commit. ``key``: an
+        idempotency key (an import sent again with it commits once); ``duplicates``: skip
+        files the dataset holds with the same name and bytes, or keep them."""
 
     # --- projects, keys, vocabulary --------------------------------------------------------
 

@@ -106,19 +106,11 @@ class EmbeddedTransport(Transport):
         return export_slice(self.store, ds, fmt, DirSink(out), query=query, as_of=as_of, images=images,
                             progress=progress)
 
-    def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
-                    images_dir: Path, progress: Any = None) -> dict[str, Any]:
-        from annostream.service.ingest import import_coco
-
-        def read_image(image: dict[str, Any]) -> bytes:
-            return (Path(images_dir) / str(image["file_name"])).read_bytes()
-
-        ref = self._ref(project, OPERATIONS["import_coco"].role or "editor")
-        return import_coco(self.store, ref, dataset, coco, read_image, progress)
-
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
-                      progress: Any = None) -> dict[str, Any]:
-        from annostream.service.export import import_source, local_reader
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
+                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
+        """Stage the images in this process (in batches), then commit: ``service.imports``."""
+        from annostream.service.imports import import_source
 
         ref = self._ref(project, OPERATIONS["import_records"].role or "editor")
-        return import_source(self.store, ref, dataset, source, local_reader(self.store), progress, fmt)
+        return import_source(self.store, ref, dataset, source, progress=progress, fmt=fmt, key=key,
+                             duplicates=duplicates)

@@ -138,6 +138,9 @@ class HttpTransport(Transport):
         op = OPERATIONS[name]
         params = {k: _query_value(args[k]) for k in op.query_params if args.get(k) is not None}
         kwargs = self._body(op, args.get("body"))
+        headers = {h: str(args[k]) for k, h in op.headers.items() if args.get(k) is not None}
+        if headers:
+            kwargs["headers"] = {**kwargs.get("headers", {}), **headers}
         if "wait" in op.params and self._injected is None:  # a long poll: the read timeout allows for it
             kwargs["timeout"] = httpx.Timeout(self._timeout + float(args.get("wait") or 0))
         return self._request(op.method, self.path(op, args), params=params, idempotent=op.repeatable,
@@ -221,33 +224,26 @@ class HttpTransport(Transport):
         manifest: dict[str, Any] = orjson.loads((out / EXPORT_MANIFEST).read_bytes())
         return manifest
 
-    def _stage(self, project: str, data: bytes) -> str:
-        sha256: str = self.call("stage_blob", project=project, body=data)["sha256"]
-        return sha256
+    def _stage(self, project: str, data: bytes | None) -> str:
+        return self.call("stage_blob", project=project, body=data)["sha256"]
 
-    def import_coco(self, project: str, dataset: str, coco: dict[str, Any],
-                    images_dir: Path, progress: Any = None) -> dict[str, Any]:
-        """Stage every image as a blob, then post the COCO file naming them by sha256."""
-        images = []
-        total = len(coco.get("images", []))
-        for n, image in enumerate(coco.get("images", []), 1):
-            staged = dict(image)
-            path = Path(images_dir) / str(image.get("file_name", ""))
-            if path.is_file():
-                staged["sha256"] = self._stage(project, path.read_bytes())
-            images.append(staged)
-            if progress:
-                progress(n, total)
-        return cast("dict[str, Any]", self.call("import_coco", project=project, dataset=dataset,
-                                                format="coco", body={**coco, "images": images}))
-
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str,
-                      progress: Any = None) -> dict[str, Any]:
+    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
+                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
         """Read every record first (so bad input fails before anything is sent), then stage
-        each image as a blob and post the records as NDJSON: the server commits once."""
+        each image (``stage_blob``) and post the records as NDJSON: the server commits once.
+
+        The post carries the idempotency ``key``: when its reply is lost it is sent again
+        (whole: ``_Rewound``), and the server answers the first commit's result instead of
+        committing twice.
+        """
+        from annostream.formats import read_record_image
+
         with tempfile.TemporaryFile() as parsed, tempfile.TemporaryFile() as body:
             total = 0
             for record in source.records:
+                if record.get("data") is not None:  # in-memory bytes (upload_many): staged now
+                    record = {**record, "sha256": self._stage(project, read_record_image(record))}
+                    record.pop("data")
                 parsed.write(orjson.dumps(record) + b"\n")
                 total += 1
             head = {"labels": source.labels, "attribute_groups": source.attribute_groups, "total": total}
@@ -255,12 +251,32 @@ class HttpTransport(Transport):
             parsed.seek(0)
             for n, line in enumerate(parsed, 1):
                 record = orjson.loads(line)
-                if record.get("image_path"):
-                    record["sha256"] = self._stage(project, Path(record["image_path"]).read_bytes())
-                record["image_path"] = None
+                data = read_record_image(record) if record.get("image_path") else None
+                if data is not None:
+                    record["sha256"] = self._stage(project, data)
+                record.pop("image_path", None)
                 body.write(orjson.dumps(record) + b"\n")
                 if progress:
                     progress(n, total)
-            body.seek(0)
-            return cast("dict[str, Any]", self.call("import_records", project=project, dataset=dataset,
-                                                    format=fmt, body=iter(lambda: body.read(1 << 20), b"")))
+            attempt = 1
+            while True:
+                try:
+                    return self.call("import_records", project=project, dataset=dataset, format=fmt,
+                                     duplicates=duplicates, key=key, body=_Rewound(body))
+                except (TransportError, httpx.StreamError):
+                    if key is None or attempt >= 4:
+                        raise
+                    attempt += 1
+
+
+class _Rewound:
+    """A file's bytes from its start, every time they are iterated: a request body that a retry
+    (ours or the retrying transport's) sends whole again, never empty."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def __iter__(self) -> Any:
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            yield chunk
