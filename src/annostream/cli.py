@@ -7,6 +7,7 @@ no logic of its own.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated

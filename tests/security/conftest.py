@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from annostream.formats.coco import read_coco
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
 

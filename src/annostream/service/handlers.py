@@ -178,7 +178,7 @@ def stage_blob(store: Store, ref: ProjectRef, body: bytes) -> dict[str, Any]:
 
 
 @implements("import_coco")
-def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco",  # noqa: A002
+def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco",
                 shapes: str = "auto", duplicates: str = "skip", key: str | None = None) -> dict[str, Any]:
     """A COCO document whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
     if format != "coco":
@@ -191,7 +191,7 @@ def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: 
 
 @implements("import_records")
 def import_records(store: Store, ref: ProjectRef, dataset: str, body: Iterable[bytes],
-                   format: str = "records", duplicates: str = "skip",  # noqa: A002
+                   format: str = "records", duplicates: str = "skip",
                    key: str | None = None) -> dict[str, Any]:
     """NDJSON lines: a header (labels, attribute_groups, total), then one record a line naming
     its image by the sha256 of a blob staged for this project. One commit, or nothing."""

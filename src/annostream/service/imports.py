@@ -39,10 +39,10 @@ from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     Probe,
     check_metadata,
-    probe_upload,
     insert_file,
     instance_rows,
     parse_instances,
+    probe_upload,
     refresh_label_counts,
 )
 from annostream.service.labels import ensure_labels, load_vocabulary

@@ -27,6 +27,7 @@ from annostream.service.labels import Vocabulary, check_attributes, load_vocabul
 from annostream.service.projects import ProjectRef
 from annostream.service.staging import probe_image, release_staged, stage_blobs, unstage
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.tables import dataset_files, file_label_counts, files, instances
 from annostream.store.versioning import end_rows
 

@@ -53,9 +53,9 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
         if conn.execute(select(files.c.id).limit(1)).first():
             raise Conflict("an offline copy keeps the source's file ids, so it needs a store "
                            "that holds no files yet")
-        project_id = conn.execute(insert(projects).values(
+        project_id = inserted_id(conn.execute(insert(projects).values(
             string_id=string_id, name=name, is_public=False, head_rev=max(revision - 1, 0),
-        )).inserted_primary_key[0]
+        )))
         ref = ProjectRef(project_id, string_id, name, False, "admin")
         rev = begin_commit(conn, project_id, f"offline copy of {string_id}/{dataset} at {revision}")
         for lab in label_list:
@@ -63,9 +63,9 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                 project_id=project_id, label_index=lab["id"], name=lab["name"],
                 color=lab.get("color"), spec=lab.get("spec") or {}, created_rev=rev))
         for group in groups:
-            group_id = conn.execute(insert(attribute_groups).values(
+            group_id = inserted_id(conn.execute(insert(attribute_groups).values(
                 project_id=project_id, name=group["name"], kind=group["kind"], created_rev=rev,
-            )).inserted_primary_key[0]
+            )))
             for option in group["options"]:
                 conn.execute(insert(attribute_options).values(group_id=group_id, name=option,
                                                               created_rev=rev))
@@ -90,12 +90,12 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                 frame_number=f.get("frame_number"), created_rev=min(f["created_rev"], rev)))
             conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=item["id"],
                                                       created_rev=rev))
-            raw = [{k: inst[k] for k in _INSTANCE_FIELDS if inst.get(k) is not None}
+            raw = [{k: v for k, v in inst.items() if k in _INSTANCE_FIELDS and v is not None}
                    for inst in item["instances"]]
             rows = instance_rows(project_id, item["id"], f["width"], f["height"],
                                   parse_instances(raw, f"file {item['id']}.instances"), vocab,
                                   rev, f"file {item['id']}.instances")
-            for row, inst in zip(rows, item["instances"]):
+            for row, inst in zip(rows, item["instances"], strict=True):
                 row["id"] = inst["id"]
             if rows:
                 conn.execute(insert(instances), rows)

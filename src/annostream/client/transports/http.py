@@ -225,7 +225,8 @@ class HttpTransport(Transport):
         return manifest
 
     def _stage(self, project: str, data: bytes | None) -> str:
-        return self.call("stage_blob", project=project, body=data)["sha256"]
+        sha256: str = self.call("stage_blob", project=project, body=data)["sha256"]
+        return sha256
 
     def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
                       key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
@@ -261,8 +262,9 @@ class HttpTransport(Transport):
             attempt = 1
             while True:
                 try:
-                    return self.call("import_records", project=project, dataset=dataset, format=fmt,
-                                     duplicates=duplicates, key=key, body=_Rewound(body))
+                    return cast("dict[str, Any]", self.call(
+                        "import_records", project=project, dataset=dataset, format=fmt,
+                        duplicates=duplicates, key=key, body=_Rewound(body)))
                 except (TransportError, httpx.StreamError):
                     if key is None or attempt >= 4:
                         raise
