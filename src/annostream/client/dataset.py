@@ -18,6 +18,7 @@ import numpy as np
 
 from annostream.client.prefetch import prefetch
 from annostream.client.sample import Decode, make_sample
+from annostream.extras import require
 
 if TYPE_CHECKING:
     from annostream.client.follow import Cursor, Follow
@@ -243,6 +244,7 @@ class Dataset:
         True copies the images, False leaves them out, "link" symlinks them (embedded store).
         The server streams, the client writes as it reads: memory stays flat at any size.
         The view's query and revision are kept, so a slice or a snapshot exports as such.
+        If it fails, what it wrote is removed (and the folder, if it made it).
         """
         if self._explicit_ids:
             whole, _ = self.project.transport.count(self.project.string_id, self.name, self.query,
@@ -250,8 +252,11 @@ class Dataset:
             if whole != len(self.ids):
                 raise ValueError("export works on a dataset, a query slice or a snapshot; an index "
                                  "range (ds[a:b]) has no query to export it by")
-        return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
-                                             self.query, self._as_of, images, progress)
+        from annostream.fsguard import undone_on_failure
+
+        with undone_on_failure(path):  # a failed export leaves no half-written folder
+            return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
+                                                 self.query, self._as_of, images, progress)
 
     # --- training frameworks (annostream.integrations, imported on first use) ------------
 
@@ -259,6 +264,7 @@ class Dataset:
                    iterable: bool = False, **options: Any) -> Any:
         """This view as a torch Dataset (map-style), or with ``iterable=True`` a sharded,
         resumable IterableDataset; see ``annostream.integrations.torch.to_pytorch``."""
+        require("torch", "to_pytorch()")
         from annostream.integrations.torch import to_pytorch
 
         return to_pytorch(self, transform, target, decode, iterable=iterable, **options)
@@ -270,12 +276,14 @@ class Dataset:
 
     def to_tensorflow(self, **options: Any) -> Any:
         """This view as a ``tf.data.Dataset``; see ``annostream.integrations.tensorflow``."""
+        require("tensorflow", "to_tensorflow()")
         from annostream.integrations.tensorflow import to_tensorflow
 
         return to_tensorflow(self, **options)
 
     def to_ray(self, *, parallelism: int = -1, batch_size: int = 64) -> Any:
         """This view, pinned, as a ``ray.data.Dataset`` read by id ranges (``annostream[ray]``)."""
+        require("ray", "to_ray()")
         from annostream.integrations.ray import to_ray
 
         return to_ray(self, parallelism=parallelism, batch_size=batch_size)

@@ -9,6 +9,7 @@ DataLoader workers never share a socket or a SQLite handle with their parent.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -333,14 +334,18 @@ _STORES: dict[tuple[int, str], Any] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def _open_store(path: str) -> Any:
-    """One Store per (process, folder), shared by every Project that opens that folder."""
+def _open_store(path: str, create: bool = False) -> Any:
+    """One Store per (process, folder), shared by every Project that opens that folder.
+
+    A folder that holds no store is an error naming the nearest one below it, unless
+    ``create`` (an explicit ``project create`` or ``init``).
+    """
     from annostream.store import Store
 
     key = (os.getpid(), path)
     with _STORES_LOCK:
         if key not in _STORES:
-            _STORES[key] = Store.open(path)
+            _STORES[key] = Store.open(path, create=create)
         return _STORES[key]
 
 
@@ -350,12 +355,23 @@ class EmbeddedTransport:
     The caller owns the folder, so it acts with full rights (the ``local`` principal).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
         self.path = str(Path(path).resolve())
+        self.shown_path = str(path)
+        self.create = create
+
+    def _store(self, create: bool) -> Any:
+        from annostream.errors import NotFound
+        from annostream.store import no_store_message
+
+        try:
+            return _open_store(self.path, create or self.create)
+        except NotFound as exc:
+            raise NotFound(no_store_message(Path(self.shown_path)), exc.detail) from None
 
     @property
     def store(self) -> Any:
-        return _open_store(self.path)
+        return self._store(False)
 
     def _ref(self, project: str, need: Role = "viewer") -> Any:
         from annostream.service.projects import LOCAL, authorize
@@ -383,7 +399,7 @@ class EmbeddedTransport:
         from annostream.service.projects import LOCAL, create_project
 
         spec = validate(ProjectCreate, {"string_id": string_id, "name": name, "is_public": is_public})
-        return create_project(self.store, LOCAL, spec)
+        return create_project(self._store(True), LOCAL, spec)
 
     def create_key(self, project: str, role: Role) -> dict[str, Any]:
         from annostream.service.projects import LOCAL, create_key
@@ -537,10 +553,24 @@ class EmbeddedTransport:
         return remove_file(self.store, ref, self._ds(project, dataset).id, file_id)
 
 
+# host:port, or localhost / an IPv4 address alone: a server, whatever path follows.
+_SERVER_WITHOUT_SCHEME = re.compile(r"^([\w.\-]+:\d+|localhost|\d+\.\d+\.\d+\.\d+)(/.*)?$")
+
+
 def connect(host: str | None = None, client_id: str | None = None,
             client_secret: str | None = None) -> Transport:
-    """A transport for ``host``: ``http(s)://`` for a server, ``file://`` or a path for a folder."""
+    """A transport for ``host``: ``http(s)://`` for a server, ``file://`` for a local folder.
+
+    A host without a scheme (``127.0.0.1:8085``, ``localhost``) is a server over ``http://``;
+    something that looks like a path is refused with the ``file://`` spelling, never opened
+    as a folder.
+    """
     host = host or os.environ.get("ANNOSTREAM_HOST") or "http://127.0.0.1:8085"
+    if "://" not in host:
+        if not _SERVER_WITHOUT_SCHEME.match(host):
+            raise ValueError(f"host '{host}' has no scheme: write 'http://{host}' for a server, "
+                             f"or 'file://{host}' for a local store folder")
+        host = f"http://{host}"
     parsed = urlparse(host)
     if parsed.scheme in ("http", "https"):
         return HttpTransport(host, client_id, client_secret)
@@ -548,6 +578,4 @@ def connect(host: str | None = None, client_id: str | None = None,
         # file:///abs/path, or file://rel/path (a relative folder, as people type it)
         relative = parsed.netloc not in ("", "localhost")
         return EmbeddedTransport(parsed.netloc + parsed.path if relative else parsed.path)
-    if parsed.scheme == "":
-        return EmbeddedTransport(host)
     raise ValueError(f"unsupported host '{host}': use http(s)://... or file:///path")

@@ -1,4 +1,8 @@
-"""The FastAPI application factory and the error rendering shared by every route."""
+"""The FastAPI application factory and the error rendering shared by every route.
+
+Every error, including an unknown path or method, answers ``{"error": {"code", "message",
+"detail"}}``. The API docs (/docs, /redoc) load their scripts from this server, not a CDN.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annostream import __version__
-from annostream.errors import AnnostreamError, InvalidInput
+from annostream.errors import AnnostreamError, InvalidInput, NotFound
 from annostream.store import Store
 
 
@@ -27,7 +33,7 @@ def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
     secret that signs blob URLs (random per process when none is given)."""
     from annostream.server import signing
 
-    app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
+    app = FastAPIOffline(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
 
@@ -41,6 +47,26 @@ def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
         field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
         err = InvalidInput(f"{field or 'request'}: {first['msg']}", {"field": field})
         return FastJSONResponse(err.to_dict(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        """Routing errors (unknown path, wrong method) in the same shape as every other error."""
+        if exc.status_code == 404:
+            err: AnnostreamError = NotFound(f"no route {request.url.path}; the index of routes is at /",
+                                            {"path": request.url.path})
+        else:
+            err = AnnostreamError(str(exc.detail), {"path": request.url.path, "method": request.method})
+            err.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return FastJSONResponse(err.to_dict(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/", tags=["meta"])
+    def index(request: Request) -> dict[str, Any]:
+        """Where to go from here: the API docs, the OpenAPI schema and the main routes."""
+        base = str(request.base_url).rstrip("/")
+        return {"name": "annostream", "version": __version__,
+                "links": {"docs": f"{base}/docs", "redoc": f"{base}/redoc",
+                          "openapi": f"{base}/openapi.json", "health": f"{base}/healthz",
+                          "projects": f"{base}/api/v2/projects"}}
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str | int]:

@@ -47,6 +47,10 @@ def create_db_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if url.startswith("postgresql+psycopg"):
+        from annostream.extras import require
+
+        require("psycopg", "a PostgreSQL store")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **json_options)
 
 
