@@ -137,6 +137,9 @@ def prepare_folder(data: Path) -> None:
         if not (data / MARKER).is_file():
             raise NotADemoFolder(f"{data} already holds files the demo did not make; it is left "
                                  "untouched: give the demo an empty or new folder with --data")
+        from annostream.client.transport import close_store
+
+        close_store(data)
         for name in MADE:
             path = data / name
             if path.is_dir() and not path.is_symlink():

@@ -349,6 +349,15 @@ def _open_store(path: str, create: bool = False) -> Any:
         return _STORES[key]
 
 
+def close_store(path: str | os.PathLike[str]) -> None:
+    """Close this process's shared Store on ``path`` (before its files are removed)."""
+    key = (os.getpid(), str(Path(path).resolve()))
+    with _STORES_LOCK:
+        store = _STORES.pop(key, None)
+    if store is not None:
+        store.close()
+
+
 class EmbeddedTransport:
     """The service layer in this process, on a local folder: no server, same API.
 

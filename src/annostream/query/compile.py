@@ -24,7 +24,7 @@ import json
 import operator
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, get_args
+from typing import Any, Callable, Literal, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -66,8 +66,10 @@ from annostream.store.revisions import visible
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
 
 INSTANCE_TYPES: tuple[str, ...] = get_args(InstanceType)
+Dialect = Literal["native", "diffgram"]
 
-# file.<field> -> (column, kind); anything else under file. is a metadata key.
+# file.<field> -> (column, kind). Metadata is file.metadata.<key>; in the Diffgram dialect
+# (its SDK's slice queries) any other file.<key> is a metadata key too, as Diffgram reads it.
 FILE_FIELDS: dict[str, tuple[Any, str]] = {
     "id": (files.c.id, "number"),
     "name": (files.c.original_filename, "string"),
@@ -207,6 +209,7 @@ class Compiler:
     rev: int
     _vocab: Any = None
     _datasets: list[tuple[int, str]] | None = None
+    metadata_fallback: bool = False
     json: _Json = field(init=False)
 
     def __post_init__(self) -> None:
@@ -350,6 +353,11 @@ class Compiler:
             return self.json_term(f, files.c.metadata, tuple(f.path[1:]), op, values)
         if len(f.path) == 1 and head in FILE_FIELDS:
             return self.column_term(f, head, op, values)
+        if not self.metadata_fallback:
+            known = unknown_name("file field", f.path[0], [*FILE_FIELDS, "metadata"], line=f.line,
+                                 column=f.column)
+            raise QueryError(f"{known.message} (a metadata key is written file.metadata.{f.path[0]})",
+                             known.detail)
         return self.json_term(f, files.c.metadata, tuple(f.path), op, values)
 
     def column_term(self, f: Field, name: str, op: str, values: list[Value]) -> ColumnElement[bool]:
@@ -463,14 +471,17 @@ class Compiler:
         raise unknown_name("dataset", name, [n for _, n in known], line=f.line, column=f.column)
 
 
-def compile_node(conn: Connection, project_id: int, node: Node, rev: int) -> ColumnElement[bool]:
-    return Compiler(conn, project_id, rev).compile(node)
+def compile_node(conn: Connection, project_id: int, node: Node, rev: int, *,
+                 dialect: Dialect = "native") -> ColumnElement[bool]:
+    return Compiler(conn, project_id, rev, metadata_fallback=dialect == "diffgram").compile(node)
 
 
-def compile_query(conn: Connection, ds: Any, query: str, rev: int) -> ColumnElement[bool]:
+def compile_query(conn: Connection, ds: Any, query: str, rev: int, *,
+                  dialect: Dialect = "native") -> ColumnElement[bool]:
     """The condition on ``files`` that ``query`` means in dataset ``ds`` at revision ``rev``.
 
     Raises QueryError (400) for text that does not parse and for names the project lacks.
+    ``dialect="diffgram"`` reads an unknown ``file.<key>`` as metadata, as Diffgram does.
     """
     node = parse(query)
-    return compile_node(conn, ds.project.id, node, rev)
+    return compile_node(conn, ds.project.id, node, rev, dialect=dialect)
