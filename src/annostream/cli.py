@@ -197,7 +197,7 @@ def keys_create(
 ) -> None:
     """Create an API key on a project; prints it once."""
     if role not in ("viewer", "editor", "admin"):
-        raise typer.BadParameter("role must be viewer, editor or admin")
+        raise ValueError(f"--role must be viewer, editor or admin, not '{role}'")
     try:
         key = _transport(data, host, client_id, client_secret).create_key(project, role)  # type: ignore[arg-type]
     except AnnostreamError as exc:
@@ -219,7 +219,7 @@ def import_coco(
     try:
         coco = json.loads(annotations.read_text())
     except json.JSONDecodeError as exc:
-        console.print(f"[red]error:[/red] {annotations}: not valid JSON (line {exc.lineno}, column {exc.colno})")
+        console.print(f"error: {annotations}: not valid JSON (line {exc.lineno}, column {exc.colno})", style="red")
         raise typer.Exit(1) from exc
     with _progress("importing") as bar:
         task = bar.add_task("import", total=len(coco.get("images", [])))
@@ -280,7 +280,7 @@ def export(
 ) -> None:
     """Export a dataset or a slice of it as a static format, streamed (constant memory)."""
     if images not in ("copy", "none", "link"):
-        raise typer.BadParameter("--images must be copy, none or link")
+        raise ValueError(f"--images must be copy, none or link, not '{images}'")
     from annostream.fsguard import undone_on_failure
 
     mode: bool | str = {"copy": True, "none": False, "link": "link"}[images]
@@ -374,9 +374,8 @@ def bench(
     from annostream.client.project import Project
     from annostream.client.sample import decode_image
 
+    data, host = _where(data, host)
     where = f"file://{data.resolve()}" if data is not None else host
-    if where is None:
-        raise typer.BadParameter("give --data DIR (a local store) or --host URL (a server)")
     table = Table("figure", "value", title=f"annostream bench: {project}/{dataset} at {where}")
     try:
         t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The query language (DESIGN.md section 4): text -> AST -> parameterised SQL over ``files``.
+"""The query language (docs/query.md): text -> AST -> parameterised SQL over ``files``.
 
     >>> from annostream.query import parse
     >>> parse("3 < labels.cat")                      # doctest: +ELLIPSIS
