@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -150,9 +151,36 @@ def prepare_folder(data: Path) -> None:
     (data / MARKER).write_text("made by 'annostream demo'; the demo may rebuild this folder\n")
 
 
+def _shown(path: Path) -> str:
+    """``path`` as typed from here: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def commands() -> tuple[str, str]:
+    """How to run ``annostream`` and ``python`` from this shell, as this process was run.
+
+    ``make demo`` runs the virtualenv's script, which is usually not on PATH: then the
+    printed commands name it by its path, so they work when pasted.
+    """
+    python = Path(sys.executable)
+    on_path = shutil.which("python")
+    python_cmd = "python" if on_path and Path(on_path).resolve() == python.resolve() else _shown(python)
+    script = Path(sys.argv[0]) if sys.argv and Path(sys.argv[0]).name == "annostream" else None
+    if script is None:
+        return f"{python_cmd} -m annostream.cli", python_cmd
+    found = shutil.which("annostream")
+    if found and Path(found).resolve() == script.resolve():
+        return "annostream", python_cmd
+    return _shown(script.absolute()), python_cmd
+
+
 def next_steps(data: Path, port: int, key: dict[str, str]) -> str:
     """The copy-paste block the demo ends with: serve, a viewer key, a snippet that runs as is."""
-    serve = f"annostream serve --data {data}" + (f" --port {port}" if port != 8085 else "")
+    annostream, python = commands()
+    serve = f"{annostream} serve --data {data}" + (f" --port {port}" if port != 8085 else "")
     url = f"http://127.0.0.1:{port}"
     snippet = f"""from annostream import Project
 
@@ -166,7 +194,7 @@ print(len(cats), "items with a cat")"""
         "1. Serve the store (in another terminal; it keeps running):", "", f"    {serve}", "",
         f"2. A viewer key for project {PROJECT} (read-only):", "",
         f"    client_id={key['client_id']}", f"    client_secret={key['client_secret']}", "",
-        "3. Read it from Python (save as demo_read.py and run: python demo_read.py):", "",
+        f"3. Read it from Python (save as demo_read.py and run: {python} demo_read.py):", "",
         "# --- demo_read.py ---", snippet, "# --- end ---",
     ])
 

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+
+from annostream.extras import require
+
+require("ray", "annostream.integrations.ray")
 import pyarrow as pa
 import ray.data
 from ray.data.block import BlockMetadata

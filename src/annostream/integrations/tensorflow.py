@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import tensorflow as tf
+
+from annostream.extras import require
+
+tf = require("tensorflow", "annostream.integrations.tensorflow")
 
 from annostream.client.sample import make_sample
 from annostream.integrations.common import (
