@@ -119,7 +119,7 @@ def _fail(exc: AnnostreamError) -> None:
 def init(
     data: Annotated[Path, typer.Option("--data", help="Folder for the new store.")],
 ) -> None:
-    """Create an empty store in a folder (the only way, with ``project create`` and ``serve --init``)."""
+    """Create an empty store in a folder (stores are made only here, by project create and serve --init)."""
     from annostream.store import Store, is_store
 
     if is_store(data):
