@@ -48,6 +48,8 @@ def test_stateful_dataloader_with_two_workers_resumes_exactly(project: Project) 
     assert len(taken) == 20
     assert len(rest) == len(every) - 20, "the rest of the epoch, no more, no less"
     assert sorted(taken + rest) == every, "every item exactly once across the resume"
+    resumed.dataset.set_epoch(1)  # type: ignore[attr-defined]
+    assert sorted(_ids(list(resumed))) == every, "the next epoch is whole again"
 
 
 def test_main_process_state_with_workers_points_to_stateful_dataloader(project: Project) -> None:
