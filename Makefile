@@ -25,6 +25,13 @@ demo: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
+# Lint, format and types, as configured in pyproject.toml (mypy strict on the SDK and the service).
+.PHONY: lint
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 # mosaicml-streaming pins a torch (and torchvision) of its own: installed without its
 # dependencies, then with the few it needs at run time.
 install-bench: install-dev

@@ -31,7 +31,7 @@ from annostream.service.items import page_items, read_items
 from annostream.schema import ProjectCreate
 from annostream.service.projects import LOCAL, authorize, create_project
 from annostream.store import Store
-from annostream.store.revisions import begin_commit
+from annostream.store.versioning import begin_commit
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances, labels
 
 CHUNK = 50_000

@@ -5,7 +5,7 @@
 Builds a temporary store with Core bulk inserts (files, dataset membership, instances and
 their derived per-file label counts), then times, for ``labels.cat > 2`` and a few other
 queries, the time to the first id of the slice (compile + first row) and to its count.
-Target (issue 3): under 200 ms each for the count predicate. Not a test.
+Target: under 200 ms each for the count predicate. Not a test.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
     """``n_files`` image files without blobs, ``per_file`` boxes each, in one bulk commit."""
     from annostream.service.ingest import refresh_label_counts
     from annostream.service.projects import LOCAL, authorize
-    from annostream.store.revisions import begin_commit
+    from annostream.store.versioning import begin_commit
 
     if root.exists():
         shutil.rmtree(root)

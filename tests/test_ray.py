@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from annostream import Project
+from annostream.client.sample import make_sample
 from tests.services import use_fake_aws_credentials
 
 ray = pytest.importorskip("ray")
@@ -24,7 +25,7 @@ def local_ray() -> Iterator[None]:
 
 def test_to_ray_count_and_map_batches_equal_the_sdk(local_ray: None, project: Project) -> None:
     view = project.dataset("Default").slice("labels.cat >= 1 or labels.dog >= 1")
-    expected = {item["id"]: (len(blob or b""), sorted(i["label"] for i in item["instances"] if i.get("label")))
+    expected = {item["id"]: (len(blob or b""), make_sample(item, None, None))
                 for item, blob in view.iter_raw()}
     assert 0 < len(expected) < len(project.dataset("Default"))
 
@@ -37,7 +38,29 @@ def test_to_ray_count_and_map_batches_equal_the_sdk(local_ray: None, project: Pr
 
     rows = rds.map_batches(summarise, batch_format="numpy").take_all()
     got = {int(r["id"]): (int(r["bytes"]), [x for x in str(r["labels"]).split("|") if x]) for r in rows}
-    assert got == expected
+    assert got == {i: (size, sorted(sample["labels"])) for i, (size, sample) in expected.items()}
+
+
+def test_ray_rows_hold_the_samples_columns(local_ray: None, project: Project) -> None:
+    """boxes, labels, label_ids, polygons, keypoints and tags mean what they mean in ``ds[i]``."""
+    view = project.dataset("Default")
+    samples = {s["file"]["id"]: s for s in view.with_options(decode=None)}
+    box_only = [sum(i["type"] == "box" for i in s["instances"]) for s in samples.values()]
+    assert [len(s["boxes"]) for s in samples.values()] != box_only, \
+        "the data has spatial instances other than boxes (polygons, keypoints)"
+    rows = view.to_ray(parallelism=3, batch_size=4).take_all()
+    assert sorted(r["id"] for r in rows) == sorted(samples)
+    for row in rows:
+        sample = samples[row["id"]]
+        boxes = np.asarray(row["boxes"], dtype=np.float32).reshape(-1, 4)
+        assert np.array_equal(boxes, sample["boxes"]), row["id"]
+        assert list(row["labels"]) == sample["labels"] and len(row["labels"]) == len(boxes)
+        assert np.array_equal(np.asarray(row["label_ids"], dtype=np.int64), sample["label_ids"])
+        polygons = [np.asarray([list(p) for p in poly], dtype=np.float32) for poly in row["polygons"]]
+        assert [p.tolist() for p in polygons] == [p.tolist() for p in sample["polygons"]]
+        assert len(row["keypoints"]) == len(sample["keypoints"])
+        assert list(row["tags"]) == sample["tags"]
+        assert row["image"] == sample["image"]
 
 
 def test_read_tasks_are_id_ranges_of_one_revision(project: Project) -> None:

@@ -252,6 +252,17 @@ def test_gc_cli(tmp_path: Path) -> None:
     assert view_bytes(fresh(project).dataset("Default")) == views[revs["head"]]
 
 
+def test_gc_default_matches_the_cli(tmp_path: Path) -> None:
+    """Without keep_tags the service refuses as the CLI does without --keep-tags."""
+    project, store_dir, revs, _ = _history(tmp_path)
+    store = Store.open(store_dir)
+    try:
+        with pytest.raises(Conflict, match="v1"):
+            collect_garbage(store, revs["head"], project=project.string_id)
+    finally:
+        store.close()
+
+
 def test_parse_older_than() -> None:
     assert parse_older_than("42") == 42
     assert parse_older_than("7d").total_seconds() == 7 * 86400  # type: ignore[union-attr]

@@ -26,8 +26,8 @@ from annostream.integrations.common import (
     classification_label,
     decode_rgb,
     detection_arrays,
-    rank_positions,
 )
+from annostream.integrations.plan import rank_positions
 from annostream.integrations.torch import AnnostreamStream, StreamLoader, collate_detection
 from tests.conftest import Source
 

@@ -6,8 +6,9 @@ the hot path; the models here describe and validate what callers send in.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annostream.errors import InvalidInput
@@ -68,6 +69,100 @@ class AttributeGroupCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
     kind: AttributeKind = "select"
     options: list[str] = Field(default_factory=list)
+
+
+# --- what the store sends out ------------------------------------------------------------
+# Plain dicts on the hot path, never validated on the way out; these TypedDicts say what they
+# hold, so that every signature they cross names them instead of ``dict``.
+
+ChangeKind = Literal["file_added", "file_removed", "instances_changed"]
+
+
+class FileInfo(TypedDict):
+    """An item's file: its blob (by sha256) and what is known about it at the item's revision."""
+
+    id: int
+    name: str
+    type: str
+    sha256: str | None
+    size: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    frame_count: int | None
+    fps: float | None
+    text: str | None
+    metadata: dict[str, Any]
+    parent_id: int | None
+    frame_number: int | None
+    created_rev: int
+    blob_url: NotRequired[str | None]  # items read with ``blobs="url"``
+
+
+class Instance(TypedDict):
+    """One annotation as it is read: its label by name and by stable id (1..N, 0 = none),
+    ``bbox`` as [x_min, y_min, x_max, y_max] pixels (None for tags and globals)."""
+
+    id: int
+    type: str
+    label: str | None
+    label_id: int | None
+    frame_number: int | None
+    geometry: dict[str, Any]
+    bbox: list[float] | None
+    area: float | None
+    iscrowd: bool
+    attributes: dict[str, Any]
+    track_id: int | None
+    machine_made: bool
+
+
+class Item(TypedDict):
+    """A file with its instances, as of one revision: the unit every read returns."""
+
+    id: int
+    file: FileInfo
+    instances: list[Instance]
+
+
+class ChangeEvent(TypedDict):
+    """What one commit did to one file of a view (see ``service.changes``)."""
+
+    rev: int
+    kind: ChangeKind
+    file_id: int
+    dataset: str | None
+
+
+class ChangePage(TypedDict):
+    """One page of the change feed: whole commits after the asked revision, up to ``cursor``."""
+
+    events: list[ChangeEvent]
+    cursor: int
+    head: int
+
+
+class Sample(TypedDict):
+    """An item made ready to train on (``client.sample.make_sample``).
+
+    ``boxes`` float32 [N, 4] (xyxy pixels), ``labels`` and ``label_ids`` int64 [N] are aligned
+    and cover the spatial instances with a bbox, in instance order; ``polygons`` and
+    ``keypoints`` hold one float32 array of points per such instance; ``tags`` the labels of
+    tag instances; ``attributes`` the file-level (global) attributes. ``event`` is there on
+    samples from ``follow_items``.
+    """
+
+    image: Any
+    file: FileInfo
+    instances: list[Instance]
+    boxes: np.ndarray
+    labels: list[str | None]
+    label_ids: np.ndarray
+    polygons: list[np.ndarray]
+    keypoints: list[np.ndarray]
+    tags: list[str | None]
+    attributes: dict[str, Any]
+    event: NotRequired[ChangeEvent]
 
 
 class InstanceIn(BaseModel):

@@ -13,9 +13,9 @@ import hashlib
 import os
 import tempfile
 import threading
-from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 

@@ -8,17 +8,19 @@ then come in batches with a window of requests in flight, blobs inline in the sa
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
 from annostream.client.prefetch import prefetch
 from annostream.client.sample import Decode, make_sample
 from annostream.extras import require
+from annostream.schema import Item, Sample
 
 if TYPE_CHECKING:
     from annostream.client.follow import Cursor, Follow
@@ -32,9 +34,9 @@ class LabelMap(Mapping[str, int]):
     """Label name -> stable contiguous id (1..N; 0 is background), and back."""
 
     def __init__(self, labels: list[dict[str, Any]]) -> None:
-        self._by_name = {lab["name"]: lab["id"] for lab in labels}
-        self.names = {lab["id"]: lab["name"] for lab in labels}
-        self.specs = {lab["name"]: lab.get("spec") or {} for lab in labels}
+        self._by_name: dict[str, int] = {lab["name"]: lab["id"] for lab in labels}
+        self.names: dict[int, str] = {lab["id"]: lab["name"] for lab in labels}
+        self.specs: dict[str, dict[str, Any]] = {lab["name"]: lab.get("spec") or {} for lab in labels}
 
     def __getitem__(self, name: str) -> int:
         return self._by_name[name]
@@ -104,8 +106,10 @@ class Dataset:
         assert self._as_of is not None
         return self._as_of
 
-    def _derive(self, *, query: str | None = None, as_of: int | None = None,
-                ids: np.ndarray | None = None) -> Dataset:
+    def derive(self, *, query: str | None = None, as_of: int | None = None,
+               ids: np.ndarray | None = None) -> Dataset:
+        """Another view of this dataset (query, revision, optional explicit ids) read with
+        this view's batch, prefetch and decode settings."""
         return Dataset(self.project, self.name, query=query, as_of=as_of, ids=ids,
                        batch_size=self.batch_size, prefetch=self.prefetch, decode=self.decode)
 
@@ -114,24 +118,24 @@ class Dataset:
         if self._explicit_ids:
             matching, _ = self.project.transport.ids(self.project.string_id, self.name,
                                                      _and(self.query, query), self.revision)
-            return self._derive(query=_and(self.query, query), as_of=self.revision,
+            return self.derive(query=_and(self.query, query), as_of=self.revision,
                                 ids=np.intersect1d(self.ids, matching, assume_unique=True))
-        return self._derive(query=_and(self.query, query), as_of=self._as_of)
+        return self.derive(query=_and(self.query, query), as_of=self._as_of)
 
     def snapshot(self) -> Dataset:
         """This view pinned to the revision it reads now, whatever is written later."""
-        return self._derive(query=self.query, as_of=self.revision, ids=self.ids)
+        return self.derive(query=self.query, as_of=self.revision, ids=self.ids)
 
     def as_of(self, revision: int | str) -> Dataset:
         """This view as it was at ``revision``: a number, or the name of a tag."""
         if isinstance(revision, str):
             revision = self.project.resolve_revision(revision)
-        return self._derive(query=self.query, as_of=revision)
+        return self.derive(query=self.query, as_of=revision)
 
     def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
                      decode: Decode | str = "keep") -> Dataset:
         """The same view read with other batch, prefetch or decode settings."""
-        view = self._derive(query=self.query, as_of=self._as_of, ids=self._ids)
+        view = self.derive(query=self.query, as_of=self._as_of, ids=self._ids)
         view._explicit_ids = self._explicit_ids
         view.batch_size = batch_size or self.batch_size
         view.prefetch = prefetch or self.prefetch
@@ -156,16 +160,15 @@ class Dataset:
         return len(self.ids)
 
     @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> Sample: ...
 
     @overload
-    def __getitem__(self, index: slice) -> Dataset: ...
+    def __getitem__(self, index: builtins.slice) -> Dataset: ...
 
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | Dataset:
+    def __getitem__(self, index: int | builtins.slice) -> Sample | Dataset:
         ids = self.ids
-        if isinstance(index, slice):
-            view = self._derive(query=self.query, as_of=self.revision, ids=ids[index])
-            return view
+        if isinstance(index, builtins.slice):
+            return self.derive(query=self.query, as_of=self.revision, ids=ids[index])
         if isinstance(index, (int, np.integer)):
             n = len(ids)
             i = int(index) + n if index < 0 else int(index)
@@ -175,7 +178,7 @@ class Dataset:
         raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
 
     def fetch_raw(self, file_ids: list[int], *,
-                  keep: bool = True) -> list[tuple[dict[str, Any], bytes | None]]:
+                  keep: bool = True) -> list[tuple[Item, bytes | None]]:
         """(item, blob) for ``file_ids`` at this view's revision, through the byte cache.
 
         ``keep=False`` reads the cache without filling it (a sequential pass would only
@@ -184,7 +187,7 @@ class Dataset:
         rev = self.revision
         cache = self.project.cache
         key = self.project.string_id
-        found: dict[int, tuple[dict[str, Any], bytes | None]] = {}
+        found: dict[int, tuple[Item, bytes | None]] = {}
         missing = []
         for fid in file_ids:
             hit = cache.get((key, fid, rev))
@@ -200,39 +203,45 @@ class Dataset:
                     cache.put((key, item["id"], rev), (item, blob), size)
         return [found[fid] for fid in file_ids]
 
-    def _read(self, file_ids: list[int], rev: int) -> list[tuple[dict[str, Any], bytes | None]]:
+    def _read(self, file_ids: list[int], rev: int) -> list[tuple[Item, bytes | None]]:
         """Items from the transport; with a disk cache, blobs it holds are not sent again.
 
         With a disk cache the metadata comes first (no blobs), then one request brings the
         blobs the cache lacks, which it then keeps: from the second epoch on, only metadata
         crosses the network.
         """
-        transport, key, disk = self.project.transport, self.project.string_id, self.project.disk_cache
+        key, disk = self.project.string_id, self.project.disk_cache
+
+        def items(ids: list[int], blobs: bool) -> list[tuple[Item, bytes | None]]:
+            # The transports still speak plain dicts; what they carry is the service's Item.
+            return cast("list[tuple[Item, bytes | None]]", self.project.transport.items(key, ids, rev, blobs))
+
         if disk is None:
-            return transport.items(key, file_ids, rev, True)
-        pairs = [(item, disk.get(item["file"]["sha256"]) if item["file"]["sha256"] else None)
-                 for item, _ in transport.items(key, file_ids, rev, False)]
+            return items(file_ids, True)
+        pairs = [(item, disk.get(sha) if (sha := item["file"]["sha256"]) else None)
+                 for item, _ in items(file_ids, False)]
         lacking = [item["id"] for item, blob in pairs if blob is None and item["file"]["sha256"]]
         if not lacking:
             return pairs
-        fetched = {item["id"]: blob for item, blob in transport.items(key, lacking, rev, True)}
+        fetched = {item["id"]: blob for item, blob in items(lacking, True)}
         for item, _ in pairs:
-            if item["id"] in fetched and fetched[item["id"]] is not None:
-                disk.put(item["file"]["sha256"], fetched[item["id"]])
+            sha, got = item["file"]["sha256"], fetched.get(item["id"])
+            if sha and got is not None:
+                disk.put(sha, got)
         return [(item, blob if blob is not None else fetched.get(item["id"])) for item, blob in pairs]
 
-    def fetch(self, file_ids: list[int]) -> list[dict[str, Any]]:
+    def fetch(self, file_ids: list[int]) -> list[Sample]:
         """Samples for ``file_ids`` (any order), decoded as this view decodes."""
         return [make_sample(item, blob, self.decode) for item, blob in self.fetch_raw(file_ids)]
 
-    def iter_raw(self, positions: np.ndarray | None = None) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    def iter_raw(self, positions: np.ndarray | None = None) -> Iterator[tuple[Item, bytes | None]]:
         """(item, blob) pairs for the given positions (all, in order, by default), read ahead."""
         ids = self.ids if positions is None else self.ids[positions]
         batches = (ids[i:i + self.batch_size].tolist() for i in range(0, len(ids), self.batch_size))
         for batch in prefetch(partial(self.fetch_raw, keep=False), batches, self.prefetch):
             yield from batch
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Sample]:
         for item, blob in self.iter_raw():
             yield make_sample(item, blob, self.decode)
 
@@ -288,7 +297,7 @@ class Dataset:
 
         return to_ray(self, parallelism=parallelism, batch_size=batch_size)
 
-    # --- revisions: follow mode and offline copies -----------------------------------
+    # --- revisions: follow mode and saved copies -------------------------------------
 
     def follow(self, since: Cursor | int | None = None, query: str | None = None,
                **options: Any) -> Follow:
@@ -305,7 +314,7 @@ class Dataset:
         return Follow(self, start, query=_and(self.query, query), **options)
 
     def follow_items(self, since: Cursor | int | None = None, query: str | None = None,
-                     **options: Any) -> Iterator[dict[str, Any]]:
+                     **options: Any) -> Iterator[Sample]:
         """Samples of files as they are added or re-annotated, each read at its commit."""
         from annostream.client.follow import follow_samples
 
@@ -317,8 +326,8 @@ class Dataset:
         ``annostream.open(path)`` then streams the same samples (ids, names, boxes, labels,
         label ids) with no server and no network.
         """
-        from annostream.client.offline import save_view
+        from annostream.client.save import save_view
 
         return save_view(self, path)
 
-    save = cache_to
+    save = cache_to  # one operation, two public names: a saved copy (client/save.py), no cache

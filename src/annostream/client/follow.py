@@ -14,17 +14,18 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
 from annostream.client.sample import make_sample
 from annostream.errors import TransportError
+from annostream.schema import ChangeEvent, ChangePage, Item, Sample
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
 
-Event = dict[str, Any]
+Event = ChangeEvent
 SAMPLE_KINDS = frozenset({"file_added", "instances_changed"})
 
 
@@ -77,14 +78,15 @@ class Follow(Iterator[Event]):
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _page(self, wait: float) -> dict[str, Any]:
+    def _page(self, wait: float) -> ChangePage:
         project = self.dataset.project
         started = time.monotonic()
         delay = 0.2
         while True:
             try:
-                return project.transport.changes(project.string_id, self._cursor.rev, wait,
+                page = project.transport.changes(project.string_id, self._cursor.rev, wait,
                                                  self.dataset.name, self.query, self.page_size)
+                return cast("ChangePage", page)
             except TransportError:
                 if time.monotonic() - started > self.reconnect_for:
                     raise
@@ -148,7 +150,7 @@ class Follow(Iterator[Event]):
         return out
 
 
-def follow_raw(follow: Follow) -> Iterator[tuple[Event, dict[str, Any], bytes | None]]:
+def follow_raw(follow: Follow) -> Iterator[tuple[Event, Item, bytes | None]]:
     """(event, item, blob) for the files each commit added or re-annotated, read at that commit.
 
     Files are fetched a commit at a time (one batched read per commit); removals carry no
@@ -162,13 +164,13 @@ def follow_raw(follow: Follow) -> Iterator[tuple[Event, dict[str, Any], bytes | 
         if not wanted:
             continue
         ids = [e["file_id"] for e in wanted]
-        view = follow.dataset._derive(query=None, as_of=commit[0]["rev"],
+        view = follow.dataset.derive(query=None, as_of=commit[0]["rev"],
                                       ids=np.asarray(ids, dtype=np.int64))
-        for event, (item, blob) in zip(wanted, view.fetch_raw(ids)):
+        for event, (item, blob) in zip(wanted, view.fetch_raw(ids), strict=True):
             yield event, item, blob
 
 
-def follow_samples(follow: Follow) -> Iterator[dict[str, Any]]:
+def follow_samples(follow: Follow) -> Iterator[Sample]:
     """Samples of ``follow_raw``'s files; each carries its event under ``"event"``."""
     for event, item, blob in follow_raw(follow):
         sample = make_sample(item, blob, follow.dataset.decode)

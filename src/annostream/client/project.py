@@ -64,7 +64,7 @@ class Project:
 
     @property
     def revision(self) -> int:
-        return self.transport.project(self.string_id)["revision"]
+        return int(self.transport.project(self.string_id)["revision"])
 
     @property
     def labels(self) -> LabelMap:

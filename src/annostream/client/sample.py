@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from annostream.schema import SPATIAL_TYPES
+from annostream.schema import SPATIAL_TYPES, Item, Sample
 
 Decode = Literal["pil", "numpy", "bytes"] | None
 
@@ -25,8 +25,8 @@ def decode_image(data: bytes | None, decode: Decode) -> Any:
     raise ValueError(f"unknown decode mode {decode!r}: use 'pil', 'numpy' or None")
 
 
-def make_sample(item: dict[str, Any], blob: bytes | None, decode: Decode = "pil") -> dict[str, Any]:
-    """A sample dict (DESIGN section 7): ``image``, ``file``, ``instances`` and columns.
+def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sample:
+    """A sample dict: ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
     and cover every spatial instance; an item with none gives shape [0, 4], not [0].

@@ -3,8 +3,10 @@
 - decoding: RGB uint8 arrays through libjpeg-turbo (``simplejpeg``) when it is installed,
   Pillow otherwise, with the same pixels either way (within one level);
 - targets as numpy arrays: detection (boxes, labels, area, iscrowd, masks) and
-  classification (one label id per file);
-- the epoch plan: which view positions a rank and a loader worker read, in which order.
+  classification (one label id per file).
+
+The epoch plan (which positions a rank and a worker read) is in ``plan``, and where a
+process stands in the job (rank, worker) in ``world``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from annostream.errors import AnnostreamError
-from annostream.schema import SPATIAL_TYPES
+from annostream.schema import SPATIAL_TYPES, Instance, Item, Sample
 
 try:
     import simplejpeg
@@ -26,7 +28,7 @@ except ImportError:  # the optional "fast" extra
     simplejpeg = None
 
 ImageDecode = Literal["pil", "numpy", "tensor", "bytes"] | None
-Target = Literal["detection", "classification"] | Callable[[dict[str, Any]], Any] | None
+Target = Literal["detection", "classification"] | Callable[[Sample], Any] | None
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -36,11 +38,6 @@ class SampleError(AnnostreamError):
 
     status = 422
     code = "bad_sample"
-
-
-def fast_decoder() -> str:
-    """The JPEG decoder in use: "simplejpeg" when installed, else "pillow"."""
-    return "simplejpeg" if simplejpeg is not None else "pillow"
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -61,18 +58,19 @@ def decode_pil(data: bytes) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def spatial_instances(sample: dict[str, Any]) -> list[dict[str, Any]]:
+def spatial_instances(sample: Sample) -> list[Instance]:
     """The instances behind ``sample["boxes"]``, in the same order (see ``make_sample``)."""
     return [i for i in sample["instances"] if i["type"] in SPATIAL_TYPES and i["bbox"] is not None]
 
 
-def _rasterise(inst: dict[str, Any], width: int, height: int) -> np.ndarray:
+def _rasterise(inst: Instance, width: int, height: int) -> np.ndarray:
     """One instance as a uint8 {0, 1} mask [H, W]: polygons filled, other shapes by extent."""
+    assert inst["bbox"] is not None, "spatial instances (spatial_instances) have a bbox"
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     geometry = inst.get("geometry") or {}
     if inst["type"] == "polygon":
-        for ring in [geometry.get("points") or []] + list(geometry.get("parts") or []):
+        for ring in [geometry.get("points") or [], *(geometry.get("parts") or [])]:
             if len(ring) >= 3:
                 draw.polygon([(float(p[0]), float(p[1])) for p in ring], fill=1, outline=1)
     elif inst["type"] == "ellipse":
@@ -82,7 +80,7 @@ def _rasterise(inst: dict[str, Any], width: int, height: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def detection_arrays(sample: dict[str, Any], masks: bool = False) -> dict[str, np.ndarray]:
+def detection_arrays(sample: Sample, masks: bool = False) -> dict[str, np.ndarray]:
     """The detection target of a sample as numpy arrays (torchvision's field names).
 
     ``boxes`` float32 [N, 4] xyxy pixels and ``labels`` int64 (label ids, 0 = background)
@@ -95,12 +93,12 @@ def detection_arrays(sample: dict[str, Any], masks: bool = False) -> dict[str, n
     box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     area = np.array([box_area[k] if inst.get("area") is None else inst["area"]
                      for k, inst in enumerate(spatial)], dtype=np.float32)
-    out = {
+    out: dict[str, np.ndarray] = {
         "boxes": boxes,
         "labels": np.asarray(sample["label_ids"], dtype=np.int64).reshape(-1),
         "area": area.reshape(-1),
         "iscrowd": np.array([int(bool(i.get("iscrowd"))) for i in spatial], dtype=np.int64),
-        "image_id": np.int64(sample["file"]["id"]),
+        "image_id": np.asarray(sample["file"]["id"], dtype=np.int64),
     }
     if masks:
         width, height = image_size(sample)
@@ -109,11 +107,12 @@ def detection_arrays(sample: dict[str, Any], masks: bool = False) -> dict[str, n
     return out
 
 
-def image_size(sample: dict[str, Any]) -> tuple[int, int]:
+def image_size(sample: Sample) -> tuple[int, int]:
     """(width, height) of a sample's image, from the file record or the decoded image."""
     f = sample["file"]
-    if f.get("width") and f.get("height"):
-        return int(f["width"]), int(f["height"])
+    width, height = f.get("width"), f.get("height")
+    if width and height:
+        return int(width), int(height)
     image = sample["image"]
     if isinstance(image, Image.Image):
         return image.size
@@ -123,7 +122,7 @@ def image_size(sample: dict[str, Any]) -> tuple[int, int]:
                       {"file_id": f["id"]})
 
 
-def classification_label(sample: dict[str, Any]) -> int:
+def classification_label(sample: Sample) -> int:
     """One label id for the file: its tag's label, else the one label its instances share.
 
     A file with nothing labelled is background (0); a file whose tags, or instances, name
@@ -133,50 +132,17 @@ def classification_label(sample: dict[str, Any]) -> int:
     labelled = tags or {i["label_id"] for i in sample["instances"] if i["label_id"]}
     if len(labelled) > 1:
         f = sample["file"]
-        names = sorted({i["label"] for i in sample["instances"] if i["label_id"] in labelled})
+        names = sorted({i["label"] for i in sample["instances"]
+                        if i["label"] is not None and i["label_id"] in labelled})
         raise SampleError(f"file {f['id']} ({f.get('name')}) has labels {names}: "
                           "classification needs exactly one (tag the file, or pass target=callable)",
                           {"file_id": f["id"], "labels": names})
     return int(next(iter(labelled), 0))
 
 
-def wrap_error(sample: dict[str, Any] | None, item: dict[str, Any], what: str,
+def wrap_error(sample: Sample | None, item: Item, what: str,
                exc: BaseException) -> SampleError:
     """A ``SampleError`` naming the file whose ``what`` step raised ``exc``."""
     f = (sample or item)["file"]
     return SampleError(f"{what} failed on file {f['id']} ({f.get('name')}): "
                        f"{type(exc).__name__}: {exc}", {"file_id": f["id"], "step": what})
-
-
-# --- the epoch plan --------------------------------------------------------------------
-
-def rank_positions(n: int, *, seed: int, epoch: int, shuffle: bool, rank: int,
-                   world_size: int, drop_last: bool) -> np.ndarray:
-    """View positions rank ``rank`` reads in ``epoch``, in order; the same length on every rank.
-
-    The order is a permutation of all ``n`` positions drawn from (seed, epoch), so every
-    rank derives the same one without talking to the others. Ranks take every
-    ``world_size``-th entry; to keep counts equal the tail is dropped (``drop_last``) or the
-    order is padded by repeating it from its start.
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside a world of {world_size}")
-    order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
-             else np.arange(n, dtype=np.int64))
-    per_rank = n // world_size if drop_last else -(-n // world_size)
-    total = per_rank * world_size
-    order = order[:total] if total <= n else np.resize(order, total)
-    return order[rank::world_size]
-
-
-def worker_positions(positions: np.ndarray, chunk: int, worker: int, num_workers: int) -> np.ndarray:
-    """The part of ``positions`` one loader worker reads: chunks of ``chunk``, round-robin.
-
-    A DataLoader takes batch k from worker k % num_workers, so with ``chunk`` equal to its
-    batch size the loader hands out batches in exactly the order of ``positions``, and the
-    number of items consumed says where to resume.
-    """
-    if num_workers <= 1:
-        return positions
-    owner = (np.arange(len(positions)) // max(1, chunk)) % num_workers
-    return positions[owner == worker]

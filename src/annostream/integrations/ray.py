@@ -6,14 +6,17 @@ transport, and reads its range in ``items:batch`` requests with blobs inline, so
 cluster reads the slice in parallel and every task sees the same revision.
 
 Rows: ``id``, ``name``, ``width``, ``height``, ``sha256``, ``image`` (the blob's bytes),
-``labels`` (instance label names), ``boxes`` (xyxy per box instance) and ``item`` (the
-whole item as JSON, for anything else).
+the sample's columns as ``make_sample`` builds them, so a row and ``ds[i]`` agree:
+``boxes`` (xyxy pixels of every spatial instance), ``labels`` and ``label_ids`` (aligned
+with ``boxes``), ``polygons`` and ``keypoints`` (points per instance), ``tags``; and
+``item`` (the whole item as JSON, for anything else).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -26,42 +29,51 @@ import ray.data
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from annostream.client.sample import make_sample
+from annostream.schema import Item
+
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
+    from annostream.client.transport import Transport
 
 # What a row weighs beyond its blob, for Ray's memory planning.
 _ROW_BYTES = 1024
 
 
-def _rows(items: list[tuple[dict[str, Any], bytes | None]]) -> pa.Table:
-    columns: dict[str, list[Any]] = {k: [] for k in
-                                     ("id", "name", "width", "height", "sha256", "image", "labels", "boxes", "item")}
+_POINTS = pa.list_(pa.list_(pa.list_(pa.float32())))
+SCHEMA = pa.schema([
+    ("id", pa.int64()), ("name", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
+    ("sha256", pa.string()), ("image", pa.binary()),
+    ("boxes", pa.list_(pa.list_(pa.float32(), 4))), ("labels", pa.list_(pa.string())),
+    ("label_ids", pa.list_(pa.int64())), ("polygons", _POINTS), ("keypoints", _POINTS),
+    ("tags", pa.list_(pa.string())), ("item", pa.string()),
+])
+
+
+def _rows(items: list[tuple[Item, bytes | None]]) -> pa.Table:
+    """One block: a row per item, its sample columns from ``make_sample`` itself."""
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     for item, blob in items:
         f = item["file"]
-        columns["id"].append(item["id"])
-        columns["name"].append(f.get("name"))
-        columns["width"].append(f.get("width"))
-        columns["height"].append(f.get("height"))
-        columns["sha256"].append(f.get("sha256"))
-        columns["image"].append(blob)
-        columns["labels"].append([i.get("label") for i in item["instances"] if i.get("label")])
-        columns["boxes"].append([[g["x_min"], g["y_min"], g["x_max"], g["y_max"]]
-                                 for i in item["instances"] if i["type"] == "box"
-                                 for g in [i["geometry"]]])
-        columns["item"].append(orjson.dumps(item).decode())
-    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("width", pa.int64()),
-                        ("height", pa.int64()), ("sha256", pa.string()), ("image", pa.binary()),
-                        ("labels", pa.list_(pa.string())), ("boxes", pa.list_(pa.list_(pa.float64()))),
-                        ("item", pa.string())])
-    return pa.Table.from_pydict(columns, schema=schema)
+        sample = make_sample(item, blob, None)
+        row = {"id": item["id"], "name": f["name"], "width": f["width"], "height": f["height"],
+               "sha256": f["sha256"], "image": blob, "boxes": sample["boxes"].tolist(),
+               "labels": sample["labels"], "label_ids": sample["label_ids"].tolist(),
+               "polygons": [p.tolist() for p in sample["polygons"]],
+               "keypoints": [k.tolist() for k in sample["keypoints"]], "tags": sample["tags"],
+               "item": orjson.dumps(item).decode()}
+        for name, value in row.items():
+            columns[name].append(value)
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 
-def _read_range(transport: Any, project: str, ids: np.ndarray, revision: int,
+def _read_range(transport: Transport, project: str, ids: np.ndarray, revision: int,
                 batch_size: int) -> Iterator[pa.Table]:
     """One read task: its id range in batches, each batch one block."""
     for start in range(0, len(ids), batch_size):
         chunk = [int(i) for i in ids[start:start + batch_size]]
-        yield _rows(transport.items(project, chunk, revision, True))
+        # The transports still speak plain dicts; what they carry is the service's Item.
+        yield _rows(cast("list[tuple[Item, bytes | None]]", transport.items(project, chunk, revision, True)))
 
 
 class AnnostreamDatasource(Datasource):
@@ -87,12 +99,10 @@ class AnnostreamDatasource(Datasource):
         ranges = np.array_split(self.ids, min(max(parallelism, 1), n))
         tasks = []
         for ids in ranges:
-            transport, project, revision, batch = self.transport, self.project, self.revision, self.batch_size
             meta = BlockMetadata(num_rows=len(ids), size_bytes=len(ids) * _ROW_BYTES, exec_stats=None,
                                  input_files=None)
-            tasks.append(ReadTask(
-                lambda ids=ids, t=transport, p=project, r=revision, b=batch: _read_range(t, p, ids, r, b),
-                meta, per_task_row_limit=per_task_row_limit))
+            read = partial(_read_range, self.transport, self.project, ids, self.revision, self.batch_size)
+            tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
         return tasks
 
 

@@ -25,9 +25,10 @@ from annostream.integrations.common import (
     classification_label,
     decode_rgb,
     detection_arrays,
-    rank_positions,
     wrap_error,
 )
+from annostream.integrations.plan import rank_positions
+from annostream.schema import Item
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
@@ -75,8 +76,9 @@ class _Epochs:
         return rank_positions(self.n, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
                               rank=self.rank, world_size=self.world_size, drop_last=self.drop_last)
 
-    def element(self, item: dict[str, Any], blob: bytes | None) -> dict[str, Any]:
+    def element(self, item: Item, blob: bytes | None) -> dict[str, Any]:
         sample = None
+        out: dict[str, Any]
         try:
             if blob is None:
                 raise SampleError("the file has no image")

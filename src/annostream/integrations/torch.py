@@ -9,7 +9,6 @@ window of requests in flight; decoding happens in the worker.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +31,11 @@ from annostream.integrations.common import (
     decode_pil,
     decode_rgb,
     detection_arrays,
-    rank_positions,
-    worker_positions,
     wrap_error,
 )
+from annostream.integrations.plan import rank_positions, worker_positions
+from annostream.integrations.world import Shard, distributed_rank
+from annostream.schema import Item, Sample
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
@@ -100,7 +100,7 @@ class Pipeline:
             return _rgb_tensor(blob)
         return decode_pil(blob)
 
-    def _target(self, sample: dict[str, Any]) -> Any:
+    def _target(self, sample: Sample) -> Any:
         if self.target == "detection":
             arrays = detection_arrays(sample, self.masks)
             return {k: torch.as_tensor(v) for k, v in arrays.items()}
@@ -109,7 +109,7 @@ class Pipeline:
         assert callable(self.target)
         return self.target(sample)
 
-    def __call__(self, item: dict[str, Any], blob: bytes | None) -> Any:
+    def __call__(self, item: Item, blob: bytes | None) -> Any:
         sample = None
         try:
             sample = make_sample(item, None, None)
@@ -142,7 +142,7 @@ class Pipeline:
 
 def collate_detection(batch: Sequence[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
     """Detection examples as (images, targets) lists: what torchvision detection models take."""
-    images, targets = zip(*batch) if batch else ((), ())
+    images, targets = zip(*batch, strict=True) if batch else ((), ())
     return list(images), list(targets)
 
 
@@ -173,13 +173,6 @@ class AnnostreamMapDataset(TorchDataset):
                 raise IndexError(f"index {index} out of range for a view of {n} items")
             ids.append(int(self.file_ids[i]))
         return [self.pipeline(item, blob) for item, blob in self.view.fetch_raw(ids)]
-
-
-def _rank_and_world() -> tuple[int, int]:
-    """This process's (rank, world size): torch.distributed when initialised, else the env."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 class AnnostreamStream(IterableDataset):
@@ -216,7 +209,7 @@ class AnnostreamStream(IterableDataset):
         self.seed = seed
         self.drop_last = drop_last
         self.batch_size = max(1, batch_size)
-        auto_rank, auto_world = _rank_and_world()
+        auto_rank, auto_world = distributed_rank()
         self.rank = auto_rank if rank is None else rank
         self.world_size = auto_world if world_size is None else world_size
         self.follow = follow
@@ -274,10 +267,9 @@ class AnnostreamStream(IterableDataset):
         """Examples of files committed after the view's revision, this shard's share of them."""
         from annostream.client.follow import follow_raw
 
-        shards = self.world_size * (info.num_workers if info is not None else 1)
-        shard = self.rank * (info.num_workers if info is not None else 1) + (info.id if info else 0)
+        shard = Shard(self.rank, self.world_size, info.id if info else 0, info.num_workers if info else 1)
         for event, item, blob in follow_raw(self.view.follow(self.view.revision, **self.follow_options)):
-            if event["file_id"] % shards == shard:
+            if shard.owns(event["file_id"]):
                 yield self.pipeline(item, blob)
 
     def state_dict(self) -> dict[str, Any]:
@@ -376,7 +368,8 @@ class StreamLoader:
 
 
 def to_pytorch(view: Dataset, transform: Callable[[Any], Any] | None = None, target: Target = None,
-               decode: ImageDecode = "pil", *, transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+               decode: ImageDecode = "pil", *,
+               transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
                masks: bool = False, iterable: bool = False,
                **stream_options: Any) -> AnnostreamMapDataset | AnnostreamStream:
     """``view`` as a map-style torch Dataset, or (``iterable=True``) as a sharded stream.

@@ -23,8 +23,9 @@ import datetime as dt
 import json
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -57,13 +58,16 @@ from annostream.query.parse import (
     Not,
     Or,
     Value,
-    _number,
     parse,
+    parse_number,
     unknown_name,
 )
 from annostream.schema import InstanceType
-from annostream.store.revisions import visible
 from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
+from annostream.store.versioning import visible
+
+if TYPE_CHECKING:
+    from annostream.service.labels import Vocabulary
 
 INSTANCE_TYPES: tuple[str, ...] = get_args(InstanceType)
 Dialect = Literal["native", "diffgram"]
@@ -81,7 +85,7 @@ FILE_FIELDS: dict[str, tuple[Any, str]] = {
 }
 NULLABLE_FILE_COLUMNS = {"width", "height"}
 
-PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
+PY_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
     "<": operator.lt, "<=": operator.le,
 }
@@ -94,7 +98,8 @@ def normalize_label(name: str) -> str:
 
 
 def _sql_op(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
-    return PY_OPS[op](expr, value)  # SQLAlchemy overloads the comparison operators
+    condition: ColumnElement[bool] = PY_OPS[op](expr, value)  # SQLAlchemy overloads them
+    return condition
 
 
 def _describe(f: Field) -> str:
@@ -112,7 +117,7 @@ def _as_number(f: Field, v: Value) -> int | float:
     if isinstance(v.value, (int, float)):
         return v.value
     if _NUMBER_TEXT.fullmatch(v.value):
-        return _number(v.value.strip())
+        return parse_number(v.value.strip())
     raise _bad_value(f, f"compares with a number, not {v.text}", value=v.text)
 
 
@@ -132,7 +137,7 @@ def _as_datetime(f: Field, v: Value) -> dt.datetime:
             value = None
         if value is not None:
             if value.tzinfo is not None:
-                value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
             return value
     raise _bad_value(f, f"compares with a date such as \"2024-01-31\" or "
                         f"\"2024-01-31T12:00:00\", not {v.text}", value=v.text)
@@ -153,10 +158,10 @@ class _Json:
     def _sqlite_path(self, keys: tuple[str, ...]) -> str:
         return "$" + "".join(f'."{k}"' for k in keys)
 
-    def _pg_value(self, column: Any, keys: tuple[str, ...]) -> Any:
+    def _pg_value(self, column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
         return func.jsonb_extract_path(cast(column, JSONB), *[literal(k) for k in keys])
 
-    def _pg_text(self, column: Any, keys: tuple[str, ...]) -> Any:
+    def _pg_text(self, column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
         return func.jsonb_extract_path_text(cast(column, JSONB), *[literal(k) for k in keys])
 
     def present(self, f: Field, column: Any, keys: tuple[str, ...]) -> ColumnElement[bool]:
@@ -169,9 +174,8 @@ class _Json:
                 value: Any) -> ColumnElement[bool]:
         """``column[keys] <op> value``, true only where the JSON value has value's type."""
         self._check_keys(f, keys)
-        if isinstance(value, bool):
-            if op != "=":
-                raise _bad_value(f, f"true/false compare with = or != only, not {op}")
+        if isinstance(value, bool) and op != "=":
+            raise _bad_value(f, f"true/false compare with = or != only, not {op}")
         if self.dialect == "postgresql":
             typ = func.coalesce(func.jsonb_typeof(self._pg_value(column, keys)), "")
             text = self._pg_text(column, keys)
@@ -207,7 +211,7 @@ class Compiler:
     conn: Connection
     project_id: int
     rev: int
-    _vocab: Any = None
+    _vocab: Vocabulary | None = None
     _datasets: list[tuple[int, str]] | None = None
     metadata_fallback: bool = False
     json: _Json = field(init=False)
@@ -217,7 +221,7 @@ class Compiler:
 
     # ---------------------------------------------------------------- vocabulary
     @property
-    def vocab(self) -> Any:
+    def vocab(self) -> Vocabulary:
         if self._vocab is None:
             from annostream.service.labels import load_vocabulary
 

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Union
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -45,7 +44,7 @@ NAMESPACES: dict[str, str] = {
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 MIRRORED = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 
 # --------------------------------------------------------------------------- AST
@@ -93,20 +92,20 @@ class Has:
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class And:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
-Node = Union[Compare, In, Has, Not, And, Or]
+Node = Compare | In | Has | Not | And | Or
 
 
 # ------------------------------------------------------------------------ parser
@@ -229,7 +228,8 @@ def _unquote(token: str) -> str:
     return "".join(out)
 
 
-def _number(text: str) -> int | float:
+def parse_number(text: str) -> int | float:
+    """A numeric literal's value: an int when it is an integer that fits 64 bits, else a float."""
     if _INT_RE.fullmatch(text):
         value = int(text)
         # Beyond 64 bits no database column holds it; compare as a float instead.
@@ -265,14 +265,15 @@ class _Builder:
         self.terms = 0
 
     # -- helpers
-    def _path(self, tree: Tree) -> _Path:
+    def _path(self, tree: Tree[Token]) -> _Path:
         tokens = [t for t in tree.children if isinstance(t, Token) and t.type != "DOT"]
         first = tokens[0]
         start = tree.meta.start_pos if not tree.meta.empty else first.start_pos
         end = tree.meta.end_pos if not tree.meta.empty else first.end_pos
-        return _Path(tuple(_segment(t) for t in tokens), self.text[start:end], first.line, first.column)
+        return _Path(tuple(_segment(t) for t in tokens), self.text[start:end], first.line or 1,
+                     first.column or 1)
 
-    def _operand(self, node: Tree | Token) -> _Path | Value:
+    def _operand(self, node: Tree[Token] | Token) -> _Path | Value:
         if isinstance(node, Tree) and node.data == "path":
             return self._path(node)
         assert isinstance(node, Tree) and node.data == "literal"
@@ -281,7 +282,7 @@ class _Builder:
         if tok.type == "STRING":
             return Value(_unquote(str(tok)), str(tok), quoted=True)
         if tok.type == "NUMBER":
-            return Value(_number(str(tok)), str(tok), quoted=False)
+            return Value(parse_number(str(tok)), str(tok), quoted=False)
         return Value(tok.type == "TRUE", str(tok), quoted=False)
 
     def _field(self, path: _Path) -> Field:
@@ -305,7 +306,7 @@ class _Builder:
                              {"line": 1, "column": 1, "expected": [], "query": self.text})
 
     # -- node kinds
-    def build(self, tree: Tree | Token) -> Node:
+    def build(self, tree: Tree[Token] | Token) -> Node:
         if isinstance(tree, Token):  # pragma: no cover - the grammar never yields one here
             raise _error(f"unexpected {tree!s}", self.text, tree.line or 1, tree.column or 1, [])
         kind = tree.data
@@ -333,8 +334,9 @@ class _Builder:
             return Has(self._field(self._path(tree)))
         raise _error(f"unexpected {kind}", self.text, 1, 1, [])  # pragma: no cover
 
-    def _comparison(self, tree: Tree) -> Compare:
+    def _comparison(self, tree: Tree[Token]) -> Compare:
         left_node, op_tok, right_node = tree.children
+        assert isinstance(op_tok, Token)
         op = OPERATORS[str(op_tok)]
         left, right = self._operand(left_node), self._operand(right_node)
         left_is_field = isinstance(left, _Path) and left.namespace() is not None
@@ -347,11 +349,11 @@ class _Builder:
             self._field(left)  # raises: unknown field, with suggestions
         if isinstance(right, _Path):
             self._field(right)
-        line, column = op_tok.line, op_tok.column
+        line, column = op_tok.line or 1, op_tok.column or 1
         raise _error("a comparison needs a field on one side, such as labels.<name> or "
                      "file.<field>", self.text, line, column, ["a field"])
 
-    def _inclusion(self, tree: Tree, negate: bool) -> Node:
+    def _inclusion(self, tree: Tree[Token], negate: bool) -> Node:
         parts = [c for c in tree.children if isinstance(c, Tree)]
         subject, listing = parts[0], parts[1]
         operand = self._operand(subject)
@@ -369,10 +371,10 @@ class _Builder:
         return Not(node) if negate else node
 
 
-def _depth(tree: Tree) -> int:
+def _depth(tree: Tree[Token]) -> int:
     """Nesting depth of a parse tree, without recursion."""
     deepest = 0
-    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    stack: list[tuple[Tree[Token], int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
@@ -400,7 +402,7 @@ def _parse_cached(text: str) -> Node:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise QueryError("a query must be valid unicode text",
-                         {"line": 1, "column": exc.start + 1, "expected": [], "query": text[:200]})
+                         {"line": 1, "column": exc.start + 1, "expected": [], "query": text[:200]}) from exc
     if not text.strip():
         line, column = _end_position(text)
         raise _error("the query is empty", text, line, column, ["a field"])
@@ -410,7 +412,7 @@ def _parse_cached(text: str) -> Node:
         raise _syntax_error(exc, text) from None
     except LarkError as exc:  # pragma: no cover - defensive
         raise QueryError(f"could not parse query: {exc}", {"line": 1, "column": 1,
-                                                           "expected": [], "query": text})
+                                                           "expected": [], "query": text}) from exc
     if not isinstance(tree, Tree):  # pragma: no cover
         raise _error("expected a condition", text, 1, 1, ["a field"])
     if _depth(tree) > MAX_DEPTH:

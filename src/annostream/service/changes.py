@@ -25,27 +25,30 @@ from typing import Any
 from sqlalchemy import Connection, Select, null, select
 
 from annostream.errors import BadRequest, NotFound
+from annostream.schema import ChangeEvent, ChangeKind, ChangePage
 from annostream.service.datasets import DatasetRef, get_dataset, slice_select
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import head_revision
 from annostream.store.tables import dataset_files, datasets, files, instances
+from annostream.store.versioning import head_revision
 
 POLL_SECONDS = 0.15
 MAX_WAIT_SECONDS = 60.0
 KIND_ORDER = {"file_removed": 0, "file_added": 1, "instances_changed": 2}
 
 # (rev, file_id, dataset name or None, raw kind)
-_Raw = tuple[int, int, str | None, str]
+_Raw = tuple[int, int, str | None, ChangeKind]
 
 
-def _sources(ref: ProjectRef, ds: DatasetRef | None, since: int, upto: int) -> list[tuple[str, Select]]:
+def _sources(ref: ProjectRef, ds: DatasetRef | None, since: int,
+             upto: int) -> list[tuple[ChangeKind, Select[Any]]]:
     """SELECTs of (rev, file_id, dataset name) for each kind of row change in (since, upto]."""
     member = dataset_files.join(datasets, datasets.c.id == dataset_files.c.dataset_id)
     scope = datasets.c.project_id == ref.id if ds is None else dataset_files.c.dataset_id == ds.id
-    out: list[tuple[str, Select]] = []
-    for kind, col in (("file_added", dataset_files.c.created_rev),
-                      ("file_removed", dataset_files.c.deleted_rev)):
+    out: list[tuple[ChangeKind, Select[Any]]] = []
+    membership: tuple[tuple[ChangeKind, Any], ...] = (("file_added", dataset_files.c.created_rev),
+                                                      ("file_removed", dataset_files.c.deleted_rev))
+    for kind, col in membership:
         out.append((kind, select(col.label("rev"), dataset_files.c.file_id, datasets.c.name)
                     .select_from(member).where(scope, col > since, col <= upto)))
     for col in (instances.c.created_rev, instances.c.deleted_rev):
@@ -79,7 +82,7 @@ def _collect(conn: Connection, ref: ProjectRef, ds: DatasetRef | None, since: in
     return raw, upto
 
 
-def _project_events(conn: Connection, raw: list[_Raw]) -> list[dict[str, Any]]:
+def _project_events(conn: Connection, raw: list[_Raw]) -> list[ChangeEvent]:
     """Project-wide: membership events per dataset; an instance change per file, unless the
     file itself was created in that commit (its instances came with it)."""
     created: dict[int, int] = {}
@@ -87,8 +90,8 @@ def _project_events(conn: Connection, raw: list[_Raw]) -> list[dict[str, Any]]:
     for start in range(0, len(ids), 500):
         created.update((r.id, r.created_rev) for r in conn.execute(
             select(files.c.id, files.c.created_rev).where(files.c.id.in_(ids[start:start + 500]))))
-    seen: set[tuple[int, int, str | None, str]] = set()
-    events = []
+    seen: set[_Raw] = set()
+    events: list[ChangeEvent] = []
     for rev, file_id, dataset, kind in raw:
         if kind == "instances_changed" and created.get(file_id) == rev:
             continue
@@ -113,18 +116,19 @@ def _in_view(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
 
 
 def _view_events(conn: Connection, ds: DatasetRef, query: str | None,
-                 raw: list[_Raw]) -> list[dict[str, Any]]:
+                 raw: list[_Raw]) -> list[ChangeEvent]:
     """Per commit and file, one event judged by view membership before and after."""
     by_rev: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for rev, file_id, _, kind in raw:
-        by_rev[rev][file_id].add(kind)
-    events = []
+    for rev, file_id, _, raw_kind in raw:
+        by_rev[rev][file_id].add(raw_kind)
+    events: list[ChangeEvent] = []
     for rev in sorted(by_rev):
         touched = sorted(by_rev[rev])
         before = _in_view(conn, ds, query, rev - 1, touched)
         after = _in_view(conn, ds, query, rev, touched)
         for file_id in touched:
             was, now = file_id in before, file_id in after
+            kind: ChangeKind
             if now and not was:
                 kind = "file_added"
             elif was and not now:
@@ -138,7 +142,7 @@ def _view_events(conn: Connection, ds: DatasetRef, query: str | None,
 
 
 def changes(store: Store, ref: ProjectRef, since: int, *, dataset: str | None = None,
-            query: str | None = None, limit: int = 1000) -> dict[str, Any]:
+            query: str | None = None, limit: int = 1000) -> ChangePage:
     """One page of the feed after revision ``since``: ``{"events", "cursor", "head"}``.
 
     ``cursor`` is the revision to ask from next (it passes commits that did not touch the
@@ -162,7 +166,7 @@ def changes(store: Store, ref: ProjectRef, since: int, *, dataset: str | None = 
 
 def wait_for_changes(store: Store, ref: ProjectRef, since: int, wait: float, *,
                      dataset: str | None = None, query: str | None = None, limit: int = 1000,
-                     sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+                     sleep: Callable[[float], None] = time.sleep) -> ChangePage:
     """``changes``, long-polled: until there is an event or ``wait`` seconds have passed.
 
     Between looks it reads only the head revision; a commit that does not touch the view
@@ -183,7 +187,7 @@ def wait_for_changes(store: Store, ref: ProjectRef, since: int, wait: float, *,
 
 async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait: float, *,
                                  dataset: str | None = None, query: str | None = None,
-                                 limit: int = 1000) -> dict[str, Any]:
+                                 limit: int = 1000) -> ChangePage:
     """``wait_for_changes`` for an event loop: the database work runs in worker threads and
     the waiting holds no thread at all, so many followers cost the server nothing."""
     import anyio

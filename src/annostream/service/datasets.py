@@ -17,8 +17,10 @@ from annostream.errors import Conflict, NotFound
 from annostream.service.projects import ProjectRef
 from annostream.service.revisions import revision_readable
 from annostream.store import Store
-from annostream.store.revisions import begin_commit, head_revision, visible
-from annostream.store.tables import dataset_files, datasets, files
+from annostream.store.db import inserted_id
+from annostream.store.tables import dataset_files, files
+from annostream.store.tables import datasets as datasets_table
+from annostream.store.versioning import begin_commit, head_revision, visible
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,8 @@ class DatasetRef:
 
 def _find(conn: Connection, ref: ProjectRef, name: str, rev: int | None) -> DatasetRef | None:
     row = conn.execute(
-        select(datasets.c.id, datasets.c.name).where(
-            datasets.c.project_id == ref.id, datasets.c.name == name, visible(datasets, rev)
+        select(datasets_table.c.id, datasets_table.c.name).where(
+            datasets_table.c.project_id == ref.id, datasets_table.c.name == name, visible(datasets_table, rev)
         )
     ).first()
     return DatasetRef(row.id, row.name, ref) if row else None
@@ -57,8 +59,9 @@ def get_dataset_by_id(store: Store, ref: ProjectRef, dataset_id: int) -> Dataset
     """A live dataset of ``ref`` by its numeric id (legacy clients address datasets by id)."""
     with store.engine.connect() as conn:
         row = conn.execute(
-            select(datasets.c.id, datasets.c.name).where(
-                datasets.c.project_id == ref.id, datasets.c.id == dataset_id, visible(datasets, None)
+            select(datasets_table.c.id, datasets_table.c.name).where(
+                datasets_table.c.project_id == ref.id, datasets_table.c.id == dataset_id,
+                visible(datasets_table, None),
             )
         ).first()
     if row is None:
@@ -73,9 +76,9 @@ def default_dataset(store: Store, ref: ProjectRef) -> DatasetRef:
     """The dataset called "Default", else the oldest live one; 404 when there is none."""
     with store.engine.connect() as conn:
         row = conn.execute(
-            select(datasets.c.id, datasets.c.name)
-            .where(datasets.c.project_id == ref.id, visible(datasets, None))
-            .order_by((datasets.c.name != "Default"), datasets.c.id)
+            select(datasets_table.c.id, datasets_table.c.name)
+            .where(datasets_table.c.project_id == ref.id, visible(datasets_table, None))
+            .order_by((datasets_table.c.name != "Default"), datasets_table.c.id)
             .limit(1)
         ).first()
     if row is None:
@@ -88,9 +91,9 @@ def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> Da
     found = _find(conn, ref, name, None)
     if found:
         return found
-    new_id = conn.execute(
-        insert(datasets).values(project_id=ref.id, name=name, created_rev=rev)
-    ).inserted_primary_key[0]
+    new_id = inserted_id(conn.execute(
+        insert(datasets_table).values(project_id=ref.id, name=name, created_rev=rev)
+    ))
     return DatasetRef(new_id, name, ref)
 
 
@@ -109,13 +112,13 @@ def list_datasets(store: Store, ref: ProjectRef, as_of: int | None = None) -> li
         count = (
             select(func.count())
             .select_from(dataset_files)
-            .where(dataset_files.c.dataset_id == datasets.c.id, visible(dataset_files, rev))
+            .where(dataset_files.c.dataset_id == datasets_table.c.id, visible(dataset_files, rev))
             .scalar_subquery()
         )
         rows = conn.execute(
-            select(datasets.c.id, datasets.c.name, count.label("files"))
-            .where(datasets.c.project_id == ref.id, visible(datasets, rev))
-            .order_by(datasets.c.id)
+            select(datasets_table.c.id, datasets_table.c.name, count.label("files"))
+            .where(datasets_table.c.project_id == ref.id, visible(datasets_table, rev))
+            .order_by(datasets_table.c.id)
         ).all()
     return [{"id": r.id, "name": r.name, "files": r.files} for r in rows]
 
@@ -131,7 +134,7 @@ def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
 
 
 def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
-                 dialect: str = "native") -> Select:
+                 dialect: str = "native") -> Select[int]:
     """SELECT file ids of a slice at ``rev``, in file-id order."""
     stmt = (
         select(dataset_files.c.file_id)

@@ -12,15 +12,15 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from annostream.formats import ExportContext, ImportSource, Sink, make_writer
-from annostream.schema import AttributeGroupCreate, LabelCreate
-from annostream.service import items as items_service
+from annostream.schema import AttributeGroupCreate, Item, LabelCreate
 from annostream.service.datasets import DatasetRef, resolve_revision, slice_count
 from annostream.service.ingest import ImportRecord, Progress, import_records
+from annostream.service.items import page_items
 from annostream.service.labels import list_attribute_groups, list_labels
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
@@ -52,11 +52,11 @@ def prepare(store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: in
 
 
 def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int,
-               page: int = PAGE) -> Iterator[dict[str, Any]]:
+               page: int = PAGE) -> Iterator[Item]:
     """Every item of the slice at ``rev``, one keyset page in memory at a time."""
     after = None
     while True:
-        batch, _ = items_service.page_items(store, ds, query=query, as_of=rev, after=after, limit=page)
+        batch, _ = page_items(store, ds, query=query, as_of=rev, after=after, limit=page)
         yield from batch
         if len(batch) < page:
             return
@@ -70,7 +70,7 @@ def export_slice(store: Store, ds: DatasetRef, fmt: str, sink: Sink, *, query: s
     ctx, total = prepared or prepare(store, ds, fmt, query, as_of, images)
     writer = make_writer(fmt, sink, ctx, store.blobs)
     for n, item in enumerate(iter_items(store, ds, query, ctx.revision), 1):
-        writer.add(item)
+        writer.add(cast(dict[str, Any], item))  # the format writers still take plain dicts
         if progress:
             progress(n, total)
     counts = writer.finish()
@@ -125,7 +125,7 @@ def stream_zip(run: Callable[[Sink], Any]) -> Iterator[bytes]:
             run(ZipSink(out))  # type: ignore[arg-type]
             out.flush()
             out.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+        except BaseException as exc:  # handed to the reading side
             if not out.stop.is_set():
                 out.put(exc)
 

@@ -148,6 +148,6 @@ def area_of(inst_type: str, geometry: dict[str, Any], bbox: BBox | None) -> floa
 
 def _shoelace(points: list[list[float]]) -> float:
     s = 0.0
-    for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1]):
+    for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True):
         s += x1 * y2 - x2 * y1
     return abs(s) / 2.0

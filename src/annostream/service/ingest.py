@@ -26,7 +26,7 @@ from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import begin_commit, end_rows
+from annostream.store.versioning import begin_commit, end_rows
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,

@@ -16,12 +16,13 @@ import orjson
 from sqlalchemy import Connection, Engine, Text, select, type_coerce
 
 from annostream.errors import NotFound
+from annostream.schema import FileInfo, Instance, Item
 from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import visible
 from annostream.store.tables import blobs, dataset_files, files, instances
+from annostream.store.versioning import visible
 
 _FILE_COLUMNS = (
     files.c.id, files.c.type, files.c.original_filename, files.c.blob_sha256, files.c.width,
@@ -31,7 +32,7 @@ _FILE_COLUMNS = (
 )
 
 
-def _file_dict(row: Any) -> dict[str, Any]:
+def _file_dict(row: Any) -> FileInfo:
     return {
         "id": row.id, "name": row.original_filename, "type": row.type,
         "sha256": row.blob_sha256, "size": row.size, "content_type": row.content_type,
@@ -55,7 +56,7 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> dict[str, Any]:
+def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
     """An instance from a row of ``_INSTANCE_COLUMNS``, unpacked by position: named access
     on a Row, and the JSON type's result processor, cost more than the rest of the dict."""
     (_, inst_id, inst_type, label_id, frame_number, geometry, x_min, y_min, x_max, y_max, area,
@@ -95,9 +96,9 @@ def _vocabulary(conn: Connection, project_id: int, rev: int) -> Vocabulary:
     return vocab
 
 
-def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[dict[str, Any]]:
+def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
     vocab = _vocabulary(conn, ref.id, rev)
-    items = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
+    items: dict[int, Item] = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
         for row in conn.execute(
             select(*_INSTANCE_COLUMNS)
@@ -109,7 +110,7 @@ def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int
 
 
 def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
-               as_of: int | None = None) -> tuple[list[dict[str, Any]], int]:
+               as_of: int | None = None) -> tuple[list[Item], int]:
     """Items for ``ids`` in the order given, at ``as_of`` (head when None); 404 on any miss."""
     wanted = [int(i) for i in ids]
     with store.engine.connect() as conn:
@@ -143,7 +144,7 @@ def missing_files(store: Store, ref: ProjectRef, ids: Sequence[int]) -> list[int
 
 
 def page_items(store: Store, ds: DatasetRef, *, query: str | None = None, as_of: int | None = None,
-               after: int | None = None, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+               after: int | None = None, limit: int = 500) -> tuple[list[Item], int]:
     """One keyset page of a slice: items with file id > ``after``, in id order."""
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)

@@ -15,8 +15,10 @@ from annostream.errors import Conflict, InvalidInput
 from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import begin_commit, head_revision, visible
-from annostream.store.tables import attribute_groups, attribute_options, labels
+from annostream.store.db import inserted_id
+from annostream.store.tables import attribute_groups, attribute_options
+from annostream.store.tables import labels as labels_table
+from annostream.store.versioning import begin_commit, head_revision, visible
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Vocabulary:
 def load_vocabulary(conn: Connection, project_id: int, rev: int | None) -> Vocabulary:
     vocab = Vocabulary()
     for row in conn.execute(
-        select(labels).where(labels.c.project_id == project_id, visible(labels, rev))
+        select(labels_table).where(labels_table.c.project_id == project_id, visible(labels_table, rev))
     ):
         entry = {"db_id": row.id, "id": row.label_index, "name": row.name, "color": row.color,
                  "spec": row.spec or {}}
@@ -92,24 +94,25 @@ def ensure_labels(conn: Connection, project_id: int, rev: int, specs: list[Label
     existing = {
         r.name: r.id
         for r in conn.execute(
-            select(labels.c.name, labels.c.id).where(labels.c.project_id == project_id,
-                                                     labels.c.deleted_rev.is_(None))
+            select(labels_table.c.name, labels_table.c.id).where(
+                labels_table.c.project_id == project_id, labels_table.c.deleted_rev.is_(None))
         )
     }
     next_index = (
-        conn.execute(select(func.max(labels.c.label_index)).where(labels.c.project_id == project_id))
+        conn.execute(select(func.max(labels_table.c.label_index))
+                     .where(labels_table.c.project_id == project_id))
         .scalar() or 0
     )
     for spec in specs:
         if spec.name in existing:
             continue
         next_index += 1
-        existing[spec.name] = conn.execute(
-            insert(labels).values(
+        existing[spec.name] = inserted_id(conn.execute(
+            insert(labels_table).values(
                 project_id=project_id, label_index=next_index, name=spec.name, color=spec.color,
                 spec=(extra or {}).get(spec.name, {}), created_rev=rev,
             )
-        ).inserted_primary_key[0]
+        ))
     return existing
 
 
@@ -142,11 +145,11 @@ def create_attribute_group(store: Store, ref: ProjectRef, spec: AttributeGroupCr
         if spec.name in load_vocabulary(conn, ref.id, None).groups:
             raise Conflict(f"attribute group '{spec.name}' already exists")
         rev = begin_commit(conn, ref.id, f"attribute group {spec.name}")
-        group_id = conn.execute(
+        group_id = inserted_id(conn.execute(
             insert(attribute_groups).values(
                 project_id=ref.id, name=spec.name, kind=spec.kind, created_rev=rev
             )
-        ).inserted_primary_key[0]
+        ))
         for option in spec.options:
             conn.execute(
                 insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev)

@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select
 from annostream.errors import Conflict, Forbidden, NotFound, Unauthorized
 from annostream.schema import ProjectCreate, Role
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.tables import api_keys, dataset_files, datasets, projects
 
 ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
@@ -117,14 +118,14 @@ def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> d
         ).first()
         if exists:
             raise Conflict(f"project '{spec.string_id}' already exists")
-        project_id = conn.execute(
+        project_id = inserted_id(conn.execute(
             insert(projects).values(
                 string_id=spec.string_id,
                 name=spec.name or spec.string_id,
                 is_public=spec.is_public,
                 head_rev=0,
             )
-        ).inserted_primary_key[0]
+        ))
     key = _new_key(store, project_id, "admin")
     return {"string_id": spec.string_id, "name": spec.name or spec.string_id,
             "is_public": spec.is_public, "admin_key": key}

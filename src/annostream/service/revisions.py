@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +34,6 @@ from sqlalchemy import (
 from annostream.errors import Conflict, InvalidInput, NotFound
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import head_revision
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -49,6 +48,7 @@ from annostream.store.tables import (
     revision_tags,
     revisions,
 )
+from annostream.store.versioning import head_revision
 
 _TAG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -163,7 +163,7 @@ def parse_older_than(text: str) -> int | timedelta:
 
 def revision_before(conn: Connection, project_id: int, age: timedelta) -> int:
     """The newest revision committed at least ``age`` ago (0 when none is that old)."""
-    cutoff = datetime.now(timezone.utc) - age
+    cutoff = datetime.now(UTC) - age
     if conn.dialect.name == "sqlite":
         cutoff = cutoff.replace(tzinfo=None)
     found = conn.execute(select(func.max(revisions.c.rev)).where(
@@ -238,7 +238,7 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool,
 
 
 def collect_garbage(store: Store, older_than: int | timedelta, *, project: str | None = None,
-                    keep_tags: bool = True, dry_run: bool = False) -> GcReport:
+                    keep_tags: bool = False, dry_run: bool = False) -> GcReport:
     """Physically delete history older than a cutoff; see the module docstring.
 
     ``older_than`` is a revision (then ``project`` is required, revisions being per project)

@@ -19,17 +19,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlparse
 
-from annostream.store.blobs import sha256_hex
+from annostream.store.sha import check_sha256, sha256_hex
 
 MULTIPART_THRESHOLD = 8 << 20
 MULTIPART_CHUNK = 8 << 20
 POOL = 32
-
-
-def _check_sha(sha256: str) -> str:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"not a sha256: {sha256!r}")
-    return sha256
 
 
 def _client(endpoint: str | None, region: str) -> Any:
@@ -63,7 +57,7 @@ class S3BlobStore:
             self._ensure_bucket()
 
     @classmethod
-    def from_url(cls, url: str) -> "S3BlobStore":
+    def from_url(cls, url: str) -> S3BlobStore:
         """A store from ``s3://bucket/prefix?endpoint=...`` (see the module docstring)."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -72,7 +66,8 @@ class S3BlobStore:
         endpoint = (q.get("endpoint") or os.environ.get("ANNOSTREAM_S3_ENDPOINT")
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
         public = q.get("public_endpoint") or os.environ.get("ANNOSTREAM_S3_PUBLIC_ENDPOINT") or None
-        redirect = q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1")) not in ("0", "false", "no")
+        redirect = (q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1"))
+                    not in ("0", "false", "no"))
         return cls(parsed.netloc, parsed.path, endpoint=endpoint, public_endpoint=public,
                    region=q.get("region"), redirect=redirect)
 
@@ -92,7 +87,7 @@ class S3BlobStore:
                     raise
 
     def key(self, sha256: str) -> str:
-        name = f"{_check_sha(sha256)[:2]}/{sha256}"
+        name = f"{check_sha256(sha256)[:2]}/{sha256}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def put(self, data: bytes) -> tuple[str, bool]:

@@ -1,4 +1,4 @@
-"""Offline copies: a pinned view written to a folder streams the same samples, no server."""
+"""Saved copies: a pinned view saved to a folder streams the same samples, no server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.conftest import Source, make_coco
 from tests.revhelpers import box, png, view_bytes
 
 
-def test_offline_copy_streams_with_the_server_stopped(tmp_path: Path) -> None:
+def test_saved_copy_streams_with_the_server_stopped(tmp_path: Path) -> None:
     store_dir = tmp_path / "server-store"
     ann = make_coco(tmp_path / "coco", 12, seed=11)
     local = EmbeddedTransport(store_dir)
@@ -48,7 +48,7 @@ def test_offline_copy_streams_with_the_server_stopped(tmp_path: Path) -> None:
     assert ds[len(ds) - 1]["attributes"] == {"weather": "sun"}
 
 
-def test_cache_a_slice_from_an_embedded_store(project: Project, source: Source, tmp_path: Path) -> None:
+def test_save_a_slice_by_its_first_name_cache_to(project: Project, source: Source, tmp_path: Path) -> None:
     view = project.dataset("Default").slice("labels.person >= 1")
     target = tmp_path / f"copy-{type(project.transport).__name__}"
     copy = view.cache_to(target)

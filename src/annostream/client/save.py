@@ -1,4 +1,4 @@
-"""``ds.cache_to(path)`` / ``ds.snapshot().save(path)``: a view, pinned, as a local store.
+"""``ds.snapshot().save(path)`` / ``ds.cache_to(path)``: a view, pinned, saved as a local store.
 
 The view is read the normal way (batched, blobs inline, read ahead), so a copy can be taken
 from a server or from another local store, and written through the service layer into a
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def save_view(view: Dataset, path: str | os.PathLike[str]) -> Dataset:
     """Write ``view`` at its revision into the store folder ``path``; return it there."""
     from annostream.client.project import open as open_store
-    from annostream.service.offline import write_snapshot
+    from annostream.service.save import save_snapshot
     from annostream.store import Store
 
     pinned = view.snapshot()
@@ -27,7 +27,7 @@ def save_view(view: Dataset, path: str | os.PathLike[str]) -> Dataset:
     transport = project.transport
     target = Store.open(Path(path))
     try:
-        write_snapshot(
+        save_snapshot(
             target, string_id=project.string_id, name=project.info.get("name") or project.string_id,
             revision=rev, label_list=transport.labels(project.string_id, rev),
             groups=transport.attribute_groups(project.string_id, rev), dataset=view.name,

@@ -1,4 +1,4 @@
-"""Offline copies: one pinned view of a project written into a store of its own.
+"""Saved copies: one pinned view of a project written into a store of its own.
 
 The copy is written as a single commit whose number is the source view's revision, with
 the source's file and instance ids and label ids kept, so that the copy streams the very
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from annostream.errors import Conflict, InvalidInput
+from annostream.schema import Item
 from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     _BlobGuard,
@@ -25,7 +26,6 @@ from annostream.service.ingest import (
 from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.revisions import begin_commit
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -35,14 +35,15 @@ from annostream.store.tables import (
     labels,
     projects,
 )
+from annostream.store.versioning import begin_commit
 
 _INSTANCE_FIELDS = ("type", "label", "geometry", "attributes", "frame_number", "track_id",
                     "machine_made", "iscrowd", "area", "bbox")
 
 
-def write_snapshot(store: Store, *, string_id: str, name: str, revision: int,
+def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                    label_list: list[dict[str, Any]], groups: list[dict[str, Any]],
-                   dataset: str, items: Iterable[tuple[dict[str, Any], bytes | None]]) -> dict[str, Any]:
+                   dataset: str, items: Iterable[tuple[Item, bytes | None]]) -> dict[str, Any]:
     """Create project ``string_id`` in ``store`` holding ``items`` (as read at ``revision``)
     in ``dataset``: all in one transaction, or nothing (blobs it added are taken back)."""
     guard = _BlobGuard(store)
