@@ -26,8 +26,9 @@ def _ids(batches: list[torch.Tensor]) -> list[int]:
 def test_stateful_dataloader_with_two_workers_resumes_exactly(project: Project) -> None:
     ds = project.dataset("Default")
     every = sorted(int(i) for i in ds.ids)
-    loader = StatefulDataLoader(ds.stream(target=_file_id, decode=None, seed=3, batch_size=4),
-                                batch_size=4, num_workers=2)
+    loader = StatefulDataLoader(
+        ds.stream(target=_file_id, decode=None, seed=3, batch_size=4), batch_size=4, num_workers=2
+    )
     first: list[torch.Tensor] = []
     for batch in loader:
         first.append(batch)
@@ -38,9 +39,11 @@ def test_stateful_dataloader_with_two_workers_resumes_exactly(project: Project) 
     del loader
 
     saved.seek(0)
-    resumed = StatefulDataLoader(project.dataset("Default").stream(target=_file_id, decode=None, seed=3,
-                                                                   batch_size=4),
-                                 batch_size=4, num_workers=2)
+    resumed = StatefulDataLoader(
+        project.dataset("Default").stream(target=_file_id, decode=None, seed=3, batch_size=4),
+        batch_size=4,
+        num_workers=2,
+    )
     resumed.load_state_dict(torch.load(saved, weights_only=False))
     rest = _ids(list(resumed))
 
@@ -61,9 +64,7 @@ def test_main_process_state_with_workers_points_to_stateful_dataloader(project: 
     with pytest.raises(RuntimeError, match="StatefulDataLoader"):
         stream.state_dict()
     # Read in this process again, the count is this process's own and valid.
-    consumed = 0
-    for _ in stream:
-        consumed += 1
+    for consumed, _ in enumerate(stream, 1):
         if consumed == 7:
             break
     assert stream.state_dict()["position"] == 7

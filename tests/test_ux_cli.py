@@ -99,8 +99,14 @@ def test_demo_then_its_printed_block_works_as_printed(tmp_path: Path) -> None:
         script.write_text(snippet)
         run_line = re.search(r"and run: (.+) demo_read\.py\)", out)
         assert run_line, out
-        ran = subprocess.run([*shlex.split(run_line.group(1)), str(script)], capture_output=True, text=True,
-                             timeout=120, env=_env(), cwd=tmp_path)
+        ran = subprocess.run(
+            [*shlex.split(run_line.group(1)), str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
+            cwd=tmp_path,
+        )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("10 items; the first:"), ran.stdout
     assert "items with a cat" in ran.stdout
@@ -119,7 +125,10 @@ def test_serve_banner_index_errors_and_offline_docs(source: Source) -> None:
         missing = httpx.get(f"{url}/no/such/route")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found" and set(missing.json()["error"]) == {
-            "code", "message", "detail"}
+            "code",
+            "message",
+            "detail",
+        }
         wrong = httpx.delete(f"{url}/healthz")
         assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
         docs = httpx.get(f"{url}/docs").text
@@ -164,12 +173,21 @@ def test_user_text_prints_intact_and_errors_are_one_line(tmp_path: Path) -> None
 
 
 def test_explicit_flags_beat_the_environment_and_hidden_projects_are_hinted(
-        source: Source, tmp_path: Path) -> None:
+    source: Source, tmp_path: Path
+) -> None:
     other = tmp_path / "other"
     EmbeddedTransport(other, create=True).create_project("elsewhere", None, False)
     env = _env(ANNOSTREAM_DATA=str(other))
-    remote = _cli("ls", "--host", source.url, "--client-id", source.viewer["client_id"],
-                  "--client-secret", source.viewer["client_secret"], env=env)
+    remote = _cli(
+        "ls",
+        "--host",
+        source.url,
+        "--client-id",
+        source.viewer["client_id"],
+        "--client-secret",
+        source.viewer["client_secret"],
+        env=env,
+    )
     assert remote.returncode == 0 and "coco-dataset" in remote.stdout and "elsewhere" not in remote.stdout
     assert "private ones may be hidden" not in remote.stderr
     local = _cli("ls", env=env)
@@ -181,8 +199,17 @@ def test_explicit_flags_beat_the_environment_and_hidden_projects_are_hinted(
 
 def test_a_failed_cli_export_leaves_no_folder(source: Source, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    result = _cli("export", "coco-dataset", "Default", "--out", str(out), "--format", "nope",
-                  "--data", str(source.store_dir))
+    result = _cli(
+        "export",
+        "coco-dataset",
+        "Default",
+        "--out",
+        str(out),
+        "--format",
+        "nope",
+        "--data",
+        str(source.store_dir),
+    )
     assert result.returncode == 1 and "unsupported export format" in result.stderr
     assert not out.exists()
 
@@ -190,8 +217,12 @@ def test_a_failed_cli_export_leaves_no_folder(source: Source, tmp_path: Path) ->
 @pytest.mark.parametrize("flag", ["--data", "--host"])
 def test_keys_create_example_of_the_docs_runs(source: Source, tmp_path: Path, flag: str) -> None:
     where = str(source.store_dir) if flag == "--data" else source.url
-    auth = [] if flag == "--data" else ["--client-id", source.admin["client_id"],
-                                        "--client-secret", source.admin["client_secret"]]
-    made = runner.invoke(app, ["keys", "create", "--project", "coco-dataset", "--role", "viewer",
-                               flag, where, *auth])
+    auth = (
+        []
+        if flag == "--data"
+        else ["--client-id", source.admin["client_id"], "--client-secret", source.admin["client_secret"]]
+    )
+    made = runner.invoke(
+        app, ["keys", "create", "--project", "coco-dataset", "--role", "viewer", flag, where, *auth]
+    )
     assert made.exit_code == 0 and "client_secret=" in made.output, made.output

@@ -29,7 +29,8 @@ def writable(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> 
 
 
 def test_opening_a_folder_without_a_store_names_the_nearest_and_creates_nothing(
-        source: Source, tmp_path: Path) -> None:
+    source: Source, tmp_path: Path
+) -> None:
     parent = tmp_path / "demo-data"
     (parent / "source").mkdir(parents=True)
     store = parent / "store"
@@ -44,8 +45,9 @@ def test_opening_a_folder_without_a_store_names_the_nearest_and_creates_nothing(
     assert not empty.exists(), "opening must not create the folder either"
 
 
-def test_a_host_without_a_scheme_is_a_server_never_a_folder(source: Source, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_without_a_scheme_is_a_server_never_a_folder(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     netloc = urlparse(source.url).netloc  # 127.0.0.1:PORT
     project = Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"], host=netloc)
@@ -65,7 +67,9 @@ def test_unknown_file_field_and_dataset_get_did_you_mean(project: Project) -> No
         project.dataset("Defualt")
 
 
-def test_diffgram_dialect_keeps_the_metadata_fallback(writable: Project, server_store: tuple[str, Path]) -> None:
+def test_diffgram_dialect_keeps_the_metadata_fallback(
+    writable: Project, server_store: tuple[str, Path]
+) -> None:
     writable.upload("Default", data=png(), filename="a.png", metadata={"split": "val"})
     writable.upload("Default", data=png(), filename="b.png", metadata={"split": "train"})
     store = Store.open(server_store[1], create=False)
@@ -73,7 +77,7 @@ def test_diffgram_dialect_keeps_the_metadata_fallback(writable: Project, server_
         ds = get_dataset(store, authorize(store, LOCAL, writable.string_id, "viewer"), "Default")
         ids, _ = slice_ids(store, ds, "file.split = val", dialect="diffgram")
         assert len(ids) == 1
-        with pytest.raises(QueryError, match="file.metadata.split"):
+        with pytest.raises(QueryError, match=r"file\.metadata\.split"):
             slice_ids(store, ds, "file.split = val")
     finally:
         store.close()
@@ -82,8 +86,13 @@ def test_diffgram_dialect_keeps_the_metadata_fallback(writable: Project, server_
 
 def test_yolo_export_places_files_by_split(writable: Project, tmp_path: Path) -> None:
     for i, split in enumerate(["train", "train", "val", None]):
-        writable.upload("Default", data=png(40 + i, 30), filename=f"f{i}.png",
-                        instances=[box(1, 1, 10, 10)], metadata={"split": split} if split else {})
+        writable.upload(
+            "Default",
+            data=png(40 + i, 30),
+            filename=f"f{i}.png",
+            instances=[box(1, 1, 10, 10)],
+            metadata={"split": split} if split else {},
+        )
     manifest = writable.dataset("Default").export(tmp_path / "y", format="yolo")
     assert manifest["unsplit"] == 1
     assert sorted(p.name for p in (tmp_path / "y" / "images" / "train").iterdir()) == ["f0.png", "f1.png"]
@@ -111,10 +120,12 @@ def test_a_failed_export_removes_only_what_it_created(project: Project, tmp_path
 
 
 def test_a_missing_extra_names_its_pip_line(source: Source) -> None:
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from annostream import Project\n"
-            f"ds = Project('coco-dataset', host='file://{source.store_dir}').dataset('Default')\n"
-            "try:\n    ds.to_pytorch()\nexcept ImportError as exc:\n    print(exc)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from annostream import Project\n"
+        f"ds = Project('coco-dataset', host='file://{source.store_dir}').dataset('Default')\n"
+        "try:\n    ds.to_pytorch()\nexcept ImportError as exc:\n    print(exc)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install 'annostream[torch]'" in done.stdout, done.stdout + done.stderr
     from annostream.extras import MissingExtra

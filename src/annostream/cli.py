@@ -44,24 +44,11 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-class _Cli(typer.Typer):
-    """A Typer whose every command reports user errors in one line (``_one_line_errors``)."""
-
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        register = super().command(*args, **kwargs)
-
-        def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
-            register(_one_line_errors(function))
-            return function
-
-        return decorator
-
-
-app = _Cli(help="annostream: an annotation store with a streaming SDK.", no_args_is_help=True,
-           pretty_exceptions_show_locals=False)
-project_app = _Cli(help="Projects.", no_args_is_help=True)
-keys_app = _Cli(help="API keys.", no_args_is_help=True)
-import_app = _Cli(help="Bulk imports (one transaction each).", no_args_is_help=True)
+app = typer.Typer(help="annostream: an annotation store with a streaming SDK.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+project_app = typer.Typer(help="Projects.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+import_app = typer.Typer(help="Bulk imports (one transaction each).", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
@@ -219,7 +206,8 @@ def import_coco(
     try:
         coco = json.loads(annotations.read_text())
     except json.JSONDecodeError as exc:
-        console.print(f"error: {annotations}: not valid JSON (line {exc.lineno}, column {exc.colno})", style="red")
+        console.print(f"error: {annotations}: not valid JSON (line {exc.lineno}, column {exc.colno})",
+                      style="red")
         raise typer.Exit(1) from exc
     with _progress("importing") as bar:
         task = bar.add_task("import", total=len(coco.get("images", [])))
@@ -445,6 +433,16 @@ def gc(
         if n:
             out.print(f"  {table}: {n}")
 
+
+def _guard(*apps: typer.Typer) -> None:
+    """Every command of ``apps`` reports user errors in one line (``_one_line_errors``)."""
+    for each in apps:
+        for info in each.registered_commands:
+            if info.callback is not None:
+                info.callback = _one_line_errors(info.callback)
+
+
+_guard(app, project_app, keys_app, import_app)  # last: after every command is defined
 
 if __name__ == "__main__":
     app()

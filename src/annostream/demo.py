@@ -47,7 +47,7 @@ SAUCER_RING = [[72 + 205 + 205 * _c, 75 + 160 + 160 * _s] for _c, _s in
 def _photo_dir() -> Path:
     from annostream.extras import require
 
-    return Path(require("skimage.data", "the demo's photographs").__file__).parent
+    return Path(str(require("skimage.data", "the demo's photographs").__file__)).parent
 
 
 def _clip(box: list[float], crop: tuple[int, int, int, int]) -> list[float] | None:
@@ -213,7 +213,8 @@ def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
 
     local = EmbeddedTransport(data)
     local.create_project(PROJECT, "annostream demo", False)
-    result = local.import_coco(PROJECT, "Default", json.loads(annotations.read_text()), data / "source" / "images")
+    coco = json.loads(annotations.read_text())
+    result = local.import_coco(PROJECT, "Default", coco, data / "source" / "images")
     key = local.create_key(PROJECT, "viewer")
     out.print(f"imported {result['files']} files, {result['instances']} instances into {PROJECT}/Default "
               f"(revision {result['revision']}); the store is {data}")

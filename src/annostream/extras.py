@@ -39,5 +39,6 @@ def require(module: str, purpose: str) -> ModuleType:
         if exc.name is not None and exc.name.split(".")[0] != top:
             raise  # the module is there but something it imports is broken: show that
         extra = EXTRA_OF.get(top, top)
-        raise MissingExtra(f"{purpose} needs {top}, which is not installed: "
-                           f"pip install 'annostream[{extra}]'", name=top) from None
+        raise MissingExtra(
+            f"{purpose} needs {top}, which is not installed: pip install 'annostream[{extra}]'", name=top
+        ) from None

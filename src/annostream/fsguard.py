@@ -8,6 +8,7 @@ everything that was there stays untouched.
 from __future__ import annotations
 
 import shutil
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
-def undone_on_failure(folder: str | Path) -> Iterator[Path]:
+def undone_on_failure(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Run the block that writes into ``folder``; if it raises, remove what it created."""
     folder = Path(folder)
     existed = folder.exists()

@@ -23,9 +23,12 @@ import orjson
 
 from annostream.extras import require
 
-require("ray", "annostream.integrations.ray")
+try:
+    import ray.data
+except ImportError:
+    require("ray", "annostream.integrations.ray")  # raises, naming the extra
+    raise
 import pyarrow as pa
-import ray.data
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 

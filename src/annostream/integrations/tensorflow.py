@@ -17,7 +17,11 @@ import numpy as np
 
 from annostream.extras import require
 
-tf = require("tensorflow", "annostream.integrations.tensorflow")
+try:
+    import tensorflow as tf
+except ImportError:
+    require("tensorflow", "annostream.integrations.tensorflow")  # raises, naming the extra
+    raise
 
 from annostream.client.sample import make_sample
 from annostream.integrations.common import (

@@ -17,8 +17,11 @@ from PIL import Image
 
 from annostream.extras import require
 
-require("torch", "annostream.integrations.torch")
-import torch
+try:
+    import torch
+except ImportError:
+    require("torch", "annostream.integrations.torch")  # raises, naming the extra
+    raise
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data import Dataset as TorchDataset
 

@@ -20,20 +20,27 @@ def banner(store: Store, where: str, bind: str, port: int) -> str:
 
     url = base_url(bind, port)
     found = list_projects(store, LOCAL)
-    lines = [f"annostream serving {where} at {url}",
-             f"  store:    {store.engine.url.render_as_string(hide_password=True)}",
-             f"  API docs: {url}/docs (index of routes: {url}/)"]
+    lines = [
+        f"annostream serving {where} at {url}",
+        f"  store:    {store.engine.url.render_as_string(hide_password=True)}",
+        f"  API docs: {url}/docs (index of routes: {url}/)",
+    ]
     if not found:
         lines.append(f"  projects: none yet; create one: annostream project create NAME --data {where}")
     else:
         lines.append(f"  projects: {len(found)}")
         for p in found[:MAX_PROJECTS_LISTED]:
-            lines.append(f"    {p['string_id']}: {p['datasets']} datasets, {p['files']} files, "
-                         f"{'public' if p['is_public'] else 'private'}")
+            lines.append(
+                f"    {p['string_id']}: {p['datasets']} datasets, {p['files']} files, "
+                f"{'public' if p['is_public'] else 'private'}"
+            )
         if len(found) > MAX_PROJECTS_LISTED:
-            lines.append(f"    ... and {len(found) - MAX_PROJECTS_LISTED} more (annostream ls --data {where})")
+            more = len(found) - MAX_PROJECTS_LISTED
+            lines.append(f"    ... and {more} more (annostream ls --data {where})")
     example = found[0]["string_id"] if found else "NAME"
-    lines += ["  connect:  from annostream import Project",
-              f'            Project("{example}", CLIENT_ID, CLIENT_SECRET, host="{url}")',
-              f"            (a key: annostream keys create --project {example} --data {where})"]
+    lines += [
+        "  connect:  from annostream import Project",
+        f'            Project("{example}", CLIENT_ID, CLIENT_SECRET, host="{url}")',
+        f"            (a key: annostream keys create --project {example} --data {where})",
+    ]
     return "\n".join(lines)
