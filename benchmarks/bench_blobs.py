@@ -28,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annostream.client.transport import EmbeddedTransport, HttpTransport  # noqa: E402
+from annostream.client.transports import EmbeddedTransport, HttpTransport  # noqa: E402
 from annostream.server.launch import running_server  # noqa: E402
 from tests import services as svc  # noqa: E402
 

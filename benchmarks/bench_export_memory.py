@@ -27,7 +27,7 @@ PER_FILE = 10
 def build(store_dir: Path, n_instances: int) -> None:
     from PIL import Image
 
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
     from annostream.schema import LabelCreate
     from annostream.service.ingest import ImportRecord, import_records
 
@@ -57,7 +57,7 @@ def build(store_dir: Path, n_instances: int) -> None:
 
 
 def measure(store_dir: Path, fmt: str, out: Path) -> dict:
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
 
     local = EmbeddedTransport(store_dir)
     local.list_projects()

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.demo import build_photo_coco
 
 PROJECT = "bench"

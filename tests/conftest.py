@@ -1,7 +1,9 @@
 """Shared fixtures: real stores on disk, a real server process on loopback, real images.
 
-``project`` is parametrised over both transports, so every streaming test runs against a
-server over HTTP and against the embedded store, unchanged; ``source`` and ``server_store``
+``project`` is parametrised over both transports, so every streaming test runs over HTTP
+and against the embedded store, unchanged; its HTTP side is the app in this process (an
+injected ``TestClient``), while ``wire_project`` reaches a real server process on loopback
+(the wire boundary: streaming, multi-process readers). ``source`` and ``server_store``
 are parametrised over both stacks (``stack``: SQLite + local blobs, PostgreSQL + S3), so
 everything built on them runs on both.
 """
@@ -22,7 +24,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport, HttpTransport
 from annostream.server.launch import running_server
 from tests import services as svc
 
@@ -161,13 +163,48 @@ def source(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Pa
         yield Source(coco, root / "coco" / "images", store_dir, url, admin, viewer)
 
 
+@pytest.fixture(scope="session")
+def asgi_client(source: Source) -> Iterator[Any]:
+    """An httpx client over the app serving ``source``'s store, in this process (no socket)."""
+    from fastapi.testclient import TestClient
+
+    from annostream.server.app import create_app
+    from annostream.store import Store
+
+    with TestClient(create_app(Store.open(source.store_dir))) as client:
+        yield client
+
+
 @pytest.fixture(params=["http", "embedded"])
 def project(request: pytest.FixtureRequest, source: Source) -> Project:
-    """The imported project, reached over HTTP with a viewer key, or embedded."""
+    """The imported project over HTTP with a viewer key (the ASGI app in this process), or embedded."""
+    if request.param == "http":
+        client = request.getfixturevalue("asgi_client")
+        key = source.viewer
+        transport = HttpTransport(str(client.base_url), key["client_id"], key["client_secret"], client=client)
+        return Project("coco-dataset", host=transport.host, transport=transport)
+    return Project("coco-dataset", host=f"file://{source.store_dir}")
+
+
+@pytest.fixture(params=["http", "embedded"])
+def wire_project(request: pytest.FixtureRequest, source: Source) -> Project:
+    """The imported project through a real server process with a viewer key, or embedded."""
     if request.param == "http":
         return Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"],
                        host=source.url)
     return Project("coco-dataset", host=f"file://{source.store_dir}")
+
+
+@pytest.fixture(scope="session")
+def server_client(server_store: tuple[str, Path]) -> Iterator[Any]:
+    """An httpx client over the app serving ``server_store``'s store, in this process."""
+    from fastapi.testclient import TestClient
+
+    from annostream.server.app import create_app
+    from annostream.store import Store
+
+    with TestClient(create_app(Store.open(server_store[1]))) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

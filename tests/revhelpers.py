@@ -9,11 +9,12 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from PIL import Image
 
 from annostream import Dataset, Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport, HttpTransport
 
 _names = itertools.count()
 
@@ -29,10 +30,11 @@ def box(x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: An
             "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}, **kw}
 
 
-def new_project(kind: str, url: str, store_dir: Path, prefix: str = "r",
+def new_project(kind: str, url: str | httpx.Client, store_dir: Path, prefix: str = "r",
                 vocabulary: bool = True) -> Project:
     """A fresh project over ``kind`` ("http" with its admin key, or "embedded"); with
-    ``vocabulary``, labels cat/dog and a weather attribute (rain, sun) exist already."""
+    ``vocabulary``, labels cat/dog and a weather attribute (rain, sun) exist already.
+    ``url``: a server's, or an httpx client over the app in this process."""
     local = EmbeddedTransport(store_dir)
     name = f"{prefix}-{next(_names)}-{kind}"
     admin = local.create_project(name, None, False)["admin_key"]
@@ -43,8 +45,11 @@ def new_project(kind: str, url: str, store_dir: Path, prefix: str = "r",
     return connect_as(kind, name, url, store_dir, admin)
 
 
-def connect_as(kind: str, name: str, url: str, store_dir: Path, key: dict[str, str]) -> Project:
+def connect_as(kind: str, name: str, url: str | httpx.Client, store_dir: Path, key: dict[str, str]) -> Project:
     """Another, cache-cold Project object on the same project."""
+    if kind == "http" and isinstance(url, httpx.Client):
+        transport = HttpTransport(str(url.base_url), key["client_id"], key["client_secret"], client=url)
+        return Project(name, host=transport.host, transport=transport)
     if kind == "http":
         return Project(name, key["client_id"], key["client_secret"], host=url)
     return Project(name, host=f"file://{store_dir}")
@@ -59,10 +64,8 @@ def _clone(project: Project) -> Any:
     t = project.transport
     if isinstance(t, EmbeddedTransport):
         return EmbeddedTransport(t.path)
-    from annostream.client.transport import HttpTransport
-
     auth = t._auth or (None, None)
-    return HttpTransport(t.host, auth[0], auth[1])
+    return HttpTransport(t.host, auth[0], auth[1], client=t._injected)
 
 
 def sample_bytes(sample: dict[str, Any]) -> bytes:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from annostream import Forbidden, Project, Unauthorized
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server import signing
 from tests.conftest import Source
 

@@ -22,9 +22,9 @@ TRANSPORTS = ["http", "embedded"]
 
 
 @pytest.fixture(params=TRANSPORTS)
-def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
-    url, store_dir = server_store
-    return new_project(request.param, url, store_dir, prefix="fol")
+def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], server_client: Any) -> Project:
+    """A fresh project as its admin: over HTTP to the app in this process, or embedded."""
+    return new_project(request.param, server_client, server_store[1], prefix="fol")
 
 
 def _script(project: Project, tmp_path: Path) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:

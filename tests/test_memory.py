@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from annostream import Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from annostream.service import ingest
 from annostream.service.projects import LOCAL, authorize

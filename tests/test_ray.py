@@ -14,6 +14,12 @@ from tests.services import use_fake_aws_credentials
 ray = pytest.importorskip("ray")
 
 
+@pytest.fixture
+def project(wire_project: Project) -> Project:
+    """Ray's workers are other processes: HTTP through a real server (and embedded)."""
+    return wire_project
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """Ray on this machine, two CPUs, no dashboard; workers inherit the S3 credentials."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from annostream import Conflict, InvalidInput, NotFound, Project
 from annostream.cli import app
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.service.ingest import stage_blob
 from annostream.service.projects import LOCAL, authorize
 from annostream.service.revisions import collect_garbage, parse_older_than
@@ -21,9 +22,9 @@ TRANSPORTS = ["http", "embedded"]
 
 
 @pytest.fixture(params=TRANSPORTS)
-def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
-    url, store_dir = server_store
-    return new_project(request.param, url, store_dir)
+def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], server_client: Any) -> Project:
+    """A fresh project as its admin: over HTTP to the app in this process, or embedded."""
+    return new_project(request.param, server_client, server_store[1])
 
 
 def _seed(project: Project, n: int = 5) -> list[int]:

@@ -10,7 +10,7 @@ import pytest
 
 import annostream
 from annostream import Conflict, Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 from tests.conftest import Source, make_coco
 from tests.revhelpers import box, png, view_bytes

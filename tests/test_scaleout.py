@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from annostream import Project
-from annostream.client.transport import HttpTransport
+from annostream.client.transports import HttpTransport
 from annostream.schema import ProjectCreate, validate
 from annostream.server.launch import running_server
 from annostream.service.projects import LOCAL, create_project

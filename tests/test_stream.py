@@ -14,6 +14,12 @@ from annostream import NotFound, Project
 from tests.conftest import Source
 
 
+@pytest.fixture
+def project(wire_project: Project) -> Project:
+    """These tests cross the wire: HTTP through a real server process (and embedded)."""
+    return wire_project
+
+
 def _expected(source: Source) -> dict[str, dict[str, Any]]:
     """Per file name: the COCO image and its annotations, in annotation-id order."""
     cats = {c["id"]: c["name"] for c in source.coco["categories"]}
@@ -109,7 +115,7 @@ def test_decode_modes(project: Project) -> None:
 
 
 def test_file_urls_absolute_and_relative(source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from annostream.client.transport import EmbeddedTransport, connect
+    from annostream.client.transports import EmbeddedTransport, connect
 
     absolute = connect(f"file://{source.store_dir}")
     assert isinstance(absolute, EmbeddedTransport) and absolute.path == str(source.store_dir.resolve())

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from annostream import Project
-from annostream.client.transport import HttpTransport
+from annostream.client.transports import HttpTransport
 from annostream.errors import TransportError
 from annostream.integrations.common import (
     SampleError,

@@ -23,7 +23,8 @@ def _ids(batches: list[torch.Tensor]) -> list[int]:
     return [int(i) for _, ids in batches for i in ids]
 
 
-def test_stateful_dataloader_with_two_workers_resumes_exactly(project: Project) -> None:
+def test_stateful_dataloader_with_two_workers_resumes_exactly(wire_project: Project) -> None:
+    project = wire_project  # DataLoader workers: a real server
     ds = project.dataset("Default")
     every = sorted(int(i) for i in ds.ids)
     loader = StatefulDataLoader(
@@ -55,7 +56,8 @@ def test_stateful_dataloader_with_two_workers_resumes_exactly(project: Project) 
     assert sorted(_ids(list(resumed))) == every, "the next epoch is whole again"
 
 
-def test_main_process_state_with_workers_points_to_stateful_dataloader(project: Project) -> None:
+def test_main_process_state_with_workers_points_to_stateful_dataloader(wire_project: Project) -> None:
+    project = wire_project  # DataLoader workers: a real server
     stream = project.dataset("Default").stream(target=_file_id, decode=None, seed=1)
     assert stream.state_dict()["position"] == 0  # nobody has read it: position 0 is true
     for n, _ in enumerate(DataLoader(stream, batch_size=4, num_workers=2), 1):
@@ -70,7 +72,8 @@ def test_main_process_state_with_workers_points_to_stateful_dataloader(project: 
     assert stream.state_dict()["position"] == 7
 
 
-def test_a_worker_state_is_not_loaded_into_the_main_process(project: Project) -> None:
+def test_a_worker_state_is_not_loaded_into_the_main_process(wire_project: Project) -> None:
+    project = wire_project  # DataLoader workers: a real server
     stream = project.dataset("Default").stream(target=_file_id, decode=None, seed=2, batch_size=4)
     loader = StatefulDataLoader(stream, batch_size=4, num_workers=2)
     next(iter(loader))

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from annostream import Project
 from annostream.cli import app
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import free_port
 from tests.conftest import Source
 from tests.revhelpers import png

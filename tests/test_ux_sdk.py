@@ -14,7 +14,7 @@ import yaml
 
 import annostream
 from annostream import InvalidInput, NotFound, Project, QueryError
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from annostream.service.datasets import get_dataset, slice_ids
 from annostream.service.projects import LOCAL, authorize
 from annostream.store import Store

@@ -6,13 +6,14 @@ import copy
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
 from annostream import InvalidInput, NotFound, Project
-from annostream.client.transport import EmbeddedTransport
+from annostream.client.transports import EmbeddedTransport
 from tests.conftest import blob_names, make_coco
 from tests.revhelpers import new_project
 
@@ -26,9 +27,9 @@ def _png(w: int = 64, h: int = 48, color: tuple[int, int, int] = (10, 20, 30)) -
 
 
 @pytest.fixture(params=TRANSPORTS)
-def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Project:
-    url, store_dir = server_store
-    return new_project(request.param, url, store_dir, prefix="w")
+def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], server_client: Any) -> Project:
+    """A fresh project as its admin: over HTTP to the app in this process, or embedded."""
+    return new_project(request.param, server_client, server_store[1], prefix="w")
 
 
 def _box(x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: object) -> dict:

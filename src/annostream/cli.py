@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from annostream.client.transport import EmbeddedTransport, Transport, connect
+from annostream.client.transports import EmbeddedTransport, Transport, connect
 from annostream.errors import AnnostreamError
 from annostream.extras import MissingExtra
 

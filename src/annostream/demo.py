@@ -138,7 +138,7 @@ def prepare_folder(data: Path) -> None:
         if not (data / MARKER).is_file():
             raise NotADemoFolder(f"{data} already holds files the demo did not make; it is left "
                                  "untouched: give the demo an empty or new folder with --data")
-        from annostream.client.transport import close_store
+        from annostream.client.transports.embedded import close_store
 
         close_store(data)
         for name in MADE:
@@ -203,7 +203,7 @@ def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
     """Build, import into the store at ``data``, serve, stream over HTTP, summarise, stop,
     then print how to go on (serve command, viewer key, Python snippet)."""
     from annostream.client.project import Project
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
     from annostream.server.launch import running_server
 
     prepare_folder(data)

@@ -68,6 +68,13 @@ class InvalidInput(AnnostreamError):
     code = "invalid"
 
 
+class PayloadTooLarge(AnnostreamError):
+    """A request body over the size cap of its route family; ``detail`` names the cap."""
+
+    status = 413
+    code = "too_large"
+
+
 class TransportError(AnnostreamError):
     """The server could not be reached, or kept failing after bounded retries."""
 
@@ -86,6 +93,7 @@ ERRORS_BY_CODE: dict[str, type[AnnostreamError]] = {
         NotFound,
         Conflict,
         InvalidInput,
+        PayloadTooLarge,
         TransportError,
     )
 }

@@ -147,6 +147,16 @@ class Dataset:
     def labels(self) -> LabelMap:
         return LabelMap(self.project.transport.labels(self.project.string_id, self.revision))
 
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """Per label name: ``files`` of the view holding it and its ``instances`` there, at the
+        view's revision, counted by the store (labels unused in the view count zero). Defined
+        for a dataset and its query slices; a view of picked ids (``ds[10:20]``) has none."""
+        if self._explicit_ids:
+            raise ValueError("label_counts counts a dataset or a query slice, not a view of picked ids")
+        reply = self.project.transport.call("label_counts", project=self.project.string_id,
+                                            dataset=self.name, query=self.query, as_of=self.revision)
+        return {row["name"]: {"files": row["files"], "instances": row["instances"]} for row in reply["labels"]}
+
     def count(self) -> int:
         """Number of files in the view, counted by the server without listing ids."""
         if self._ids is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from annostream.client.cache import ByteLRU, DiskBlobCache
 from annostream.client.dataset import Dataset, LabelMap
-from annostream.client.transport import Transport, connect
+from annostream.client.transports import Transport, connect
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_DISK_CACHE_BYTES = 20 * 1024**3
@@ -157,7 +157,7 @@ def open(path: str | os.PathLike[str], project: str | None = None, **options: An
 
     With one project in the folder, ``project`` may be left out.
     """
-    from annostream.client.transport import EmbeddedTransport
+    from annostream.client.transports import EmbeddedTransport
 
     transport = EmbeddedTransport(path)
     if project is None:

@@ -37,7 +37,7 @@ from annostream.schema import Item
 
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
-    from annostream.client.transport import Transport
+    from annostream.client.transports import Transport
 
 # What a row weighs beyond its blob, for Ray's memory planning.
 _ROW_BYTES = 1024

@@ -7,7 +7,7 @@ Every error, including an unknown path or method, answers ``{"error": {"code", "
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,6 +20,9 @@ from annostream import __version__
 from annostream.errors import AnnostreamError, InvalidInput, NotFound
 from annostream.store import Store
 
+if TYPE_CHECKING:
+    from annostream.server.limits import BodyLimits
+
 
 class FastJSONResponse(JSONResponse):
     """JSON rendered by orjson: several times faster than the standard library on items."""
@@ -28,14 +31,17 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
-    """An app serving ``store``. It keeps no state of its own beyond the store handle and the
-    secret that signs blob URLs (random per process when none is given)."""
+def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None) -> FastAPI:
+    """An app serving ``store``. It keeps no state of its own beyond the store handle, the
+    secret that signs blob URLs (random per process when none is given) and the body size
+    caps (``limits``; from the environment when none are given)."""
     from annostream.server import signing
+    from annostream.server.limits import BodyLimits
 
     app = FastAPIOffline(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
+    app.state.limits = limits or BodyLimits.from_env()
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
@@ -75,7 +81,7 @@ def create_app(store: Store, signing_secret: bytes | None = None) -> FastAPI:
 
     from annostream.server import api_v2, diffgram_compat
 
-    app.include_router(api_v2.router)
+    app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
     return app
 

@@ -33,8 +33,9 @@ from pydantic import BaseModel, ConfigDict
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
 from annostream.schema import Role
-from annostream.server import api_v2, signing
+from annostream.server import signing
 from annostream.server.auth import principal
+from annostream.server.replies import blob_response
 from annostream.service import datasets, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import ANONYMOUS, LOCAL, Principal, ProjectRef
@@ -357,4 +358,4 @@ def signed_blob(request: Request, project: str, sha256: str,
     made for a caller that was authorised to read the item."""
     if not signing.verify(request.app.state.signing_secret, project, sha256, expires, sig):
         raise Forbidden("invalid or expired signature")
-    return api_v2.get_blob(request, LOCAL, project, sha256)
+    return blob_response(items.open_blob(_store(request), _project(request, LOCAL, project), sha256), request)

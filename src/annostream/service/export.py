@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 
 from annostream.formats import ExportContext, ImportSource, Sink, make_writer
+from annostream.operations import EXPORT_MANIFEST
 from annostream.schema import AttributeGroupCreate, Item, LabelCreate
 from annostream.service.datasets import DatasetRef, resolve_revision, slice_count
 from annostream.service.ingest import ImportRecord, Progress, import_records
@@ -26,7 +27,7 @@ from annostream.service.projects import ProjectRef
 from annostream.store import Store
 
 PAGE = 500
-MANIFEST = "annostream-manifest.json"
+MANIFEST = EXPORT_MANIFEST
 
 
 def prepare(store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: int | None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -177,6 +178,59 @@ def blob_info(store: Store, ref: ProjectRef, sha256: str) -> dict[str, Any]:
     return {"sha256": row.sha256, "size": row.size, "content_type": row.content_type}
 
 
-def read_blob(store: Store, ref: ProjectRef, sha256: str) -> bytes:
-    blob_info(store, ref, sha256)
-    return store.blobs.get(sha256)
+@dataclass(frozen=True)
+class BlobRead:
+    """A blob some file of the project uses: how to serve it (a local path, a presigned URL)
+    or read it. Immutable, named by its sha256."""
+
+    sha256: str
+    content_type: str
+    size: int
+    store: Store
+
+    def read(self) -> bytes:
+        return self.store.blobs.get(self.sha256)
+
+    def local_path(self) -> Any:
+        return self.store.blobs.local_path(self.sha256)
+
+    def presigned_url(self) -> str | None:
+        presign = getattr(self.store.blobs, "presigned_url", None)
+        return presign(self.sha256, content_type=self.content_type) if presign is not None else None
+
+
+def open_blob(store: Store, ref: ProjectRef, sha256: str) -> BlobRead:
+    """The blob ``sha256`` if a file of this project uses it; 404 otherwise."""
+    info = blob_info(store, ref, sha256)
+    return BlobRead(sha256, info["content_type"], info["size"], store)
+
+
+@dataclass(frozen=True)
+class ItemBatch:
+    """Items read at one revision, each with its blob bytes when ``inline`` (fetched lazily,
+    in order, so a large batch is streamed rather than held)."""
+
+    pairs: Iterator[tuple[dict[str, Any], bytes | None]]
+    revision: int
+    inline: bool
+
+
+def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None,
+               blobs: str) -> ItemBatch:
+    """Items by id with their blobs: ``inline`` (bytes), ``url`` (a blob route URL) or ``none``."""
+    from annostream.store.blobs import get_many
+
+    found, rev = read_items(store, ref, ids, as_of)
+    if blobs == "url":
+        for item in found:
+            sha = item["file"]["sha256"]
+            item["file"]["blob_url"] = f"/api/v2/projects/{ref.string_id}/blobs/{sha}" if sha else None
+    if blobs != "inline":
+        return ItemBatch(((item, None) for item in found), rev, False)
+
+    def pairs() -> Iterator[tuple[dict[str, Any], bytes | None]]:
+        fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
+        for item in found:
+            yield item, (next(fetched) if item["file"]["sha256"] else None)
+
+    return ItemBatch(pairs(), rev, True)

@@ -14,9 +14,10 @@ from sqlalchemy import Connection, func, insert, select
 from annostream.errors import Conflict, InvalidInput
 from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
+from annostream.service.registry import implements
 from annostream.store import Store
 from annostream.store.db import inserted_id
-from annostream.store.tables import attribute_groups, attribute_options
+from annostream.store.tables import attribute_groups, attribute_options, file_label_counts
 from annostream.store.tables import labels as labels_table
 from annostream.store.versioning import begin_commit, head_revision, visible
 
@@ -160,3 +161,31 @@ def create_attribute_group(store: Store, ref: ProjectRef, spec: AttributeGroupCr
 def current_revision(store: Store, ref: ProjectRef) -> int:
     with store.engine.connect() as conn:
         return head_revision(conn, ref.id)
+
+
+@implements("label_counts")
+def label_counts(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
+                 as_of: int | None = None) -> dict[str, Any]:
+    """Per label of the vocabulary at the revision: how many files of the slice (``dataset``,
+    filtered by ``query``) hold it, and its instances there; unused labels count zero. One
+    grouped query over the versioned per-(file, label) counts."""
+    from annostream.service.datasets import get_dataset, resolve_revision, slice_select
+
+    ds = get_dataset(store, ref, dataset, as_of)
+    with store.engine.connect() as conn:
+        rev = resolve_revision(conn, ref, as_of)
+        vocab = load_vocabulary(conn, ref.id, rev)
+        in_slice = slice_select(conn, ds, query, rev).order_by(None)
+        counted = {
+            row.label_id: (int(row.files), int(row.instances))
+            for row in conn.execute(
+                select(file_label_counts.c.label_id,
+                       func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
+                       func.sum(file_label_counts.c.count).label("instances"))
+                .where(file_label_counts.c.file_id.in_(in_slice), visible(file_label_counts, rev))
+                .group_by(file_label_counts.c.label_id)
+            )
+        }
+    rows = [{"id": e["id"], "name": e["name"], "files": counted.get(db_id, (0, 0))[0],
+             "instances": counted.get(db_id, (0, 0))[1]} for db_id, e in vocab.by_id.items()]
+    return {"dataset": ds.name, "revision": rev, "labels": sorted(rows, key=lambda r: r["id"])}

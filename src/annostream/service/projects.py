@@ -131,9 +131,8 @@ def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> d
             "is_public": spec.is_public, "admin_key": key}
 
 
-def create_key(store: Store, principal: Principal, project_string_id: str, role: Role) -> dict[str, Any]:
-    """A new key on a project; needs an admin of that project."""
-    ref = authorize(store, principal, project_string_id, "admin")
+def create_key(store: Store, ref: ProjectRef, role: Role) -> dict[str, Any]:
+    """A new key on a project the caller was authorised on as admin (the declaration says so)."""
     return _new_key(store, ref.id, role)
 
 

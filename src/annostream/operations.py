@@ -1,0 +1,152 @@
+"""Every operation of the native API, declared once: the table ``OPERATIONS``.
+
+A declaration says what an operation is on the wire (method, path under ``/api/v2``, query
+parameters with their types and bounds, the kind of body and of reply), who may call it
+(``role`` on the project named in the path; ``None`` for server-level operations, which the
+service decides itself), and which size cap its body falls under (``family``).
+
+From this table the server mounts its routes (server/api_v2.py), the HTTP transport makes
+its calls (client/transports/http.py), and the service looks up the function that does the
+work (service/dispatch.py), which the embedded transport calls in-process. Invariant: this
+module imports neither the service layer nor SQLAlchemy, because the HTTP client imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from annostream.schema import (
+    AttributeGroupCreate,
+    DatasetCreate,
+    InstancesWrite,
+    ItemsBatchRequest,
+    KeyCreate,
+    LabelCreate,
+    ProjectCreate,
+    Role,
+    TagCreate,
+    validate,
+)
+
+API_PREFIX = "/api/v2"
+EXPORT_MANIFEST = "annostream-manifest.json"  # the file every export holds, read back by clients
+
+# What a request carries: nothing, a JSON model (``BaseModel`` subclass), any JSON value,
+# raw bytes, a multipart upload (one file plus JSON form fields), or NDJSON lines.
+BodyKind = Literal["none", "json", "any_json", "raw", "multipart", "ndjson"]
+# What a reply is: JSON, a slice's ids (int64 bytes + X-Revision), items (JSON or framed
+# with their blobs), blob bytes, or a zip stream.
+ReplyKind = Literal["json", "ids", "items", "blob", "zip"]
+# Which body size cap applies (server/limits.py).
+Family = Literal["json", "upload", "import"]
+
+AsOf = (int | None, Field(default=None, ge=0))
+QueryText = (str | None, Field(default=None, max_length=10_000))
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation. ``params`` maps query parameter names to ``(type, default-or-Field)``;
+    path parameters are strings unless ``params`` names them with another type."""
+
+    name: str
+    method: str
+    path: str
+    role: Role | None
+    params: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    body: BodyKind = "none"
+    model: type[BaseModel] | None = None
+    reply: ReplyKind = "json"
+    status: int = 200
+    family: Family = "json"
+    summary: str = ""
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(_PATH_PARAM.findall(self.path))
+
+    @property
+    def query_params(self) -> tuple[str, ...]:
+        return tuple(k for k in self.params if k not in self.path_params)
+
+    @cached_property
+    def args_model(self) -> type[BaseModel]:
+        """Path and query parameters as one pydantic model (so both transports validate alike)."""
+        fields: dict[str, Any] = {p: (str, ...) for p in self.path_params}
+        fields.update(self.params)
+        return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
+
+    def bind(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Validated path and query arguments (422 naming the field), without ``body``."""
+        given = {k: v for k, v in args.items() if k != "body"}
+        return dict(validate(self.args_model, given))
+
+    def bind_body(self, body: Any) -> Any:
+        """The body as the service takes it: a model instance for ``json`` bodies."""
+        if self.body == "json" and self.model is not None:
+            return validate(self.model, body)
+        return body
+
+
+def _op(name: str, method: str, path: str, role: Role | None, **kw: Any) -> Op:
+    return Op(name, method, path, role, **kw)
+
+
+_P = "/projects/{project}"
+_D = _P + "/datasets/{dataset}"
+
+OPERATIONS: dict[str, Op] = {op.name: op for op in (
+    # projects, keys, vocabulary
+    _op("list_projects", "GET", "/projects", None),
+    _op("create_project", "POST", "/projects", None, body="json", model=ProjectCreate, status=201),
+    _op("get_project", "GET", _P, "viewer"),
+    _op("create_key", "POST", _P + "/keys", "admin", body="json", model=KeyCreate, status=201),
+    _op("list_labels", "GET", _P + "/labels", "viewer", params={"as_of": AsOf}),
+    _op("create_label", "POST", _P + "/labels", "editor", body="json", model=LabelCreate, status=201),
+    _op("list_attribute_groups", "GET", _P + "/attribute_groups", "viewer", params={"as_of": AsOf}),
+    _op("create_attribute_group", "POST", _P + "/attribute_groups", "editor", body="json",
+        model=AttributeGroupCreate, status=201),
+    # datasets and reads
+    _op("list_datasets", "GET", _P + "/datasets", "viewer", params={"as_of": AsOf}),
+    _op("create_dataset", "POST", _P + "/datasets", "editor", body="json", model=DatasetCreate, status=201),
+    _op("get_dataset", "GET", _D, "viewer", params={"as_of": AsOf}),
+    _op("label_counts", "GET", _D + "/labels", "viewer", params={"query": QueryText, "as_of": AsOf},
+        summary="Per label: files holding it and its instances, in a slice at a revision."),
+    _op("slice_ids", "GET", _D + "/ids", "viewer", params={"query": QueryText, "as_of": AsOf}, reply="ids"),
+    _op("slice_count", "GET", _D + "/count", "viewer", params={"query": QueryText, "as_of": AsOf}),
+    _op("items_batch", "POST", _P + "/items:batch", "viewer", body="json", model=ItemsBatchRequest,
+        reply="items"),
+    _op("get_blob", "GET", _P + "/blobs/{sha256}", "viewer", reply="blob"),
+    # writes
+    _op("upload_file", "POST", _D + "/files", "editor", body="multipart", status=201, family="upload"),
+    _op("remove_file", "DELETE", _D + "/files/{file_id}", "editor", params={"file_id": (int, ...)}),
+    _op("add_instances", "POST", _P + "/files/{file_id}/instances", "editor", params={"file_id": (int, ...)},
+        body="json", model=InstancesWrite),
+    _op("replace_instances", "PUT", _P + "/files/{file_id}/instances", "editor",
+        params={"file_id": (int, ...)}, body="json", model=InstancesWrite),
+    _op("delete_instance", "DELETE", _P + "/instances/{instance_id}", "editor",
+        params={"instance_id": (int, ...)}),
+    _op("stage_blob", "PUT", _P + "/blobs", "editor", body="raw", status=201, family="upload"),
+    _op("import_coco", "POST", _D + "/import", "editor", params={"format": (str, "coco")},
+        body="any_json", family="import"),
+    _op("import_records", "POST", _D + "/import:records", "editor", params={"format": (str, "records")},
+        body="ndjson", family="import"),
+    _op("export", "GET", _D + "/export", "viewer",
+        params={"format": (str, "json"), "query": QueryText, "as_of": AsOf, "images": (bool, True)},
+        reply="zip"),
+    # revisions: tags and the change feed
+    _op("list_tags", "GET", _P + "/tags", "viewer"),
+    _op("create_tag", "POST", _P + "/tags", "editor", body="json", model=TagCreate, status=201),
+    _op("get_tag", "GET", _P + "/tags/{name}", "viewer"),
+    _op("delete_tag", "DELETE", _P + "/tags/{name}", "admin"),
+    _op("changes", "GET", _P + "/changes", "viewer",
+        params={"since": (int, Field(default=0, ge=0)), "wait": (float, Field(default=0.0, ge=0, le=60)),
+                "dataset": (str | None, None), "query": QueryText,
+                "limit": (int, Field(default=1000, ge=1, le=10_000))}),
+)}

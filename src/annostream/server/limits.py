@@ -1,0 +1,116 @@
+"""Request bodies under a size cap per route family (``json``, ``upload``, ``import``).
+
+The cap is checked against ``Content-Length`` before a byte is read, and counted again while
+reading (a chunked body declares no length), so an oversized body costs the server at most
+one cap's worth of reading and answers 413 ``too_large``. Bodies are read only here, and only
+after the route's policy dependency has let the caller in (server/api_v2.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from annostream.errors import InvalidInput, PayloadTooLarge
+from annostream.operations import Family, Op
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """Largest body accepted per family, in bytes (``ANNOSTREAM_MAX_{JSON,UPLOAD,IMPORT}_BYTES``)."""
+
+    json: int = 64 * MiB
+    upload: int = 2048 * MiB
+    imports: int = 4096 * MiB
+
+    @classmethod
+    def from_env(cls) -> BodyLimits:
+        def get(name: str, default: int) -> int:
+            return int(os.environ.get(f"ANNOSTREAM_MAX_{name}_BYTES") or default)
+
+        return cls(get("JSON", cls.json), get("UPLOAD", cls.upload), get("IMPORT", cls.imports))
+
+    def cap(self, family: Family) -> int:
+        return {"json": self.json, "upload": self.upload, "import": self.imports}[family]
+
+
+def _too_large(cap: int, family: Family) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body over the {cap} byte limit of {family} requests",
+                           {"limit": cap, "family": family})
+
+
+def _capped(request: Request, cap: int, family: Family) -> Request:
+    """``request`` with a receive channel that refuses to deliver more than ``cap`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise _too_large(cap, family)
+    seen = 0
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]] = request.receive
+
+    async def counted() -> MutableMapping[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise _too_large(cap, family)
+        return message
+
+    return Request(request.scope, counted)
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body: not valid JSON ({exc})", {"field": "body"}) from exc
+
+
+async def _multipart(request: Request, cap: int) -> dict[str, Any]:
+    """One ``file`` part plus the JSON form fields ``instances`` and ``metadata``."""
+    form = await request.form(max_files=1, max_fields=8, max_part_size=cap)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput("file: Field required", {"field": "file"})
+    body: dict[str, Any] = {"filename": upload.filename or "upload", "data": await upload.read()}
+    for name in ("instances", "metadata"):
+        value = form.get(name)
+        if isinstance(value, str) and value:
+            try:
+                body[name] = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"{name}: not valid JSON ({exc})", {"field": name}) from exc
+    await form.close()
+    return body
+
+
+async def read_body(request: Request, op: Op, limits: BodyLimits) -> Any:
+    """``op``'s body as its service function takes it (for ``ndjson``: a spooled binary file
+    the caller closes), refusing what is over the cap of ``op.family``."""
+    cap = limits.cap(op.family)
+    capped = _capped(request, cap, op.family)
+    if op.body == "multipart":
+        return await _multipart(capped, cap)
+    if op.body == "ndjson":
+        spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (handed to the caller, who closes it)
+        try:
+            async for chunk in capped.stream():
+                spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
+    data = b"".join([chunk async for chunk in capped.stream()])
+    if op.body == "raw":
+        return data
+    return _json(data)

@@ -1,0 +1,85 @@
+"""HTTP replies for each reply kind of a declaration (``Op.reply``), from what the service
+function returned. The HTTP transport decodes exactly these (client/transports/http.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi.responses import (
+    FileResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.requests import Request
+
+from annostream import frames
+from annostream.operations import Op
+from annostream.server.app import FastJSONResponse
+from annostream.service.handlers import ZipExport
+from annostream.service.items import BlobRead, ItemBatch
+
+FRAME_CHUNK = 1 << 20
+
+
+def blob_response(blob: BlobRead, request: Request) -> Response:
+    """Blob bytes: immutable, ETag = sha256, Range supported (sendfile for local blobs).
+
+    Where the blob store can presign (S3), answer 307 to a short-lived URL instead, so the
+    bytes go from object storage to the client without passing through this process.
+    """
+    headers = {"ETag": f'"{blob.sha256}"', "Cache-Control": "private, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match", "").strip('"') == blob.sha256:
+        return Response(status_code=304, headers=headers)
+    url = blob.presigned_url()
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"ETag": headers["ETag"],
+                                                               "Cache-Control": "private, no-store"})
+    path = blob.local_path()
+    if path is not None:
+        return FileResponse(path, media_type=blob.content_type, headers=headers)
+    return Response(blob.read(), media_type=blob.content_type, headers=headers)
+
+
+def _framed(batch: ItemBatch) -> Iterator[bytes]:
+    """Items with their blobs in chunks of about FRAME_CHUNK bytes (one thread hop each)."""
+    parts: list[bytes] = []
+    size = 0
+    for item, data in batch.pairs:
+        header = frames.encode_header(item, None if data is None else len(data))
+        parts.append(header)
+        size += len(header)
+        if data is not None:
+            parts.append(data)
+            size += len(data)
+        if size >= FRAME_CHUNK:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+def render(op: Op, result: Any, request: Request) -> Response:
+    """The response for ``result`` of ``op``, by its declared reply kind."""
+    if op.reply == "json":
+        return FastJSONResponse(result, status_code=op.status)
+    if op.reply == "ids":
+        ids, rev = result
+        return Response(ids.astype("<i8").tobytes(), media_type="application/octet-stream",
+                        headers={"X-Count": str(len(ids)), "X-Revision": str(rev)})
+    if op.reply == "items":
+        batch: ItemBatch = result
+        if batch.inline:
+            return StreamingResponse(_framed(batch), media_type=frames.MEDIA_TYPE,
+                                     headers={"X-Revision": str(batch.revision)})
+        return FastJSONResponse({"items": [item for item, _ in batch.pairs], "revision": batch.revision},
+                                headers={"X-Revision": str(batch.revision)})
+    if op.reply == "blob":
+        return blob_response(result, request)
+    if op.reply == "zip":
+        done: ZipExport = result
+        return StreamingResponse(done.chunks, media_type="application/zip", headers={
+            "X-Revision": str(done.revision), "X-Count": str(done.count),
+            "Content-Disposition": f'attachment; filename="{done.filename}"'})
+    raise AssertionError(f"unknown reply kind {op.reply!r}")
