@@ -7,8 +7,8 @@ everything that was there stays untouched.
 
 from __future__ import annotations
 
-import shutil
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
