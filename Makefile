@@ -13,8 +13,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(PIP) install --quiet -e ".[server,demo]"
 
+# torchdata without its dependencies: it must not bring a torch of its own.
 install-dev: $(BIN)/python
 	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet --no-deps "torchdata==0.11.0"
 	$(PIP) install --quiet -e ".[dev]"
 
 demo: install

@@ -213,6 +213,6 @@ def server_store(tmp_path_factory: pytest.TempPathFactory,
                  new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[str, Path]]:
     """An empty store with a server, for tests that write (auth, bad input)."""
     store_dir = new_store_dir(tmp_path_factory.mktemp("writable") / "store")
-    EmbeddedTransport(store_dir).list_projects()
+    EmbeddedTransport(store_dir, create=True).list_projects()  # an explicit, empty store
     with running_server(store_dir) as url:
         yield url, store_dir

@@ -322,7 +322,7 @@ def leaf(draw: Callable[..., Any]) -> tuple[str, Pred]:
         return numbers_cmp(draw, f"{kw(draw, 'file')}.{name}", lambda w, f, r: f[column], values)
     if kind == "meta":
         key = draw(st.sampled_from(["split", "score", "flag", "nested.k"]))
-        prefix = draw(st.sampled_from(["file.metadata.", "file.", "FILE.metadata."]))
+        prefix = draw(st.sampled_from(["file.metadata.", "FILE.metadata."]))
         values = {
             "split": st.sampled_from(["train", "val", "nope"]),
             "score": st.sampled_from([0, 1, 2, 2.5, 3, "3"]),

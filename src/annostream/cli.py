@@ -3,14 +3,20 @@
 Every command except ``serve`` works on a local folder (``--data DIR``, embedded) or on a
 server (``--host URL`` with a key); both go through the SDK's transports, so the CLI holds
 no logic of its own.
+
+Invariants: user text (names, messages, queries) is never read as Rich markup; a user error
+is one line on stderr saying what to do, with exit code 1, never a traceback; an explicit
+``--data`` / ``--host`` beats ``ANNOSTREAM_DATA`` / ``ANNOSTREAM_HOST``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +25,27 @@ from rich.table import Table
 
 from annostream.client.transports import EmbeddedTransport, Transport, connect
 from annostream.errors import AnnostreamError
+from annostream.extras import MissingExtra
 
-app = typer.Typer(help="annostream: an annotation store with a streaming SDK.", no_args_is_help=True)
+
+def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``command``; a user error (bad input, no store, no server, missing extra) ends
+    as one line on stderr and exit code 1 instead of a traceback."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AnnostreamError as exc:
+            _fail(exc)
+        except (MissingExtra, ValueError, OSError) as exc:
+            console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+app = typer.Typer(help="annostream: an annotation store with a streaming SDK.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
 project_app = typer.Typer(help="Projects.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk imports (one transaction each).", no_args_is_help=True)
@@ -28,22 +53,42 @@ app.add_typer(project_app, name="project")
 app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# markup=False: names and messages are the user's text, printed as they are.
+console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+out = Console(soft_wrap=True, markup=False, highlight=False)
 
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Local store folder (embedded).",
-                                                 envvar="ANNOSTREAM_DATA")]
-HostOpt = Annotated[str | None, typer.Option("--host", help="Server URL.", envvar="ANNOSTREAM_HOST")]
+# --data and --host read their environment variables in ``_where``, so that an explicit
+# flag of either kind beats both variables.
+DataOpt = Annotated[Path | None, typer.Option(
+    "--data", help="Local store folder (embedded). Default: $ANNOSTREAM_DATA.")]
+HostOpt = Annotated[str | None, typer.Option(
+    "--host", help="Server URL. Default: $ANNOSTREAM_HOST.")]
 IdOpt = Annotated[str | None, typer.Option("--client-id", envvar="ANNOSTREAM_CLIENT_ID")]
 SecretOpt = Annotated[str | None, typer.Option("--client-secret", envvar="ANNOSTREAM_CLIENT_SECRET")]
+# typer shows "<bool>" beside a flag, which reads as if it took a value: show nothing.
+FLAG = ""
+
+
+def _where(data: Path | None, host: str | None) -> tuple[Path | None, str | None]:
+    """(data, host) from the flags, else from the environment; exactly one of them set."""
+    if data is not None and host is not None:
+        raise ValueError("give --data DIR (a local store) or --host URL (a server), not both")
+    if data is None and host is None:
+        if os.environ.get("ANNOSTREAM_DATA"):
+            return Path(os.environ["ANNOSTREAM_DATA"]), None
+        if os.environ.get("ANNOSTREAM_HOST"):
+            return None, os.environ["ANNOSTREAM_HOST"]
+        raise ValueError("give --data DIR (a local store) or --host URL (a server), "
+                         "or set ANNOSTREAM_DATA / ANNOSTREAM_HOST")
+    return data, host
 
 
 def _transport(data: Path | None, host: str | None, client_id: str | None,
                client_secret: str | None) -> Transport:
+    data, host = _where(data, host)
     if data is not None:
         return EmbeddedTransport(data)
-    if host is None:
-        raise typer.BadParameter("give --data DIR (a local store) or --host URL (a server)")
+    assert host is not None
     return connect(host, client_id, client_secret)
 
 
@@ -53,7 +98,7 @@ def _progress(description: str) -> Progress:
 
 
 def _fail(exc: AnnostreamError) -> None:
-    console.print(f"[red]error:[/red] {exc.message}")
+    console.print(f"error: {exc.message}", style="red")
     raise typer.Exit(1)
 
 
@@ -61,14 +106,29 @@ ADMIN_KEY_FILE = "server-admin.key"
 
 
 @app.command()
+def init(
+    data: Annotated[Path, typer.Option("--data", help="Folder for the new store.")],
+) -> None:
+    """Create an empty store in a folder (stores are made only here, by project create and serve --init)."""
+    from annostream.store import Store, is_store
+
+    if is_store(data):
+        out.print(f"{data} already holds a store; nothing changed")
+        return
+    Store.open(data, create=True).close()
+    out.print(f"created an empty store at {data}; next: annostream project create NAME --data {data}")
+
+
+@app.command()
 def serve(
-    data: DataOpt = Path("data"),
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Store folder. Default: $ANNOSTREAM_DATA, else ./data.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8085,
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
-    init: Annotated[bool, typer.Option("--init", help=(
-        "If the store has no server admin key, mint one and write it to "
-        f"DATA/{ADMIN_KEY_FILE} (mode 0600); the secret is never printed."))] = False,
+    init: Annotated[bool, typer.Option("--init", metavar=FLAG, help=(
+        "Create the store if there is none; if it has no server admin key, mint one and write "
+        f"it to DATA/{ADMIN_KEY_FILE} (mode 0600): the secret is never printed."))] = False,
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in --data).",
                                               envvar="ANNOSTREAM_DB")] = None,
     blobs: Annotated[str | None, typer.Option(help="Blob store URL (default: --data/blobs).",
@@ -81,12 +141,16 @@ def serve(
         "--cors-origin", help="An origin browsers may call from (repeatable; default: none).")] = None,
 ) -> None:
     """Serve a store over HTTP (the native API and the Diffgram-compatible routes)."""
-    import uvicorn
+    from annostream.extras import require
 
+    uvicorn = require("uvicorn", "annostream serve")
+    require("fastapi", "annostream serve")
+    from annostream.server.banner import banner
     from annostream.service.projects import create_server_admin_key, has_server_admin_key
     from annostream.store import Store
 
     os.umask(0o077)  # everything the server writes (database, blobs, spools, keys) is private
+    data = data if data is not None else Path(os.environ.get("ANNOSTREAM_DATA") or "data")
     os.environ["ANNOSTREAM_DATA"] = str(data)
     os.environ["ANNOSTREAM_PUBLIC_URL"] = public_url or f"http://{host}:{port}"
     if cors_origin:
@@ -94,7 +158,8 @@ def serve(
     for name, value in (("ANNOSTREAM_DB", db), ("ANNOSTREAM_BLOBS", blobs)):
         if value:
             os.environ[name] = value
-    store = Store.open(data, db_url=db, blobs_url=blobs)
+    # An external database named explicitly is the store; a folder must hold one (or --init).
+    store = Store.open(data, db_url=db, blobs_url=blobs, create=init or bool(db))
     if init:
         if data is None:
             raise typer.BadParameter("--init writes the key file into --data: give one")
@@ -108,7 +173,10 @@ def serve(
                 fh.write(f"{key['client_id']}:{key['client_secret']}\n")
             out.print(f"server admin key {key['client_id']} written to {path} (mode 0600; "
                       "as client_id:client_secret)")
-    store.close()
+    try:
+        out.print(banner(store, str(data), host, port))
+    finally:
+        store.close()
     uvicorn.run("annostream.server.app:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
                 # longer than clients keep idle connections (httpx: 5 s), so that the client
@@ -119,7 +187,7 @@ def serve(
 @project_app.command("create")
 def project_create(
     string_id: str,
-    public: Annotated[bool, typer.Option("--public", help="Anyone may read it.")] = False,
+    public: Annotated[bool, typer.Option("--public", metavar=FLAG, help="Anyone may read it.")] = False,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
@@ -141,7 +209,7 @@ def keys_create(
 ) -> None:
     """Create an API key on a project; prints it once."""
     if role not in ("viewer", "editor", "admin"):
-        raise typer.BadParameter("role must be viewer, editor or admin")
+        raise ValueError(f"--role must be viewer, editor or admin, not '{role}'")
     try:
         key = _transport(data, host, client_id, client_secret).create_key(project, role)  # type: ignore[arg-type]
     except AnnostreamError as exc:
@@ -287,12 +355,13 @@ def export(
 ) -> None:
     """Export a dataset or a slice of it as a static format, streamed (constant memory)."""
     if images not in ("copy", "none", "link"):
-        raise typer.BadParameter("--images must be copy, none or link")
-    modes: dict[str, bool | str] = {"copy": True, "none": False, "link": "link"}
-    mode = modes[images]
+        raise ValueError(f"--images must be copy, none or link, not '{images}'")
+    from annostream.fsguard import undone_on_failure
+
+    mode: bool | str = {"copy": True, "none": False, "link": "link"}[images]
     transport = _transport(data, host, client_id, client_secret)
     remote = not isinstance(transport, EmbeddedTransport)
-    with _progress("downloading (bytes)" if remote else "exporting") as bar:
+    with _progress("downloading (bytes)" if remote else "exporting") as bar, undone_on_failure(out_dir):
         task = bar.add_task("export", total=None)
         try:
             manifest = transport.export(project, dataset, fmt, out_dir, query_text, as_of, mode,
@@ -323,12 +392,16 @@ def ls(
     except AnnostreamError as exc:
         _fail(exc)
     out.print(table)
+    if not isinstance(transport, EmbeddedTransport) and not (client_id and client_secret):
+        console.print("note: without a key only public projects are listed; private ones may be hidden "
+                      "(give --client-id and --client-secret)")
 
 
 @app.command("query")
 def query(
     project: str, dataset: str, text: Annotated[str, typer.Argument(help='e.g. "labels.cat > 2"')],
-    count: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    count: Annotated[bool, typer.Option("--count", metavar=FLAG,
+                                        help="Print only the number of matches (a flag).")] = False,
     limit: Annotated[int, typer.Option(help="Print at most this many files.")] = 20,
     data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
 ) -> None:
@@ -351,13 +424,15 @@ def query(
 
 @app.command()
 def demo(
-    data: Annotated[Path, typer.Option("--data", help="Where to build the demo store.")] = Path("demo-data"),
+    data: Annotated[Path, typer.Option("--data", help="The demo's store folder (new, empty, or an earlier "
+                                                      "demo's).")] = Path("demo-data"),
     items: Annotated[int, typer.Option(help="Number of photographs to build.")] = 240,
+    port: Annotated[int, typer.Option(help="The port the printed serve command and snippet use.")] = 8085,
 ) -> None:
-    """Build a small dataset of real photographs, serve it, stream it, print a summary."""
+    """Build a store of real photographs, stream it over HTTP, and print how to serve and read it."""
     from annostream.demo import run_demo
 
-    run_demo(data, items, out)
+    run_demo(data, items, out, port)
 
 
 @app.command()
@@ -374,9 +449,8 @@ def bench(
     from annostream.client.project import Project
     from annostream.client.sample import decode_image
 
+    data, host = _where(data, host)
     where = f"file://{data.resolve()}" if data is not None else host
-    if where is None:
-        raise typer.BadParameter("give --data DIR (a local store) or --host URL (a server)")
     table = Table("figure", "value", title=f"annostream bench: {project}/{dataset} at {where}")
     try:
         t0 = time.perf_counter()
@@ -415,7 +489,8 @@ def bench(
 
 @app.command("gc")
 def gc(
-    data: Annotated[Path, typer.Option("--data", help="Local store folder.", envvar="ANNOSTREAM_DATA")],
+    data: Annotated[Path, typer.Option("--data", help="Local store folder. Default: $ANNOSTREAM_DATA.",
+                                       envvar="ANNOSTREAM_DATA")],
     older_than: Annotated[str, typer.Option("--older-than",
                                             help="A revision (needs --project) or an age: 7d, 12h, 30m.")],
     project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
@@ -423,7 +498,7 @@ def gc(
         "--keep-tags/--no-keep-tags",
         help="Keep what tags point at (always: without it gc refuses to run if a tag is older "
              "than the cutoff).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar=FLAG, help="Count, delete nothing.")] = False,
     staged_grace: Annotated[str, typer.Option(
         "--staged-grace", help="Collect blobs staged for imports that never committed once older "
                                "than this (7d, 12h, 30m, 0s).")] = "1h",
@@ -493,6 +568,16 @@ def fsck(
     if not report.clean:
         raise typer.Exit(1)
 
+
+def _guard(*apps: typer.Typer) -> None:
+    """Every command of ``apps`` reports user errors in one line (``_one_line_errors``)."""
+    for each in apps:
+        for info in each.registered_commands:
+            if info.callback is not None:
+                info.callback = _one_line_errors(info.callback)
+
+
+_guard(app, project_app, keys_app, import_app)  # last: after every command is defined
 
 if __name__ == "__main__":
     app()

@@ -3,12 +3,18 @@
 Each source photo carries hand-drawn boxes (and keypoints and a polygon); random crops
 of it keep the objects they still mostly contain, so every item is a real JPEG with real,
 slightly different annotations. ``build_photo_coco`` is reused by the benchmarks.
+
+The demo's folder is its store (``annostream serve --data DIR`` serves it), marked by a
+file the demo writes; the demo rebuilds only a folder so marked (removing only what it made)
+or an empty or missing one, and refuses any other, so a user's files are never deleted.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,9 +45,9 @@ SAUCER_RING = [[72 + 205 + 205 * _c, 75 + 160 + 160 * _s] for _c, _s in
 
 
 def _photo_dir() -> Path:
-    import skimage.data
+    from annostream.extras import require
 
-    return Path(skimage.data.__file__).parent
+    return Path(str(require("skimage.data", "the demo's photographs").__file__)).parent
 
 
 def _clip(box: list[float], crop: tuple[int, int, int, int]) -> list[float] | None:
@@ -115,39 +121,116 @@ def build_photo_coco(out: Path, n_items: int, seed: int = 0, max_side: int | Non
     return path
 
 
-def run_demo(data: Path, n_items: int, out: Console) -> None:
-    """Build, import, serve, stream over HTTP, summarise, stop."""
-    import shutil
+MARKER = ".annostream-demo"
+PROJECT = "coco-dataset"
+# What a demo run puts in its folder; a rebuild removes these and nothing else.
+MADE = (MARKER, "source", "annostream.db", "annostream.db-wal", "annostream.db-shm", "blobs", "signing.key")
 
+
+class NotADemoFolder(ValueError):
+    """The folder exists with content the demo did not make: it is left untouched."""
+
+
+def prepare_folder(data: Path) -> None:
+    """Make ``data`` ready for a fresh demo: create it, or empty what an earlier demo made."""
+    if data.exists() and not data.is_dir():
+        raise NotADemoFolder(f"{data} is a file, not a folder; give the demo another --data")
+    if data.is_dir() and any(data.iterdir()):
+        if not (data / MARKER).is_file():
+            raise NotADemoFolder(f"{data} already holds files the demo did not make; it is left "
+                                 "untouched: give the demo an empty or new folder with --data")
+        from annostream.client.transports.embedded import close_store
+
+        close_store(data)
+        for name in MADE:
+            path = data / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    data.mkdir(parents=True, exist_ok=True)
+    (data / MARKER).write_text("made by 'annostream demo'; the demo may rebuild this folder\n")
+
+
+def _shown(path: Path) -> str:
+    """``path`` as typed from here: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def commands() -> tuple[str, str]:
+    """How to run ``annostream`` and ``python`` from this shell, as this process was run.
+
+    ``make demo`` runs the virtualenv's script, which is usually not on PATH: then the
+    printed commands name it by its path, so they work when pasted.
+    """
+    python = Path(sys.executable)
+    on_path = shutil.which("python")
+    python_cmd = "python" if on_path and Path(on_path).resolve() == python.resolve() else _shown(python)
+    script = Path(sys.argv[0]) if sys.argv and Path(sys.argv[0]).name == "annostream" else None
+    if script is None:
+        return f"{python_cmd} -m annostream.cli", python_cmd
+    found = shutil.which("annostream")
+    if found and Path(found).resolve() == script.resolve():
+        return "annostream", python_cmd
+    return _shown(script.absolute()), python_cmd
+
+
+def next_steps(data: Path, port: int, key: dict[str, str]) -> str:
+    """The copy-paste block the demo ends with: serve, a viewer key, a snippet that runs as is."""
+    annostream, python = commands()
+    serve = f"{annostream} serve --data {data}" + (f" --port {port}" if port != 8085 else "")
+    url = f"http://127.0.0.1:{port}"
+    snippet = f"""from annostream import Project
+
+project = Project("{PROJECT}", "{key['client_id']}", "{key['client_secret']}", host="{url}")
+ds = project.directory.get(name="Default")
+print(len(ds), "items; the first:", ds[0]["file"]["name"], [i["label"] for i in ds[0]["instances"]])
+cats = ds.slice("labels.cat > 0")
+print(len(cats), "items with a cat")"""
+    return "\n".join([
+        "", "Next steps", "",
+        "1. Serve the store (in another terminal; it keeps running):", "", f"    {serve}", "",
+        f"2. A viewer key for project {PROJECT} (read-only):", "",
+        f"    client_id={key['client_id']}", f"    client_secret={key['client_secret']}", "",
+        f"3. Read it from Python (save as demo_read.py and run: {python} demo_read.py):", "",
+        "# --- demo_read.py ---", snippet, "# --- end ---",
+    ])
+
+
+def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
+    """Build, import into the store at ``data``, serve, stream over HTTP, summarise, stop,
+    then print how to go on (serve command, viewer key, Python snippet)."""
     from annostream.client.project import Project
     from annostream.client.transports import EmbeddedTransport
     from annostream.formats.coco import read_coco
     from annostream.server.launch import running_server
 
-    if data.exists():
-        shutil.rmtree(data)
+    prepare_folder(data)
     t0 = time.perf_counter()
     annotations = build_photo_coco(data / "source", n_items)
     out.print(f"built {n_items} photographs in {time.perf_counter() - t0:.1f} s -> {data / 'source'}")
 
-    store_dir = data / "store"
-    local = EmbeddedTransport(store_dir)
-    local.create_project("demo", "annostream demo", False)
+    local = EmbeddedTransport(data)
+    local.create_project(PROJECT, "annostream demo", False)
     source = read_coco(annotations, data / "source" / "images")
-    result = local.import_source("demo", "Default", source, "coco")
-    key = local.create_key("demo", "viewer")
-    out.print(f"imported {result['files']} files, {result['instances']} instances (revision {result['revision']})")
+    result = local.import_source(PROJECT, "Default", source, "coco")
+    key = local.create_key(PROJECT, "viewer")
+    out.print(f"imported {result['files']} files, {result['instances']} instances into {PROJECT}/Default "
+              f"(revision {result['revision']}); the store is {data}")
     from annostream.demo_video import build_demo_video
 
     video, tracked = build_demo_video()
-    local.create_label("demo", "crossing", None)
-    made = local.upload_file("demo", "Video", "cat_crossing.mp4", video, tracked, {})
+    local.create_label(PROJECT, "crossing", None)
+    made = local.upload_file(PROJECT, "Video", "cat_crossing.mp4", video, tracked, {})
     out.print(f"made a {made['frame_count']}-frame mp4 ({len(video) / 1024:.0f} KiB) from the photographs: "
               f"a tracked cat face, {len(tracked) - 1} keyframes, one event")
 
-    with running_server(store_dir) as url:
-        out.print(f"server on {url}; streaming with a viewer key")
-        project = Project("demo", key["client_id"], key["client_secret"], host=url)
+    with running_server(data) as url:
+        out.print(f"a server on {url} for a moment; streaming with a viewer key")
+        project = Project(PROJECT, key["client_id"], key["client_secret"], host=url)
         ds = project.directory.get(name="Default")
         per_label: Counter[str] = Counter()
         pixels = 0
@@ -178,4 +261,5 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
               f"keyframes), decoded on the client at {clip_rate:.0f} clips/s:")
     for line in lines:
         out.print(line)
-    out.print("server stopped")
+    out.print("that server is stopped")
+    out.print(next_steps(data, port, key))

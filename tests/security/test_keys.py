@@ -189,7 +189,7 @@ def test_a_server_admin_key_can_be_revoked_locally(tmp_path: Path) -> None:
     from annostream.service.projects import create_server_admin_key
 
     data = tmp_path / "store"
-    local = EmbeddedTransport(data)
+    local = EmbeddedTransport(data, create=True)
     key = create_server_admin_key(local.store)
     with running_server(data) as url:
         assert httpx.get(f"{url}/api/v2/projects", headers=basic(key)).status_code == 200

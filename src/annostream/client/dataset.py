@@ -20,6 +20,7 @@ import numpy as np
 from annostream.client.prefetch import prefetch
 from annostream.client.progress import ProgressArg, reporter, waiting
 from annostream.client.sample import Decode, make_sample
+from annostream.extras import require
 from annostream.schema import Item, Sample
 
 if TYPE_CHECKING:
@@ -280,9 +281,12 @@ class Dataset:
         The view's query and revision are kept, so a slice or a snapshot exports as such.
         ``progress``: a bar by default (False or ``ANNOSTREAM_PROGRESS=0`` for none), or a
         callable ``(done, total)``.
+        If it fails, what it wrote is removed (and the folder, if it made it).
         """
         self._check_whole("export")
-        with reporter(f"exporting {self.name} ({format})", progress) as report:
+        from annostream.fsguard import undone_on_failure
+
+        with undone_on_failure(path), reporter(f"exporting {self.name} ({format})", progress) as report:
             return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
                                                  self.query, self._as_of, images, report)
 
@@ -353,6 +357,7 @@ class Dataset:
                    iterable: bool = False, **options: Any) -> Any:
         """This view as a torch Dataset (map-style), or with ``iterable=True`` a sharded,
         resumable IterableDataset; see ``annostream.integrations.torch.to_pytorch``."""
+        require("torch", "to_pytorch()")
         from annostream.integrations.torch import to_pytorch
 
         return to_pytorch(self, transform, target, decode, iterable=iterable, **options)
@@ -364,12 +369,14 @@ class Dataset:
 
     def to_tensorflow(self, **options: Any) -> Any:
         """This view as a ``tf.data.Dataset``; see ``annostream.integrations.tensorflow``."""
+        require("tensorflow", "to_tensorflow()")
         from annostream.integrations.tensorflow import to_tensorflow
 
         return to_tensorflow(self, **options)
 
     def to_ray(self, *, parallelism: int = -1, batch_size: int = 64) -> Any:
         """This view, pinned, as a ``ray.data.Dataset`` read by id ranges (``annostream[ray]``)."""
+        require("ray", "to_ray()")
         from annostream.integrations.ray import to_ray
 
         return to_ray(self, parallelism=parallelism, batch_size=batch_size)

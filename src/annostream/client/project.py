@@ -33,7 +33,10 @@ class Directory:
 class Project:
     """A project, reached over HTTP (``host="http://..."``) or embedded (``file:///path``).
 
-    ``host`` defaults to ``$ANNOSTREAM_HOST``. Credentials are an API key's client id and
+    ``host`` defaults to ``$ANNOSTREAM_HOST``, else ``http://127.0.0.1:8085``; a host without
+    a scheme (``127.0.0.1:8085``) is a server over ``http://``, and a folder is always written
+    ``file://...`` (one that holds no store is an error naming the nearest store below it).
+    Credentials are an API key's client id and
     secret; a public project can be read without them. ``cache_bytes`` bounds the in-memory
     cache of random-access reads; ``disk_cache`` names a folder where blobs are kept across
     epochs and processes (at most ``disk_cache_bytes``), so later epochs fetch only metadata.

@@ -3,7 +3,9 @@
 Class index = the label's stable index - 1 (so a project's classes keep their numbers across
 exports). Detection lines are ``class cx cy w h``, segmentation lines ``class x1 y1 x2 y2 ...``,
 all normalised to [0, 1] by the image size. Images without instances get an empty txt file
-(background images, as YOLO trainers expect).
+(background images, as YOLO trainers expect). A file whose ``metadata.split`` is train, val or
+test goes to ``images/<split>/`` and ``labels/<split>/``, and data.yaml points at those
+folders; files without one stay in ``images/`` (counted as ``unsplit`` in the result).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from annostream.formats import (
 from annostream.formats.images import IMAGE_SUFFIXES
 from annostream.paths import confine
 
+SPLITS = ("train", "val", "test")
 # A normalised coordinate may exceed [0, 1] by this much (float noise of other tools).
 TOLERANCE = 1e-3
 
@@ -66,7 +69,8 @@ class YoloWriter:
     def __init__(self, sink: Sink, ctx: ExportContext, blobs: BlobSource, *, segment: bool) -> None:
         self.sink, self.ctx, self.blobs, self.segment = sink, ctx, blobs, segment
         self.names = UniqueNames()
-        self.files = self.instances = self.skipped = 0
+        self.files = self.instances = self.skipped = self.unsplit = 0
+        self.splits: set[str] = set()
 
     def add(self, item: dict[str, Any]) -> None:
         f = item["file"]
@@ -74,6 +78,12 @@ class YoloWriter:
             self.skipped += len(item["instances"])
             return
         name = self.names(f["name"], f["id"])
+        split = (f.get("metadata") or {}).get("split")
+        if split in SPLITS:
+            self.splits.add(split)
+            name = f"{split}/{name}"
+        else:
+            self.unsplit += 1
         put_image(self.sink, f"images/{name}", f["sha256"], self.blobs, self.ctx.images)
         lines, skipped = label_lines(item, self.segment)
         self.sink.write(str(PurePosixPath("labels", name).with_suffix(".txt")),
@@ -84,10 +94,18 @@ class YoloWriter:
 
     def finish(self) -> dict[str, Any]:
         names = {lab["id"] - 1: lab["name"] for lab in self.ctx.labels}
-        data = {"path": ".", "train": "images", "val": "images", "nc": max(names, default=-1) + 1,
-                "names": names, "task": "segment" if self.segment else "detect"}
+        folders = {split: f"images/{split}" for split in SPLITS if split in self.splits}
+        train = folders.get("train", "images" if not folders else next(iter(folders.values())))
+        data: dict[str, Any] = {"path": ".", "train": train, "val": folders.get("val", train)}
+        if "test" in folders:
+            data["test"] = folders["test"]
+        data.update({"nc": max(names, default=-1) + 1, "names": names,
+                     "task": "segment" if self.segment else "detect"})
         self.sink.write("data.yaml", [yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()])
-        return {"files": self.files, "instances": self.instances, "skipped": self.skipped}
+        result = {"files": self.files, "instances": self.instances, "skipped": self.skipped}
+        if self.splits:
+            result["unsplit"] = self.unsplit
+        return result
 
 
 def read_yolo(root: Path) -> ImportSource:

@@ -20,8 +20,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
+
+from annostream.extras import require
+
+try:
+    import ray.data
+except ImportError:
+    require("ray", "annostream.integrations.ray")  # raises, naming the extra
+    raise
 import pyarrow as pa
-import ray.data
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 

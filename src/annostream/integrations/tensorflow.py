@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import tensorflow as tf
+
+from annostream.extras import require
+
+try:
+    import tensorflow as tf
+except ImportError:
+    require("tensorflow", "annostream.integrations.tensorflow")  # raises, naming the extra
+    raise
 
 from annostream.client.sample import make_sample
 from annostream.integrations.common import (

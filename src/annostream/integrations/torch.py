@@ -8,12 +8,20 @@ window of requests in flight; decoding happens in the worker.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+from annostream.extras import require
+
+try:
+    import torch
+except ImportError:
+    require("torch", "annostream.integrations.torch")  # raises, naming the extra
+    raise
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data import Dataset as TorchDataset
 
@@ -182,6 +190,12 @@ class AnnostreamStream(IterableDataset):
     without reading anything before it. Call ``set_epoch(e)`` before each epoch, as with
     ``DistributedSampler`` (and use fresh workers, not ``persistent_workers``, so they see it).
 
+    With DataLoader workers each worker holds its own position, so the main process does
+    not know it: use torchdata's ``StatefulDataLoader``, which asks every worker for its
+    ``state_dict`` and hands each its own back on ``load_state_dict`` (exact resume), or
+    ``StreamLoader``. ``state_dict()`` in the main process after workers have read the
+    stream raises rather than report a position it does not have.
+
     With ``follow=True`` the stream does not end with the view: it goes on with the files
     that are added or re-annotated after the view's revision, as they are committed (each
     read at its commit), sharded by file id across ranks and workers. ``follow_options``
@@ -207,6 +221,16 @@ class AnnostreamStream(IterableDataset):
         self.epoch = 0
         self._start = 0
         self._consumed = 0
+        self._worker_start = 0  # in a loader worker: where in its own share it resumes
+        # Set by a loader worker that reads this stream (shared with the workers by fork or
+        # at their spawn), so the main process knows its own count is not the position.
+        self._read_by_workers: Any = multiprocessing.RawValue("b", 0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["_read_by_workers"] = None  # shared memory travels to a starting process only
+        return state
 
     def set_epoch(self, epoch: int) -> None:
         """Read ``epoch``'s order next; a resume position loaded for another epoch is dropped."""
@@ -214,6 +238,7 @@ class AnnostreamStream(IterableDataset):
             self.epoch = epoch
             self._start = 0
             self._consumed = 0
+            self._worker_start = 0
 
     def positions(self) -> np.ndarray:
         """View positions this rank reads in the current epoch, from its resume point on."""
@@ -227,14 +252,17 @@ class AnnostreamStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         positions = self.positions()
         info = get_worker_info()
+        self._consumed = 0
         if info is not None:
-            positions = worker_positions(positions, self.batch_size, info.id, info.num_workers)
-        else:
-            self._consumed = 0
+            if self._read_by_workers is not None:
+                self._read_by_workers.value = 1
+            positions = worker_positions(positions, self.batch_size, info.id,
+                                         info.num_workers)[self._worker_start:]
+        elif self._read_by_workers is not None:
+            self._read_by_workers.value = 0
         for item, blob in self.view.iter_raw(positions):
             example = self.pipeline(item, blob)
-            if info is None:
-                self._consumed += 1
+            self._consumed += 1  # counted before it is handed out: a snapshot after it includes it
             yield example
         if self.follow:
             yield from self._followed(info)
@@ -249,13 +277,38 @@ class AnnostreamStream(IterableDataset):
                 yield self.pipeline(item, blob)
 
     def state_dict(self) -> dict[str, Any]:
-        """Where this rank stands: epoch and items consumed, plus what the plan depends on."""
-        return {"epoch": self.epoch, "position": self._start + self._consumed, "seed": self.seed,
-                "shuffle": self.shuffle, "drop_last": self.drop_last, "world_size": self.world_size,
-                "rank": self.rank, "n": len(self.file_ids)}
+        """Where this rank stands: epoch and items consumed, plus what the plan depends on.
+
+        In a loader worker (where ``StatefulDataLoader`` asks for it) it is that worker's
+        position in its own share. In the main process after workers have read the stream
+        it raises: only the workers know how far they got.
+        """
+        info = get_worker_info()
+        if info is not None:
+            return {**self._plan(), "start": self._start, "worker": info.id, "num_workers": info.num_workers,
+                    "chunk": self.batch_size, "worker_position": self._worker_start + self._consumed}
+        if self._read_by_workers is not None and self._read_by_workers.value:
+            raise RuntimeError(
+                "DataLoader workers read this stream, so the main process does not know the position "
+                "(each worker holds its own): use torchdata's StatefulDataLoader "
+                "(from torchdata.stateful_dataloader import StatefulDataLoader; loader.state_dict() / "
+                "load_state_dict()) or annostream's StreamLoader, and save the loader's state_dict")
+        return self._main_state()
+
+    def _plan(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seed": self.seed, "shuffle": self.shuffle, "drop_last": self.drop_last,
+                "world_size": self.world_size, "rank": self.rank, "n": len(self.file_ids)}
+
+    def _main_state(self) -> dict[str, Any]:
+        """The position counted in this process (valid when this process does the reading)."""
+        return {**self._plan(), "position": self._start + self._consumed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``: the next iteration starts at its position, in O(1)."""
+        """Continue from ``state``: the next iteration starts at its position, in O(1).
+
+        A worker's state (from ``StatefulDataLoader``) is loaded in that worker and moves
+        only its own share; a rank's state moves the whole plan.
+        """
         mine = {"seed": self.seed, "shuffle": self.shuffle, "drop_last": self.drop_last,
                 "world_size": self.world_size, "n": len(self.file_ids)}
         differ = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
@@ -263,8 +316,22 @@ class AnnostreamStream(IterableDataset):
             raise ValueError(f"cannot resume: the saved plan differs from this stream's "
                              f"(saved, here): {differ}")
         self.epoch = int(state["epoch"])
-        self._start = int(state["position"])
         self._consumed = 0
+        if "worker" not in state:
+            self._start = int(state["position"])
+            self._worker_start = 0
+            return
+        info = get_worker_info()
+        if info is None:
+            raise ValueError("this is one DataLoader worker's state: StatefulDataLoader.load_state_dict "
+                             "hands it to its worker; load the loader's state, not the stream's")
+        here = {"worker": info.id, "num_workers": info.num_workers, "chunk": self.batch_size}
+        differ = {k: (state.get(k), v) for k, v in here.items() if state.get(k) != v}
+        if differ:
+            raise ValueError(f"cannot resume: the loader's workers differ from the saved ones "
+                             f"(saved, here): {differ}")
+        self._start = int(state["start"])
+        self._worker_start = int(state["worker_position"])
 
 
 class StreamLoader:
@@ -298,7 +365,7 @@ class StreamLoader:
         self.stream.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.stream.state_dict()
+        return self.stream._main_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.load_state_dict(state)

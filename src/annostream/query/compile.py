@@ -32,7 +32,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -78,8 +78,10 @@ if TYPE_CHECKING:
     from annostream.service.labels import Vocabulary
 
 INSTANCE_TYPES: tuple[str, ...] = get_args(InstanceType)
+Dialect = Literal["native", "diffgram"]
 
-# file.<field> -> (column, kind); anything else under file. is a metadata key.
+# file.<field> -> (column, kind). Metadata is file.metadata.<key>; in the Diffgram dialect
+# (its SDK's slice queries) any other file.<key> is a metadata key too, as Diffgram reads it.
 FILE_FIELDS: dict[str, tuple[Any, str]] = {
     "id": (files.c.id, "number"),
     "name": (files.c.original_filename, "string"),
@@ -225,6 +227,7 @@ class Compiler:
     rev: int
     _vocab: Vocabulary | None = None
     _datasets: list[tuple[int, str]] | None = None
+    metadata_fallback: bool = False
     frame: Any = None
     json: _Json = field(init=False)
 
@@ -411,6 +414,11 @@ class Compiler:
             return self.json_term(f, files.c.metadata, tuple(f.path[1:]), op, values)
         if len(f.path) == 1 and head in FILE_FIELDS:
             return self.column_term(f, head, op, values)
+        if not self.metadata_fallback:
+            known = unknown_name("file field", f.path[0], [*FILE_FIELDS, "metadata"], line=f.line,
+                                 column=f.column)
+            raise QueryError(f"{known.message} (a metadata key is written file.metadata.{f.path[0]})",
+                             known.detail)
         return self.json_term(f, files.c.metadata, tuple(f.path), op, values)
 
     def column_term(self, f: Field, name: str, op: str, values: list[Value]) -> ColumnElement[bool]:
@@ -524,8 +532,9 @@ class Compiler:
         raise unknown_name("dataset", name, [n for _, n in known], line=f.line, column=f.column)
 
 
-def compile_node(conn: Connection, project_id: int, node: Node, rev: int) -> ColumnElement[bool]:
-    return Compiler(conn, project_id, rev).compile(node)
+def compile_node(conn: Connection, project_id: int, node: Node, rev: int, *,
+                 dialect: Dialect = "native") -> ColumnElement[bool]:
+    return Compiler(conn, project_id, rev, metadata_fallback=dialect == "diffgram").compile(node)
 
 
 # What one term costs per file scanned: a count of instances or a sum over several labels is
@@ -550,11 +559,13 @@ def query_cost(node: Node) -> int:
     return total
 
 
-def compile_query(conn: Connection, ds: Any, query: str, rev: int) -> ColumnElement[bool]:
+def compile_query(conn: Connection, ds: Any, query: str, rev: int, *,
+                  dialect: Dialect = "native") -> ColumnElement[bool]:
     """The condition on ``files`` that ``query`` means in dataset ``ds`` at revision ``rev``.
 
     Raises QueryError (400) for text that does not parse and for names the project lacks,
     and TooCostly (400) for a query over the connection's cost budget (servers set one).
+    ``dialect="diffgram"`` reads an unknown ``file.<key>`` as metadata, as Diffgram does.
     """
     node = parse(query)
     budget = conn.info.get(QUERY_BUDGET_KEY)
@@ -562,4 +573,4 @@ def compile_query(conn: Connection, ds: Any, query: str, rev: int) -> ColumnElem
         raise TooCostly(f"the query costs {cost}, over this server's budget of {budget} "
                         f"(terms weigh {', '.join(f'{k} {v}' for k, v in TERM_COST.items())}); "
                         "split it or narrow it", {"cost": cost, "budget": budget})
-    return compile_node(conn, ds.project.id, node, rev)
+    return compile_node(conn, ds.project.id, node, rev, dialect=dialect)

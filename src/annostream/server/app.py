@@ -1,5 +1,8 @@
 """The FastAPI application factory and the error rendering shared by every route.
 
+Every error, including an unknown path or method, answers ``{"error": {"code", "message",
+"detail"}}``. The API docs (/docs, /redoc) load their scripts from this server, not a CDN.
+
 Shutdown is graceful: on SIGTERM (or SIGINT) uvicorn stops accepting connections and lets
 requests in flight finish, and ``store.closing`` is set at once so that long polls
 (``/changes``) answer normally now instead of holding the shutdown for their whole wait.
@@ -22,6 +25,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -30,6 +34,7 @@ from annostream import __version__
 from annostream.errors import (
     AnnostreamError,
     InvalidInput,
+    NotFound,
     TooCostly,
     TooManyRequests,
     TransportError,
@@ -94,7 +99,7 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         _chain_stop_signals(stopping)
         yield
 
-    app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse,
+    app = FastAPIOffline(title="annostream", version=__version__, default_response_class=FastJSONResponse,
                   lifespan=lifespan)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
@@ -112,14 +117,6 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Basic realm="annostream", Bearer'}
         return FastJSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:  # every method of the path, not only those of one route
-            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
-        body = {"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail), "detail": None}}
-        return FastJSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> FastJSONResponse:
@@ -143,17 +140,36 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         err = InvalidInput(f"{field or 'request'}: {first['msg']}", {"field": field})
         return FastJSONResponse(err.to_dict(), status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        """Routing errors (unknown path, wrong method) in the same shape as every other error."""
+        if exc.status_code == 404:
+            err: AnnostreamError = NotFound(f"no route {request.url.path}; the index of routes is at /",
+                                            {"path": request.url.path})
+        else:
+            err = AnnostreamError(str(exc.detail), {"path": request.url.path, "method": request.method})
+            err.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of one route
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return FastJSONResponse(err.to_dict(), status_code=exc.status_code, headers=headers)
+
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str | int]:
         """Liveness, and which server process answered (behind one port there are several)."""
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
     @app.get("/", tags=["meta"], response_model=None)
-    def root(request: Request) -> RedirectResponse | dict[str, str]:
-        """Browsers go to the explorer; programs get a JSON index."""
+    def root(request: Request) -> RedirectResponse | dict[str, Any]:
+        """Browsers go to the explorer; programs get a JSON index of where to go from here."""
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse("/explore/", status_code=303)
-        return {"name": "annostream", "version": __version__, "api": "/api/v2", "explore": "/explore/"}
+        base = str(request.base_url).rstrip("/")
+        return {"name": "annostream", "version": __version__, "api": "/api/v2", "explore": "/explore/",
+                "links": {"docs": f"{base}/docs", "redoc": f"{base}/redoc", "explore": f"{base}/explore/",
+                          "openapi": f"{base}/openapi.json", "health": f"{base}/healthz",
+                          "ready": f"{base}/readyz", "projects": f"{base}/api/v2/projects"}}
+
     @app.get("/readyz", tags=["meta"])
     def readyz() -> FastJSONResponse:
         """Readiness: the database and the blob store answer, and the server is not stopping.

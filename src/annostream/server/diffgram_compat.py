@@ -225,7 +225,7 @@ def file_list(request: Request, who: Caller, project: str, username: str,
     meta = body.metadata
     ref = _project(request, who, project)
     ds = _directory(request, ref, meta.directory_id)
-    ids, _ = datasets.slice_ids(_store(request), ds, meta.query)
+    ids, _ = datasets.slice_ids(_store(request), ds, meta.query, dialect="diffgram")
     if meta.file_view_mode == "ids_only":
         page_ids = ids.tolist() if meta.page <= 1 else []
         return {"file_list": page_ids, "metadata": {"page": meta.page, "next_page": None,

@@ -28,7 +28,7 @@ def running_server(data: str | os.PathLike[str], *, port: int | None = None, wor
     port = port or free_port()
     cmd = [sys.executable, "-m", "annostream.cli", "serve", "--data", str(Path(data)),
            "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

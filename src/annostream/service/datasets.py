@@ -6,6 +6,7 @@ random access, sharding and shuffling are built on; it is computed by one indexe
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,14 @@ def get_dataset(store: Store, ref: ProjectRef, name: str, as_of: int | None = No
     with store.engine.connect() as conn:
         found = _find(conn, ref, name, as_of)
     if found is None:
+        names = [d["name"] for d in list_datasets(store, ref, as_of)]
+        lowered = {n.lower(): n for n in names}
+        close = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)]
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; it has {', '.join(names[:10])}"
+                                                              if names else "; it has no datasets")
         raise NotFound(
-            f"dataset '{name}' not found in project '{ref.string_id}'",
-            {"dataset": name, "project": ref.string_id},
+            f"dataset '{name}' not found in project '{ref.string_id}'{hint}",
+            {"dataset": name, "project": ref.string_id, "did_you_mean": close},
         )
     return found
 
@@ -120,16 +126,18 @@ def list_datasets(store: Store, ref: ProjectRef, as_of: int | None = None) -> li
     return [{"id": r.id, "name": r.name, "files": r.files} for r in rows]
 
 
-def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int) -> ColumnElement[bool] | None:
+def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
+                 dialect: str = "native") -> ColumnElement[bool] | None:
     """The SQL condition on ``files`` that a query text means, or None for no query."""
     if query is None or not query.strip():
         return None
     from annostream.query import compile_query
 
-    return compile_query(conn, ds, query, rev)
+    return compile_query(conn, ds, query, rev, dialect=dialect)  # type: ignore[arg-type]
 
 
-def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int) -> Select[int]:
+def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
+                 dialect: str = "native") -> Select[int]:
     """SELECT file ids of a slice at ``rev``, in file-id order."""
     stmt = (
         select(dataset_files.c.file_id)
@@ -140,7 +148,7 @@ def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int) 
             visible(files, rev),
         )
     )
-    condition = query_filter(conn, ds, query, rev)
+    condition = query_filter(conn, ds, query, rev, dialect)
     if condition is not None:
         stmt = stmt.where(condition)
     return stmt.order_by(dataset_files.c.file_id)
@@ -159,11 +167,14 @@ def resolve_revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> in
 
 
 def slice_ids(store: Store, ds: DatasetRef, query: str | None = None,
-              as_of: int | None = None) -> tuple[np.ndarray, int]:
-    """(file ids as int64, revision) of a slice; one query, no per-row Python objects kept."""
+              as_of: int | None = None, dialect: str = "native") -> tuple[np.ndarray, int]:
+    """(file ids as int64, revision) of a slice; one query, no per-row Python objects kept.
+
+    ``dialect="diffgram"``: the query came from the Diffgram SDK (see ``compile_query``).
+    """
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
-        result = conn.execute(slice_select(conn, ds, query, rev))
+        result = conn.execute(slice_select(conn, ds, query, rev, dialect))
         ids = np.fromiter((r[0] for r in result), dtype=np.int64)
     return ids, rev
 

@@ -1,4 +1,9 @@
-"""The store: a database (SQLAlchemy) and a blob store, opened together."""
+"""The store: a database (SQLAlchemy) and a blob store, opened together.
+
+A folder is a store when it holds ``annostream.db`` or a ``store.json`` pointer. Opening a
+folder that is not one creates it only when asked (``create=True``: ``annostream init``,
+``project create``, ``serve --init``); otherwise the error names the nearest store below it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from annostream.errors import NotFound
 from annostream.store.blobs import BlobStore, open_blob_store
 from annostream.store.db import create_db_engine, migrate
 
@@ -29,6 +35,40 @@ def _private_files() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+def is_store(folder: Path) -> bool:
+    """Whether ``folder`` holds a store (a SQLite database or a pointer to an external one)."""
+    return (folder / DB_FILENAME).is_file() or (folder / POINTER_FILENAME).is_file()
+
+
+def find_store_below(root: Path, max_depth: int = 3, max_folders: int = 2000) -> Path | None:
+    """The shallowest store in the folders under ``root`` (breadth first, bounded), if any."""
+    level, seen = [root], 0
+    for _ in range(max_depth):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                if is_store(child):
+                    return child
+                seen += 1
+                if child.name != BLOBS_DIRNAME and seen < max_folders:
+                    below.append(child)
+        level = below
+    return None
+
+
+def no_store_message(root: Path) -> str:
+    """One line for a folder that holds no store: where one is, or how to make one."""
+    nearest = find_store_below(root) if root.is_dir() else None
+    if nearest is not None:
+        return f"no annostream store at {root}: the nearest store below it is {nearest} (use that path)"
+    return (f"no annostream store at {root}: check the path, or create an empty store with "
+            f"'annostream init --data {root}'")
 
 
 @dataclass
@@ -68,7 +108,7 @@ class Store:
                 db_url = db_url or target["db"]
                 blobs_url = blobs_url or target["blobs"]
             elif not create and not (root / DB_FILENAME).exists():
-                raise FileNotFoundError(f"no annostream store at {root}")
+                raise NotFound(no_store_message(root), {"path": str(root)})
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
             db_url = db_url or f"sqlite:///{root / DB_FILENAME}"
             blobs_url = blobs_url or str(root / BLOBS_DIRNAME)

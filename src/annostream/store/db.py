@@ -90,6 +90,10 @@ def create_db_engine(url: str, *, statement_timeout_s: float | None = None,
         if statement_timeout_s:
             _sqlite_timeout(engine, statement_timeout_s)
     else:
+        if url.startswith("postgresql+psycopg"):
+            from annostream.extras import require
+
+            require("psycopg", "a PostgreSQL store")
         connect_args = {}
         if statement_timeout_s:
             connect_args["options"] = f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"

@@ -27,7 +27,9 @@ POOL = 32
 
 
 def _client(endpoint: str | None, region: str) -> Any:
-    import boto3
+    from annostream.extras import require
+
+    boto3 = require("boto3", "an S3 blob store")
     from botocore.config import Config
 
     config = Config(max_pool_connections=POOL, retries={"max_attempts": 5, "mode": "standard"},

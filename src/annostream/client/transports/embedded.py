@@ -21,29 +21,53 @@ _STORES: dict[tuple[int, str], Any] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def _open_store(path: str) -> Any:
-    """One Store per (process, folder), shared by every Project that opens that folder."""
+def _open_store(path: str, create: bool = False) -> Any:
+    """One Store per (process, folder), shared by every Project that opens that folder.
+
+    A folder that holds no store is an error naming the nearest one below it, unless
+    ``create`` (an explicit ``project create`` or ``init``).
+    """
     from annostream.store import Store
 
     key = (os.getpid(), path)
     with _STORES_LOCK:
         if key not in _STORES:
-            _STORES[key] = Store.open(path)
+            _STORES[key] = Store.open(path, create=create)
         return _STORES[key]
+
+
+def close_store(path: str | os.PathLike[str]) -> None:
+    """Close this process's shared Store on ``path`` (before its files are removed)."""
+    key = (os.getpid(), str(Path(path).resolve()))
+    with _STORES_LOCK:
+        store = _STORES.pop(key, None)
+    if store is not None:
+        store.close()
 
 
 class EmbeddedTransport(Transport):
     """A store folder used in-process; with ``client_id``/``client_secret``, as that key."""
 
     def __init__(self, path: str | os.PathLike[str], client_id: str | None = None,
-                 client_secret: str | None = None) -> None:
+                 client_secret: str | None = None, *, create: bool = False) -> None:
         self.path = str(Path(path).resolve())
+        self.shown_path = str(path)
+        self.create = create
         self._key = (client_id, client_secret) if client_id and client_secret else None
         self._principal: Any = None
 
+    def _store(self, create: bool) -> Any:
+        from annostream.errors import NotFound
+        from annostream.store import no_store_message
+
+        try:
+            return _open_store(self.path, create or self.create)
+        except NotFound as exc:
+            raise NotFound(no_store_message(Path(self.shown_path)), exc.detail) from None
+
     @property
     def store(self) -> Any:
-        return _open_store(self.path)
+        return self._store(False)
 
     @property
     def principal(self) -> Any:
@@ -57,7 +81,9 @@ class EmbeddedTransport(Transport):
     def call(self, name: str, /, **args: Any) -> Any:
         from annostream.service.dispatch import call
 
-        result = call(self.store, self.principal, name, args)
+        # Creating a project is one of the explicit ways to make a store; nothing else is.
+        store = self._store(name == "create_project")
+        result = call(store, self.principal, name, args)
         reply = OPERATIONS[name].reply
         if reply == "items":
             return list(result.pairs), result.revision
