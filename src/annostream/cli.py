@@ -358,7 +358,8 @@ def export(
         raise ValueError(f"--images must be copy, none or link, not '{images}'")
     from annostream.fsguard import undone_on_failure
 
-    mode: bool | str = {"copy": True, "none": False, "link": "link"}[images]
+    modes: dict[str, bool | str] = {"copy": True, "none": False, "link": "link"}
+    mode = modes[images]
     transport = _transport(data, host, client_id, client_secret)
     remote = not isinstance(transport, EmbeddedTransport)
     with _progress("downloading (bytes)" if remote else "exporting") as bar, undone_on_failure(out_dir):
