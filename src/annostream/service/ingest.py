@@ -1,9 +1,9 @@
 """Writes: files with their instances, instance edits, and bulk imports.
 
 Each public function here is one commit: it allocates a revision, writes, maintains the
-derived per-(file, label) counts, and either all of it lands or none of it does. Blobs are
-written before the transaction (they are content addressed, so that is safe); blobs that a
-failed write added are removed again.
+derived tables (per-(file, label) counts, the attribute index), and either all of it lands
+or none of it does. Blobs are written before the transaction (they are content addressed,
+so that is safe); blobs that a failed write added are removed again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy import Connection, and_, insert, select
 from annostream.errors import InvalidInput, NotFound
 from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, validate
 from annostream.service import geometry
+from annostream.service.attribute_index import refresh_attribute_index
 from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
@@ -116,6 +117,13 @@ def _instance_rows(
     return rows
 
 
+def refresh_derived(conn: Connection, file_ids: list[int], rev: int) -> None:
+    """Bring the derived tables of ``file_ids`` (label counts, attribute index) up to the live
+    instances, in the caller's commit."""
+    refresh_label_counts(conn, file_ids, rev)
+    refresh_attribute_index(conn, file_ids, rev)
+
+
 def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> None:
     """Bring the versioned per-(file, label) counts of ``file_ids`` up to the live instances."""
     for start in range(0, len(file_ids), 500):
@@ -188,7 +196,7 @@ def add_file(
         rows = _instance_rows(ref.id, file_id, width, height, items, vocab, rev, "instances")
         if rows:
             conn.execute(insert(instances), rows)
-        refresh_label_counts(conn, [file_id], rev)
+        refresh_derived(conn, [file_id], rev)
     return {"id": file_id, "name": filename, "type": file_type, "sha256": sha,
             "width": width, "height": height, "revision": rev, "instances": len(rows)}
 
@@ -215,7 +223,7 @@ def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: I
         removed = end_rows(conn, instances, instances.c.file_id == file_id, rev) if replace else 0
         if rows:
             conn.execute(insert(instances), rows)
-        refresh_label_counts(conn, [file_id], rev)
+        refresh_derived(conn, [file_id], rev)
     return {"file_id": file_id, "revision": rev, "added": len(rows), "removed": removed}
 
 
@@ -230,7 +238,7 @@ def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str
         if file_id is None:
             raise NotFound(f"instance {instance_id} not found", {"instance_id": instance_id})
         end_rows(conn, instances, instances.c.id == instance_id, rev)
-        refresh_label_counts(conn, [file_id], rev)
+        refresh_derived(conn, [file_id], rev)
     return {"instance_id": instance_id, "revision": rev}
 
 
@@ -422,11 +430,11 @@ def import_records(
             n_instances += len(rows)
             file_ids.append(file_id)
             if len(file_ids) >= 500:
-                refresh_label_counts(conn, file_ids, rev)
+                refresh_derived(conn, file_ids, rev)
                 file_ids = []
             if progress:
                 progress(n_files, total)
-        refresh_label_counts(conn, file_ids, rev)
+        refresh_derived(conn, file_ids, rev)
     return {"dataset": dataset, "files": n_files, "revision": rev, "instances": n_instances}
 
 

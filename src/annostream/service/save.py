@@ -21,7 +21,7 @@ from annostream.service.ingest import (
     _BlobGuard,
     _instance_rows,
     parse_instances,
-    refresh_label_counts,
+    refresh_derived,
 )
 from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
@@ -102,7 +102,7 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                     conn.execute(insert(instances), rows)
                 file_ids.append(item["id"])
                 n_instances += len(rows)
-            refresh_label_counts(conn, file_ids, rev)
+            refresh_derived(conn, file_ids, rev)
     except BaseException:
         for added in guard.added:
             store.blobs.delete(added)
