@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from annostream.schema import (
     AttributeGroupCreate,
+    BlobMode,
     DatasetCreate,
     InstancesWrite,
     ItemsBatchRequest,
@@ -120,6 +121,10 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
         summary="Per label: files holding it and its instances, in a slice at a revision."),
     _op("slice_ids", "GET", _D + "/ids", "viewer", params={"query": QueryText, "as_of": AsOf}, reply="ids"),
     _op("slice_count", "GET", _D + "/count", "viewer", params={"query": QueryText, "as_of": AsOf}),
+    _op("slice_page", "GET", _D + "/page", "viewer", reply="items",
+        params={"query": QueryText, "as_of": AsOf, "after": (int | None, Field(default=None, ge=0)),
+                "limit": (int, Field(default=64, ge=1, le=1000)), "blobs": (BlobMode, "none")},
+        summary="One keyset page of a slice (file id > after, in id order) with its revision."),
     _op("items_batch", "POST", _P + "/items:batch", "viewer", body="json", model=ItemsBatchRequest,
         reply="items"),
     _op("get_blob", "GET", _P + "/blobs/{sha256}", "viewer", reply="blob"),
