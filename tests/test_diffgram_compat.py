@@ -256,3 +256,36 @@ def test_signing_secret_is_shared_through_the_data_dir(tmp_path: Path, monkeypat
     assert not signing.verify(second, "p", "ab" * 32, expires, sig, now=expires + 1)
     monkeypatch.setenv(signing.SECRET_ENV, "11" * 32)
     assert signing.load_secret(tmp_path) == bytes.fromhex("11" * 32)
+
+
+def test_from_local_video_with_frame_packet_map(small: dict[str, Any]) -> None:
+    """The SDK's video upload: frame_packet_map instances land on their frames, ``number`` as the track."""
+    from tests.videos import make_video, read_number
+
+    admin = small["keys"]["admin"]
+    dg = diffgram.Project(project_string_id="dg-upload", client_id=admin["client_id"],
+                          client_secret=admin["client_secret"], host=small["url"])
+    path = small["images"] / "drive.mp4"
+    path.write_bytes(make_video(12, "mp4"))
+    made = dg.file.from_local(str(path), frame_packet_map={
+        0: [{"type": "box", "name": "cat", "x_min": 1, "y_min": 2, "x_max": 9, "y_max": 9, "number": 4,
+             "frame_number": 0}],
+        8: [{"type": "box", "name": "cat", "x_min": 5, "y_min": 2, "x_max": 13, "y_max": 9, "number": 4,
+             "frame_number": 8},
+            {"type": "tag", "name": "dog", "frame_number": 8}],
+    })
+    ours = Project("dg-upload", admin["client_id"], admin["client_secret"], host=small["url"])
+    item = ours.dataset("Default").fetch([made.id])[0]
+    assert (item["file"]["type"], item["file"]["frame_count"]) == ("video", 12)
+    assert sorted((i["frame_number"], i["type"], i["track_id"]) for i in item["instances"]) == [
+        (0, "box", 4), (8, "box", 4), (8, "tag", None)]
+    frames = ours.dataset("Default").slice(f"file.id = {made.id}").frames("tracks.count > 0", interpolate=True)
+    assert [s["frame_number"] for s in frames] == [0, 8]
+    assert read_number(frames[1]["image"]) == 8
+    served = httpx.post(f"{small['url']}/api/project/dg-upload/file/{made.id}/annotation/list",
+                        auth=(admin["client_id"], admin["client_secret"])).json()["file_serialized"]
+    assert served["video"]["frame_count"] == 12 and served["image"] is None
+    assert sorted(i["number"] or 0 for i in served["instance_list"]) == [0, 4, 4]
+    with pytest.raises(Exception, match="past the end"):
+        dg.file.from_local(str(path), frame_packet_map={
+            12: [{"type": "tag", "name": "dog", "frame_number": 12}]})

@@ -134,6 +134,13 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
     result = local.import_coco("demo", "Default", json.loads(annotations.read_text()), data / "source" / "images")
     key = local.create_key("demo", "viewer")
     out.print(f"imported {result['files']} files, {result['instances']} instances (revision {result['revision']})")
+    from annostream.demo_video import build_demo_video
+
+    video, tracked = build_demo_video()
+    local.create_label("demo", "crossing", None)
+    made = local.upload_file("demo", "Video", "cat_crossing.mp4", video, tracked, {})
+    out.print(f"made a {made['frame_count']}-frame mp4 ({len(video) / 1024:.0f} KiB) from the photographs: "
+              f"a tracked cat face, {len(tracked) - 1} keyframes, one event")
 
     with running_server(store_dir) as url:
         out.print(f"server on {url}; streaming with a viewer key")
@@ -149,6 +156,14 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
         elapsed = time.perf_counter() - t0
         sliced = ds.slice("labels.cat > 0 or labels.person > 0")
         n_slice = len(sliced)
+        clips = project.dataset("Video").clips(length=16, stride=8, interpolate=True)
+        t1 = time.perf_counter()
+        lines = []
+        for clip in clips:
+            boxes = [t["boxes"][0].round().astype(int).tolist() for t in clip["targets"]]
+            lines.append(f"  clip at frame {clip['start']:>2}: {tuple(clip['clip'].shape)}, cat box "
+                         f"{boxes[0]} -> {boxes[-1]}, events {[e['event'] for e in clip['events']]}")
+        clip_rate = len(clips) / (time.perf_counter() - t1)
 
     table = Table("label", "instances", title=f"{len(ds)} items streamed over HTTP")
     for label, n in sorted(per_label.items()):
@@ -156,4 +171,8 @@ def run_demo(data: Path, n_items: int, out: Console) -> None:
     out.print(table)
     out.print(f"{len(ds) / elapsed:.0f} items/s with images decoded ({pixels / elapsed / 1e6:.1f} Mpx/s); "
               f"slice 'labels.cat > 0 or labels.person > 0' holds {n_slice} items")
+    out.print(f"video streamed as {len(clips)} clips of 16 frames (stride 8, boxes interpolated between "
+              f"keyframes), decoded on the client at {clip_rate:.0f} clips/s:")
+    for line in lines:
+        out.print(line)
     out.print("server stopped")

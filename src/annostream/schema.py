@@ -16,7 +16,8 @@ from annostream.errors import InvalidInput
 Role = Literal["viewer", "editor", "admin"]
 FileType = Literal["image", "video", "frame", "text", "audio"]
 InstanceType = Literal[
-    "box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse", "tag", "global"
+    "box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse", "tag", "global",
+    "event", "span", "relation",
 ]
 AttributeKind = Literal["select", "multi_select", "radio", "text", "number", "date"]
 BlobMode = Literal["inline", "url", "none"]
@@ -24,6 +25,9 @@ BlobMode = Literal["inline", "url", "none"]
 SPATIAL_TYPES: frozenset[str] = frozenset(
     {"box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse"}
 )
+# Instances over a range (frames of a video, characters of a text) and links between spans:
+# not counted as labels of the file except spans (``labels.<name>`` counts spans).
+RANGE_TYPES: frozenset[str] = frozenset({"event", "span"})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -91,6 +95,9 @@ class FileInfo(TypedDict):
     height: int | None
     frame_count: int | None
     fps: float | None
+    duration: float | None  # video: probed at upload, with codec and keyframe numbers
+    codec: str | None
+    keyframes: list[int] | None
     text: str | None
     metadata: dict[str, Any]
     parent_id: int | None
@@ -114,6 +121,7 @@ class Instance(TypedDict):
     iscrowd: bool
     attributes: dict[str, Any]
     track_id: int | None
+    keyframe: bool | None
     machine_made: bool
 
 
@@ -163,6 +171,9 @@ class Sample(TypedDict):
     tags: list[str | None]
     attributes: dict[str, Any]
     event: NotRequired[ChangeEvent]
+    text: NotRequired[str]  # text files: the text, its spans and relations (client.sample)
+    spans: NotRequired[list[dict[str, Any]]]
+    relations: NotRequired[list[dict[str, Any]]]
 
 
 class InstanceIn(BaseModel):
@@ -176,6 +187,8 @@ class InstanceIn(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
     frame_number: int | None = None
     track_id: int | None = None
+    # On a track: an annotated keyframe (default) or a stored interpolated instance.
+    keyframe: bool | None = None
     machine_made: bool = False
     iscrowd: bool = False
     area: float | None = None

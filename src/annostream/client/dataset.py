@@ -302,6 +302,21 @@ class Dataset:
         return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
                                              self.query, self._as_of, images, progress)
 
+    # --- videos: frames and clips (annostream.client.frames) ------------------------------
+
+    def frames(self, query: str | None = None, *, step: int = 1, interpolate: bool = False) -> Any:
+        """The view's video frames (every ``step``-th) for which the frame query holds, as a
+        lazy sequence of frame samples; ``interpolate`` adds boxes between track keyframes."""
+        from annostream.client.frames import frames
+
+        return frames(self, query, step=step, interpolate=interpolate)
+
+    def clips(self, length: int = 16, stride: int = 8, *, interpolate: bool = False) -> Any:
+        """The view's videos as clips of ``length`` frames every ``stride`` frames."""
+        from annostream.client.frames import clips
+
+        return clips(self, length, stride, interpolate=interpolate)
+
     # --- training frameworks (annostream.integrations, imported on first use) ------------
 
     def to_pytorch(self, transform: Any = None, target: Any = None, decode: Any = "pil", *,

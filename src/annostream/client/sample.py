@@ -29,7 +29,8 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
     """A sample dict: ``image``, ``file``, ``instances`` and columns.
 
     ``boxes`` (float32 [N, 4], xyxy pixels), ``labels`` and ``label_ids`` (int64) are aligned
-    and cover every spatial instance; an item with none gives shape [0, 4], not [0].
+    and cover every spatial instance; an item with none gives shape [0, 4], not [0]. A text
+    file's sample also has ``text``, ``spans`` and ``relations`` (``text_sample``).
     """
     instances = item["instances"]
     spatial = [i for i in instances if i["type"] in SPATIAL_TYPES and i["bbox"] is not None]
@@ -37,8 +38,9 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    return {
-        "image": decode_image(blob, decode),
+    sample: Sample = {
+        # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
+        "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
         "file": item["file"],
         "instances": instances,
         "boxes": np.array([i["bbox"] for i in spatial], dtype=np.float32).reshape(-1, 4),
@@ -51,3 +53,21 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
         "tags": [i["label"] for i in instances if i["type"] == "tag"],
         "attributes": attributes,
     }
+    if item["file"]["type"] == "text":
+        sample["text"], sample["spans"], sample["relations"] = text_sample(item)
+    return sample
+
+
+def text_sample(item: Item) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A text item's text, spans (in text order, with their strings) and relations."""
+    text = item["file"]["text"] or ""
+    spans = sorted(
+        ({"key": i["geometry"]["key"], "start": i["geometry"]["start"], "end": i["geometry"]["end"],
+          "label": i["label"], "text": text[i["geometry"]["start"]:i["geometry"]["end"]],
+          "attributes": i["attributes"]}
+         for i in item["instances"] if i["type"] == "span"),
+        key=lambda s: (s["start"], s["end"]))
+    relations = [{"label": i["label"], "from": i["geometry"]["from"], "to": i["geometry"]["to"],
+                  "attributes": i["attributes"]}
+                 for i in item["instances"] if i["type"] == "relation"]
+    return text, spans, relations

@@ -19,7 +19,7 @@ VERSION = 1
 HEADER = "export.json"
 FILES = "files.jsonl"
 _INSTANCE_KEYS = ("type", "label", "geometry", "bbox", "area", "iscrowd", "attributes",
-                  "frame_number", "track_id", "machine_made")
+                  "frame_number", "track_id", "keyframe", "machine_made")
 _EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp",
         "image/bmp": ".bmp", "image/tiff": ".tif"}
 
@@ -45,6 +45,7 @@ def file_line(item: dict[str, Any], with_image: bool) -> dict[str, Any]:
         "size": f["size"], "sha256": f["sha256"], "content_type": f["content_type"],
         "image": image_rel(f), "image_included": bool(with_image and f["sha256"]),
         "metadata": f["metadata"], "frame_count": f["frame_count"], "fps": f["fps"], "text": f["text"],
+        "duration": f.get("duration"), "codec": f.get("codec"), "keyframes": f.get("keyframes"),
         "instances": [{"id": i["id"], **{k: i[k] for k in _INSTANCE_KEYS}} for i in item["instances"]],
     }
 
@@ -134,4 +135,5 @@ def _records(root: Path, files_path: Path) -> Iterator[dict[str, Any]]:
                 "sha256": line.get("sha256"), "metadata": line.get("metadata") or {},
                 "instances": [{k: i[k] for k in _INSTANCE_KEYS if k in i} for i in line.get("instances", [])],
                 "width": line.get("width"), "height": line.get("height"),
+                "text": line.get("text") if line.get("type") == "text" else None,
             }

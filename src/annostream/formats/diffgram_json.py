@@ -29,6 +29,8 @@ from annostream.formats import (
 )
 
 FILENAME = "diffgram.json"
+# Instance types Diffgram has no shape for (video events, text spans and relations).
+RANGE_KINDS = ("event", "span", "relation")
 META_KEYS = ("readme", "label_map", "label_colour_map", "export_info", "attribute_groups_reference")
 
 
@@ -42,6 +44,10 @@ def instance_out(inst: dict[str, Any]) -> dict[str, Any]:
                            "label_file": {"label": {"name": inst["label"]}} if inst["label"] else None,
                            "frame_number": inst["frame_number"], "number": inst["track_id"],
                            "machine_made": inst["machine_made"], "attribute_groups": inst["attributes"]}
+    if inst.get("keyframe") is not None:
+        out["interpolated"] = not inst["keyframe"]
+    if inst["type"] in RANGE_KINDS:  # no Diffgram form: kept under our own key
+        out["annostream_geometry"] = inst["geometry"]
     if inst["bbox"] is not None:
         x0, y0, x1, y1 = inst["bbox"]
         out.update(x_min=num(x0), y_min=num(y0), x_max=num(x1), y_max=num(y1),
@@ -67,6 +73,21 @@ def instance_out(inst: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def sequences(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Diffgram's sequence list: one entry per track, with its label and keyframe numbers."""
+    tracks: dict[int, dict[str, Any]] = {}
+    for inst in instances:
+        if inst["track_id"] is None or inst["frame_number"] is None:
+            continue
+        seq = tracks.setdefault(inst["track_id"], {"number": inst["track_id"], "label_file_id": inst["label_id"],
+                                                   "keyframe_list": {"frame_number_list": []}})
+        if inst.get("keyframe") is not False:
+            seq["keyframe_list"]["frame_number_list"].append(inst["frame_number"])
+    for seq in tracks.values():
+        seq["keyframe_list"]["frame_number_list"].sort()
+    return [tracks[k] for k in sorted(tracks)]
+
+
 class DiffgramWriter:
     """Streams items into diffgram.json (entries spooled) and images/."""
 
@@ -90,7 +111,7 @@ class DiffgramWriter:
                    "annostream_image_path": rel,
                    **({"frame_count": f["frame_count"], "fps": f["fps"]} if kind == "video" else {})},
             "instance_list": [instance_out(i) for i in item["instances"]],
-            "sequence_list": [],
+            "sequence_list": sequences(item["instances"]),
         }
         self.entries.append(orjson.dumps(str(f["id"])) + b":" + orjson.dumps(entry), b",\n")
         self.instances += len(item["instances"])
@@ -131,6 +152,10 @@ def instance_in(d: dict[str, Any], label_map: dict[str, str]) -> dict[str, Any]:
         label = (d["label_file"].get("label") or {}).get("name")
     out: dict[str, Any] = {"type": t, "label": label, "frame_number": d.get("frame_number"),
                            "track_id": d.get("number"), "machine_made": bool(d.get("machine_made"))}
+    if isinstance(d.get("interpolated"), bool) and d.get("number") is not None:
+        out["keyframe"] = not d["interpolated"]
+    if t in RANGE_KINDS:
+        out["geometry"] = d.get("annostream_geometry") or {}
     attrs = d.get("attribute_groups")
     if isinstance(attrs, dict) and attrs:
         out["attributes"] = attrs

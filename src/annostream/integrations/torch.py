@@ -108,7 +108,8 @@ class Pipeline:
         sample = None
         try:
             sample = make_sample(item, None, None)
-            sample["image"] = self._image(blob)
+            # A video's frames stream from ds.frames() / ds.clips(), not as one image.
+            sample["image"] = self._image(blob) if item["file"]["type"] != "video" else None
         except Exception as exc:
             raise wrap_error(sample, item, "decoding", exc) from exc
         if self.target is None:

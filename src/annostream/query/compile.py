@@ -14,6 +14,13 @@ NULL), so ``not`` is the exact complement of what it negates:
   ``multi_select``: its list contains the value), looked up in the derived attribute index
   (``file_attribute_values``, versioned like the counts) rather than in instances' JSON.
 * ``dataset.id|name|tag``: the file is also in those datasets.
+* ``tracks.count``: distinct track ids among the visible instances; ``events.<name>``: the
+  count of events with that label.
+
+A Compiler with ``frame`` set (a column holding a frame number, see
+``annostream.service.frames``) selects frames of videos instead of files: ``labels``,
+``instances`` and ``tracks`` count what lies on that frame, ``events.<name>`` counts events
+covering it, and ``frame.number`` compares it; the other terms stay file-level.
 
 ``a != b`` is ``not (a = b)`` and ``a not in [..]`` is ``not (a in [..])`` for every term.
 """
@@ -88,8 +95,14 @@ FILE_FIELDS: dict[str, tuple[Any, str]] = {
     "width": (files.c.width, "number"),
     "height": (files.c.height, "number"),
     "created_at": (files.c.created_at, "datetime"),
+    "duration": (files.c.duration, "number"),
+    "frame_count": (files.c.frame_count, "number"),
+    "fps": (files.c.fps, "number"),
+    "codec": (files.c.codec, "string"),
 }
-NULLABLE_FILE_COLUMNS = {"width", "height"}
+NULLABLE_FILE_COLUMNS = {"width", "height", "duration", "frame_count", "fps", "codec"}
+# Instance types that ``labels.<name>`` does not count (the same as the stored counts).
+NOT_COUNTED = ("event", "relation")
 
 PY_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
@@ -202,6 +215,7 @@ class Compiler:
     rev: int
     _vocab: Vocabulary | None = None
     _datasets: list[tuple[int, str]] | None = None
+    frame: Any = None
     json: _Json = field(init=False)
 
     def __post_init__(self) -> None:
@@ -284,6 +298,9 @@ class Compiler:
             "file": self.file_term,
             "attributes": self.attributes_term,
             "dataset": self.dataset_term,
+            "frame": self.frame_term,
+            "tracks": self.tracks_term,
+            "events": self.events_term,
         }[f.namespace]
         return handler(f, op, values)
 
@@ -301,8 +318,24 @@ class Compiler:
         n = numbers[0]
         return (lambda c: _sql_op(c, op, n)), PY_OPS[op](0, n)
 
+    def _on_frame(self) -> list[ColumnElement[bool]]:
+        """Instances of the file, and on the frame in frame mode."""
+        where = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
+        if self.frame is not None:
+            where.append(instances.c.frame_number == self.frame)
+        return where
+
+    def _count(self, f: Field, op: str, values: list[Value], what: Any,
+               where: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+        pred, _ = self._count_predicate(f, op, values)
+        outer = [files] if self.frame is None else [files, self.frame.table]
+        return pred(select(what).where(*where).correlate(*outer).scalar_subquery())
+
     def labels_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
         ids = self.label_ids(f)
+        if self.frame is not None:
+            return self._count(f, op, values, func.count(instances.c.id), [
+                *self._on_frame(), instances.c.label_id.in_(ids), instances.c.type.not_in(NOT_COUNTED)])
         pred, zero_ok = self._count_predicate(f, op, values)
         flc = file_label_counts
         if len(ids) == 1:
@@ -327,14 +360,37 @@ class Compiler:
         if len(path) > 1 or (path and path[0] not in INSTANCE_TYPES):
             raise unknown_name("field", ".".join(f.path), ["count", *INSTANCE_TYPES],
                                line=f.line, column=f.column)
-        where = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
+        where = self._on_frame()
         if path:
             where.append(instances.c.type == path[0])
-        pred, zero_ok = self._count_predicate(f, op, values)
+        return self._count(f, op, values, func.count(instances.c.id), where)
+
+    # -- video
+    def frame_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        if [p.lower() for p in f.path] != ["number"]:
+            raise unknown_name("field", ".".join(f.path), ["number"], line=f.line, column=f.column)
+        if self.frame is None:
+            raise _bad_value(f, "selects frames of videos: use it in a frame query (ds.frames(query))")
         if op == "has":
-            return exists(select(instances.c.id).where(*where).correlate(files))
-        count = select(func.count(instances.c.id)).where(*where).correlate(files).scalar_subquery()
-        return pred(count)
+            raise _bad_value(f, "needs a comparison, as in frame.number >= 100")
+        numbers = [_as_number(f, v) for v in values]
+        if op == "in":
+            return self.frame.in_(numbers) if numbers else false()
+        return _sql_op(self.frame, op, numbers[0])
+
+    def tracks_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        if [p.lower() for p in f.path] != ["count"]:
+            raise unknown_name("field", ".".join(f.path), ["count"], line=f.line, column=f.column)
+        return self._count(f, op, values, func.count(instances.c.track_id.distinct()),
+                           [*self._on_frame(), instances.c.track_id.is_not(None)])
+
+    def events_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        ids = self.label_ids(f)
+        where = [instances.c.file_id == files.c.id, visible(instances, self.rev),
+                 instances.c.type == "event", instances.c.label_id.in_(ids)]
+        if self.frame is not None:
+            where += [instances.c.range_start <= self.frame, instances.c.range_end >= self.frame]
+        return self._count(f, op, values, func.count(instances.c.id), where)
 
     # -- files
     def file_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:

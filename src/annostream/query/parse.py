@@ -39,6 +39,11 @@ NAMESPACES: dict[str, str] = {
     "attribute": "attributes",
     "dataset": "dataset",
     "datasets": "dataset",
+    "frame": "frame",
+    "tracks": "tracks",
+    "track": "tracks",
+    "events": "events",
+    "event": "events",
 }
 
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}

@@ -127,7 +127,7 @@ def _xy(points: list[list[float]]) -> list[dict[str, float]]:
 
 def _instance_json(inst: dict[str, Any]) -> dict[str, Any]:
     """One of our instances in Diffgram's shape: ``label_file`` and flat box coordinates."""
-    out: dict[str, Any] = {"id": inst["id"], "type": inst["type"],
+    out: dict[str, Any] = {"id": inst["id"], "type": inst["type"], "number": inst["track_id"],
                            "frame_number": inst["frame_number"], "machine_made": inst["machine_made"],
                            "attribute_groups": inst["attributes"]}
     if inst["type"] != "global":
@@ -153,8 +153,13 @@ def _file_json(request: Request, project: str, item: dict[str, Any], with_instan
     if f["type"] in ("image", "frame") and f["sha256"]:
         image = {"url_signed": _signed_url(request, project, f["sha256"]), "width": f["width"],
                  "height": f["height"], "original_filename": f["name"], "content_type": f["content_type"]}
+    video = None
+    if f["type"] == "video" and f["sha256"]:
+        video = {"url_signed": _signed_url(request, project, f["sha256"]), "width": f["width"],
+                 "height": f["height"], "frame_count": f["frame_count"], "fps": f["fps"],
+                 "original_filename": f["name"], "content_type": f["content_type"]}
     out: dict[str, Any] = {"id": f["id"], "type": f["type"], "original_filename": f["name"],
-                           "state": "added", "image": image, "text": f["text"],
+                           "state": "added", "image": image, "video": video, "text": f["text"],
                            "frame_number": f["frame_number"], "parent_id": f["parent_id"]}
     if with_instances:
         out["instance_list"] = [_instance_json(i) for i in item["instances"]]
@@ -325,6 +330,28 @@ def _instance_in(raw: Any, at: str, label_names: dict[int, str]) -> dict[str, An
     return out
 
 
+def _frame_packets(frame_map: Any, label_names: dict[int, str]) -> list[dict[str, Any]]:
+    """A video's ``frame_packet_map`` ({frame number: [instances]}) as instances on frames;
+    an instance's ``number`` is its track."""
+    if frame_map is None:
+        return []
+    if not isinstance(frame_map, dict):
+        raise BadRequest("frame_packet_map: expected an object of frame number -> instance list",
+                         {"field": "frame_packet_map"})
+    out = []
+    for key, raws in frame_map.items():
+        at = f"frame_packet_map[{key}]"
+        if not str(key).isdigit() or not isinstance(raws, list):
+            raise BadRequest(f"{at}: keys are frame numbers, values lists of instances", {"field": at})
+        for i, raw in enumerate(raws):
+            inst = _instance_in(raw, f"{at}[{i}]", label_names)
+            inst["frame_number"] = int(key)
+            if isinstance(raw.get("number"), int):
+                inst["track_id"] = raw["number"]
+            out.append(inst)
+    return out
+
+
 @router.post("/api/walrus/v1/project/{project}/input/from_local")
 def from_local(request: Request, who: Caller, project: str, file: Annotated[UploadFile, File()],
                packet_json: Annotated[str, Form(alias="json")]) -> dict[str, Any]:
@@ -334,12 +361,13 @@ def from_local(request: Request, who: Caller, project: str, file: Annotated[Uplo
         packet = orjson.loads(packet_json)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"json: not valid JSON ({exc})", {"field": "json"}) from exc
-    if packet.get("frame_packet_map") or packet.get("parent_file_id") is not None:
-        raise BadRequest("video frame packets and compound children are not supported here")
+    if packet.get("parent_file_id") is not None:
+        raise BadRequest("compound children (parent_file_id) are not supported here")
     ds = _directory(request, ref, packet.get("directory_id"))
     names = {lab["id"]: lab["name"] for lab in labels.list_labels(_store(request), ref)}
     converted = [_instance_in(raw, f"instance_list[{i}]", names)
                  for i, raw in enumerate(packet.get("instance_list") or [])]
+    converted += _frame_packets(packet.get("frame_packet_map"), names)
     try:
         added = ingest.add_file(_store(request), ref, ds.name, file.filename or "upload",
                                 file.file.read(), converted)

@@ -147,7 +147,10 @@ def stream_zip(run: Callable[[Sink], Any]) -> Iterator[bytes]:
 # --- import ------------------------------------------------------------------------------
 
 def to_import_record(rec: dict[str, Any], read: Callable[[dict[str, Any]], bytes]) -> ImportRecord:
-    return ImportRecord(where=rec["where"], name=rec["name"], read=lambda: read(rec),
+    """A reader's record as an ImportRecord; a text file's bytes are its ``text``."""
+    text = rec.get("text")
+    return ImportRecord(where=rec["where"], name=rec["name"],
+                        read=(lambda: text.encode("utf-8")) if isinstance(text, str) else lambda: read(rec),
                         metadata=rec.get("metadata") or {}, instances=rec.get("instances") or [],
                         declared=(rec.get("width"), rec.get("height")))
 

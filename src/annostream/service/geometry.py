@@ -10,6 +10,9 @@ Geometry per type (pixel coordinates, origin top-left):
 - cuboid:    {"front": 4 points, "rear": 4 points}
 - ellipse:   {"cx", "cy", "rx", "ry", "angle" (degrees, optional)}
 - tag, global: {}
+- event:     {"start", "end"}: first and last frame of a video, inclusive
+- span:      {"start", "end", "key" (optional)}: characters of a text, end exclusive
+- relation:  {"from", "to"}: the keys of two spans of the same text
 
 Every error names the field it is about, so a 422 tells the writer what to fix.
 """
@@ -36,6 +39,18 @@ def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _fail(field, f"expected a finite number, got {value!r}")
     return float(value)
+
+
+def _integer(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(field, f"expected an integer, got {value!r}")
+    return value
+
+
+def _key(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 100:
+        raise _fail(field, f"expected a span key (a string of 1 to 100 characters), got {value!r}")
+    return value
 
 
 def _points(value: Any, field: str, minimum: int, dims: tuple[int, ...] = (2,)) -> list[list[float]]:
@@ -124,6 +139,20 @@ def normalise(
         geometry = {"cx": cx, "cy": cy, "rx": rx, "ry": ry, "angle": angle}
         r = max(rx, ry) if angle % 180 else None
         bbox = (cx - (r or rx), cy - (r or ry), cx + (r or rx), cy + (r or ry))
+    elif inst.type in ("event", "span"):
+        start, end = _integer(g.get("start"), f"{field}.start"), _integer(g.get("end"), f"{field}.end")
+        if start < 0 or end < start or (inst.type == "span" and end == start):
+            raise _fail(field, f"start {start} and end {end} are not a range")
+        geometry = {"start": start, "end": end}
+        if inst.type == "span" and "key" in g:
+            geometry["key"] = _key(g["key"], f"{field}.key")
+        extra = set(g) - {"start", "end", "key"}
+        if extra:
+            raise _fail(field, f"unknown fields {sorted(extra)}")
+        bbox = None
+    elif inst.type == "relation":
+        geometry = {"from": _key(g.get("from"), f"{field}.from"), "to": _key(g.get("to"), f"{field}.to")}
+        bbox = None
     else:  # tag, global: no geometry at all
         if g:
             raise _fail(field, f"a {inst.type} has no geometry")

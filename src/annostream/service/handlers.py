@@ -32,6 +32,7 @@ from annostream.service import (
     changes,
     datasets,
     export,
+    frames,  # noqa: F401  (registers frame_ids)
     ingest,
     items,
     labels,

@@ -21,13 +21,13 @@ from sqlalchemy import Connection, and_, insert, select
 
 from annostream.errors import InvalidInput, NotFound
 from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, validate
-from annostream.service import geometry
+from annostream.service import geometry, video
+from annostream.service import text as text_service
 from annostream.service.attribute_index import refresh_attribute_index
 from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
-from annostream.store.versioning import begin_commit, end_rows
 from annostream.store.tables import (
     attribute_groups,
     attribute_options,
@@ -37,8 +37,12 @@ from annostream.store.tables import (
     files,
     instances,
 )
+from annostream.store.versioning import begin_commit, end_rows
 
 Progress = Callable[[int, int], None]
+
+# Instance types that ``labels.<name>`` does not count (events have ``events.<name>``).
+NOT_COUNTED = ("event", "relation")
 
 
 def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
@@ -106,12 +110,16 @@ def _instance_rows(
         geom, bbox = geometry.normalise(inst, width, height, at)
         check_attributes(vocab, inst.attributes, at)
         x_min, y_min, x_max, y_max = bbox if bbox else (None, None, None, None)
+        ranged = inst.type in ("event", "span")
+        keyframe = inst.keyframe if inst.keyframe is not None else (True if inst.track_id is not None else None)
         rows.append({
             "project_id": project_id, "file_id": file_id, "frame_number": inst.frame_number,
             "label_id": label_id, "type": inst.type, "geometry": geom,
             "x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max,
             "area": inst.area if inst.area is not None else geometry.area_of(inst.type, geom, bbox),
             "iscrowd": inst.iscrowd, "attributes": inst.attributes, "track_id": inst.track_id,
+            "keyframe": keyframe, "range_start": geom["start"] if ranged else None,
+            "range_end": geom["end"] if ranged else None,
             "machine_made": inst.machine_made, "created_rev": rev, "deleted_rev": None,
         })
     return rows
@@ -133,7 +141,7 @@ def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> Non
             for r in conn.execute(
                 select(instances.c.file_id, instances.c.label_id).where(
                     instances.c.file_id.in_(chunk), instances.c.deleted_rev.is_(None),
-                    instances.c.label_id.is_not(None),
+                    instances.c.label_id.is_not(None), instances.c.type.not_in(NOT_COUNTED),
                 )
             )
         )
@@ -157,59 +165,94 @@ def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> Non
             conn.execute(insert(file_label_counts), fresh)
 
 
+@dataclass
+class Probe:
+    """What an upload is: its type, size, content type, and its text or video facts."""
+
+    type: str
+    width: int | None
+    height: int | None
+    mime: str
+    text: str | None = None
+    video: video.VideoInfo | None = None
+
+    @property
+    def frame_count(self) -> int | None:
+        return self.video.frame_count if self.video else None
+
+    def check(self, items: list[InstanceIn], where: str) -> None:
+        """Frame numbers, events, spans and relations fit this file; 422 otherwise."""
+        video.check_instances(items, self.frame_count, where)
+        text_service.check_instances(items, self.text, (), where)
+
+
 def _insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha: str | None,
-                 file_type: str, width: int | None, height: int | None,
-                 metadata: dict[str, Any], text: str | None = None) -> int:
+                 probe: Probe, metadata: dict[str, Any]) -> int:
+    v = probe.video
     return conn.execute(
         insert(files).values(
-            project_id=ref.id, type=file_type, original_filename=name, blob_sha256=sha,
-            width=width, height=height, text=text, metadata=metadata, created_rev=rev,
+            project_id=ref.id, type=probe.type, original_filename=name, blob_sha256=sha,
+            width=probe.width, height=probe.height, text=probe.text, metadata=metadata, created_rev=rev,
+            frame_count=v.frame_count if v else None, fps=v.fps if v else None,
+            duration=v.duration if v else None, codec=v.codec if v else None,
+            keyframes=v.keyframes if v else None,
         )
     ).inserted_primary_key[0]
 
 
-def _probe_upload(filename: str, data: bytes) -> tuple[str, int | None, int | None, str, str | None]:
-    """(type, width, height, content type, text) of an upload; 422 when it is neither."""
+def probe_upload(filename: str, data: bytes, where: str = "file") -> Probe:
+    """What an upload is, by its name's suffix and its bytes; 422 when it is not readable."""
     if filename.lower().endswith(".txt"):
         try:
-            return "text", None, None, "text/plain; charset=utf-8", data.decode("utf-8")
+            return Probe("text", None, None, "text/plain; charset=utf-8", text=data.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise InvalidInput(f"file: '{filename}' is not UTF-8 text", {"field": "file"}) from exc
-    width, height, mime = probe_image(data, "file")
-    return "image", width, height, mime, None
+            raise InvalidInput(f"{where}: '{filename}' is not UTF-8 text", {"field": where}) from exc
+    if video.is_video_name(filename):
+        info = video.probe_video(data, where, filename)
+        return Probe("video", info.width, info.height, info.content_type, video=info)
+    width, height, mime = probe_image(data, where)
+    return Probe("image", width, height, mime)
 
 
 def add_file(
     store: Store, ref: ProjectRef, dataset: str, filename: str, data: bytes,
     instances_in: Iterable[Any] = (), metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Upload one file (image or UTF-8 text) into ``dataset`` with its instances: one commit."""
+    """Upload one file (image, video or UTF-8 text) into ``dataset`` with its instances: one commit."""
     items = parse_instances(instances_in)
-    file_type, width, height, mime, text = _probe_upload(filename, data)
+    probe = probe_upload(filename, data)
     with _commit(store, ref, f"add {filename}") as (conn, rev, guard):
         vocab = load_vocabulary(conn, ref.id, None)
         ds = ensure_dataset(conn, ref, dataset, rev)
-        sha = guard.put(conn, data, mime) if file_type == "image" else None
-        file_id = _insert_file(conn, ref, rev, name=filename, sha=sha, file_type=file_type,
-                               width=width, height=height, metadata=metadata or {}, text=text)
+        sha = guard.put(conn, data, probe.mime) if probe.type != "text" else None
+        file_id = _insert_file(conn, ref, rev, name=filename, sha=sha, probe=probe, metadata=metadata or {})
         conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
-        rows = _instance_rows(ref.id, file_id, width, height, items, vocab, rev, "instances")
+        probe.check(items, "instances")
+        rows = _instance_rows(ref.id, file_id, probe.width, probe.height, items, vocab, rev, "instances")
         if rows:
             conn.execute(insert(instances), rows)
         refresh_derived(conn, [file_id], rev)
-    return {"id": file_id, "name": filename, "type": file_type, "sha256": sha,
-            "width": width, "height": height, "revision": rev, "instances": len(rows)}
+    return {"id": file_id, "name": filename, "type": probe.type, "sha256": sha,
+            "width": probe.width, "height": probe.height, "frame_count": probe.frame_count,
+            "revision": rev, "instances": len(rows)}
 
 
 def _live_file(conn: Connection, ref: ProjectRef, file_id: int) -> Any:
     row = conn.execute(
-        select(files.c.id, files.c.width, files.c.height).where(
+        select(files.c.id, files.c.width, files.c.height, files.c.frame_count, files.c.text).where(
             files.c.id == file_id, files.c.project_id == ref.id, files.c.deleted_rev.is_(None)
         )
     ).first()
     if row is None:
         raise NotFound(f"file {file_id} not found in project '{ref.string_id}'", {"file_id": file_id})
     return row
+
+
+def _span_keys(conn: Connection, file_id: int) -> list[str]:
+    """Keys of the live spans of a file (relations added later refer to them)."""
+    return [g.get("key") for g in conn.execute(
+        select(instances.c.geometry).where(instances.c.file_id == file_id, instances.c.type == "span",
+                                           instances.c.deleted_rev.is_(None))).scalars()]
 
 
 def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: Iterable[Any],
@@ -219,6 +262,9 @@ def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: I
     with _commit(store, ref, f"{'replace' if replace else 'add'} instances of file {file_id}") as (conn, rev, _):
         row = _live_file(conn, ref, file_id)
         vocab = load_vocabulary(conn, ref.id, None)
+        video.check_instances(items, row.frame_count, "instances")
+        keys = () if replace else _span_keys(conn, file_id)
+        text_service.check_instances(items, row.text, keys, "instances")
         rows = _instance_rows(ref.id, file_id, row.width, row.height, items, vocab, rev, "instances")
         removed = end_rows(conn, instances, instances.c.file_id == file_id, rev) if replace else 0
         if rows:
@@ -412,16 +458,17 @@ def import_records(
                 data = rec.read()
             except (OSError, KeyError) as exc:
                 raise _record_error(rec.where, f"image file cannot be read ({exc})") from exc
-            width, height, mime = probe_image(data, rec.where)
-            if tuple(rec.declared) not in ((width, height), (None, None)):
+            probe = probe_upload(rec.name, data, rec.where)
+            width, height = probe.width, probe.height
+            if probe.type == "image" and tuple(rec.declared) not in ((width, height), (None, None)):
                 raise _record_error(rec.where, f"declared {rec.declared[0]}x{rec.declared[1]} "
                                                f"but the image is {width}x{height}")
             where = rec.instances_where or f"{rec.where}.instances"
             parsed = [i if isinstance(i, InstanceIn) else validate(InstanceIn, i, f"{where}[{k}]")
                       for k, i in enumerate(rec.instances)]
-            sha = guard.put(conn, data, mime)
-            file_id = _insert_file(conn, ref, rev, name=rec.name, sha=sha, file_type="image",
-                                   width=width, height=height, metadata=rec.metadata)
+            probe.check(parsed, where)
+            sha = guard.put(conn, data, probe.mime) if probe.type != "text" else None
+            file_id = _insert_file(conn, ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata)
             conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
             rows = _instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)
             if rows:
@@ -439,8 +486,14 @@ def import_records(
 
 
 def stage_blob(store: Store, ref: ProjectRef, data: bytes) -> str:
-    """Store an image's bytes ahead of a bulk import that refers to them by sha256."""
-    _, _, mime = probe_image(data, "body")
+    """Store an image's or a video's bytes ahead of a bulk import that refers to them by sha256."""
+    try:
+        _, _, mime = probe_image(data, "body")
+    except InvalidInput as not_image:
+        try:
+            mime = video.probe_video(data, "body").content_type
+        except InvalidInput:
+            raise not_image from None
     sha, _ = store.blobs.put(data)
     with store.engine.begin() as conn:
         _record_blob(conn, sha, len(data), mime)

@@ -27,7 +27,8 @@ from annostream.store.versioning import visible
 
 _FILE_COLUMNS = (
     files.c.id, files.c.type, files.c.original_filename, files.c.blob_sha256, files.c.width,
-    files.c.height, files.c.frame_count, files.c.fps, files.c.text, files.c.metadata,
+    files.c.height, files.c.frame_count, files.c.fps, files.c.duration, files.c.codec, files.c.keyframes,
+    files.c.text, files.c.metadata,
     files.c.parent_id, files.c.frame_number, files.c.created_rev,
     blobs.c.size, blobs.c.content_type,
 )
@@ -38,7 +39,8 @@ def _file_dict(row: Any) -> FileInfo:
         "id": row.id, "name": row.original_filename, "type": row.type,
         "sha256": row.blob_sha256, "size": row.size, "content_type": row.content_type,
         "width": row.width, "height": row.height, "frame_count": row.frame_count,
-        "fps": row.fps, "text": row.text, "metadata": row.metadata or {},
+        "fps": row.fps, "duration": row.duration, "codec": row.codec,
+        "keyframes": _json(row.keyframes), "text": row.text, "metadata": row.metadata or {},
         "parent_id": row.parent_id, "frame_number": row.frame_number,
         "created_rev": row.created_rev,
     }
@@ -49,6 +51,7 @@ _INSTANCE_COLUMNS = (
     instances.c.frame_number, type_coerce(instances.c.geometry, Text), instances.c.x_min,
     instances.c.y_min, instances.c.x_max, instances.c.y_max, instances.c.area, instances.c.iscrowd,
     type_coerce(instances.c.attributes, Text), instances.c.track_id, instances.c.machine_made,
+    instances.c.keyframe,
 )
 
 
@@ -61,7 +64,7 @@ def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
     """An instance from a row of ``_INSTANCE_COLUMNS``, unpacked by position: named access
     on a Row, and the JSON type's result processor, cost more than the rest of the dict."""
     (_, inst_id, inst_type, label_id, frame_number, geometry, x_min, y_min, x_max, y_max, area,
-     iscrowd, attributes, track_id, machine_made) = row
+     iscrowd, attributes, track_id, machine_made, keyframe) = row
     label = vocab.by_id.get(label_id) if label_id is not None else None
     return {
         "id": inst_id, "type": inst_type,
@@ -70,7 +73,7 @@ def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
         "frame_number": frame_number, "geometry": _json(geometry),
         "bbox": None if x_min is None else [x_min, y_min, x_max, y_max],
         "area": area, "iscrowd": bool(iscrowd), "attributes": _json(attributes) or {},
-        "track_id": track_id, "machine_made": bool(machine_made),
+        "track_id": track_id, "keyframe": keyframe, "machine_made": bool(machine_made),
     }
 
 

@@ -117,6 +117,10 @@ files = Table(
     Column("height", Integer, nullable=True),
     Column("frame_count", Integer, nullable=True),
     Column("fps", Float, nullable=True),
+    # Video only, probed at upload: seconds, codec name, frame numbers of the keyframes.
+    Column("duration", Float, nullable=True),
+    Column("codec", String(32), nullable=True),
+    Column("keyframes", JSON, nullable=True),
     Column("text", Text, nullable=True),
     Column("metadata", JSON, nullable=False, default=dict),
     Column("parent_id", Id, ForeignKey("files.id"), nullable=True),
@@ -125,6 +129,7 @@ files = Table(
     *_versioned(),
     Index(None, "project_id", "blob_sha256"),
     Index(None, "parent_id"),
+    Index(None, "project_id", "type"),
 )
 
 dataset_files = Table(
@@ -193,9 +198,15 @@ instances = Table(
     Column("iscrowd", Boolean, nullable=False, default=False),
     Column("attributes", JSON, nullable=False, default=dict),
     Column("track_id", Integer, nullable=True),
+    # On a track: True for an annotated keyframe, False for a stored interpolated instance.
+    Column("keyframe", Boolean, nullable=True),
+    # Events: first and last frame (inclusive); spans: start and end character (end exclusive).
+    Column("range_start", Integer, nullable=True),
+    Column("range_end", Integer, nullable=True),
     Column("machine_made", Boolean, nullable=False, default=False),
     *_versioned(),
     Index(None, "file_id", "deleted_rev"),
+    Index(None, "file_id", "frame_number"),
     Index(None, "project_id", "created_rev"),
     Index(None, "project_id", "deleted_rev"),
 )

@@ -86,6 +86,13 @@ class Transport(ABC):
             as_of: int | None) -> tuple[np.ndarray, int]:
         return self.call("slice_ids", project=project, dataset=dataset, query=query, as_of=as_of)
 
+    def frame_ids(self, project: str, dataset: str, query: str | None, frame_query: str | None,
+                  as_of: int | None, step: int) -> tuple[np.ndarray, int]:
+        """(file id, frame number) pairs [N, 2] of the slice's video frames, and the revision."""
+        flat, rev = self.call("frame_ids", project=project, dataset=dataset, query=query,
+                              frame_query=frame_query, as_of=as_of, step=step)
+        return flat.reshape(-1, 2), rev
+
     def count(self, project: str, dataset: str, query: str | None, as_of: int | None) -> tuple[int, int]:
         reply = self.call("slice_count", project=project, dataset=dataset, query=query, as_of=as_of)
         return reply["count"], reply["revision"]
