@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import epoch, meta
+from benchmarks import bench_server_cpu, epoch, meta
 from benchmarks.data import Built, build_images, build_metadata
 from benchmarks.proxy import delayed
 
@@ -130,6 +130,10 @@ def image_figures(b: Bench, built: Built) -> None:
     shutil.rmtree(mds_dir, ignore_errors=True)
     mds_ok = b.attempt("mds shards", lambda: epoch.write_mds_shards(built.images_dir, built.annotations,
                                                                     mds_dir))
+    lit_dir = b.work / "litdata"
+    shutil.rmtree(lit_dir, ignore_errors=True)
+    lit_ok = b.attempt("litdata chunks", lambda: epoch.write_litdata_chunks(built.images_dir,
+                                                                          built.annotations, lit_dir))
     with running_server(built.store) as url:
         ours_by_link: dict[str, float | None] = {}
         for link, rtt in (("loopback", 0.0), ("20 ms", RTT_MS)):
@@ -162,6 +166,22 @@ def image_figures(b: Bench, built: Built) -> None:
             lambda: epoch.mds_epoch(mds_dir, cfg.workers, cfg.batch_size)))
         b.add(Row("7. epoch: ours vs MosaicML Streaming (MDS, local remote)", "loopback",
                   ours_by_link["loopback"], _num(rate), "img/s", ">= 1.0x", note=_note(rate)))
+        b.log("litdata epoch (optimize output in a local directory)")
+        rate = lit_ok if isinstance(lit_ok, str) else b.attempt("litdata epoch", lambda: b.median_rate(
+            lambda: epoch.litdata_epoch(str(lit_dir), cfg.workers, cfg.batch_size)))
+        b.add(Row("7. epoch: ours vs LitData (optimize chunks, local dir)", "loopback",
+                  ours_by_link["loopback"], _num(rate), "img/s", ">= 1.0x", note=_note(rate)))
+    b.log("server CPU per 1,000 images (items:batch, inline blobs, psutil on the server's pid)")
+    cpu = b.attempt("server cpu", lambda: bench_server_cpu.measure(built.store, built.project, built.key,
+                                                                  max(cfg.repeats, 3), cfg.batch_size))
+    if isinstance(cpu, dict):
+        med, lo, hi = cpu["server_s_per_1000"]
+        b.add(Row("8. server CPU per 1,000 images served", "loopback", med, None, "CPU-s", "<= 0.10",
+                  note=f"range {lo:.3f}-{hi:.3f}; client {cpu['client_ms_per_item'][0]:.3f} CPU-ms/item, "
+                       f"no decode", higher_is_better=False))
+    else:
+        b.add(Row("8. server CPU per 1,000 images served", "loopback", None, None, "CPU-s", "<= 0.10",
+                  note=_note(cpu), higher_is_better=False))
 
 
 def metadata_figures(b: Bench, large: Built, small: Built) -> None:
