@@ -7,6 +7,7 @@ returns images per second over the whole epoch, worker start-up included.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -298,3 +299,47 @@ def litdata_epoch(input_dir: str, workers: int, batch_size: int) -> Epoch:
         return _run(loader)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+# --- pinning: the client on one core, every server and delay line on another ------------------
+
+def _pin_process(proc: Any, cpus: set[int]) -> dict[int, set[int]]:
+    """Pin every thread of ``proc`` (a process's affinity call moves only its main thread);
+    returns what each thread had."""
+    saved = {}
+    for thread in proc.threads():
+        try:
+            saved[thread.id] = os.sched_getaffinity(thread.id)
+            os.sched_setaffinity(thread.id, cpus)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return saved
+
+
+@contextmanager
+def pinned(on: bool) -> Iterator[bool]:
+    """With ``on`` (and two cores or more): this process, hence the DataLoader workers it
+    starts, on the first core it may use, and every process it started before (servers,
+    delay proxies) on the second. Yields whether it pinned."""
+    import psutil
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if not on or len(cpus) < 2:
+        yield False
+        return
+    me = psutil.Process()
+    saved: dict[int, set[int]] = {}
+    for child in me.children(recursive=True):
+        try:
+            saved.update(_pin_process(child, {cpus[1]}))
+        except psutil.NoSuchProcess:
+            continue
+    saved.update(_pin_process(me, {cpus[0]}))
+    try:
+        yield True
+    finally:
+        for tid, was in saved.items():
+            try:
+                os.sched_setaffinity(tid, was)
+            except (ProcessLookupError, PermissionError):
+                continue
