@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: install install-dev install-bench demo test bench bench-quick clean
+.PHONY: install install-dev install-bench demo test bench bench-quick screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: install
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# The explorer's screenshots in docs/ (the README shows them), taken by the browser tests.
+screenshots: install-dev
+	ANNOSTREAM_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_explorer_browser.py -k screenshots
 
 # Lint, format and types, as configured in pyproject.toml (mypy strict on the SDK and the service).
 .PHONY: lint

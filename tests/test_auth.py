@@ -91,4 +91,4 @@ def test_only_server_admins_create_projects(server_store: tuple[str, Path], keys
     r = httpx.post(f"{url}/api/v2/projects", json={"string_id": "gamma"}, auth=(a["client_id"], a["client_secret"]))
     assert r.status_code == 403
     r = httpx.post(f"{url}/api/v2/projects", json={"string_id": "gamma"})
-    assert r.status_code == 403
+    assert r.status_code == 401  # no credentials at all: who are you, not "you may not"

@@ -57,33 +57,55 @@ def _fail(exc: AnnostreamError) -> None:
     raise typer.Exit(1)
 
 
+ADMIN_KEY_FILE = "server-admin.key"
+
+
 @app.command()
 def serve(
     data: DataOpt = Path("data"),
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8085,
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
-    init: Annotated[bool, typer.Option("--init", help="Print a new server admin key first.")] = False,
+    init: Annotated[bool, typer.Option("--init", help=(
+        "If the store has no server admin key, mint one and write it to "
+        f"DATA/{ADMIN_KEY_FILE} (mode 0600); the secret is never printed."))] = False,
     db: Annotated[Optional[str], typer.Option(help="Database URL (default: SQLite in --data).",
                                               envvar="ANNOSTREAM_DB")] = None,
     blobs: Annotated[Optional[str], typer.Option(help="Blob store URL (default: --data/blobs).",
                                                  envvar="ANNOSTREAM_BLOBS")] = None,
+    public_url: Annotated[Optional[str], typer.Option(
+        "--public-url", help="Base URL clients reach this server at (signed links start with it; "
+        "default: the bound address, never the request's Host header).",
+        envvar="ANNOSTREAM_PUBLIC_URL")] = None,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(
+        "--cors-origin", help="An origin browsers may call from (repeatable; default: none).")] = None,
 ) -> None:
     """Serve a store over HTTP (the native API and the Diffgram-compatible routes)."""
     import uvicorn
 
-    from annostream.service.projects import create_server_admin_key
+    from annostream.service.projects import create_server_admin_key, has_server_admin_key
     from annostream.store import Store
 
+    os.umask(0o077)  # everything the server writes (database, blobs, spools, keys) is private
     os.environ["ANNOSTREAM_DATA"] = str(data)
+    os.environ["ANNOSTREAM_PUBLIC_URL"] = public_url or f"http://{host}:{port}"
+    if cors_origin:
+        os.environ["ANNOSTREAM_CORS_ORIGINS"] = ",".join(cors_origin)
     for name, value in (("ANNOSTREAM_DB", db), ("ANNOSTREAM_BLOBS", blobs)):
         if value:
             os.environ[name] = value
     store = Store.open(data, db_url=db, blobs_url=blobs)
     if init:
-        key = create_server_admin_key(store)
-        out.print(f"server admin key (shown once): client_id={key['client_id']} "
-                  f"client_secret={key['client_secret']}")
+        if has_server_admin_key(store):
+            out.print("the store already has a server admin key: none minted")
+        else:
+            key = create_server_admin_key(store)
+            path = data / ADMIN_KEY_FILE
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{key['client_id']}:{key['client_secret']}\n")
+            out.print(f"server admin key {key['client_id']} written to {path} (mode 0600; "
+                      "as client_id:client_secret)")
     store.close()
     uvicorn.run("annostream.server.app:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
@@ -121,6 +143,48 @@ def keys_create(
         _fail(exc)
     out.print(f"{role} key for {project} (shown once): client_id={key['client_id']} "
               f"client_secret={key['client_secret']}")
+
+
+@keys_app.command("list")
+def keys_list(
+    project: Annotated[Optional[str], typer.Option(
+        "--project", help="Project string id; without it (local stores only), the server admin keys.")] = None,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """List a project's keys: ids, roles, created, last used, revoked (never secrets)."""
+    if project is None and data is None:
+        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
+    try:
+        rows = _transport(data, host, client_id, client_secret).list_keys(project)
+    except AnnostreamError as exc:
+        _fail(exc)
+    def when(stamp: str | None) -> str:
+        return stamp[:16].replace("T", " ") if stamp else ""
+
+    table = Table("role", "created (UTC)", "last used", "revoked")
+    table.add_column("client_id", no_wrap=True)
+    for k in rows:
+        table.add_row(k["role"], when(k["created_at"]), when(k["last_used_at"]) or "never",
+                      when(k["revoked_at"]), k["client_id"])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The client_id of the key to revoke.")],
+    project: Annotated[Optional[str], typer.Option(
+        "--project", help="Project string id; without it (local stores only), a server admin key.")] = None,
+    data: DataOpt = None, host: HostOpt = None, client_id: IdOpt = None, client_secret: SecretOpt = None,
+) -> None:
+    """Revoke a key: every request with it is refused (401) from now on."""
+    if project is None and data is None:
+        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
+    try:
+        revoked = _transport(data, host, client_id, client_secret).revoke_key(project, key_id)
+    except AnnostreamError as exc:
+        _fail(exc)
+    out.print(f"key {revoked['client_id']} ({revoked['role']}) of {project or 'the server'} revoked "
+              f"at {revoked['revoked_at']}")
 
 
 @import_app.command("coco")

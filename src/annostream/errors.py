@@ -69,10 +69,25 @@ class InvalidInput(AnnostreamError):
 
 
 class PayloadTooLarge(AnnostreamError):
-    """A request body over the size cap of its route family; ``detail`` names the cap."""
+    """A body over its route family's size cap, or an image over the pixel limit; ``detail``
+    names the limit."""
 
     status = 413
     code = "too_large"
+
+
+class TooCostly(QueryError):
+    """A query over the cost budget, or one that ran past the statement timeout."""
+
+    code = "too_costly"
+
+
+class TooManyRequests(AnnostreamError):
+    """Over a per-caller concurrency cap; ``retry_after`` seconds is a fair wait."""
+
+    status = 429
+    code = "too_many_requests"
+    retry_after = 1
 
 
 class TransportError(AnnostreamError):
@@ -94,6 +109,8 @@ ERRORS_BY_CODE: dict[str, type[AnnostreamError]] = {
         Conflict,
         InvalidInput,
         PayloadTooLarge,
+        TooCostly,
+        TooManyRequests,
         TransportError,
     )
 }

@@ -24,11 +24,13 @@ from annostream.schema import (
     AttributeGroupCreate,
     BlobMode,
     DatasetCreate,
+    Id64,
     InstancesWrite,
     ItemsBatchRequest,
     KeyCreate,
     LabelCreate,
     ProjectCreate,
+    Rev,
     Role,
     TagCreate,
     validate,
@@ -46,7 +48,10 @@ ReplyKind = Literal["json", "ids", "items", "blob", "zip"]
 # Which body size cap applies (server/limits.py).
 Family = Literal["json", "upload", "import"]
 
-AsOf = (int | None, Field(default=None, ge=0))
+# Ids are int64 and revisions int32, as the database stores them (schema.Id64, schema.Rev):
+# 2**63, a revision of 2**31, or -1 is a 422 naming the parameter, never a driver's 500.
+AsOf = (Rev | None, None)
+FileId = (Id64, ...)
 QueryText = (str | None, Field(default=None, max_length=10_000))
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
@@ -67,6 +72,8 @@ class Op:
     status: int = 200
     family: Family = "json"
     summary: str = ""
+    # A long poll (its ``wait`` > 0 holds the request open): capped per caller on the server.
+    long_poll: bool = False
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -79,7 +86,7 @@ class Op:
     @cached_property
     def args_model(self) -> type[BaseModel]:
         """Path and query parameters as one pydantic model (so both transports validate alike)."""
-        fields: dict[str, Any] = {p: (str, ...) for p in self.path_params}
+        fields: dict[str, Any] = dict.fromkeys(self.path_params, (str, ...))
         fields.update(self.params)
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
@@ -108,6 +115,10 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
     _op("create_project", "POST", "/projects", None, body="json", model=ProjectCreate, status=201),
     _op("get_project", "GET", _P, "viewer"),
     _op("create_key", "POST", _P + "/keys", "admin", body="json", model=KeyCreate, status=201),
+    _op("list_keys", "GET", _P + "/keys", "admin",
+        summary="The project's keys: id, role, creation, last use, revocation; never secrets."),
+    _op("revoke_key", "DELETE", _P + "/keys/{client_id}", "admin",
+        summary="Revoke a key of the project: it gets 401 from the next request on."),
     _op("list_labels", "GET", _P + "/labels", "viewer", params={"as_of": AsOf}),
     _op("create_label", "POST", _P + "/labels", "editor", body="json", model=LabelCreate, status=201),
     _op("list_attribute_groups", "GET", _P + "/attribute_groups", "viewer", params={"as_of": AsOf}),
@@ -122,7 +133,7 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
     _op("slice_ids", "GET", _D + "/ids", "viewer", params={"query": QueryText, "as_of": AsOf}, reply="ids"),
     _op("slice_count", "GET", _D + "/count", "viewer", params={"query": QueryText, "as_of": AsOf}),
     _op("slice_page", "GET", _D + "/page", "viewer", reply="items",
-        params={"query": QueryText, "as_of": AsOf, "after": (int | None, Field(default=None, ge=0)),
+        params={"query": QueryText, "as_of": AsOf, "after": (Id64 | None, None),
                 "limit": (int, Field(default=64, ge=1, le=1000)), "blobs": (BlobMode, "none")},
         summary="One keyset page of a slice (file id > after, in id order) with its revision."),
     _op("frame_ids", "GET", _D + "/frames", "viewer",
@@ -134,13 +145,13 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
     _op("get_blob", "GET", _P + "/blobs/{sha256}", "viewer", reply="blob"),
     # writes
     _op("upload_file", "POST", _D + "/files", "editor", body="multipart", status=201, family="upload"),
-    _op("remove_file", "DELETE", _D + "/files/{file_id}", "editor", params={"file_id": (int, ...)}),
-    _op("add_instances", "POST", _P + "/files/{file_id}/instances", "editor", params={"file_id": (int, ...)},
+    _op("remove_file", "DELETE", _D + "/files/{file_id}", "editor", params={"file_id": FileId}),
+    _op("add_instances", "POST", _P + "/files/{file_id}/instances", "editor", params={"file_id": FileId},
         body="json", model=InstancesWrite),
     _op("replace_instances", "PUT", _P + "/files/{file_id}/instances", "editor",
-        params={"file_id": (int, ...)}, body="json", model=InstancesWrite),
+        params={"file_id": FileId}, body="json", model=InstancesWrite),
     _op("delete_instance", "DELETE", _P + "/instances/{instance_id}", "editor",
-        params={"instance_id": (int, ...)}),
+        params={"instance_id": FileId}),
     _op("stage_blob", "PUT", _P + "/blobs", "editor", body="raw", status=201, family="upload"),
     _op("import_coco", "POST", _D + "/import", "editor", params={"format": (str, "coco")},
         body="any_json", family="import"),
@@ -155,7 +166,7 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
     _op("get_tag", "GET", _P + "/tags/{name}", "viewer"),
     _op("delete_tag", "DELETE", _P + "/tags/{name}", "admin"),
     _op("changes", "GET", _P + "/changes", "viewer",
-        params={"since": (int, Field(default=0, ge=0)), "wait": (float, Field(default=0.0, ge=0, le=60)),
+        params={"since": (Rev, 0), "wait": (float, Field(default=0.0, ge=0, le=60)),
                 "dataset": (str | None, None), "query": QueryText,
-                "limit": (int, Field(default=1000, ge=1, le=10_000))}),
+                "limit": (int, Field(default=1000, ge=1, le=10_000))}, long_poll=True),
 )}

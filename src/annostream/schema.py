@@ -6,10 +6,11 @@ the hot path; the models here describe and validate what callers send in.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, TypeVar
+import re
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from annostream.errors import InvalidInput
 
@@ -32,6 +33,49 @@ RANGE_TYPES: frozenset[str] = frozenset({"event", "span"})
 
 M = TypeVar("M", bound=BaseModel)
 
+INT64_MAX = (1 << 63) - 1
+INT32_MAX = (1 << 31) - 1
+# Ids and revisions as the database stores them: ids are int64, revisions (and the change
+# feed's cursors) int32 columns. Every route takes them through these types, so 2**63, 2**31
+# for a revision, or -1 is a 422 naming the field, never a 500 from the database driver.
+Id64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Rev = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _dataset_name(value: str) -> str:
+    if value != value.strip() or value in (".", "..") or _BAD_NAME.search(value):
+        raise ValueError("must not contain '/', '\\', control characters (CR, LF, NUL...), "
+                         "surrounding spaces, or be '.' or '..'")
+    return value
+
+
+# A dataset name becomes a URL segment and an export folder name: no separators or controls.
+DatasetName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_dataset_name)]
+_DATASET_NAME: TypeAdapter[str] = TypeAdapter(DatasetName)
+
+
+def dataset_name(value: str, field: str = "name") -> str:
+    """``value`` when it may name a new dataset, else InvalidInput naming ``field``."""
+    try:
+        return _DATASET_NAME.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(f"{field}: {exc.errors()[0]['msg']}", {"field": field}) from exc
+
+
+def check_metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
+    """File metadata as stored: an object (absent means ``{}``) whose keys hold no NUL."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field}: must be a JSON object, got {type(value).__name__}", {"field": field})
+    for key in value:
+        if not isinstance(key, str) or "\x00" in key or len(key) > 200:
+            raise InvalidInput(f"{field}: key {str(key)[:50]!r} must be a string of at most 200 "
+                               "characters without NUL", {"field": field})
+    return value
+
 
 def validate(model: type[M], data: Any, where: str = "") -> M:
     """``model`` from ``data``, or InvalidInput naming the first bad field (``where.field``)."""
@@ -44,6 +88,37 @@ def validate(model: type[M], data: Any, where: str = "") -> M:
         loc = ".".join(str(p) for p in first["loc"])
         field = ".".join(p for p in (where, loc) if p) or model.__name__
         raise InvalidInput(f"{field}: {first['msg']}", {"field": field}) from exc
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every refusal, on every route: ``{"error": {"code", "message", "detail"}}``."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# The refusals every route may answer, documented once (OpenAPI) for all of them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    # text/plain: a request line or headers too long for the HTTP server, refused before the app.
+    400: {**_error("Malformed request or query (the error says where)"),
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+    401: _error("No credentials where they are needed, or a malformed, unknown or revoked key"),
+    403: _error("Valid credentials that do not grant this"),
+    404: _error("No such project, dataset, file, revision or tag"),
+    409: _error("Conflicts with what exists"),
+    413: _error("Body, image or result over a configured limit"),
+    422: _error("Invalid value (the error names the field)"),
+    429: _error("Over a per-caller limit; see Retry-After"),
+}
 
 
 class _Strict(BaseModel):
@@ -61,7 +136,7 @@ class KeyCreate(_Strict):
 
 
 class DatasetCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: DatasetName
 
 
 class LabelCreate(_Strict):
@@ -201,11 +276,11 @@ class InstancesWrite(_Strict):
 
 
 class ItemsBatchRequest(_Strict):
-    ids: list[int] = Field(max_length=10_000)
-    as_of: int | None = None
+    ids: list[Id64] = Field(max_length=10_000)
+    as_of: Rev | None = None
     blobs: BlobMode = "none"
 
 
 class TagCreate(_Strict):
     name: str = Field(min_length=1, max_length=100)
-    rev: int | None = Field(default=None, ge=0)
+    rev: Rev | None = None

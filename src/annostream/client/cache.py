@@ -18,6 +18,8 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+from annostream.paths import is_sha256
+
 
 class ByteLRU:
     """Thread-safe LRU with a byte budget. ``nbytes`` never exceeds ``max_bytes``."""
@@ -109,6 +111,9 @@ class DiskBlobCache:
             return sum(self._index().values())
 
     def get(self, sha256: str) -> bytes | None:
+        if not is_sha256(sha256):  # a name from the wire never becomes a path outside the cache
+            self.misses += 1
+            return None
         try:
             data = self._path(sha256).read_bytes()
         except FileNotFoundError:
@@ -123,7 +128,7 @@ class DiskBlobCache:
 
     def put(self, sha256: str, data: bytes) -> None:
         """Keep ``data`` (whose sha256 is ``sha256``); blobs larger than the budget are skipped."""
-        if len(data) > self.max_bytes:
+        if len(data) > self.max_bytes or not is_sha256(sha256):
             return
         with self._lock:
             sizes = self._index()

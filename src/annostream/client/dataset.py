@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 import numpy as np
 
 from annostream.client.prefetch import prefetch
+from annostream.client.progress import ProgressArg, reporter, waiting
 from annostream.client.sample import Decode, make_sample
 from annostream.schema import Item, Sample
 
@@ -58,6 +59,15 @@ class LabelMap(Mapping[str, int]):
         return f"LabelMap({self._by_name!r})"
 
 
+def explorer_base(project: Project) -> str:
+    """Where ``project``'s server serves the explorer; a local store has no server."""
+    host = getattr(project.transport, "host", None)
+    if not isinstance(host, str) or not host.startswith(("http://", "https://")):
+        raise ValueError(f"{project!r} is a local store with no server to show it: run "
+                         "`annostream serve --data <folder>` and open it over http")
+    return host.rstrip("/") + "/explore"
+
+
 def _and(a: str | None, b: str | None) -> str | None:
     if not a or not a.strip():
         return b
@@ -71,7 +81,8 @@ class Dataset:
 
     def __init__(self, project: Project, name: str, *, query: str | None = None,
                  as_of: int | None = None, ids: np.ndarray | None = None,
-                 batch_size: int = 64, prefetch: int = 4, decode: Decode = "pil") -> None:
+                 batch_size: int = 64, prefetch: int = 4, decode: Decode = "pil",
+                 progress: bool | None = None) -> None:
         self.project = project
         self.name = name
         self.query = query
@@ -82,6 +93,7 @@ class Dataset:
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.decode = decode
+        self.progress = progress
 
     def __repr__(self) -> str:
         where = f", query={self.query!r}" if self.query else ""
@@ -92,8 +104,9 @@ class Dataset:
 
     def _resolve(self) -> np.ndarray:
         if self._ids is None:
-            ids, rev = self.project.transport.ids(self.project.string_id, self.name, self.query,
-                                                  self._as_of)
+            with waiting(f"reading the id list of {self!r}", self.progress):
+                ids, rev = self.project.transport.ids(self.project.string_id, self.name, self.query,
+                                                      self._as_of)
             self._ids, self._as_of = ids, rev
         return self._ids
 
@@ -131,7 +144,8 @@ class Dataset:
         """Another view of this dataset (query, revision, optional explicit ids) read with
         this view's batch, prefetch and decode settings."""
         return Dataset(self.project, self.name, query=query, as_of=as_of, ids=ids,
-                       batch_size=self.batch_size, prefetch=self.prefetch, decode=self.decode)
+                       batch_size=self.batch_size, prefetch=self.prefetch, decode=self.decode,
+                       progress=self.progress)
 
     def slice(self, query: str) -> Dataset:
         """A lazy view of the files that also match ``query`` (evaluated by the server)."""
@@ -153,14 +167,16 @@ class Dataset:
         return self.derive(query=self.query, as_of=revision)
 
     def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
-                     decode: Decode | str = "keep") -> Dataset:
-        """The same view read with other batch, prefetch or decode settings."""
+                     decode: Decode | str = "keep", progress: bool | None | str = "keep") -> Dataset:
+        """The same view read with other batch, prefetch, decode or progress-bar settings."""
         view = self.derive(query=self.query, as_of=self._as_of, ids=self._ids)
         view._explicit_ids = self._explicit_ids
         view.batch_size = batch_size or self.batch_size
         view.prefetch = prefetch or self.prefetch
         if decode != "keep":
             view.decode = decode  # type: ignore[assignment]
+        if progress != "keep":
+            view.progress = progress  # type: ignore[assignment]
         return view
 
     @property
@@ -285,22 +301,53 @@ class Dataset:
             yield make_sample(item, blob, self.decode)
 
     def export(self, path: str | os.PathLike[str], format: str = "json", *,  # noqa: A002
-               images: bool | str = True, progress: Any = None) -> dict[str, Any]:
+               images: bool | str = True, progress: ProgressArg = None) -> dict[str, Any]:
         """Write this view as a static export into the folder ``path``; returns its manifest.
 
         ``format``: json (annostream JSON Lines), coco, diffgram, yolo, yolo-seg. ``images``:
         True copies the images, False leaves them out, "link" symlinks them (embedded store).
         The server streams, the client writes as it reads: memory stays flat at any size.
         The view's query and revision are kept, so a slice or a snapshot exports as such.
+        ``progress``: a bar by default (False or ``ANNOSTREAM_PROGRESS=0`` for none), or a
+        callable ``(done, total)``.
         """
+        self._check_whole("export")
+        with reporter(f"exporting {self.name} ({format})", progress) as report:
+            return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
+                                                 self.query, self._as_of, images, report)
+
+    def _check_whole(self, what: str) -> None:
+        """An index range (``ds[a:b]``) has no query to name it by: refuse to ``what`` it."""
         if self._explicit_ids:
             whole, _ = self.project.transport.count(self.project.string_id, self.name, self.query,
                                                     self.revision)
             if whole != len(self.ids):
-                raise ValueError("export works on a dataset, a query slice or a snapshot; an index "
-                                 "range (ds[a:b]) has no query to export it by")
-        return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
-                                             self.query, self._as_of, images, progress)
+                raise ValueError(f"{what} works on a dataset, a query slice or a snapshot; an index "
+                                 f"range (ds[a:b]) has no query to {what} it by")
+
+    # --- looking at it -------------------------------------------------------------------
+
+    def explore(self) -> str:
+        """The explorer page of this view (dataset, query, pinned revision) on its server;
+        printed, and returned."""
+        from urllib.parse import quote, urlencode
+
+        self._check_whole("explore")
+        base = explorer_base(self.project)
+        params = urlencode({k: v for k, v in (("q", self.query), ("as_of", self.revision)) if v not in (None, "")})
+        url = f"{base}/p/{quote(self.project.string_id, safe='')}/d/{quote(self.name)}?{params}"
+        print(url)
+        return url
+
+    def _repr_html_(self) -> str:
+        from annostream.client.reprs import view_html
+
+        return view_html(self)
+
+    def _repr_png_(self) -> bytes | None:
+        from annostream.client.reprs import view_png
+
+        return view_png(self)
 
     # --- videos: frames and clips (annostream.client.frames) ------------------------------
 
@@ -367,14 +414,14 @@ class Dataset:
 
         return follow_samples(self.follow(since, query, **options))
 
-    def cache_to(self, path: str | os.PathLike[str]) -> Dataset:
+    def cache_to(self, path: str | os.PathLike[str], *, progress: ProgressArg = None) -> Dataset:
         """Write this view, pinned, with its blobs to a local store folder; return it there.
 
         ``annostream.open(path)`` then streams the same samples (ids, names, boxes, labels,
-        label ids) with no server and no network.
+        label ids) with no server and no network. ``progress`` as for ``export``.
         """
         from annostream.client.save import save_view
 
-        return save_view(self, path)
+        return save_view(self, path, progress)
 
     save = cache_to  # one operation, two public names: a saved copy (client/save.py), no cache

@@ -59,6 +59,16 @@ class Project:
         self.transport.get_dataset(self.string_id, name, None)
         return Dataset(self, name, **options)
 
+    def explore(self) -> str:
+        """The explorer page of this project on its server; printed, and returned."""
+        from urllib.parse import quote
+
+        from annostream.client.dataset import explorer_base
+
+        url = f"{explorer_base(self)}/p/{quote(self.string_id, safe='')}/"
+        print(url)
+        return url
+
     @property
     def revision(self) -> int:
         return int(self.transport.project(self.string_id)["revision"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from PIL import Image
@@ -11,6 +11,22 @@ from PIL import Image
 from annostream.schema import SPATIAL_TYPES, Item, Sample
 
 Decode = Literal["pil", "numpy", "bytes"] | None
+
+
+class SampleDict(dict[str, Any]):
+    """What ``make_sample`` returns: a plain ``dict`` in every way (keys, equality, pickling,
+    collate; typed as ``schema.Sample``), that a notebook also shows as its picture with its
+    instances drawn over it."""
+
+    def _repr_html_(self) -> str:
+        from annostream.client.reprs import sample_html
+
+        return sample_html(self)
+
+    def _repr_png_(self) -> bytes | None:
+        from annostream.client.reprs import sample_png
+
+        return sample_png(self)
 
 
 def decode_image(data: bytes | None, decode: Decode) -> Any:
@@ -38,7 +54,7 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    sample: Sample = {
+    sample = cast(Sample, SampleDict({
         # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
         "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
         "file": item["file"],
@@ -52,7 +68,7 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
                       for i in instances if i["type"] == "keypoints"],
         "tags": [i["label"] for i in instances if i["type"] == "tag"],
         "attributes": attributes,
-    }
+    }))
     if item["file"]["type"] == "text":
         sample["text"], sample["spans"], sample["relations"] = text_sample(item)
     return sample

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
 from annostream.errors import InvalidInput
+from annostream.paths import confine, safe_name
 
 FORMATS = ("json", "coco", "diffgram", "yolo", "yolo-seg")
 CHUNK = 1 << 20
@@ -43,12 +44,17 @@ class DirSink:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _target(self, rel: str) -> Path:
-        path = self.root / rel
+        rel = safe_name(rel, "member")
+        path = confine(self.root, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
+        confine(self.root, rel)  # again, now that the folders exist
         return path
 
     def write(self, rel: str, chunks: Iterable[bytes]) -> None:
-        with open(self._target(rel), "wb") as out:
+        path = self._target(rel)
+        if path.is_symlink():  # never write through a link left by an earlier export
+            path.unlink()
+        with open(path, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
 
@@ -70,6 +76,8 @@ class ZipSink:
         self.zip = zipfile.ZipFile(stream, "w", allowZip64=True)
 
     def write(self, rel: str, chunks: Iterable[bytes]) -> None:
+        if safe_name(rel, "member") != rel:
+            raise InvalidInput(f"zip member '{rel}' would leave the archive's folder", {"member": rel})
         info = zipfile.ZipInfo(rel, _ZIP_TIME)
         compressible = not rel.startswith("images/")
         info.compress_type = zipfile.ZIP_DEFLATED if compressible else zipfile.ZIP_STORED
@@ -146,7 +154,10 @@ class UniqueNames:
         self.seen: set[str] = set()
 
     def __call__(self, name: str, file_id: int) -> str:
-        clean = str(PurePosixPath("/", name.replace("\\", "/")).relative_to("/")) or f"file_{file_id}"
+        try:
+            clean = safe_name(name)
+        except InvalidInput:
+            clean = f"file_{file_id}"
         if clean in self.seen:
             path = PurePosixPath(clean)
             clean = str(path.with_name(f"{file_id}_{path.name}"))

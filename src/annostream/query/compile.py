@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from annostream.errors import QueryError
+from annostream.errors import QueryError, TooCostly
 from annostream.query.parse import (
     And,
     Compare,
@@ -70,6 +70,7 @@ from annostream.query.parse import (
     unknown_name,
 )
 from annostream.schema import InstanceType
+from annostream.store.db import QUERY_BUDGET_KEY
 from annostream.store.tables import (
     INDEXED_TEXT_CHARS,
     dataset_files,
@@ -528,10 +529,38 @@ def compile_node(conn: Connection, project_id: int, node: Node, rev: int) -> Col
     return Compiler(conn, project_id, rev).compile(node)
 
 
+# What one term costs per file scanned: a count of instances or a sum over several labels is
+# a correlated subquery per file; a JSON lookup is dearer than a column; a single label's
+# membership and a dataset test are one indexed lookup for the whole query.
+TERM_COST = {"instances": 4, "attributes": 4, "tracks": 4, "events": 4, "frame": 4, "file": 2, "labels": 2,
+             "dataset": 1}
+UNKNOWN_TERM_COST = 4  # a namespace added later costs as a correlated subquery until weighed
+
+
+def query_cost(node: Node) -> int:
+    """The query's weight against a server's budget: the sum of its terms' costs."""
+    total, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (And, Or)):
+            stack.extend(n.operands)
+        elif isinstance(n, Not):
+            stack.append(n.operand)
+        else:
+            total += TERM_COST.get(n.field.namespace, UNKNOWN_TERM_COST)
+    return total
+
+
 def compile_query(conn: Connection, ds: Any, query: str, rev: int) -> ColumnElement[bool]:
     """The condition on ``files`` that ``query`` means in dataset ``ds`` at revision ``rev``.
 
-    Raises QueryError (400) for text that does not parse and for names the project lacks.
+    Raises QueryError (400) for text that does not parse and for names the project lacks,
+    and TooCostly (400) for a query over the connection's cost budget (servers set one).
     """
     node = parse(query)
+    budget = conn.info.get(QUERY_BUDGET_KEY)
+    if budget is not None and (cost := query_cost(node)) > budget:
+        raise TooCostly(f"the query costs {cost}, over this server's budget of {budget} "
+                        f"(terms weigh {', '.join(f'{k} {v}' for k, v in TERM_COST.items())}); "
+                        "split it or narrow it", {"cost": cost, "budget": budget})
     return compile_node(conn, ds.project.id, node, rev)

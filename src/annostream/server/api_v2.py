@@ -5,7 +5,8 @@ Every declared operation (annostream/operations.py) becomes one route made the s
    at the declared role, before anything of the request body is read;
 2. path and query parameters are validated against the declaration (422 naming the field);
 3. the body, if the operation has one, is read under its family's size cap (server/limits.py);
-4. the service function runs (service/dispatch.py), in a worker thread or on the loop;
+4. the service function runs (service/dispatch.py), in a worker thread or on the loop; a
+   long poll holds one of its caller's few slots meanwhile (server/throttle.py);
 5. the result is rendered by the declared reply kind (server/replies.py).
 No route holds domain logic, and none is written by hand.
 """
@@ -13,6 +14,7 @@ No route holds domain logic, and none is written by hand.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from contextlib import nullcontext
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -21,7 +23,9 @@ from fastapi.responses import Response
 from annostream.operations import API_PREFIX, OPERATIONS, Op
 from annostream.server.auth import principal
 from annostream.server.limits import read_body
-from annostream.server.replies import render
+from annostream.schema import ERROR_RESPONSES
+from annostream.server.replies import RESPONSES_BY_REPLY, render
+from annostream.server.throttle import long_poll_slot
 from annostream.service import dispatch
 from annostream.service.dispatch import Subject
 
@@ -49,8 +53,10 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
         if op.body != "none":
             body = await read_body(request, op, request.app.state.limits)
             args["body"] = op.bind_body(body)
+        slot = long_poll_slot(request) if op.long_poll and args.get("wait") else nullcontext()
         try:
-            result = await dispatch.run_async(request.app.state.store, subject, op, args)
+            with slot:
+                result = await dispatch.run_async(request.app.state.store, subject, op, args)
         finally:
             if op.body == "ndjson" and body is not None:
                 body.close()
@@ -74,8 +80,9 @@ def _documented(op: Op) -> dict[str, Any]:
 
 def build_router() -> APIRouter:
     """One route per declared operation, in declaration order."""
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     for op in OPERATIONS.values():
         router.add_api_route(op.path, endpoint(op), methods=[op.method], status_code=op.status,
-                             name=op.name, summary=op.summary or None, openapi_extra=_documented(op))
+                             name=op.name, summary=op.summary or None, openapi_extra=_documented(op),
+                             responses=RESPONSES_BY_REPLY[op.reply])
     return router

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from annostream import __version__
-from annostream.errors import AnnostreamError, InvalidInput
+from annostream.errors import AnnostreamError, InvalidInput, TooCostly, TooManyRequests, Unauthorized
+from annostream.limits import LIMITS
 from annostream.store import Store
+from annostream.store.db import is_timeout
 
 if TYPE_CHECKING:
     from annostream.server.limits import BodyLimits
@@ -25,21 +33,77 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None) -> FastAPI:
+def public_base_url(request: Request) -> str:
+    """Where clients reach this server, for absolute links (signed blob URLs): the configured
+    public URL, else the address the server is bound to; never the request's Host header."""
+    configured = request.app.state.public_url
+    if configured:
+        return configured
+    host, port = request.scope.get("server") or ("127.0.0.1", 80)
+    return f"{request.url.scheme}://{host}:{port}"
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the app's OpenAPI document declares for ``path`` (HEAD with GET)."""
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi()["paths"].items():
+            pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            methods = {m.upper() for m in operations} | ({"HEAD"} if "get" in operations else set())
+            table.append((re.compile(pattern + "$"), methods))
+        app.state.path_methods = table
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
+
+
+def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None, *,
+               thumbnail_dir: Path | None = None, public_url: str | None = None,
+               cors_origins: Sequence[str] = ()) -> FastAPI:
     """An app serving ``store``. It keeps no state of its own beyond the store handle, the
-    secret that signs blob URLs (random per process when none is given) and the body size
-    caps (``limits``; from the environment when none are given)."""
-    from annostream.server import signing
+    secret that signs blob URLs (random per process when none is given), the body size
+    caps (``limits``; from the environment when none are given), the folder of the
+    explorer's thumbnail cache (a temporary one when none is given), the public URL that
+    absolute links start with, and the per-caller long-poll counts.
+
+    CORS is closed unless ``cors_origins`` names the origins a browser may call from.
+    """
+    from annostream.server import signing, web
     from annostream.server.limits import BodyLimits
 
     app = FastAPI(title="annostream", version=__version__, default_response_class=FastJSONResponse)
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
+    app.state.public_url = public_url.rstrip("/") if public_url else None
+    app.state.long_polls = {}
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["X-Count", "X-Revision", "ETag", "Retry-After"])
     app.state.limits = limits or BodyLimits.from_env()
 
     @app.exception_handler(AnnostreamError)
     async def _annostream_error(_request: Request, exc: AnnostreamError) -> FastJSONResponse:
-        return FastJSONResponse(exc.to_dict(), status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": 'Basic realm="annostream", Bearer'}
+        return FastJSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of one route
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        body = {"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail), "detail": None}}
+        return FastJSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_request: Request, exc: DBAPIError) -> FastJSONResponse:
+        if not is_timeout(exc):
+            raise exc
+        limit = LIMITS.statement_timeout_s
+        err = TooCostly(f"the query ran past this server's statement timeout ({limit} s); "
+                        "narrow it or split it", {"timeout_s": limit})
+        return FastJSONResponse(err.to_dict(), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> FastJSONResponse:
@@ -53,15 +117,25 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         """Liveness, and which server process answered (behind one port there are several)."""
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
+    @app.get("/", tags=["meta"], response_model=None)
+    def root(request: Request) -> RedirectResponse | dict[str, str]:
+        """Browsers go to the explorer; programs get a JSON index."""
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/explore/", status_code=303)
+        return {"name": "annostream", "version": __version__, "api": "/api/v2", "explore": "/explore/"}
+
     from annostream.server import api_v2, diffgram_compat
 
     app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
+    web.install(app, thumbnail_dir)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """The app for ``ANNOSTREAM_DATA`` / ``ANNOSTREAM_DB`` / ``ANNOSTREAM_BLOBS`` (uvicorn factory).
+    """The app for ``ANNOSTREAM_DATA`` / ``ANNOSTREAM_DB`` / ``ANNOSTREAM_BLOBS`` (uvicorn factory),
+    with ``ANNOSTREAM_PUBLIC_URL``, ``ANNOSTREAM_CORS_ORIGINS`` (comma separated) and the
+    limits of ``annostream.limits``.
 
     Each server process opens its own store, so ``--workers N`` shares nothing but the
     database and the blob store.
@@ -71,5 +145,9 @@ def app_from_env() -> FastAPI:
     data_dir = os.environ.get("ANNOSTREAM_DATA") or None
     store = Store.open(data_dir,
                        db_url=os.environ.get("ANNOSTREAM_DB") or None,
-                       blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None)
-    return create_app(store, signing.load_secret(data_dir))
+                       blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None,
+                       statement_timeout_s=LIMITS.statement_timeout_s, query_budget=LIMITS.query_budget)
+    thumbnails = Path(data_dir) / "thumbnails" if data_dir else None
+    origins = [o.strip() for o in os.environ.get("ANNOSTREAM_CORS_ORIGINS", "").split(",") if o.strip()]
+    return create_app(store, signing.load_secret(data_dir), thumbnail_dir=thumbnails,
+                      public_url=os.environ.get("ANNOSTREAM_PUBLIC_URL") or None, cors_origins=origins)

@@ -30,11 +30,12 @@ def credentials_from_header(header: str | None) -> tuple[str, str] | None:
     if scheme == "basic":
         try:
             return _split(base64.b64decode(value.strip(), validate=True).decode())
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise Unauthorized("malformed Basic credentials") from exc
     if scheme == "bearer":
         return _split(value.strip())
-    raise Unauthorized(f"unsupported authorization scheme '{scheme}'")
+    # Never echo the header: without a scheme its first word may be the secret itself.
+    raise Unauthorized("unsupported authorization scheme: send 'Basic' or 'Bearer' credentials")
 
 
 def principal(request: Request) -> Principal:
@@ -43,3 +44,18 @@ def principal(request: Request) -> Principal:
     if creds is None:
         return ANONYMOUS
     return authenticate(request.app.state.store, *creds)
+
+
+KEY_COOKIE = "annostream_key"
+
+
+def page_principal(request: Request) -> Principal:
+    """The explorer's caller: an Authorization header as the API takes it, else the key the
+    browser was given back in the explorer's cookie (HttpOnly, SameSite=Strict, scoped to one
+    project's pages), checked by the very same ``authenticate``."""
+    if request.headers.get("authorization"):
+        return principal(request)
+    cookie = request.cookies.get(KEY_COOKIE)
+    if not cookie:
+        return ANONYMOUS
+    return authenticate(request.app.state.store, *_split(cookie))

@@ -24,24 +24,26 @@ from fastapi import (
     FastAPI,
     File,
     Form,
+    Path,
     Query,
     Request,
     UploadFile,
 )
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
-from annostream.schema import Role
+from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, Role
 from annostream.server import signing
+from annostream.server.app import public_base_url
+from annostream.server.replies import BLOB_RESPONSES, blob_response
 from annostream.server.auth import principal
-from annostream.server.replies import blob_response
 from annostream.service import datasets, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
 from annostream.service.projects import ANONYMOUS, LOCAL, Principal, ProjectRef
 from annostream.store import Store
 
-router = APIRouter(tags=["diffgram"])
+router = APIRouter(tags=["diffgram"], responses=ERROR_RESPONSES)
 
 _ANONYMOUS_BASIC = "None:None"
 _OK_LOG: dict[str, Any] = {"success": True, "error": {}, "info": {}}
@@ -103,7 +105,15 @@ def _project(request: Request, who: Principal, project: str, need: Role = "viewe
 def _directory(request: Request, ref: ProjectRef, directory_id: int | None) -> DatasetRef:
     if directory_id is None:
         return datasets.default_dataset(_store(request), ref)
-    return datasets.get_dataset_by_id(_store(request), ref, int(directory_id))
+    return datasets.get_dataset_by_id(_store(request), ref, _int64(directory_id, "directory_id"))
+
+
+def _int64(value: Any, field: str) -> int:
+    """An id from a loosely typed packet: a non-negative int64, else 400 naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() \
+            or int(value) > INT64_MAX:
+        raise BadRequest(f"{field}: must be an integer id in [0, 2**63)", {"field": field})
+    return int(value)
 
 
 def _directory_json(ds: DatasetRef) -> dict[str, Any]:
@@ -117,7 +127,7 @@ def _directory_json(ds: DatasetRef) -> dict[str, Any]:
 
 def _signed_url(request: Request, project: str, sha256: str) -> str:
     expires, sig = signing.sign(request.app.state.signing_secret, project, sha256)
-    return (f"{str(request.base_url).rstrip('/')}/api/v2/projects/{project}/blobs/{sha256}/signed"
+    return (f"{public_base_url(request)}/api/v2/projects/{project}/blobs/{sha256}/signed"
             f"?expires={expires}&sig={sig}")
 
 
@@ -191,9 +201,9 @@ def directory_list(request: Request, who: Caller, project: str) -> dict[str, Any
 class _ListMetadata(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    directory_id: int | None = None
-    page: int = 1
-    limit: int = 100
+    directory_id: Id64 | None = None
+    page: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1
+    limit: Annotated[int, Field(ge=0, le=10_000)] = 100
     file_view_mode: str = "annotation"
     query: str | None = None
 
@@ -233,7 +243,7 @@ def file_list(request: Request, who: Caller, project: str, username: str,
 
 @router.post("/api/v1/project/{project}/file/exists")
 def file_exists(request: Request, who: Caller, project: str,
-                file_id_list: Annotated[list[int], Body(embed=True)]) -> dict[str, Any]:
+                file_id_list: Annotated[list[Id64], Body(embed=True, max_length=10_000)]) -> dict[str, Any]:
     ref = _project(request, who, project)
     missing = items.missing_files(_store(request), ref, file_id_list)
     return {"result": {"exists": not missing, "missing_files": missing}}
@@ -243,7 +253,7 @@ def file_exists(request: Request, who: Caller, project: str,
 
 @router.get("/api/v1/project/{project}/labels/view/name_to_file_id")
 def name_to_file_id(request: Request, who: Caller, project: str,
-                    schema_id: int | None = None) -> dict[str, Any]:
+                    schema_id: Annotated[Id64 | None, Query()] = None) -> dict[str, Any]:
     """Label name -> label_file id, which is our stable label id."""
     ref = _project(request, who, project)
     mapping = {lab["name"]: lab["id"] for lab in labels.list_labels(_store(request), ref)}
@@ -259,7 +269,8 @@ def label_schemas(request: Request, who: Caller, project: str) -> list[dict[str,
 
 
 @router.get("/api/project/{project}/labels")
-def label_list(request: Request, who: Caller, project: str, schema_id: int | None = None) -> dict[str, Any]:
+def label_list(request: Request, who: Caller, project: str,
+               schema_id: Annotated[Id64 | None, Query()] = None) -> dict[str, Any]:
     ref = _project(request, who, project)
     return {"labels_out": [
         {"id": lab["id"], "colour": lab["color"], "label": {"name": lab["name"]}}
@@ -281,7 +292,7 @@ def attribute_list(request: Request, who: Caller, project: str) -> dict[str, Any
 # --- files: one with its instances, by id, and uploads ------------------------------------
 
 @router.post("/api/project/{project}/file/{file_id}/annotation/list")
-def annotation_list(request: Request, who: Caller, project: str, file_id: int) -> dict[str, Any]:
+def annotation_list(request: Request, who: Caller, project: str, file_id: Annotated[Id64, Path()]) -> dict[str, Any]:
     """One file with its instances (what every ``directory[i]`` asks for)."""
     ref = _project(request, who, project)
     found, _ = items.read_items(_store(request), ref, [file_id])
@@ -289,7 +300,7 @@ def annotation_list(request: Request, who: Caller, project: str, file_id: int) -
 
 
 @router.post("/api/v1/file/view")
-def file_view(request: Request, who: Caller, file_id: Annotated[int, Body()],
+def file_view(request: Request, who: Caller, file_id: Annotated[Id64, Body()],
               project_string_id: Annotated[str, Body()]) -> dict[str, Any]:
     ref = _project(request, who, project_string_id)
     found, _ = items.read_items(_store(request), ref, [file_id])
@@ -306,7 +317,7 @@ def _instance_in(raw: Any, at: str, label_names: dict[int, str]) -> dict[str, An
     kind = raw.get("type")
     label = raw.get("name")
     if raw.get("label_file_id") is not None:
-        label = label_names.get(int(raw["label_file_id"]))
+        label = label_names.get(_int64(raw["label_file_id"], f"{at}.label_file_id"))
         if label is None:
             raise BadRequest(f"{at}.label_file_id: unknown label {raw['label_file_id']}", {"field": at})
     points = raw.get("points") or []
@@ -379,9 +390,11 @@ def from_local(request: Request, who: Caller, project: str, file: Annotated[Uplo
 
 # --- signed blobs -------------------------------------------------------------------------
 
-@router.get("/api/v2/projects/{project}/blobs/{sha256}/signed")
+@router.get("/api/v2/projects/{project}/blobs/{sha256}/signed", response_class=Response,
+            responses=BLOB_RESPONSES)
 def signed_blob(request: Request, project: str, sha256: str,
-                expires: Annotated[int, Query()], sig: Annotated[str, Query()]) -> Response:
+                expires: Annotated[int, Query(ge=0, le=INT64_MAX)],
+                sig: Annotated[str, Query(max_length=128)]) -> Response:
     """Blob bytes for whoever holds a valid, unexpired signature: the signature is the grant,
     made for a caller that was authorised to read the item."""
     if not signing.verify(request.app.state.signing_secret, project, sha256, expires, sig):

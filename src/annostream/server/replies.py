@@ -6,22 +6,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi.responses import (
-    FileResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from annostream import frames
 from annostream.operations import Op
 from annostream.server.app import FastJSONResponse
+from annostream.server.throttle import attachment
 from annostream.service.handlers import ZipExport
 from annostream.service.items import BlobRead, ItemBatch
 
 FRAME_CHUNK = 1 << 20
+
+Responses = dict[int | str, dict[str, Any]]
+BLOB_RESPONSES: Responses = {
+    200: {"content": {"*/*": {}}, "description": "The blob's bytes"},
+    304: {"description": "Not modified (ETag)"}, 307: {"description": "To a presigned URL"}}
+# What each reply kind answers besides JSON, for the OpenAPI document (schemathesis checks it).
+RESPONSES_BY_REPLY: dict[str, Responses] = {
+    "json": {},
+    "ids": {200: {"content": {"application/octet-stream": {}}, "description": "int64 ids, little-endian"}},
+    "items": {200: {"content": {"application/json": {}, frames.MEDIA_TYPE: {}},
+                    "description": "Items (JSON), or framed with their blobs"}},
+    "blob": BLOB_RESPONSES,
+    "zip": {200: {"content": {"application/zip": {}}, "description": "A zip, made on the fly"}},
+}
 
 
 def blob_response(blob: BlobRead, request: Request) -> Response:
@@ -100,5 +110,5 @@ def render(op: Op, result: Any, request: Request) -> Response:
         done: ZipExport = result
         return StreamingResponse(done.chunks, media_type="application/zip", headers={
             "X-Revision": str(done.revision), "X-Count": str(done.count),
-            "Content-Disposition": f'attachment; filename="{done.filename}"'})
+            "Content-Disposition": attachment(done.filename)})
     raise AssertionError(f"unknown reply kind {op.reply!r}")

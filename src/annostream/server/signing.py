@@ -34,7 +34,7 @@ def load_secret(data_dir: str | os.PathLike[str] | None) -> bytes:
         return secrets.token_bytes(32)
     path = Path(data_dir) / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".signing-")
         try:
             with os.fdopen(fd, "w") as fh:
@@ -64,4 +64,5 @@ def verify(secret: bytes, project: str, sha256: str, expires: int, sig: str,
     """True when ``sig`` was made with ``secret`` for exactly these values and has not expired."""
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(signature(secret, project, sha256, expires), sig)
+    # As bytes: compare_digest refuses non-ASCII str, and a forged signature may be anything.
+    return hmac.compare_digest(signature(secret, project, sha256, expires).encode(), sig.encode())

@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, select
 
 from annostream.errors import Conflict, NotFound
+from annostream.schema import dataset_name
 from annostream.service.projects import ProjectRef
 from annostream.service.revisions import revision_readable
 from annostream.store import Store
@@ -85,6 +86,7 @@ def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> Da
     found = _find(conn, ref, name, None)
     if found:
         return found
+    name = dataset_name(name, "dataset")
     new_id = inserted_id(conn.execute(
         insert(datasets_table).values(project_id=ref.id, name=name, created_rev=rev)
     ))
@@ -92,6 +94,7 @@ def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> Da
 
 
 def create_dataset(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
+    name = dataset_name(name, "name")
     with store.engine.begin() as conn:
         if _find(conn, ref, name, None):
             raise Conflict(f"dataset '{name}' already exists in project '{ref.string_id}'")

@@ -67,6 +67,16 @@ def create_key(store: Store, ref: ProjectRef, body: KeyCreate) -> dict[str, Any]
     return projects.create_key(store, ref, body.role)
 
 
+@implements("list_keys")
+def list_keys(store: Store, ref: ProjectRef) -> list[dict[str, Any]]:
+    return projects.list_keys(store, ref)
+
+
+@implements("revoke_key")
+def revoke_key(store: Store, ref: ProjectRef, client_id: str) -> dict[str, Any]:
+    return projects.revoke_key(store, ref, client_id)
+
+
 @implements("list_labels")
 def list_labels(store: Store, ref: ProjectRef, as_of: int | None = None) -> list[dict[str, Any]]:
     return labels.list_labels(store, ref, as_of)
@@ -147,7 +157,7 @@ def get_blob(store: Store, ref: ProjectRef, sha256: str) -> items.BlobRead:
 def upload_file(store: Store, ref: ProjectRef, dataset: str, body: dict[str, Any]) -> dict[str, Any]:
     """``body``: ``filename``, ``data`` (bytes), ``instances`` (list), ``metadata`` (dict)."""
     return ingest.add_file(store, ref, dataset, body.get("filename") or "upload", body["data"],
-                           body.get("instances") or [], body.get("metadata") or {})
+                           body.get("instances") or [], body.get("metadata"))
 
 
 @implements("remove_file")
@@ -177,7 +187,7 @@ def stage_blob(store: Store, ref: ProjectRef, body: bytes) -> dict[str, Any]:
 
 
 @implements("import_coco")
-def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco") -> dict[str, Any]:
+def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco") -> dict[str, Any]:  # noqa: A002
     """A COCO file whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
     if format != "coco":
         raise BadRequest(f"unsupported import format '{format}'", {"format": format})
@@ -193,7 +203,7 @@ def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: 
 
 @implements("import_records")
 def import_records(store: Store, ref: ProjectRef, dataset: str, body: Iterable[bytes],
-                   format: str = "records") -> dict[str, Any]:
+                   format: str = "records") -> dict[str, Any]:  # noqa: A002
     """NDJSON lines: a header (labels, attribute_groups, total), then one record a line naming
     its image by the sha256 of a staged blob. One commit, or nothing."""
     from annostream.formats import ImportSource
@@ -228,7 +238,7 @@ class ZipExport:
 
 
 @implements("export")
-def export_zip(store: Store, ref: ProjectRef, dataset: str, format: str = "json",
+def export_zip(store: Store, ref: ProjectRef, dataset: str, format: str = "json",  # noqa: A002
                query: str | None = None, as_of: int | None = None, images: bool = True) -> ZipExport:
     """Everything that can fail (format, query, revision) is checked before the first chunk."""
     ds = datasets.get_dataset(store, ref, dataset, as_of)

@@ -9,6 +9,7 @@ so that is safe); blobs that a failed write added are removed again.
 from __future__ import annotations
 
 import io
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -19,8 +20,10 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 from sqlalchemy import Connection, and_, insert, select
 
-from annostream.errors import InvalidInput, NotFound
-from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, validate
+from annostream.errors import InvalidInput, NotFound, PayloadTooLarge
+from annostream.limits import LIMITS
+from annostream.paths import safe_name
+from annostream.schema import AttributeGroupCreate, InstanceIn, LabelCreate, check_metadata, validate
 from annostream.service import geometry, video
 from annostream.service import text as text_service
 from annostream.service.attribute_index import refresh_attribute_index
@@ -47,13 +50,22 @@ NOT_COUNTED = ("event", "relation")
 
 def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
     """(width, height, MIME type) of an image, or 422 naming ``where``."""
+    limit = LIMITS.max_image_pixels
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-            width, height = img.size
-            mime = Image.MIME.get(img.format or "", "application/octet-stream")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.verify()
+                width, height = img.size
+                mime = Image.MIME.get(img.format or "", "application/octet-stream")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"{where}: image has more than {limit} pixels",
+                              {"field": where, "limit": limit}) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"{where}: not a readable image ({exc})", {"field": where}) from exc
+    if width * height > limit:
+        raise PayloadTooLarge(f"{where}: image of {width}x{height} has more than {limit} pixels",
+                              {"field": where, "limit": limit})
     return width, height, mime
 
 
@@ -218,7 +230,12 @@ def add_file(
     store: Store, ref: ProjectRef, dataset: str, filename: str, data: bytes,
     instances_in: Iterable[Any] = (), metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Upload one file (image, video or UTF-8 text) into ``dataset`` with its instances: one commit."""
+    """Upload one file (image, video or UTF-8 text) into ``dataset`` with its instances: one commit.
+
+    The name is stored sanitised (``safe_name``: no ``..``, no leading ``/``, no control
+    characters); metadata must be an object whose keys hold no NUL."""
+    filename = safe_name(filename, "file")
+    metadata = check_metadata(metadata, "metadata")
     items = parse_instances(instances_in)
     probe = probe_upload(filename, data)
     with _commit(store, ref, f"add {filename}") as (conn, rev, guard):

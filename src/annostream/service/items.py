@@ -115,8 +115,9 @@ def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int
 
 def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
                as_of: int | None = None) -> tuple[list[Item], int]:
-    """Items for ``ids`` in the order given, at ``as_of`` (head when None); 404 on any miss."""
-    wanted = [int(i) for i in ids]
+    """Items for ``ids`` in the order given, each once (a repeated id is served at its first
+    place, so repeats cannot multiply an answer), at ``as_of`` (head when None); 404 on any miss."""
+    wanted = list(dict.fromkeys(int(i) for i in ids))
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ref, as_of)
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite

@@ -10,9 +10,10 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, or_, select, update
 
 from annostream.errors import Conflict, Forbidden, NotFound, Unauthorized
 from annostream.schema import ProjectCreate, Role
@@ -21,6 +22,7 @@ from annostream.store.db import inserted_id
 from annostream.store.tables import api_keys, dataset_files, datasets, projects
 
 ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
+TOUCH_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,31 @@ def create_server_admin_key(store: Store) -> dict[str, Any]:
     return _new_key(store, None, "admin")
 
 
+def has_server_admin_key(store: Store) -> bool:
+    """Whether the store holds a live server admin key (``serve --init`` mints one only if not)."""
+    with store.engine.connect() as conn:
+        return conn.execute(select(api_keys.c.id).where(
+            api_keys.c.project_id.is_(None), api_keys.c.revoked_at.is_(None)).limit(1)).first() is not None
+
+
+def _touch(store: Store, key_id: int, last: datetime | None) -> None:
+    """Record a key's use, at most once a minute (a write per request would serialise reads)."""
+    now = datetime.now(timezone.utc)
+    if last is not None and (last if last.tzinfo else last.replace(tzinfo=timezone.utc)) > now - TOUCH_EVERY:
+        return
+    with store.engine.begin() as conn:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
+
+
 def authenticate(store: Store, client_id: str, secret: str) -> Principal:
-    """Turn presented credentials into a principal, or raise 401."""
+    """Turn presented credentials into a principal, or raise 401 (revoked keys included)."""
     with store.engine.connect() as conn:
         row = conn.execute(
             select(api_keys).where(api_keys.c.client_id == client_id, api_keys.c.revoked_at.is_(None))
         ).first()
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         raise Unauthorized("invalid API key")
+    _touch(store, row.id, row.last_used_at)
     if row.project_id is None:
         return Principal(kind="server_admin", client_id=client_id, role="admin")
     return Principal(kind="key", project_id=row.project_id, role=row.role, client_id=client_id)
@@ -95,10 +114,11 @@ def authorize(store: Store, principal: Principal, project_string_id: str, need: 
     role: Role
     if principal.is_superuser:
         role = "admin"
-    elif principal.kind == "key":
-        if principal.project_id != row.id:
-            raise Forbidden(f"this key does not grant access to project '{project_string_id}'")
+    elif principal.kind == "key" and principal.project_id == row.id:
         role = principal.role or "viewer"
+    elif principal.kind == "key" and not (row.is_public and need == "viewer"):
+        # A key of another project reads public projects as anyone may, and nothing more.
+        raise Forbidden(f"this key does not grant access to project '{project_string_id}'")
     elif row.is_public and need == "viewer":
         role = "viewer"
     else:
@@ -110,6 +130,8 @@ def authorize(store: Store, principal: Principal, project_string_id: str, need: 
 
 def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> dict[str, Any]:
     """Create a project and return it with its first admin key (shown only now)."""
+    if principal.kind == "anonymous":
+        raise Unauthorized("creating a project needs a server admin key")
     if not principal.is_superuser:
         raise Forbidden("only a server admin key can create projects")
     with store.engine.begin() as conn:
@@ -136,6 +158,39 @@ def create_key(store: Store, ref: ProjectRef, role: Role) -> dict[str, Any]:
     return _new_key(store, ref.id, role)
 
 
+def _keys_of(ref: ProjectRef | None) -> Any:
+    return api_keys.c.project_id.is_(None) if ref is None else api_keys.c.project_id == ref.id
+
+
+def list_keys(store: Store, ref: ProjectRef | None) -> list[dict[str, Any]]:
+    """The keys of a project the caller was authorised on as admin, or (``None``, for the
+    store's owner only) the server admin keys: ids, roles, creation, last use and revocation;
+    never a secret nor its hash."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(api_keys).where(_keys_of(ref)).order_by(api_keys.c.id)).all()
+    return [{"client_id": r.client_id, "role": r.role, "created_at": _iso(r.created_at),
+             "last_used_at": _iso(r.last_used_at), "revoked_at": _iso(r.revoked_at)} for r in rows]
+
+
+def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str, Any]:
+    """Revoke a key of the project (``None``: a server admin key); every later request with
+    it is refused with 401. Revoking twice keeps the first time."""
+    with store.engine.begin() as conn:
+        row = conn.execute(select(api_keys).where(_keys_of(ref), api_keys.c.client_id == client_id)).first()
+        if row is None:
+            where = f"project '{ref.string_id}'" if ref else "this server"
+            raise NotFound(f"no key '{client_id[:64]}' on {where}", {"client_id": client_id[:64]})
+        revoked = row.revoked_at or datetime.now(timezone.utc)
+        conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
+    return {"client_id": client_id, "role": row.role, "revoked_at": _iso(revoked)}
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
 def list_projects(store: Store, principal: Principal) -> list[dict[str, Any]]:
     """Projects the caller can read, with dataset and file counts."""
     n_datasets = (
@@ -157,7 +212,7 @@ def list_projects(store: Store, principal: Principal) -> list[dict[str, Any]]:
         projects.c.string_id
     )
     if principal.kind == "key":
-        query = query.where(projects.c.id == principal.project_id)
+        query = query.where(or_(projects.c.id == principal.project_id, projects.c.is_public.is_(True)))
     elif principal.kind == "anonymous":
         query = query.where(projects.c.is_public.is_(True))
     with store.engine.connect() as conn:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,16 @@ DB_FILENAME = "annostream.db"
 BLOBS_DIRNAME = "blobs"
 # A folder holding only this file is a pointer to an external store: {"db": URL, "blobs": URL}.
 POINTER_FILENAME = "store.json"
+
+
+@contextmanager
+def _private_files() -> Iterator[None]:
+    """Files created inside (SQLite's database, WAL and journal) readable by the owner only."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 @dataclass
@@ -33,6 +45,8 @@ class Store:
         db_url: str | None = None,
         blobs_url: str | None = None,
         create: bool = True,
+        statement_timeout_s: float | None = None,
+        query_budget: int | None = None,
     ) -> "Store":
         """Open (and migrate) a store.
 
@@ -40,6 +54,8 @@ class Store:
         ``db_url`` and ``blobs_url`` point elsewhere (PostgreSQL, another blob backend), and
         so does a ``store.json`` in the folder, which lets every folder-based tool (the CLI,
         ``file://`` projects, ``serve --data``) reach a PostgreSQL + S3 store unchanged.
+        ``statement_timeout_s`` and ``query_budget`` bound each statement (servers set them).
+        A folder the store creates is private to its owner (0700), and so is the database.
         """
         if data_dir is not None:
             root = Path(data_dir)
@@ -50,13 +66,16 @@ class Store:
                 blobs_url = blobs_url or target["blobs"]
             elif not create and not (root / DB_FILENAME).exists():
                 raise FileNotFoundError(f"no annostream store at {root}")
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
             db_url = db_url or f"sqlite:///{root / DB_FILENAME}"
             blobs_url = blobs_url or str(root / BLOBS_DIRNAME)
         if db_url is None or blobs_url is None:
             raise ValueError("give a data directory, or both a database URL and a blob URL")
-        engine = create_db_engine(db_url)
-        migrate(engine)
+        engine = create_db_engine(db_url, statement_timeout_s=statement_timeout_s, query_budget=query_budget)
+        with _private_files():
+            migrate(engine)
+        if data_dir is not None and db_url == f"sqlite:///{Path(data_dir) / DB_FILENAME}":
+            os.chmod(Path(data_dir) / DB_FILENAME, 0o600)
         return cls(engine=engine, blobs=open_blob_store(blobs_url))
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 A blob's name is the sha256 of its bytes, so blobs are immutable, deduplicated for free, and
 safe to cache forever on the client. The local backend lays them out as
-``root/ab/cd/abcd...`` and writes through a temporary file and an atomic rename.
+``root/ab/cd/abcd...`` and writes through a temporary file and an atomic rename; folders are
+created 0700 and files 0600 (the store holds private data).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class LocalBlobStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._prefix = str(self.root) + os.sep
 
     def _path(self, sha256: str) -> Path:
@@ -51,8 +52,9 @@ class LocalBlobStore:
         path = self._path(sha)
         if path.exists():
             return sha, False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        path.parent.parent.mkdir(exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # a 0600 file
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -69,7 +71,8 @@ class LocalBlobStore:
         # The hot path of every inline batch: a plain string path and an unbuffered read,
         # without pathlib's parsing or a buffered reader's extra copy.
         check_sha256(sha256)
-        with open(f"{self._prefix}{sha256[:2]}{os.sep}{sha256[2:4]}{os.sep}{sha256}", "rb", buffering=0) as fh:
+        path = f"{self._prefix}{sha256[:2]}{os.sep}{sha256[2:4]}{os.sep}{sha256}"
+        with open(path, "rb", buffering=0) as fh:
             return fh.readall()
 
     def open(self, sha256: str) -> BinaryIO:

@@ -2,10 +2,17 @@
 
 SQLite runs in WAL mode with a busy timeout, so readers never block the writer and a
 second process (the CLI beside a running server) waits instead of failing.
+
+A server's engine also bounds what one statement may cost: a statement timeout (SQLite: a
+progress handler that interrupts a statement past its deadline; PostgreSQL:
+``statement_timeout``), and a query cost budget that the query compiler reads from each
+connection's ``info`` (``QUERY_BUDGET_KEY``). An engine made without them (embedded use,
+the store's owner) is unbounded.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +45,41 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url`` with the settings annostream relies on (orjson for JSON columns)."""
+QUERY_BUDGET_KEY = "annostream_query_budget"
+STATEMENT_TIMEOUT_KEY = "annostream_statement_timeout_s"
+_DEADLINE_KEY = "annostream_deadline"
+# SQLite calls the progress handler every this many virtual machine steps (~ms apart).
+_PROGRESS_STEPS = 20_000
+
+
+def _sqlite_timeout(engine: Engine, timeout_s: float) -> None:
+    """Interrupt any SQLite statement still running ``timeout_s`` after it started (its rows
+    fetched included): sqlite3 raises OperationalError('interrupted')."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        deadline = record.info.setdefault(_DEADLINE_KEY, [0.0])
+        dbapi_connection.set_progress_handler(
+            lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0, _PROGRESS_STEPS)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, *_args) -> None:  # type: ignore[no-untyped-def]
+        deadline = conn.connection.info.get(_DEADLINE_KEY)
+        if deadline is not None:
+            deadline[0] = time.monotonic() + timeout_s
+
+
+def _limits(engine: Engine, query_budget: int | None, timeout_s: float | None) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[QUERY_BUDGET_KEY] = query_budget
+        record.info[STATEMENT_TIMEOUT_KEY] = timeout_s
+
+
+def create_db_engine(url: str, *, statement_timeout_s: float | None = None,
+                     query_budget: int | None = None) -> Engine:
+    """An engine for ``url`` with the settings annostream relies on (orjson for JSON columns),
+    and, for a server, the bounds on one statement (see the module docstring)."""
     url = normalize_url(url)
     json_options = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
@@ -47,8 +87,24 @@ def create_db_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **json_options)
+        if statement_timeout_s:
+            _sqlite_timeout(engine, statement_timeout_s)
+    else:
+        connect_args = {}
+        if statement_timeout_s:
+            connect_args["options"] = f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                               connect_args=connect_args, **json_options)
+    _limits(engine, query_budget, statement_timeout_s)
+    return engine
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a database error is a statement interrupted by the statement timeout."""
+    orig = getattr(exc, "orig", exc)
+    if type(orig).__name__ == "QueryCanceled":  # psycopg: statement_timeout
+        return True
+    return type(orig).__name__ == "OperationalError" and str(orig) == "interrupted"
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

@@ -85,6 +85,7 @@ api_keys = Table(
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
 )
 
 datasets = Table(

@@ -57,6 +57,12 @@ class Transport(ABC):
     def create_key(self, project: str, role: Role) -> dict[str, Any]:
         return self.call("create_key", project=project, body={"role": role})
 
+    def list_keys(self, project: str) -> list[dict[str, Any]]:
+        return self.call("list_keys", project=project)
+
+    def revoke_key(self, project: str, client_id: str) -> dict[str, Any]:
+        return self.call("revoke_key", project=project, client_id=client_id)
+
     def labels(self, project: str, as_of: int | None) -> list[dict[str, Any]]:
         return self.call("list_labels", project=project, as_of=as_of)
 

@@ -67,6 +67,29 @@ class EmbeddedTransport(Transport):
             return b"".join(result.chunks)
         return result
 
+    def _server_keys(self) -> None:
+        from annostream.errors import Forbidden
+
+        if not self.principal.is_superuser:
+            raise Forbidden("only the store's owner manages server admin keys")
+
+    def list_keys(self, project: str | None) -> list[dict[str, Any]]:
+        """A project's keys, or (``None``: the store's owner only) the server admin keys."""
+        if project is not None:
+            return super().list_keys(project)
+        from annostream.service.projects import list_keys
+
+        self._server_keys()
+        return list_keys(self.store, None)
+
+    def revoke_key(self, project: str | None, client_id: str) -> dict[str, Any]:
+        if project is not None:
+            return super().revoke_key(project, client_id)
+        from annostream.service.projects import revoke_key
+
+        self._server_keys()
+        return revoke_key(self.store, None, client_id)
+
     def _ref(self, project: str, need: str) -> Any:
         from annostream.service.projects import authorize
 

@@ -189,8 +189,14 @@ class HttpTransport(Transport):
             except httpx.TransportError as exc:
                 raise TransportError(f"export from {self.host} broke off: {exc}", {"host": self.host}) from exc
             spool.seek(0)
+            from annostream.formats import DirSink
+
+            sink = DirSink(out)  # every member confined to ``out``, whatever the zip says
             with zipfile.ZipFile(spool) as archive:
-                archive.extractall(out)
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        with archive.open(info) as member:
+                            sink.write(info.filename, iter(lambda m=member: m.read(1 << 20), b""))
         return orjson.loads((out / EXPORT_MANIFEST).read_bytes())
 
     def _stage(self, project: str, data: bytes) -> str:

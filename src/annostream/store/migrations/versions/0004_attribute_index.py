@@ -1,7 +1,7 @@
 """attribute index: the derived, versioned file_attribute_values table, backfilled
 
-Revision ID: 0003_attr_index
-Revises: 0002_video
+Revision ID: 0004_attr_index
+Revises: 0003_keys
 Create Date: 2026-11-25
 
 The backfill rebuilds the whole history from the instances' own lifetimes, so queries
@@ -15,8 +15,8 @@ from alembic import op
 
 from annostream.service.attribute_index import history_rows
 
-revision = '0003_attr_index'
-down_revision = '0002_video'
+revision = '0004_attr_index'
+down_revision = '0003_keys'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,77 @@
+"""A store and server for the explorer's tests: a private project with a COCO import, a second
+private project (whose key must see nothing of the first), and a public project holding a
+label named like an attack, a tag, a later upload and one large image."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from annostream.client.transports import EmbeddedTransport
+from annostream.server.launch import running_server
+from tests.conftest import make_coco
+
+EVIL = '<script>alert("x")</script>'
+ODD = "odd näme <x>?q=1#%20&y"  # a dataset name with non-ASCII, markup and URL syntax (slashes are refused)
+
+
+@dataclass
+class Site:
+    url: str
+    store_dir: Path
+    coco: dict[str, Any]
+    viewer: dict[str, str]
+    other_viewer: dict[str, str]
+    big_sha: str
+    hidden_sha: str  # a picture only the private project "other" holds
+
+
+def png(width: int, height: int) -> bytes:
+    """A smooth gradient: small as a PNG, slow enough to decode to make requests overlap."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def jpeg(width: int, height: int, color: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="JPEG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module", name="site")
+def site_fixture(tmp_path_factory: pytest.TempPathFactory,
+                 new_store_dir: Callable[[Path], Path]) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("explorer")
+    ann = make_coco(root / "coco", 60, seed=5)  # more than one page of the grid
+    store_dir = new_store_dir(root / "store")
+    local = EmbeddedTransport(store_dir)
+    local.create_project("seen", "Seen", False)
+    coco = json.loads(ann.read_text())
+    local.import_coco("seen", "Default", coco, root / "coco" / "images")
+    viewer = local.create_key("seen", "viewer")
+    local.create_project("other", None, False)
+    hidden = local.upload_file("other", "Default", "hidden.jpg", jpeg(40, 30, (1, 2, 3)), [], {})
+    other_viewer = local.create_key("other", "viewer")
+
+    local.create_project("open", "Open <b>data</b>", True)
+    local.create_label("open", EVIL, '#0"onclick=x')
+    local.create_label("open", "car", "#123456")
+    box = {"type": "box", "label": EVIL, "geometry": {"x_min": 4, "y_min": 6, "x_max": 40, "y_max": 30}}
+    local.upload_file("open", "Default", f"{EVIL}.jpg", jpeg(64, 48, (200, 40, 40)), [box],
+                      {"note": EVIL})
+    local.create_tag("open", "v1", None)
+    car = {"type": "polygon", "label": "car", "geometry": {"points": [[1, 1], [30, 2], [20, 25]]}}
+    local.upload_file("open", "Default", "later.jpg", jpeg(64, 48, (40, 40, 200)), [car], {})
+    big = local.upload_file("open", "Default", "big.png", png(2400, 1800), [], {})
+    local.import_coco("open", ODD, coco, root / "coco" / "images")
+    with running_server(store_dir) as url:
+        yield Site(url, store_dir, coco, viewer, other_viewer, big["sha256"], hidden["sha256"])

@@ -1,0 +1,205 @@
+"""The explorer in headless Chromium (Debian's package, driven by Playwright): what a person
+sees. ``ANNOSTREAM_SCREENSHOTS=1`` also writes the README's screenshots of the demo dataset."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import browser
+from tests.explorer_site import Site, site_fixture  # noqa: F401  (the fixture `site`)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    browser.require()
+    with browser.chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1200, "height": 800})
+    yield context.new_page()
+    context.close()
+
+
+def _give_key(page: Any, key: dict[str, str]) -> None:
+    page.fill("#client_id", key["client_id"])
+    page.fill("#client_secret", key["client_secret"])
+    page.click("#key-submit")
+    page.wait_for_load_state("load")
+
+
+def _api_ids(site: Site, project: str, query: str | None = None) -> list[int]:
+    r = httpx.get(f"{site.url}/api/v2/projects/{project}/datasets/Default/ids",
+                  params={"query": query} if query else {},
+                  auth=(site.viewer["client_id"], site.viewer["client_secret"]))
+    return list(memoryview(r.content).cast("q"))
+
+
+def _scroll_to_end(page: Any) -> None:
+    """Scroll until the infinite grid has loaded its last page (the marker goes away)."""
+    for _ in range(50):
+        if page.locator("#more").count() == 0:
+            return
+        page.mouse.wheel(0, 5000)
+        page.wait_for_timeout(150)
+    raise AssertionError("the grid never finished loading")
+
+
+def test_private_project_asks_for_a_key_and_shows_no_data_until_a_valid_one(site: Site, page: Any) -> None:
+    page.goto(f"{site.url}/explore/p/seen/d/Default")
+    assert page.locator("#key-prompt").is_visible()
+    assert page.locator(".tile").count() == 0 and page.locator("#datasets").count() == 0
+    _give_key(page, {**site.viewer, "client_secret": "not-the-secret"})
+    assert page.locator("#key-prompt").is_visible()
+    assert "invalid API key" in page.locator("#key-message").inner_text()
+    assert page.locator("#datasets").count() == 0
+    _give_key(page, site.viewer)
+    assert page.locator("#key-prompt").count() == 0
+    assert page.locator('#datasets tr[data-dataset="Default"]').is_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "annostream_key")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/explore/p/seen/"
+    assert "annostream_key" not in page.evaluate("document.cookie")
+
+
+def test_a_viewer_key_of_another_project_sees_nothing(site: Site, page: Any) -> None:
+    page.goto(f"{site.url}/explore/p/seen/")
+    _give_key(page, site.other_viewer)
+    assert page.locator("#key-prompt").is_visible()
+    assert "does not grant access" in page.locator("#key-message").inner_text()
+    page.goto(f"{site.url}/explore/p/seen/d/Default")
+    assert page.locator("#key-prompt").is_visible() and page.locator(".tile").count() == 0
+
+
+def test_the_grid_shows_the_count_of_a_query_and_scrolls_through_all_of_it(site: Site, page: Any) -> None:
+    page.goto(f"{site.url}/explore/p/seen/")
+    _give_key(page, site.viewer)
+    page.goto(f"{site.url}/explore/p/seen/d/Default")
+    _scroll_to_end(page)
+    everything = _api_ids(site, "seen")
+    assert len(everything) > 48  # more than one keyset page
+    assert int(page.locator("#count").inner_text()) == len(everything)
+    shown = [int(v) for v in page.locator(".tile").evaluate_all("els => els.map(e => e.dataset.file)")]
+    assert shown == everything
+    query = "labels.dog >= 1 and not labels.cat > 0"
+    page.fill("#q", query)
+    page.press("#q", "Enter")
+    page.wait_for_load_state("load")
+    _scroll_to_end(page)
+    expected = _api_ids(site, "seen", query)
+    assert 0 < len(expected) < len(everything)
+    assert int(page.locator("#count").inner_text()) == len(expected)
+    assert page.locator(".tile").count() == len(expected)
+
+
+def test_a_query_error_shows_its_message_under_its_column(site: Site, page: Any) -> None:
+    query = "labels.cat >= 1 and (file.width >"
+    page.goto(f"{site.url}/explore/p/open/d/Default")
+    page.fill("#q", query)
+    page.press("#q", "Enter")
+    page.wait_for_load_state("load")
+    api = httpx.get(f"{site.url}/api/v2/projects/open/datasets/Default/count", params={"query": query})
+    column = api.json()["error"]["detail"]["column"]
+    assert page.locator("#query-message").is_visible()
+    assert f"column {column}" in page.locator("#query-message").inner_text()
+    assert page.locator(".tile").count() == 0
+    # The caret is drawn under the very character the parser stopped at.
+    lefts = page.evaluate("""() => {
+        const col = Number(document.getElementById('query-error').dataset.column);
+        const text = document.querySelector('.query-line').firstChild;
+        const caret = document.getElementById('caret').firstChild;
+        const at = (node, i) => { const r = document.createRange(); r.setStart(node, i);
+                                  r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+        return [at(text, Math.min(col - 1, text.length - 2)), at(caret, col - 1)];
+    }""")
+    assert lefts[0] == pytest.approx(lefts[1], abs=1.0) or column > len(query)
+
+
+def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> None:
+    auth = (site.viewer["client_id"], site.viewer["client_secret"])
+    found = httpx.post(f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": _api_ids(site, "seen")},
+                       auth=auth).json()["items"]
+    item = max(found, key=lambda i: (len({x["type"] for x in i["instances"]}), len(i["instances"])))
+    page.goto(f"{site.url}/explore/p/seen/")
+    _give_key(page, site.viewer)
+    page.goto(f"{site.url}/explore/p/seen/f/{item['id']}")
+    svg = page.locator("#picture svg")
+    box = svg.bounding_box()
+    scale = box["width"] / item["file"]["width"]
+    assert box["height"] == pytest.approx(item["file"]["height"] * scale, abs=1.0)
+    drawn = page.locator("#picture .inst")
+    assert drawn.count() == len(item["instances"])
+    by_id = {i["id"]: i for i in item["instances"]}
+
+    def on_screen(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + x * scale, box["y"] + y * scale
+
+    # Each shape's own coordinates (not its stroke's outline), mapped to the screen by the
+    # browser, must land where the instance's coordinates land on the picture.
+    to_screen = "(e, pts) => pts.map(([x, y]) => { const p = e.ownerSVGElement.createSVGPoint(); " \
+                "p.x = x; p.y = y; const q = p.matrixTransform(e.getScreenCTM()); return [q.x, q.y]; })"
+    for n in range(drawn.count()):
+        el = drawn.nth(n)
+        inst = by_id[int(el.get_attribute("data-instance"))]
+        if inst["type"] == "box":
+            x, y, w, h = (float(el.get_attribute(a)) for a in ("x", "y", "width", "height"))
+            corners = el.evaluate(to_screen, [[x, y], [x + w, y + h]])
+            x0, y0, x1, y1 = inst["bbox"]
+            want = [on_screen(x0, y0), on_screen(x1, y1)]
+        elif inst["type"] == "keypoints":
+            circles = el.locator("circle")
+            pts = [[float(circles.nth(i).get_attribute("cx")), float(circles.nth(i).get_attribute("cy"))]
+                   for i in range(circles.count())]
+            corners = el.evaluate(to_screen, pts)
+            want = [on_screen(p[0], p[1]) for p in inst["geometry"]["points"] if len(p) == 2 or p[2] > 0]
+        elif inst["type"] == "polygon":
+            corners = el.evaluate("e => Array.from(e.points).map(p => "
+                                  "p.matrixTransform(e.getScreenCTM())).map(p => [p.x, p.y])")
+            want = [on_screen(x, y) for x, y in inst["geometry"]["points"]]
+        else:
+            continue
+        assert len(corners) == len(want)
+        for got, expected in zip(corners, want, strict=True):
+            assert tuple(got) == pytest.approx(expected, abs=1.0)
+    assert page.locator("#instances tbody tr").count() == len(item["instances"])
+
+
+@pytest.mark.skipif(os.environ.get("ANNOSTREAM_SCREENSHOTS") != "1",
+                    reason="writes docs/ screenshots only when ANNOSTREAM_SCREENSHOTS=1")
+def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from annostream.client.transports import EmbeddedTransport
+    from annostream.demo import build_photo_coco
+    from annostream.server.launch import running_server
+
+    ann = build_photo_coco(tmp_path / "source", 48, max_side=480)
+    local = EmbeddedTransport(tmp_path / "store")
+    local.create_project("demo", "annostream demo", True)
+    local.import_coco("demo", "Default", json.loads(ann.read_text()), tmp_path / "source" / "images")
+    with running_server(tmp_path / "store") as url:
+        context = chromium.new_context(viewport={"width": 1100, "height": 640})
+        page = context.new_page()
+        shots = {}
+        page.goto(f"{url}/explore/p/demo/d/Default?q=labels.cat+%3E+0+or+labels.cup+%3E+0")
+        page.wait_for_load_state("networkidle")
+        shots["explorer-grid.png"] = page.screenshot()
+        page.goto(f"{url}/explore/p/demo/f/3")
+        page.wait_for_load_state("networkidle")
+        shots["explorer-file.png"] = page.screenshot()
+        context.close()
+    for name, data in shots.items():
+        image = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=256, dither=Image.Dither.NONE)
+        image.save(DOCS / name, optimize=True)
+        assert (DOCS / name).stat().st_size < 400_000
