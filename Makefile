@@ -36,12 +36,14 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# mosaicml-streaming pins a torch (and torchvision) of its own: installed without its
-# dependencies, then with the few it needs at run time.
+# mosaicml-streaming and litdata pin a torch (and torchvision) of their own: installed without
+# their dependencies, then with the few they need at run time.
 install-bench: install-dev
 	$(PIP) install --quiet -e ".[bench]"
 	$(PIP) install --quiet --no-deps "mosaicml-streaming==0.13.0"
 	$(PIP) install --quiet "transformers<4.58" "xxhash<4" zstd brotli python-snappy catalogue tqdm
+	$(PIP) install --quiet --no-deps "litdata==0.2.76"
+	$(PIP) install --quiet lightning-utilities filelock boto3 requests tifffile obstore
 
 bench: install-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

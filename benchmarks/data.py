@@ -58,7 +58,7 @@ def build_images(root: Path, n_items: int) -> Built:
 
 def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Built:
     """``n_files`` image files without blobs, ``per_file`` boxes each, in one bulk commit."""
-    from annostream.service.ingest import refresh_label_counts
+    from annostream.service.ingest import refresh_derived
     from annostream.service.projects import LOCAL, authorize
     from annostream.store.versioning import begin_commit
 
@@ -101,5 +101,5 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
                 "INSERT INTO instances (project_id, file_id, label_id, type, geometry, x_min, y_min,"
                 " x_max, y_max, area, iscrowd, attributes, machine_made, created_rev)"
                 " VALUES (?, ?, ?, 'box', ?, ?, ?, ?, ?, ?, 0, '{}', 0, ?)", rows)
-            refresh_label_counts(conn, list(ids), rev)
+            refresh_derived(conn, list(ids), rev)
     return Built(root, PROJECT, "Default", _viewer(local), n_files, n_files * per_file)

@@ -8,6 +8,8 @@ through a proxy adding 20 ms of round trip. Figures are reported, never asserted
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -24,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import epoch, meta
+from benchmarks import bench_server_cpu, epoch, meta
 from benchmarks.data import Built, build_images, build_metadata
 from benchmarks.proxy import delayed
 
@@ -116,52 +118,111 @@ def _note(*values: Any) -> str:
     return "; ".join(v for v in values if isinstance(v, str))
 
 
+def interleaved(b: Bench, sources: dict[str, Callable[[], epoch.Epoch]], rounds: int,
+                pin: bool) -> tuple[dict[str, list[float]], dict[str, str], bool]:
+    """Rates of every source in interleaved rounds (A, B, C, A, B, C, ...), pinned or not;
+    a source that fails once is dropped with its error."""
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    failed: dict[str, str] = {}
+    with epoch.pinned(pin) as did:
+        for r in range(rounds):
+            for name, run in sources.items():
+                if name in failed:
+                    continue
+                got = b.attempt(f"{name} epoch", lambda run=run: run().rate)  # type: ignore[misc]
+                if isinstance(got, str):
+                    failed[name] = got
+                else:
+                    rates[name].append(got)
+            b.log(f"round {r + 1}/{rounds} ({'pinned' if did else 'unpinned'}): " + ", ".join(
+                f"{n} {v[-1]:,.0f}" for n, v in rates.items() if v and n not in failed))
+    return rates, failed, did
+
+
+def _epoch_row(figure: str, link: str, ours: list[float], base: list[float] | None, error: str | None,
+               rounds: int, target: str = ">= 1.0x") -> Row:
+    """Medians of the rounds, their ratio, and the spread of the per-round ratios."""
+    med_ours = statistics.median(ours) if ours else None
+    if error is not None or not base:
+        return Row(figure, link, med_ours, None, "img/s", target, note=error or "")
+    per_round = [o / x for o, x in zip(ours, base, strict=True)]
+    note = f"median of {rounds} rounds; per-round ratio {min(per_round):.2f}-{max(per_round):.2f}"
+    return Row(figure, link, med_ours, statistics.median(base), "img/s", target, note=note)
+
+
 def image_figures(b: Bench, built: Built) -> None:
     from annostream.server.launch import running_server
 
     cfg = b.cfg
     assert built.images_dir is not None and built.annotations is not None
-    b.log(f"local disk epoch ({built.files} JPEGs, {cfg.workers} workers, decoder {epoch.DECODER})")
-    local = b.median_rate(lambda: epoch.local_epoch(built.images_dir, built.annotations, cfg.workers,
-                                                    cfg.batch_size))
-    wds_dir, mds_dir = b.work / "wds", b.work / "mds"
+    images_dir, annotations = built.images_dir, built.annotations
+    wds_dir, mds_dir, lit_dir = b.work / "wds", b.work / "mds", b.work / "litdata"
     shards = b.attempt("webdataset shards", lambda: epoch.write_wds_shards(
-        built.images_dir, built.annotations, wds_dir, max(2, built.files // 500)))
+        images_dir, annotations, wds_dir, max(2, built.files // 500)))
     shutil.rmtree(mds_dir, ignore_errors=True)
-    mds_ok = b.attempt("mds shards", lambda: epoch.write_mds_shards(built.images_dir, built.annotations,
-                                                                    mds_dir))
-    with running_server(built.store) as url:
-        ours_by_link: dict[str, float | None] = {}
-        for link, rtt in (("loopback", 0.0), ("20 ms", RTT_MS)):
-            with delayed(url, rtt) as link_url:
-                b.log(f"annostream epoch over {link}")
-                ours = b.attempt("to_pytorch epoch", lambda: b.median_rate(
-                    lambda: epoch.ours_epoch(link_url, built.project, built.key, cfg.workers, cfg.batch_size)))
-                ours_by_link[link] = _num(ours)
-                b.add(Row("1. epoch: to_pytorch vs local disk", link, _num(ours), local, "img/s", ">= 0.9x",
-                          note=_note(ours)))
-                b.log(f"diffgram SDK epoch over {link} (first {cfg.diffgram_items} files)")
-                dg = b.attempt("diffgram epoch", lambda: epoch.diffgram_epoch(
-                    link_url, built.project, built.key, cfg.workers, cfg.batch_size, cfg.diffgram_items).rate)
-                b.add(Row("2. epoch: ours vs official diffgram SDK", link, _num(ours), _num(dg), "img/s",
-                          ">= 10x at 20 ms, >= 2x loopback", note=_note(ours, dg)))
+    mds_ok = b.attempt("mds shards", lambda: epoch.write_mds_shards(images_dir, annotations, mds_dir))
+    shutil.rmtree(lit_dir, ignore_errors=True)
+    lit_ok = b.attempt("litdata chunks", lambda: epoch.write_litdata_chunks(images_dir, annotations, lit_dir))
+    w, bs = cfg.workers, cfg.batch_size
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(running_server(built.store))
+        links = {"loopback": url, "20 ms": stack.enter_context(delayed(url, RTT_MS))}
+        sources: dict[str, Callable[[], epoch.Epoch]] = {
+            "local": lambda: epoch.local_epoch(images_dir, annotations, w, bs)}
+        for link, link_url in links.items():
+            sources[f"ours {link}"] = functools.partial(epoch.ours_epoch, link_url, built.project,
+                                                        built.key, w, bs)
         if isinstance(shards, list):
-            with epoch.static_server(wds_dir) as wds_url:
-                for link, rtt in (("loopback", 0.0), ("20 ms", RTT_MS)):
-                    with delayed(wds_url, rtt) as link_url:
-                        b.log(f"webdataset epoch over {link}")
-                        rate = b.attempt("webdataset epoch", lambda: b.median_rate(
-                            lambda: epoch.wds_epoch(link_url, shards, cfg.workers, cfg.batch_size)))
-                        b.add(Row("7. epoch: ours vs WebDataset (tar over HTTP)", link, ours_by_link[link],
-                                  _num(rate), "img/s", ">= 1.0x", note=_note(rate)))
-        else:
-            b.add(Row("7. epoch: ours vs WebDataset (tar over HTTP)", "loopback", ours_by_link["loopback"],
-                      None, "img/s", ">= 1.0x", note=_note(shards)))
-        b.log("mosaicml streaming epoch (local remote)")
-        rate = mds_ok if isinstance(mds_ok, str) else b.attempt("mds epoch", lambda: b.median_rate(
-            lambda: epoch.mds_epoch(mds_dir, cfg.workers, cfg.batch_size)))
-        b.add(Row("7. epoch: ours vs MosaicML Streaming (MDS, local remote)", "loopback",
-                  ours_by_link["loopback"], _num(rate), "img/s", ">= 1.0x", note=_note(rate)))
+            wds_url = stack.enter_context(epoch.static_server(wds_dir))
+            for link, rtt in (("loopback", 0.0), ("20 ms", RTT_MS)):
+                sources[f"wds {link}"] = functools.partial(
+                    epoch.wds_epoch, stack.enter_context(delayed(wds_url, rtt)), shards, w, bs)
+        if not isinstance(mds_ok, str):
+            sources["mds"] = functools.partial(epoch.mds_epoch, mds_dir, w, bs)
+        if not isinstance(lit_ok, str):
+            sources["litdata"] = functools.partial(epoch.litdata_epoch, str(lit_dir), w, bs)
+        b.log(f"epochs ({built.files} JPEGs, {w} workers, decoder {epoch.DECODER}): "
+              f"{cfg.repeats} interleaved rounds of {', '.join(sources)}, unpinned then pinned")
+        unpinned_ours: dict[str, float | None] = {}
+        for pin in (False, True):
+            rates, failed, did = interleaved(b, sources, cfg.repeats, pin)
+            mode = "pinned" if did else ("unpinned" if not pin else "pinned: fewer than 2 cores")
+            err = failed.get
+            for link in links:
+                ours = rates[f"ours {link}"]
+                if not pin:
+                    unpinned_ours[link] = statistics.median(ours) if ours else None
+                b.add(_epoch_row("1. epoch: to_pytorch vs local disk", f"{link}, {mode}", ours,
+                                 rates["local"], err(f"ours {link}") or err("local"), cfg.repeats,
+                                 target=">= 0.95x pinned"))
+                wds = rates.get(f"wds {link}")
+                b.add(_epoch_row("7. epoch: ours vs WebDataset (tar over HTTP)", f"{link}, {mode}", ours, wds,
+                                 err(f"wds {link}") or (None if wds is not None else _note(shards)),
+                                 cfg.repeats))
+            ours = rates["ours loopback"]
+            mds_error = err("mds") or (None if "mds" in rates else _note(mds_ok))
+            b.add(_epoch_row("7. epoch: ours vs MosaicML Streaming (MDS, local remote)", f"loopback, {mode}",
+                             ours, rates.get("mds"), mds_error, cfg.repeats))
+            b.add(_epoch_row("7. epoch: ours vs LitData (optimize chunks, local dir)", f"loopback, {mode}",
+                             ours, rates.get("litdata"),
+                             err("litdata") or (None if "litdata" in rates else _note(lit_ok)), cfg.repeats))
+        for link, link_url in links.items():
+            b.log(f"diffgram SDK epoch over {link} (first {cfg.diffgram_items} files, unpinned)")
+            dg = b.attempt("diffgram epoch", lambda link_url=link_url: epoch.diffgram_epoch(
+                link_url, built.project, built.key, w, bs, cfg.diffgram_items).rate)
+            b.add(Row("2. epoch: ours vs official diffgram SDK", link, unpinned_ours[link], _num(dg), "img/s",
+                      ">= 10x at 20 ms, >= 2x loopback", note=_note(dg)))
+    b.log("server CPU per 1,000 images (items:batch, inline blobs, psutil on the server's pid)")
+    cpu = b.attempt("server cpu", lambda: bench_server_cpu.measure(built.store, built.project, built.key,
+                                                                  max(cfg.repeats, 3), cfg.batch_size))
+    if isinstance(cpu, dict):
+        med, lo, hi = cpu["server_s_per_1000"]
+        b.add(Row("8. server CPU per 1,000 images served", "loopback", med, None, "CPU-s", "<= 0.10",
+                  note=f"range {lo:.3f}-{hi:.3f}; client {cpu['client_ms_per_item'][0]:.3f} CPU-ms/item, "
+                       f"no decode", higher_is_better=False))
+    else:
+        b.add(Row("8. server CPU per 1,000 images served", "loopback", None, None, "CPU-s", "<= 0.10",
+                  note=_note(cpu), higher_is_better=False))
 
 
 def metadata_figures(b: Bench, large: Built, small: Built) -> None:

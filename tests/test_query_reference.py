@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert
 
 from annostream.errors import QueryError
+from annostream.service.attribute_index import history_rows
 from annostream.service.datasets import DatasetRef, slice_count, slice_ids
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
@@ -32,6 +33,7 @@ from annostream.store.tables import (
     attribute_options,
     dataset_files,
     datasets,
+    file_attribute_values,
     file_label_counts,
     files,
     instances,
@@ -204,6 +206,8 @@ def build_world(root: Any, seed: int) -> World:
                                    "created_rev": rev, "deleted_rev": None}
                 if current is not None:
                     conn.execute(insert(file_label_counts).values(**current))
+        # The attribute index, rebuilt from the instances' lifetimes as the migration does.
+        conn.execute(insert(file_attribute_values), list(history_rows(world.instances)))
     return world
 
 

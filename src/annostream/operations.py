@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from annostream.schema import (
     AttributeGroupCreate,
+    BlobMode,
     DatasetCreate,
     Id64,
     InstancesWrite,
@@ -143,6 +144,10 @@ OPERATIONS: dict[str, Op] = {op.name: op for op in (
         summary="Per label: files holding it and its instances, in a slice at a revision."),
     _op("slice_ids", "GET", _D + "/ids", "viewer", params={"query": QueryText, "as_of": AsOf}, reply="ids"),
     _op("slice_count", "GET", _D + "/count", "viewer", params={"query": QueryText, "as_of": AsOf}),
+    _op("slice_page", "GET", _D + "/page", "viewer", reply="items",
+        params={"query": QueryText, "as_of": AsOf, "after": (Id64 | None, None),
+                "limit": (int, Field(default=64, ge=1, le=1000)), "blobs": (BlobMode, "none")},
+        summary="One keyset page of a slice (file id > after, in id order) with its revision."),
     _op("frame_ids", "GET", _D + "/frames", "viewer",
         params={"query": QueryText, "frame_query": QueryText, "as_of": AsOf,
                 "step": (int, Field(default=1, ge=1, le=1_000_000))}, reply="ids",

@@ -1,9 +1,12 @@
 """A dataset, or any slice of it, as a lazy sequence of samples.
 
-A view is (dataset, query, revision). Nothing is fetched until it is needed: ``len`` and
-random access fetch the view's id list once (compact int64, one request) and pin the view to
-the revision that list was read at, so every later item read is consistent with it. Items
-then come in batches with a window of requests in flight, blobs inline in the same response.
+A view is (dataset, query, revision). Nothing is fetched until it is needed: the first
+``ds[0]`` or the start of an iteration on a fresh view reads one keyset page of items (the
+first ``batch_size``) and pins the view to the revision the server read it at; ``len``,
+random access past that page, and the rest of an iteration fetch the view's id list once
+(compact int64, one request) at that same revision, so every read is consistent with it.
+Items then come in batches with a window of requests in flight, blobs inline in the same
+response.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class Dataset:
         self._as_of = as_of
         self._ids = ids
         self._explicit_ids = ids is not None
+        self._first: list[tuple[Item, bytes | None]] | None = None  # the first page, while no ids
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.decode = decode
@@ -112,9 +116,26 @@ class Dataset:
         """File ids of the view, in id order (int64); fetched once, then pinned."""
         return self._resolve()
 
+    def _first_page(self) -> list[tuple[Item, bytes | None]] | None:
+        """The view's first items without its id list (a fresh dataset or query view read
+        without a disk cache); None where the ids are known or wanted anyway. The page's
+        revision pins the view; a page shorter than asked for is the whole view."""
+        if self._ids is not None or self.project.disk_cache is not None:
+            return None
+        if self._first is None:
+            pairs, rev = self.project.transport.page(self.project.string_id, self.name, self.query,
+                                                     self._as_of, None, self.batch_size, True)
+            self._first, self._as_of = cast("list[tuple[Item, bytes | None]]", pairs), rev
+            if len(pairs) < self.batch_size:
+                self._ids = np.array([item["id"] for item, _ in pairs], dtype=np.int64)
+        return self._first
+
     @property
     def revision(self) -> int:
         """The revision this view reads (fixed at the first read)."""
+        if self._first is not None:
+            assert self._as_of is not None
+            return self._as_of
         self._resolve()
         assert self._as_of is not None
         return self._as_of
@@ -192,6 +213,11 @@ class Dataset:
     def __getitem__(self, index: builtins.slice) -> Dataset: ...
 
     def __getitem__(self, index: int | builtins.slice) -> Sample | Dataset:
+        if isinstance(index, (int, np.integer)) and index >= 0:
+            page = self._first_page()
+            if page is not None and index < len(page):
+                item, blob = page[int(index)]
+                return make_sample(item, blob, self.decode)
         ids = self.ids
         if isinstance(index, builtins.slice):
             return self.derive(query=self.query, as_of=self.revision, ids=ids[index])
@@ -268,7 +294,11 @@ class Dataset:
             yield from batch
 
     def __iter__(self) -> Iterator[Sample]:
-        for item, blob in self.iter_raw():
+        page = self._first_page() or []
+        for item, blob in page:
+            yield make_sample(item, blob, self.decode)
+        rest = np.arange(len(page), len(self.ids)) if page else None
+        for item, blob in self.iter_raw(rest):
             yield make_sample(item, blob, self.decode)
 
     def export(self, path: str | os.PathLike[str], format: str = "json",  # noqa: A002

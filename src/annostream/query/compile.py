@@ -11,7 +11,8 @@ NULL), so ``not`` is the exact complement of what it negates:
 * ``file.<field>``, ``file.metadata.<key>`` (JSON; typed: a number matches numbers only, a
   string strings only, ``true``/``false`` booleans only); a missing value matches nothing.
 * ``attributes.<group>``: some visible instance of the file carries the value (for
-  ``multi_select``: its list contains the value).
+  ``multi_select``: its list contains the value), looked up in the derived attribute index
+  (``file_attribute_values``, versioned like the counts) rather than in instances' JSON.
 * ``dataset.id|name|tag``: the file is also in those datasets.
 * ``tracks.count``: distinct track ids among the visible instances; ``events.<name>``: the
   count of events with that label.
@@ -27,7 +28,6 @@ covering it, and ``frame.number`` compares it; the other terms stay file-level.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import operator
 import re
 from collections.abc import Callable
@@ -71,7 +71,15 @@ from annostream.query.parse import (
 )
 from annostream.schema import InstanceType
 from annostream.store.db import QUERY_BUDGET_KEY
-from annostream.store.tables import dataset_files, datasets, file_label_counts, files, instances
+from annostream.store.tables import (
+    INDEXED_TEXT_CHARS,
+    dataset_files,
+    datasets,
+    file_attribute_values,
+    file_label_counts,
+    files,
+    instances,
+)
 from annostream.store.versioning import visible
 
 if TYPE_CHECKING:
@@ -178,12 +186,6 @@ class _Json:
     def _pg_text(self, column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
         return func.jsonb_extract_path_text(cast(column, JSONB), *[literal(k) for k in keys])
 
-    def present(self, f: Field, column: Any, keys: tuple[str, ...]) -> ColumnElement[bool]:
-        self._check_keys(f, keys)
-        if self.dialect == "postgresql":
-            return self._pg_value(column, keys).is_not(None)
-        return func.json_type(column, self._sqlite_path(keys)).is_not(None)
-
     def compare(self, f: Field, column: Any, keys: tuple[str, ...], op: str,
                 value: Any) -> ColumnElement[bool]:
         """``column[keys] <op> value``, true only where the JSON value has value's type."""
@@ -207,17 +209,6 @@ class _Json:
         if isinstance(value, (int, float)):
             return and_(typ.in_(["integer", "real"]), _sql_op(extracted, op, value))
         return and_(typ == "text", _sql_op(type_coerce(extracted, String), op, value))
-
-    def contains(self, f: Field, column: Any, key: str, values: list[str]) -> Any:
-        """Instances whose JSON list at ``key`` contains one of ``values``: (from, where)."""
-        self._check_keys(f, (key,))
-        if self.dialect == "postgresql":
-            doc = cast(column, JSONB)
-            return None, or_(*[
-                doc.op("@>")(cast(literal(json.dumps({key: [v]})), JSONB)) for v in values
-            ])
-        each = func.json_each(column, self._sqlite_path((key,))).table_valued("value", "type")
-        return each, and_(each.c.type == "text", each.c.value.in_(values))
 
 
 @dataclass
@@ -451,12 +442,12 @@ class Compiler:
 
     # -- attributes
     def attributes_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
+        """Over the derived attribute index: the files whose visible instances carry a value."""
         group = self.group(f)
         key, kind, options = group["name"], group["kind"], group["options"]
-        base = [instances.c.file_id == files.c.id, visible(instances, self.rev)]
+        fav = file_attribute_values
         if op == "has":
-            return exists(select(instances.c.id).where(
-                *base, self.json.present(f, instances.c.attributes, (key,))).correlate(files))
+            return self._carrying(key, true())
         if kind in ("select", "radio", "multi_select"):
             if op not in ("=", "in"):
                 raise _bad_value(f, f"a {kind} attribute compares with = != or in, not {op}")
@@ -464,21 +455,31 @@ class Compiler:
             if not wanted:
                 return false()
             if kind == "multi_select":
-                each, condition = self.json.contains(f, instances.c.attributes, key, wanted)
-                source = instances.join(each, true()) if each is not None else instances
-                return exists(select(instances.c.id).select_from(source).where(*base, condition)
-                              .correlate(files))
+                return self._carrying(key, and_(fav.c.kind == "item", fav.c.text.in_(wanted)))
             converted: list[Any] = wanted
         elif kind == "number":
             converted = [_as_number(f, v) for v in values]
         else:  # text, date and anything newer: strings
             converted = [_as_text(v) for v in values]
         if op == "in":
-            condition = or_(*[self.json.compare(f, instances.c.attributes, (key,), "=", v)
-                              for v in converted])
-        else:
-            condition = self.json.compare(f, instances.c.attributes, (key,), op, converted[0])
-        return exists(select(instances.c.id).where(*base, condition).correlate(files))
+            return self._carrying(key, or_(*[self._value(fav, "=", v) for v in converted]))
+        return self._carrying(key, self._value(fav, op, converted[0]))
+
+    def _value(self, fav: Any, op: str, value: Any) -> ColumnElement[bool]:
+        """An index row holding a value of ``value``'s JSON type that compares ``op`` to it."""
+        if isinstance(value, bool):
+            return fav.c.kind == ("true" if value else "false")  # type: ignore[no-any-return]
+        if isinstance(value, (int, float)):
+            return and_(fav.c.kind == "number", _sql_op(fav.c.number, op, float(value)))
+        condition = and_(fav.c.kind == "text", _sql_op(fav.c.text, op, value))
+        if op == "=" and len(value) < INDEXED_TEXT_CHARS:  # lets PostgreSQL use its partial index
+            condition = and_(condition, func.length(fav.c.text) < INDEXED_TEXT_CHARS)
+        return condition
+
+    def _carrying(self, key: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        fav = file_attribute_values
+        return files.c.id.in_(select(fav.c.file_id).where(fav.c.key == key, condition,
+                                                          visible(fav, self.rev)).correlate(None))
 
     def _option(self, f: Field, group: str, options: list[str], v: Value) -> str:
         text = _as_text(v)

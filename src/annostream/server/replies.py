@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from annostream import frames
@@ -52,11 +53,12 @@ def blob_response(blob: BlobRead, request: Request) -> Response:
     return Response(blob.read(), media_type=blob.content_type, headers=headers)
 
 
-def _framed(batch: ItemBatch) -> Iterator[bytes]:
-    """Items with their blobs in chunks of about FRAME_CHUNK bytes (one thread hop each)."""
+def _next_parts(pairs: Iterator[tuple[dict[str, Any], bytes | None]]) -> list[bytes]:
+    """The frames of the next items, about FRAME_CHUNK bytes of them, as separate parts (a
+    header, then the blob's bytes as read, never joined); empty at the end."""
     parts: list[bytes] = []
     size = 0
-    for item, data in batch.pairs:
+    for item, data in pairs:
         header = frames.encode_header(item, None if data is None else len(data))
         parts.append(header)
         size += len(header)
@@ -64,10 +66,28 @@ def _framed(batch: ItemBatch) -> Iterator[bytes]:
             parts.append(data)
             size += len(data)
         if size >= FRAME_CHUNK:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)
+            break
+    return parts
+
+
+class FramedResponse(Response):
+    """Items with their blobs, framed: one worker-thread hop reads (blobs included) and
+    encodes each chunk of about FRAME_CHUNK bytes; its parts go to the socket as they are,
+    without being copied into one buffer."""
+
+    media_type = frames.MEDIA_TYPE
+
+    def __init__(self, batch: ItemBatch) -> None:
+        super().__init__(headers={"X-Revision": str(batch.revision)}, media_type=frames.MEDIA_TYPE)
+        del self.headers["content-length"]
+        self.pairs = batch.pairs
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        while parts := await run_in_threadpool(_next_parts, self.pairs):
+            for part in parts:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def render(op: Op, result: Any, request: Request) -> Response:
@@ -81,8 +101,7 @@ def render(op: Op, result: Any, request: Request) -> Response:
     if op.reply == "items":
         batch: ItemBatch = result
         if batch.inline:
-            return StreamingResponse(_framed(batch), media_type=frames.MEDIA_TYPE,
-                                     headers={"X-Revision": str(batch.revision)})
+            return FramedResponse(batch)
         return FastJSONResponse({"items": [item for item, _ in batch.pairs], "revision": batch.revision},
                                 headers={"X-Revision": str(batch.revision)})
     if op.reply == "blob":

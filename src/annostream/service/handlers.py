@@ -18,6 +18,7 @@ import numpy as np
 from annostream.errors import BadRequest
 from annostream.schema import (
     AttributeGroupCreate,
+    BlobMode,
     ChangePage,
     DatasetCreate,
     InstancesWrite,
@@ -129,6 +130,16 @@ def slice_count(store: Store, ref: ProjectRef, dataset: str, query: str | None =
                 as_of: int | None = None) -> dict[str, int]:
     count, rev = datasets.slice_count(store, datasets.get_dataset(store, ref, dataset, as_of), query, as_of)
     return {"count": count, "revision": rev}
+
+
+@implements("slice_page")
+def slice_page(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
+               as_of: int | None = None, after: int | None = None, limit: int = 64,
+               blobs: BlobMode = "none") -> items.ItemBatch:
+    """The first items of a slice without listing its ids: a keyset page, read at one revision."""
+    ds = datasets.get_dataset(store, ref, dataset, as_of)
+    found, rev = items.page_items(store, ds, query=query, as_of=as_of, after=after, limit=limit)
+    return items.with_blobs(store, ref, found, rev, blobs)
 
 
 @implements("items_batch")

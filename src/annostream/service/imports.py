@@ -43,7 +43,7 @@ from annostream.service.ingest import (
     instance_rows,
     parse_instances,
     probe_upload,
-    refresh_label_counts,
+    refresh_derived,
 )
 from annostream.service.labels import ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
@@ -342,9 +342,9 @@ def commit_records(
                 counts["instances"] += len(rows)
                 pending.append(file_id)
                 if len(pending) >= 500:
-                    refresh_label_counts(conn, pending, rev)
+                    refresh_derived(conn, pending, rev)
                     pending = []
-            refresh_label_counts(conn, pending, rev)
+            refresh_derived(conn, pending, rev)
             release_staged(conn, ref, sorted(used))
             result = {"dataset": dataset, **counts, "revision": rev}
             if not counts["files"] and not _changed_besides_files(conn, ref, rev):

@@ -1,10 +1,10 @@
 """Writes: files with their instances, and instance edits (bulk imports: ``imports``).
 
 Each public function here is one commit (``service.commit``): it allocates a revision,
-writes, maintains the derived per-(file, label) counts, and either all of it lands or none
-of it does. An uploaded image is staged first (``service.staging``: its rows committed,
-then its bytes), so a crash at any point leaves nothing but a staged blob that gc collects;
-a write that fails takes back what it staged.
+writes, maintains the derived tables (per-(file, label) counts, the attribute index), and
+either all of it lands or none of it does. An uploaded image is staged first
+(``service.staging``: its rows committed, then its bytes), so a crash at any point leaves
+nothing but a staged blob that gc collects; a write that fails takes back what it staged.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from annostream.paths import safe_name
 from annostream.schema import InstanceIn, validate
 from annostream.service import geometry, video
 from annostream.service import text as text_service
+from annostream.service.attribute_index import refresh_attribute_index
 from annostream.service.commit import commit
 from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, load_vocabulary
@@ -118,6 +119,13 @@ def instance_rows(
             "machine_made": inst.machine_made, "created_rev": rev, "deleted_rev": None,
         })
     return rows
+
+
+def refresh_derived(conn: Connection, file_ids: list[int], rev: int) -> None:
+    """Bring the derived tables of ``file_ids`` (label counts, attribute index) up to the live
+    instances, in the caller's commit."""
+    refresh_label_counts(conn, file_ids, rev)
+    refresh_attribute_index(conn, file_ids, rev)
 
 
 def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> None:
@@ -228,7 +236,7 @@ def add_file(
             rows = instance_rows(ref.id, file_id, probe.width, probe.height, items, vocab, rev, "instances")
             if rows:
                 conn.execute(insert(instances), rows)
-            refresh_label_counts(conn, [file_id], rev)
+            refresh_derived(conn, [file_id], rev)
             release_staged(conn, ref, [sha] if sha else [])
     except BaseException:
         unstage(store, ref, staged)
@@ -271,7 +279,7 @@ def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: I
         removed = end_rows(conn, instances, instances.c.file_id == file_id, rev) if replace else 0
         if rows:
             conn.execute(insert(instances), rows)
-        refresh_label_counts(conn, [file_id], rev)
+        refresh_derived(conn, [file_id], rev)
     return {"file_id": file_id, "revision": rev, "added": len(rows), "removed": removed}
 
 
@@ -286,7 +294,7 @@ def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str
         if file_id is None:
             raise NotFound(f"instance {instance_id} not found", {"instance_id": instance_id})
         end_rows(conn, instances, instances.c.id == instance_id, rev)
-        refresh_label_counts(conn, [file_id], rev)
+        refresh_derived(conn, [file_id], rev)
     return {"instance_id": instance_id, "revision": rev}
 
 

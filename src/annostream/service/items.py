@@ -222,9 +222,14 @@ class ItemBatch:
 def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None,
                blobs: str) -> ItemBatch:
     """Items by id with their blobs: ``inline`` (bytes), ``url`` (a blob route URL) or ``none``."""
+    found, rev = read_items(store, ref, ids, as_of)
+    return with_blobs(store, ref, found, rev, blobs)
+
+
+def with_blobs(store: Store, ref: ProjectRef, found: list[Item], rev: int, blobs: str) -> ItemBatch:
+    """Items read at ``rev`` as a batch whose blobs are ``inline``, ``url`` or ``none``."""
     from annostream.store.blobs import get_many
 
-    found, rev = read_items(store, ref, ids, as_of)
     if blobs == "url":
         for item in found:
             sha = item["file"]["sha256"]

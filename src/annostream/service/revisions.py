@@ -44,6 +44,7 @@ from annostream.store.tables import (
     blobs,
     dataset_files,
     datasets,
+    file_attribute_values,
     file_label_counts,
     files,
     instances,
@@ -209,6 +210,9 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool,
         ("file_label_counts", file_label_counts, and_(
             file_label_counts.c.file_id.in_(in_project_files),
             _collectable(file_label_counts, pid, cutoff))),
+        ("file_attribute_values", file_attribute_values, and_(
+            file_attribute_values.c.file_id.in_(in_project_files),
+            _collectable(file_attribute_values, pid, cutoff))),
         ("dataset_files", dataset_files, and_(dataset_files.c.dataset_id.in_(in_project_datasets),
                                               _collectable(dataset_files, pid, cutoff))),
         ("attribute_options", attribute_options, and_(
@@ -218,6 +222,7 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool,
             files.c.project_id == project_id, _collectable(files, pid, cutoff),
             ~exists().where(instances.c.file_id == files.c.id),
             ~exists().where(file_label_counts.c.file_id == files.c.id),
+            ~exists().where(file_attribute_values.c.file_id == files.c.id),
             ~exists().where(dataset_files.c.file_id == files.c.id),
         )),
         ("labels", labels, and_(

@@ -21,7 +21,7 @@ from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     instance_rows,
     parse_instances,
-    refresh_label_counts,
+    refresh_derived,
 )
 from annostream.service.labels import load_vocabulary
 from annostream.service.projects import ProjectRef
@@ -101,6 +101,6 @@ def save_snapshot(store: Store, *, string_id: str, name: str, revision: int,
                 conn.execute(insert(instances), rows)
             file_ids.append(item["id"])
             n_instances += len(rows)
-        refresh_label_counts(conn, file_ids, rev)
+        refresh_derived(conn, file_ids, rev)
     return {"project": string_id, "dataset": dataset, "revision": rev, "files": len(file_ids),
             "instances": n_instances}

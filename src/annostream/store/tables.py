@@ -249,3 +249,28 @@ import_keys = Table(
     Column("result", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Derived, versioned index of the attribute values carried by a file's visible instances: one
+# row per distinct (file, key, kind, value) while some live instance carries it, written in
+# the same transaction as the instances, so that `attributes.weather = "rain"` is an indexed
+# lookup. ``kind`` is the JSON type (text, number, true, false, null, array, object) or
+# ``item`` for a text element of a list (multi-select values).
+file_attribute_values = Table(
+    "file_attribute_values",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("file_id", Id, ForeignKey("files.id"), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("text", Text, nullable=True),
+    Column("number", Float, nullable=True),
+    *_versioned(),
+    Index(None, "key", "kind", "number", "file_id"),
+    Index(None, "file_id", "deleted_rev"),
+)
+# PostgreSQL's btree refuses entries over ~2.7 kB: its text index holds the short values only,
+# and an equality on a short value states that bound so the planner can use it.
+INDEXED_TEXT_CHARS = 1000
+Index(None, file_attribute_values.c.key, file_attribute_values.c.kind, file_attribute_values.c.text,
+      file_attribute_values.c.file_id,
+      postgresql_where=func.length(file_attribute_values.c.text) < INDEXED_TEXT_CHARS)

@@ -111,6 +111,13 @@ class Transport(ABC):
                              body={"ids": ids, "as_of": as_of, "blobs": "inline" if blobs else "none"})
         return cast("list[tuple[Item, bytes | None]]", pairs)
 
+    def page(self, project: str, dataset: str, query: str | None, as_of: int | None, after: int | None,
+             limit: int, blobs: bool) -> tuple[list[tuple[Item, bytes | None]], int]:
+        """A keyset page of a slice: (items with file id > ``after``, revision read)."""
+        pairs, rev = self.call("slice_page", project=project, dataset=dataset, query=query, as_of=as_of,
+                               after=after, limit=limit, blobs="inline" if blobs else "none")
+        return pairs, rev
+
     def blob(self, project: str, sha256: str) -> bytes:
         return cast("bytes", self.call("get_blob", project=project, sha256=sha256))
 

@@ -1,0 +1,73 @@
+"""Server CPU per 1,000 images served, from the server process's own accounting.
+
+A server process serves a store of real JPEGs; one client streams epochs of ``items:batch``
+with inline blobs (the SDK's sequential read) and the server's user + system CPU seconds
+(psutil on the pid its ``/healthz`` reports) are read before and after. Also the client's
+own CPU per item over the same epochs, with no decoding (what the SDK costs besides JPEG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from annostream.client.transports import HttpTransport
+from annostream.server.launch import running_server
+from benchmarks.data import build_images
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(store: Path, project: str, key: dict[str, Any], epochs: int, batch: int) -> dict[str, Any]:
+    """Per epoch: server CPU s per 1,000 images, client CPU ms per item, items/s."""
+    rows = []
+    with running_server(store) as url:
+        server = psutil.Process(httpx.get(f"{url}/healthz").json()["pid"])
+        transport = HttpTransport(url, key["client_id"], key["client_secret"])
+        ids, _ = transport.ids(project, "Default", None, None)
+        transport.items(project, ids[:batch].tolist(), None, True)  # warm: vocabulary, pools
+        for _ in range(epochs):
+            s0, c0, t0 = _cpu(server), _client_cpu(), time.perf_counter()
+            n = 0
+            for start in range(0, len(ids), batch):
+                n += len(transport.items(project, ids[start:start + batch].tolist(), None, True))
+            s1, c1, t1 = _cpu(server), _client_cpu(), time.perf_counter()
+            rows.append({"server_s_per_1000": (s1 - s0) * 1000 / n,
+                         "client_ms_per_item": (c1 - c0) * 1000 / n, "items_per_s": n / (t1 - t0)})
+    return {k: (statistics.median(r[k] for r in rows), min(r[k] for r in rows), max(r[k] for r in rows))
+            for k in rows[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_images(Path(tmp) / "cpu", args.images)
+        result = measure(built.store, built.project, built.key, args.epochs, args.batch)
+    print(f"{built.files} images, {args.epochs} epochs, batch {args.batch}, load {os.getloadavg()[0]:.2f}")
+    for name, (med, lo, hi) in result.items():
+        print(f"  {name:20s} median {med:8.4f}  range {lo:8.4f} .. {hi:8.4f}")
+
+
+if __name__ == "__main__":
+    main()
