@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from annostream import frames
 from annostream.operations import Op
+from annostream.schema import Item
 from annostream.server.app import FastJSONResponse
 from annostream.server.throttle import attachment
 from annostream.service.handlers import ZipExport
@@ -53,7 +54,7 @@ def blob_response(blob: BlobRead, request: Request) -> Response:
     return Response(blob.read(), media_type=blob.content_type, headers=headers)
 
 
-def _next_parts(pairs: Iterator[tuple[dict[str, Any], bytes | None]]) -> list[bytes]:
+def _next_parts(pairs: Iterator[tuple[Item, bytes | None]]) -> list[bytes]:
     """The frames of the next items, about FRAME_CHUNK bytes of them, as separate parts (a
     header, then the blob's bytes as read, never joined); empty at the end."""
     parts: list[bytes] = []
