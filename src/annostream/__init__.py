@@ -1,9 +1,9 @@
 """annostream: an annotation store with a streaming SDK.
 
-    from annostream import Project
-    project = Project("coco-dataset", host="http://127.0.0.1:8085")
-    ds = project.directory.get(name="Default")
-    len(ds); ds[7]; ds.slice("labels.cat > 2")
+from annostream import Project
+project = Project("coco-dataset", host="http://127.0.0.1:8085")
+ds = project.directory.get(name="Default")
+len(ds); ds[7]; ds.slice("labels.cat > 2")
 """
 
 from __future__ import annotations

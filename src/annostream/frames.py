@@ -48,7 +48,7 @@ def decode(buffer: bytes) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         if pos + n + 8 > end:
             raise Truncated(f"item of {n} bytes at byte {pos} runs past the end ({end})")
         try:
-            item = orjson.loads(view[pos:pos + n])
+            item = orjson.loads(view[pos : pos + n])
         except orjson.JSONDecodeError as exc:
             raise Truncated(f"item at byte {pos} is not JSON: {exc}") from exc
         pos += n
@@ -59,5 +59,5 @@ def decode(buffer: bytes) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         else:
             if pos + m > end:
                 raise Truncated(f"blob of {m} bytes at byte {pos} runs past the end ({end})")
-            yield item, bytes(view[pos:pos + m])
+            yield item, bytes(view[pos : pos + m])
             pos += m

@@ -89,6 +89,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Pat
     root = tmp_path_factory.mktemp("security")
     store_dir = new_store_dir(root / "store")
     keys, shas, file_ids, instance_ids = build_world(root, store_dir)
-    env = {"ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS), "ANNOSTREAM_MAX_IMPORT_BYTES": str(IMPORT_CAP)}
+    env = {
+        "ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS),
+        "ANNOSTREAM_MAX_IMPORT_BYTES": str(IMPORT_CAP),
+    }
     with running_server(store_dir, env=env) as url:
         yield World(url, store_dir, keys, shas, file_ids, instance_ids)

@@ -78,8 +78,14 @@ def create_server_admin_key(store: Store) -> dict[str, Any]:
 def has_server_admin_key(store: Store) -> bool:
     """Whether the store holds a live server admin key (``serve --init`` mints one only if not)."""
     with store.engine.connect() as conn:
-        return conn.execute(select(api_keys.c.id).where(
-            api_keys.c.project_id.is_(None), api_keys.c.revoked_at.is_(None)).limit(1)).first() is not None
+        return (
+            conn.execute(
+                select(api_keys.c.id)
+                .where(api_keys.c.project_id.is_(None), api_keys.c.revoked_at.is_(None))
+                .limit(1)
+            ).first()
+            is not None
+        )
 
 
 def _touch(store: Store, key_id: int, last: datetime | None) -> None:
@@ -135,22 +141,26 @@ def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> d
     if not principal.is_superuser:
         raise Forbidden("only a server admin key can create projects")
     with store.engine.begin() as conn:
-        exists = conn.execute(
-            select(projects.c.id).where(projects.c.string_id == spec.string_id)
-        ).first()
+        exists = conn.execute(select(projects.c.id).where(projects.c.string_id == spec.string_id)).first()
         if exists:
             raise Conflict(f"project '{spec.string_id}' already exists")
-        project_id = inserted_id(conn.execute(
-            insert(projects).values(
-                string_id=spec.string_id,
-                name=spec.name or spec.string_id,
-                is_public=spec.is_public,
-                head_rev=0,
+        project_id = inserted_id(
+            conn.execute(
+                insert(projects).values(
+                    string_id=spec.string_id,
+                    name=spec.name or spec.string_id,
+                    is_public=spec.is_public,
+                    head_rev=0,
+                )
             )
-        ))
+        )
     key = _new_key(store, project_id, "admin")
-    return {"string_id": spec.string_id, "name": spec.name or spec.string_id,
-            "is_public": spec.is_public, "admin_key": key}
+    return {
+        "string_id": spec.string_id,
+        "name": spec.name or spec.string_id,
+        "is_public": spec.is_public,
+        "admin_key": key,
+    }
 
 
 def create_key(store: Store, ref: ProjectRef, role: Role) -> dict[str, Any]:
@@ -168,8 +178,16 @@ def list_keys(store: Store, ref: ProjectRef | None) -> list[dict[str, Any]]:
     never a secret nor its hash."""
     with store.engine.connect() as conn:
         rows = conn.execute(select(api_keys).where(_keys_of(ref)).order_by(api_keys.c.id)).all()
-    return [{"client_id": r.client_id, "role": r.role, "created_at": _iso(r.created_at),
-             "last_used_at": _iso(r.last_used_at), "revoked_at": _iso(r.revoked_at)} for r in rows]
+    return [
+        {
+            "client_id": r.client_id,
+            "role": r.role,
+            "created_at": _iso(r.created_at),
+            "last_used_at": _iso(r.last_used_at),
+            "revoked_at": _iso(r.revoked_at),
+        }
+        for r in rows
+    ]
 
 
 def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str, Any]:
@@ -218,7 +236,13 @@ def list_projects(store: Store, principal: Principal) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
     return [
-        {"string_id": r.string_id, "name": r.name, "is_public": r.is_public,
-         "revision": r.head_rev, "datasets": r.datasets, "files": r.files}
+        {
+            "string_id": r.string_id,
+            "name": r.name,
+            "is_public": r.is_public,
+            "revision": r.head_rev,
+            "datasets": r.datasets,
+            "files": r.files,
+        }
         for r in rows
     ]

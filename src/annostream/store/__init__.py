@@ -67,8 +67,10 @@ def no_store_message(root: Path) -> str:
     nearest = find_store_below(root) if root.is_dir() else None
     if nearest is not None:
         return f"no annostream store at {root}: the nearest store below it is {nearest} (use that path)"
-    return (f"no annostream store at {root}: check the path, or create an empty store with "
-            f"'annostream init --data {root}'")
+    return (
+        f"no annostream store at {root}: check the path, or create an empty store with "
+        f"'annostream init --data {root}'"
+    )
 
 
 @dataclass

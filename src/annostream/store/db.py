@@ -41,7 +41,7 @@ def normalize_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` mean psycopg 3 (SQLAlchemy would pick psycopg2)."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
+            return "postgresql+psycopg://" + url[len(plain) :]
     return url
 
 
@@ -60,7 +60,8 @@ def _sqlite_timeout(engine: Engine, timeout_s: float) -> None:
     def _connect(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info.setdefault(_DEADLINE_KEY, [0.0])
         dbapi_connection.set_progress_handler(
-            lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0, _PROGRESS_STEPS)
+            lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0, _PROGRESS_STEPS
+        )
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn: Any, *_args: Any) -> None:
@@ -76,16 +77,15 @@ def _limits(engine: Engine, query_budget: int | None, timeout_s: float | None) -
         record.info[STATEMENT_TIMEOUT_KEY] = timeout_s
 
 
-def create_db_engine(url: str, *, statement_timeout_s: float | None = None,
-                     query_budget: int | None = None) -> Engine:
+def create_db_engine(
+    url: str, *, statement_timeout_s: float | None = None, query_budget: int | None = None
+) -> Engine:
     """An engine for ``url`` with the settings annostream relies on (orjson for JSON columns),
     and, for a server, the bounds on one statement (see the module docstring)."""
     url = normalize_url(url)
     json_options = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options)
         event.listen(engine, "connect", _sqlite_pragmas)
         if statement_timeout_s:
             _sqlite_timeout(engine, statement_timeout_s)
@@ -97,8 +97,9 @@ def create_db_engine(url: str, *, statement_timeout_s: float | None = None,
         connect_args = {}
         if statement_timeout_s:
             connect_args["options"] = f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                               connect_args=connect_args, **json_options)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **json_options
+        )
     _limits(engine, query_budget, statement_timeout_s)
     return engine
 
