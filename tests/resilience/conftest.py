@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 
 from annostream import Project
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import free_port, running_server
 from tests.conftest import make_coco
 
@@ -62,7 +62,7 @@ def build_store(
     store_dir = new_store_dir(root / "store")
     local = EmbeddedTransport(store_dir)
     local.create_project("resilience", None, False)
-    local.import_coco("resilience", "Default", json.loads(ann.read_text()), root / "coco" / "images")
+    local.import_source("resilience", "Default", read_coco(ann, root / "coco" / "images"), "coco")
     return store_dir, local.create_key("resilience", "editor")
 
 

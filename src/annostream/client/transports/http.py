@@ -188,8 +188,8 @@ class HttpTransport(Transport):
         if op.reply == "items":
             rev = int(response.headers["X-Revision"])
             if response.headers.get("content-type", "").startswith(frames.MEDIA_TYPE):
-                body = args["body"]
-                asked = list(body["ids"] if isinstance(body, dict) else body.ids)
+                body = args.get("body")
+                asked = None if body is None else list(body["ids"] if isinstance(body, dict) else body.ids)
                 return verified_frames(response.content, asked), rev
             return [(item, None) for item in _loads(response.content)["items"]], rev
         if op.reply == "blob" and response.is_redirect and "location" in response.headers:
