@@ -28,9 +28,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annostream.client.transports import EmbeddedTransport, HttpTransport  # noqa: E402
-from annostream.server.launch import running_server  # noqa: E402
-from tests import services as svc  # noqa: E402
+from annostream.client.transports import EmbeddedTransport, HttpTransport
+from annostream.server.launch import running_server
+from tests import services as svc
 
 
 def noise_png(side: int, seed: int) -> bytes:
@@ -75,8 +75,12 @@ def fetch_all(url: str, key: dict[str, str], shas: list[str], threads: int, roun
     wall = time.perf_counter() - t0
     total = sum(n for n, _ in results)
     lat = sorted(s for _, s in results)
-    return {"MB/s": total / wall / 1e6, "blobs/s": len(work) / wall,
-            "p50 ms": statistics.median(lat) * 1e3, "p95 ms": lat[int(0.95 * (len(lat) - 1))] * 1e3}
+    return {
+        "MB/s": total / wall / 1e6,
+        "blobs/s": len(work) / wall,
+        "p50 ms": statistics.median(lat) * 1e3,
+        "p95 ms": lat[int(0.95 * (len(lat) - 1))] * 1e3,
+    }
 
 
 def main() -> None:
@@ -101,15 +105,21 @@ def main() -> None:
         pointer = json.loads((direct / "store.json").read_text())
         proxied = root / "proxied"
         proxied.mkdir()
-        (proxied / "store.json").write_text(json.dumps({**pointer, "blobs": pointer["blobs"] + "&redirect=0"}))
+        (proxied / "store.json").write_text(
+            json.dumps({**pointer, "blobs": pointer["blobs"] + "&redirect=0"})
+        )
 
         local = EmbeddedTransport(direct)
         key = local.create_project("bench", None, False)["admin_key"]
-        shas = [local.upload_file("bench", "Default", f"n{i}.png", noise_png(args.side, i), [], {})["sha256"]
-                for i in range(args.count)]
+        shas = [
+            local.upload_file("bench", "Default", f"n{i}.png", noise_png(args.side, i), [], {})["sha256"]
+            for i in range(args.count)
+        ]
         size = sum(len(noise_png(args.side, i)) for i in range(2)) / 2
-        print(f"{args.count} blobs of ~{size / 1e6:.2f} MB, {args.threads} client threads, "
-              f"{args.workers} server processes, {args.rounds} rounds; S3 = moto at {s3}")
+        print(
+            f"{args.count} blobs of ~{size / 1e6:.2f} MB, {args.threads} client threads, "
+            f"{args.workers} server processes, {args.rounds} rounds; S3 = moto at {s3}"
+        )
         for label, folder in (("presigned redirect", direct), ("through the API", proxied)):
             with running_server(folder, workers=args.workers) as url:
                 cpu0 = server_cpu_seconds(url)
@@ -117,8 +127,10 @@ def main() -> None:
                 cpu1 = server_cpu_seconds(url)
             gb = size * args.count * args.rounds / 1e9
             cpu = f"  API CPU {(cpu1 - cpu0) / gb:6.1f} s/GB" if cpu0 is not None and cpu1 is not None else ""
-            print(f"{label:>20}: {r['MB/s']:7.1f} MB/s  {r['blobs/s']:7.1f} blobs/s  "
-                  f"p50 {r['p50 ms']:6.1f} ms  p95 {r['p95 ms']:6.1f} ms{cpu}")
+            print(
+                f"{label:>20}: {r['MB/s']:7.1f} MB/s  {r['blobs/s']:7.1f} blobs/s  "
+                f"p50 {r['p50 ms']:6.1f} ms  p95 {r['p95 ms']:6.1f} ms{cpu}"
+            )
     finally:
         if started:
             svc.stop_moto(root / "moto")

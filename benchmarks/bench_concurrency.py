@@ -79,8 +79,10 @@ def main() -> None:
             for clients in args.clients:
                 r = run(built.store, built.project, built.key, clients, workers)
                 cpu, load = r["server_cpu_ms_per_item"], os.getloadavg()[0]
-                print(f"  --workers {workers} {clients:3d} clients: {r['items_per_s']:8,.0f} items/s "
-                      f"server {cpu:.3f} CPU-ms/item  (load {load:.2f})")
+                print(
+                    f"  --workers {workers} {clients:3d} clients: {r['items_per_s']:8,.0f} items/s "
+                    f"server {cpu:.3f} CPU-ms/item  (load {load:.2f})"
+                )
 
 
 if __name__ == "__main__":

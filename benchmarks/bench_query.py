@@ -16,7 +16,9 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from sqlalchemy import func, insert, select
 
@@ -63,31 +65,49 @@ def _insert_instances(conn: Any, batch: list[dict[str, Any]]) -> None:
 def build(store: Store, n_files: int, per_file: int, seed: int = 0) -> DatasetRef:
     rnd = random.Random(seed)
     with store.engine.begin() as conn:
-        pid = conn.execute(insert(projects).values(
-            string_id="bench", name="bench", is_public=False, head_rev=1)).inserted_primary_key[0]
+        pid = conn.execute(
+            insert(projects).values(string_id="bench", name="bench", is_public=False, head_rev=1)
+        ).inserted_primary_key[0]
         label_ids = []
         for index, name in enumerate(LABELS, start=1):
-            label_ids.append(conn.execute(insert(labels).values(
-                project_id=pid, label_index=index, name=name, spec={}, created_rev=1,
-            )).inserted_primary_key[0])
-        gid = conn.execute(insert(attribute_groups).values(
-            project_id=pid, name="weather", kind="select", created_rev=1)).inserted_primary_key[0]
+            label_ids.append(
+                conn.execute(
+                    insert(labels).values(
+                        project_id=pid,
+                        label_index=index,
+                        name=name,
+                        spec={},
+                        created_rev=1,
+                    )
+                ).inserted_primary_key[0]
+            )
+        gid = conn.execute(
+            insert(attribute_groups).values(project_id=pid, name="weather", kind="select", created_rev=1)
+        ).inserted_primary_key[0]
         for option in ("rain", "sun", "fog"):
             conn.execute(insert(attribute_options).values(group_id=gid, name=option, created_rev=1))
-        ds_id = conn.execute(insert(datasets).values(
-            project_id=pid, name="all", created_rev=1)).inserted_primary_key[0]
+        ds_id = conn.execute(
+            insert(datasets).values(project_id=pid, name="all", created_rev=1)
+        ).inserted_primary_key[0]
 
         file_rows = [
-            {"id": i, "project_id": pid, "type": "image", "original_filename": f"img_{i:07d}.jpg",
-             "width": rnd.choice([640, 1024, 1920]), "height": 480,
-             "metadata": {"split": "val" if rnd.random() < 0.2 else "train"}, "created_rev": 1}
+            {
+                "id": i,
+                "project_id": pid,
+                "type": "image",
+                "original_filename": f"img_{i:07d}.jpg",
+                "width": rnd.choice([640, 1024, 1920]),
+                "height": 480,
+                "metadata": {"split": "val" if rnd.random() < 0.2 else "train"},
+                "created_rev": 1,
+            }
             for i in range(1, n_files + 1)
         ]
         for start in range(0, len(file_rows), BATCH):
-            conn.execute(insert(files), file_rows[start:start + BATCH])
+            conn.execute(insert(files), file_rows[start : start + BATCH])
         member_rows = [{"dataset_id": ds_id, "file_id": i, "created_rev": 1} for i in range(1, n_files + 1)]
         for start in range(0, len(member_rows), BATCH):
-            conn.execute(insert(dataset_files), member_rows[start:start + BATCH])
+            conn.execute(insert(dataset_files), member_rows[start : start + BATCH])
         del file_rows, member_rows
 
         batch: list[dict[str, Any]] = []
@@ -98,19 +118,35 @@ def build(store: Store, n_files: int, per_file: int, seed: int = 0) -> DatasetRe
             chosen = rnd.choices(label_ids, weights=weights, k=k)
             for label_id in chosen:
                 attrs = {"weather": rnd.choice(("rain", "sun", "fog"))} if rnd.random() < 0.05 else {}
-                batch.append({"project_id": pid, "file_id": file_id, "label_id": label_id,
-                              "type": rnd.choice(TYPES), "geometry": {}, "attributes": attrs,
-                              "created_rev": 1, "deleted_rev": None})
+                batch.append(
+                    {
+                        "project_id": pid,
+                        "file_id": file_id,
+                        "label_id": label_id,
+                        "type": rnd.choice(TYPES),
+                        "geometry": {},
+                        "attributes": attrs,
+                        "created_rev": 1,
+                        "deleted_rev": None,
+                    }
+                )
             for label_id, count in Counter(chosen).items():
-                count_rows.append({"file_id": file_id, "label_id": label_id, "count": count,
-                                   "created_rev": 1, "deleted_rev": None})
+                count_rows.append(
+                    {
+                        "file_id": file_id,
+                        "label_id": label_id,
+                        "count": count,
+                        "created_rev": 1,
+                        "deleted_rev": None,
+                    }
+                )
             if len(batch) >= BATCH:  # whole files only: their attribute index rows go with them
                 _insert_instances(conn, batch)
                 batch = []
         if batch:
             _insert_instances(conn, batch)
         for start in range(0, len(count_rows), BATCH):
-            conn.execute(insert(file_label_counts), count_rows[start:start + BATCH])
+            conn.execute(insert(file_label_counts), count_rows[start : start + BATCH])
     with store.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     project = ProjectRef(pid, "bench", "bench", False, "admin")
@@ -151,9 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"built {n_files:,} files, {n_inst:,} instances in {time.perf_counter() - t0:.1f} s")
         print(f"{'query':48} {'first id':>10} {'count':>10} {'all ids':>10} {'matches':>9}")
         for query in QUERIES:
-            t_first, _ = timed(lambda: first_id(store, ds, query), args.repeat)
-            t_count, (count, _) = timed(lambda: slice_count(store, ds, query), args.repeat)
-            t_ids, (ids, _) = timed(lambda: slice_ids(store, ds, query), max(1, args.repeat // 2))
+            t_first, _ = timed(partial(first_id, store, ds, query), args.repeat)
+            t_count, (count, _) = timed(partial(slice_count, store, ds, query), args.repeat)
+            t_ids, (ids, _) = timed(partial(slice_ids, store, ds, query), max(1, args.repeat // 2))
             assert len(ids) == count
             print(f"{query:48} {t_first:8.1f}ms {t_count:8.1f}ms {t_ids:8.1f}ms {count:9,}")
         store.close()

@@ -47,12 +47,19 @@ def measure(store: Path, project: str, key: dict[str, Any], epochs: int, batch: 
             s0, c0, t0 = _cpu(server), _client_cpu(), time.perf_counter()
             n = 0
             for start in range(0, len(ids), batch):
-                n += len(transport.items(project, ids[start:start + batch].tolist(), None, True))
+                n += len(transport.items(project, ids[start : start + batch].tolist(), None, True))
             s1, c1, t1 = _cpu(server), _client_cpu(), time.perf_counter()
-            rows.append({"server_s_per_1000": (s1 - s0) * 1000 / n,
-                         "client_ms_per_item": (c1 - c0) * 1000 / n, "items_per_s": n / (t1 - t0)})
-    return {k: (statistics.median(r[k] for r in rows), min(r[k] for r in rows), max(r[k] for r in rows))
-            for k in rows[0]}
+            rows.append(
+                {
+                    "server_s_per_1000": (s1 - s0) * 1000 / n,
+                    "client_ms_per_item": (c1 - c0) * 1000 / n,
+                    "items_per_s": n / (t1 - t0),
+                }
+            )
+    return {
+        k: (statistics.median(r[k] for r in rows), min(r[k] for r in rows), max(r[k] for r in rows))
+        for k in rows[0]
+    }
 
 
 def main() -> None:

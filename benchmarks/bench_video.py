@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annostream import Project
-from annostream.client.transports import EmbeddedTransport  # noqa: E402
+from annostream.client.transports import EmbeddedTransport
 from annostream.server.launch import running_server
 
 RESULTS = Path(__file__).with_name("results") / "video.json"
@@ -51,7 +51,9 @@ def make_video(path: Path, n_frames: int, width: int, height: int, fps: int = 30
         for k in range(n_frames):
             t = k / max(1, n_frames - 1)
             x, y = int(t * width), int(abs(np.sin(t * 6)) * height)
-            frame = av.VideoFrame.from_ndarray(np.asarray(photo.crop((x, y, x + width, y + height))), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.asarray(photo.crop((x, y, x + width, y + height))), format="rgb24"
+            )
             frame.pts = k
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -113,8 +115,9 @@ def best_rate(run: Callable[[], int], repeat: int) -> float:
     return max(rates)
 
 
-def measure(ds: object, video: Path, ks: list[int], starts: list[int], length: int, stride: int,
-            repeat: int) -> dict[str, float]:
+def measure(
+    ds: object, video: Path, ks: list[int], starts: list[int], length: int, stride: int, repeat: int
+) -> dict[str, float]:
     """Our three figures beside the local ones; each run makes a new view of ``ds``, so the
     video's bytes are fetched inside every measurement."""
     _ = ds.ids  # type: ignore[attr-defined]  # connected before timing
@@ -160,15 +163,21 @@ def main() -> None:
     ks = [rng.randrange(args.frames) for _ in range(args.random)]
     length, stride = 16, 8
     starts = list(range(0, args.frames - length + 1, stride))
-    print(f"{video.stat().st_size / 1e6:.1f} MB h264 mp4, {args.frames} frames {args.width}x{args.height}, "
-          f"keyframe every 30; best of {args.repeat}")
+    print(
+        f"{video.stat().st_size / 1e6:.1f} MB h264 mp4, {args.frames} frames {args.width}x{args.height}, "
+        f"keyframe every 30; best of {args.repeat}"
+    )
 
     results: dict[str, dict[str, float]] = {}
     with running_server(root / "store") as url:
-        transports = {"http": lambda: Project("bench", key["client_id"], key["client_secret"], host=url),
-                      "embedded": lambda: Project("bench", host=f"file://{root / 'store'}")}
+        transports = {
+            "http": lambda: Project("bench", key["client_id"], key["client_secret"], host=url),
+            "embedded": lambda: Project("bench", host=f"file://{root / 'store'}"),
+        }
         for name, connect in transports.items():
-            results[name] = measure(connect().dataset("video"), video, ks, starts, length, stride, args.repeat)
+            results[name] = measure(
+                connect().dataset("video"), video, ks, starts, length, stride, args.repeat
+            )
     print(f"{'':>10} {'sequential frames/s':>28} {'random frames/s':>26} {'clips/s (16, stride 8)':>28}")
     for name, r in results.items():
         cells = []

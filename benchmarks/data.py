@@ -52,8 +52,16 @@ def build_images(root: Path, n_items: int) -> Built:
     local.create_project(PROJECT, "annostream benchmark", False)
     coco = json.loads(annotations.read_text())
     result = local.import_source(PROJECT, "Default", read_coco(coco, root / "source" / "images"), "coco")
-    return Built(root / "store", PROJECT, "Default", _viewer(local), result["files"],
-                 result["instances"], root / "source" / "images", annotations)
+    return Built(
+        root / "store",
+        PROJECT,
+        "Default",
+        _viewer(local),
+        result["files"],
+        result["instances"],
+        root / "source" / "images",
+        annotations,
+    )
 
 
 def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Built:
@@ -74,8 +82,12 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
     rng = random.Random(seed)
     with store.engine.begin() as conn:
         rev = begin_commit(conn, ref.id, f"bulk insert {n_files} files")
-        label_ids = [r[0] for r in conn.exec_driver_sql(
-            "SELECT id FROM labels WHERE project_id = ? ORDER BY label_index", (ref.id,))]
+        label_ids = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT id FROM labels WHERE project_id = ? ORDER BY label_index", (ref.id,)
+            )
+        ]
         ds_id = conn.exec_driver_sql("SELECT id FROM datasets WHERE project_id = ?", (ref.id,)).scalar_one()
         first = (conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM files").scalar_one()) + 1
         raw = conn.connection.driver_connection
@@ -86,10 +98,21 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
             raw.executemany(
                 "INSERT INTO files (id, project_id, type, original_filename, width, height, metadata,"
                 " created_at, created_rev) VALUES (?, ?, 'image', ?, 640, 480, ?, CURRENT_TIMESTAMP, ?)",
-                [(i, ref.id, f"{i:08d}.jpg", orjson.dumps({"split": "val" if i % 5 == 0 else "train"}).decode(),
-                  rev) for i in ids])
-            raw.executemany("INSERT INTO dataset_files (dataset_id, file_id, created_rev) VALUES (?, ?, ?)",
-                            [(ds_id, i, rev) for i in ids])
+                [
+                    (
+                        i,
+                        ref.id,
+                        f"{i:08d}.jpg",
+                        orjson.dumps({"split": "val" if i % 5 == 0 else "train"}).decode(),
+                        rev,
+                    )
+                    for i in ids
+                ],
+            )
+            raw.executemany(
+                "INSERT INTO dataset_files (dataset_id, file_id, created_rev) VALUES (?, ?, ?)",
+                [(ds_id, i, rev) for i in ids],
+            )
             rows = []
             for i in ids:
                 for _ in range(per_file):
@@ -100,6 +123,8 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
             raw.executemany(
                 "INSERT INTO instances (project_id, file_id, label_id, type, geometry, x_min, y_min,"
                 " x_max, y_max, area, iscrowd, attributes, machine_made, created_rev)"
-                " VALUES (?, ?, ?, 'box', ?, ?, ?, ?, ?, ?, 0, '{}', 0, ?)", rows)
+                " VALUES (?, ?, ?, 'box', ?, ?, ?, ?, ?, ?, 0, '{}', 0, ?)",
+                rows,
+            )
             refresh_derived(conn, list(ids), rev)
     return Built(root, PROJECT, "Default", _viewer(local), n_files, n_files * per_file)

@@ -71,11 +71,18 @@ def _run(loader: Any, count: Callable[[Any], int] = len) -> Epoch:
 
 
 def _loader(dataset: Any, workers: int, batch_size: int, **kwargs: Any) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=as_list,
-                      persistent_workers=False, **kwargs)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=as_list,
+        persistent_workers=False,
+        **kwargs,
+    )
 
 
 # --- local disk -------------------------------------------------------------------------
+
 
 class LocalFiles(Dataset):
     """The JPEG files in a folder, read and decoded one by one (what a user does by hand)."""
@@ -104,6 +111,7 @@ def local_epoch(images_dir: Path, annotations: Path, workers: int, batch_size: i
 
 # --- annostream -------------------------------------------------------------------------
 
+
 def _sample_image(sample: Any) -> tuple[torch.Tensor, Any]:
     """The bench transform: decode the raw bytes the SDK handed on (``decode=None``)."""
     return decode(sample["image"]), sample["boxes"]
@@ -120,17 +128,20 @@ def ours_epoch(url: str, project: str, key: dict[str, Any], workers: int, batch_
 
 # --- the official Diffgram SDK ----------------------------------------------------------
 
+
 def _diffgram_sample(sample: dict[str, Any]) -> tuple[Any, Any]:
     return sample.get("image"), sample.get("x_min_list")
 
 
-def diffgram_epoch(url: str, project: str, key: dict[str, Any], workers: int, batch_size: int,
-                   limit: int) -> Epoch:
+def diffgram_epoch(
+    url: str, project: str, key: dict[str, Any], workers: int, batch_size: int, limit: int
+) -> Epoch:
     """The SDK's own ``to_pytorch`` (per-file requests, its own image download and decoder)."""
     from diffgram import Project as DiffgramProject
 
-    proj = DiffgramProject(project_string_id=project, client_id=key["client_id"],
-                           client_secret=key["client_secret"], host=url)
+    proj = DiffgramProject(
+        project_string_id=project, client_id=key["client_id"], client_secret=key["client_secret"], host=url
+    )
     directory = proj.directory.get(name="Default")
     torch_ds = directory.to_pytorch(transform=_diffgram_sample)
     torch_ds.diffgram_file_id_list = torch_ds.diffgram_file_id_list[:limit]
@@ -138,6 +149,7 @@ def diffgram_epoch(url: str, project: str, key: dict[str, Any], workers: int, ba
 
 
 # --- WebDataset over HTTP -----------------------------------------------------------------
+
 
 def write_wds_shards(images_dir: Path, annotations: Path, out: Path, shards: int) -> list[str]:
     """Tar shards (``.jpg`` + ``.json`` per sample), as a WebDataset user would prepare."""
@@ -154,10 +166,14 @@ def write_wds_shards(images_dir: Path, annotations: Path, out: Path, shards: int
     for s in range(shards):
         name = f"shard-{s:04d}.tar"
         with wds.TarWriter(str(out / name)) as sink:
-            for img in images[s * per:(s + 1) * per]:
-                sink.write({"__key__": Path(img["file_name"]).stem,
-                            "jpg": (images_dir / img["file_name"]).read_bytes(),
-                            "json": orjson.dumps(by_id.get(img["id"], []))})
+            for img in images[s * per : (s + 1) * per]:
+                sink.write(
+                    {
+                        "__key__": Path(img["file_name"]).stem,
+                        "jpg": (images_dir / img["file_name"]).read_bytes(),
+                        "json": orjson.dumps(by_id.get(img["id"], [])),
+                    }
+                )
         names.append(name)
     return names
 
@@ -168,9 +184,11 @@ def static_server(folder: Path) -> Iterator[str]:
     from annostream.server.launch import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(folder)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import httpx
 
@@ -194,12 +212,14 @@ def wds_epoch(base_url: str, shards: list[str], workers: int, batch_size: int) -
     import webdataset as wds
 
     urls = [f"{base_url}/{name}" for name in shards]
-    dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.single_node_only,
-                             empty_check=False).map(_wds_sample)
+    dataset = wds.WebDataset(
+        urls, shardshuffle=False, nodesplitter=wds.single_node_only, empty_check=False
+    ).map(_wds_sample)
     return _run(_loader(dataset, workers, batch_size))
 
 
 # --- MosaicML Streaming (MDS) -------------------------------------------------------------
+
 
 def _import_streaming() -> Any:
     """``streaming``, whose package init imports its torchvision helpers eagerly.
@@ -210,8 +230,12 @@ def _import_streaming() -> Any:
     try:
         import torchvision  # noqa: F401
     except ImportError:
-        for name in ("torchvision", "torchvision.datasets", "torchvision.transforms",
-                     "torchvision.transforms.functional"):
+        for name in (
+            "torchvision",
+            "torchvision.datasets",
+            "torchvision.transforms",
+            "torchvision.transforms.functional",
+        ):
             module = types.ModuleType(name)
             module.__spec__ = ModuleSpec(name, None)
             sys.modules[name] = module
@@ -229,11 +253,13 @@ def write_mds_shards(images_dir: Path, annotations: Path, out: Path) -> None:
     by_id: dict[int, list[Any]] = {}
     for ann in coco["annotations"]:
         by_id.setdefault(ann["image_id"], []).append(ann)
-    with streaming.MDSWriter(out=str(out), columns={"jpg": "bytes", "json": "json"},
-                             size_limit=1 << 25) as writer:
+    with streaming.MDSWriter(
+        out=str(out), columns={"jpg": "bytes", "json": "json"}, size_limit=1 << 25
+    ) as writer:
         for img in coco["images"]:
-            writer.write({"jpg": (images_dir / img["file_name"]).read_bytes(),
-                          "json": by_id.get(img["id"], [])})
+            writer.write(
+                {"jpg": (images_dir / img["file_name"]).read_bytes(), "json": by_id.get(img["id"], [])}
+            )
 
 
 class _Mds(IterableDataset):
@@ -241,8 +267,9 @@ class _Mds(IterableDataset):
 
     def __init__(self, remote: str, local: str, batch_size: int) -> None:
         self.remote, self.local, self.batch_size = remote, local, batch_size
-        self.inner = _import_streaming().StreamingDataset(remote=remote, local=local, shuffle=False,
-                                                          batch_size=batch_size)
+        self.inner = _import_streaming().StreamingDataset(
+            remote=remote, local=local, shuffle=False, batch_size=batch_size
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Any]]:
         for sample in self.inner:
@@ -261,6 +288,7 @@ def mds_epoch(remote: Path, workers: int, batch_size: int) -> Epoch:
 
 # --- LitData (its optimize output, read by StreamingDataset) --------------------------------
 
+
 def _litdata_sample(item: tuple[str, bytes]) -> dict[str, bytes]:
     """One LitData sample: the JPEG's bytes untouched and its annotations as JSON bytes
     (LitData flattens nested values into leaves, which must keep one shape per sample)."""
@@ -275,10 +303,17 @@ def write_litdata_chunks(images_dir: Path, annotations: Path, out: Path) -> None
     by_id: dict[int, list[Any]] = {}
     for ann in coco["annotations"]:
         by_id.setdefault(ann["image_id"], []).append(ann)
-    inputs = [(str(images_dir / img["file_name"]), orjson.dumps(by_id.get(img["id"], [])))
-              for img in coco["images"]]
-    litdata.optimize(fn=_litdata_sample, inputs=inputs, output_dir=str(out), chunk_bytes="32MB",
-                     num_workers=1, mode="overwrite")
+    inputs = [
+        (str(images_dir / img["file_name"]), orjson.dumps(by_id.get(img["id"], []))) for img in coco["images"]
+    ]
+    litdata.optimize(
+        fn=_litdata_sample,
+        inputs=inputs,
+        output_dir=str(out),
+        chunk_bytes="32MB",
+        num_workers=1,
+        mode="overwrite",
+    )
 
 
 def _litdata_decoded(sample: dict[str, bytes]) -> tuple[torch.Tensor, Any]:
@@ -292,16 +327,19 @@ def litdata_epoch(input_dir: str, workers: int, batch_size: int) -> Epoch:
 
     cache = tempfile.mkdtemp(prefix="litdata-cache-")
     try:
-        dataset = litdata.StreamingDataset(input_dir=input_dir, cache_dir=cache, shuffle=False,
-                                           transform=_litdata_decoded)
-        loader = litdata.StreamingDataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                             collate_fn=as_list)
+        dataset = litdata.StreamingDataset(
+            input_dir=input_dir, cache_dir=cache, shuffle=False, transform=_litdata_decoded
+        )
+        loader = litdata.StreamingDataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, collate_fn=as_list
+        )
         return _run(loader)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
 
 # --- pinning: the client on one core, every server and delay line on another ------------------
+
 
 def _pin_process(proc: Any, cpus: set[int]) -> dict[int, set[int]]:
     """Pin every thread of ``proc`` (a process's affinity call moves only its main thread);

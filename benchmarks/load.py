@@ -54,10 +54,15 @@ class LoadReport:
 
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("read_ms", "write_ms")}
-        out.update(items_per_s=round(self.items / self.seconds, 1),
-                   read_p50_ms=self._pct(self.read_ms, 50), read_p99_ms=self._pct(self.read_ms, 99),
-                   write_p50_ms=self._pct(self.write_ms, 50), write_p99_ms=self._pct(self.write_ms, 99),
-                   read_requests=len(self.read_ms), write_requests=len(self.write_ms))
+        out.update(
+            items_per_s=round(self.items / self.seconds, 1),
+            read_p50_ms=self._pct(self.read_ms, 50),
+            read_p99_ms=self._pct(self.read_ms, 99),
+            write_p50_ms=self._pct(self.write_ms, 50),
+            write_p99_ms=self._pct(self.write_ms, 99),
+            read_requests=len(self.read_ms),
+            write_requests=len(self.write_ms),
+        )
         return out
 
 
@@ -85,12 +90,13 @@ async def _reader(url: str, project: str, auth: tuple[str, str], deadline: float
             for start in range(0, len(ids), BATCH):
                 if time.monotonic() >= deadline:
                     break
-                batch = ids[start:start + BATCH]
+                batch = ids[start : start + BATCH]
                 body = orjson.dumps({"ids": batch, "as_of": rev, "blobs": "inline"})
                 began = time.perf_counter()
                 try:
-                    response = await client.post(f"{base}/items:batch", content=body,
-                                                 headers={"Content-Type": "application/json"})
+                    response = await client.post(
+                        f"{base}/items:batch", content=body, headers={"Content-Type": "application/json"}
+                    )
                     response.raise_for_status()
                     pairs = list(frames.decode(response.content))
                 except (httpx.HTTPError, frames.Truncated) as exc:
@@ -113,13 +119,21 @@ def _jpeg(rng: random.Random) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.new("RGB", (rng.randint(64, 160), rng.randint(64, 160)),
-              tuple(rng.randrange(256) for _ in range(3))).save(out, "JPEG")
+    Image.new(
+        "RGB", (rng.randint(64, 160), rng.randint(64, 160)), tuple(rng.randrange(256) for _ in range(3))
+    ).save(out, "JPEG")
     return out.getvalue()
 
 
-async def _writer(url: str, project: str, auth: tuple[str, str], deadline: float, n: int,
-                  report: LoadReport, acked: list[int]) -> None:
+async def _writer(
+    url: str,
+    project: str,
+    auth: tuple[str, str],
+    deadline: float,
+    n: int,
+    report: LoadReport,
+    acked: list[int],
+) -> None:
     rng = random.Random(n)
     box = {"type": "box", "label": "cat", "geometry": {"x_min": 2, "y_min": 2, "x_max": 40, "y_max": 40}}
     async with httpx.AsyncClient(base_url=url, auth=auth, timeout=60) as client:
@@ -128,8 +142,11 @@ async def _writer(url: str, project: str, auth: tuple[str, str], deadline: float
             form = {"instances": orjson.dumps([box, box]).decode(), "metadata": "{}"}
             began = time.perf_counter()
             try:
-                response = await client.post(f"/api/v2/projects/{project}/datasets/Default/files",
-                                             files={"file": (f"load-{n}-{k}.jpg", _jpeg(rng))}, data=form)
+                response = await client.post(
+                    f"/api/v2/projects/{project}/datasets/Default/files",
+                    files={"file": (f"load-{n}-{k}.jpg", _jpeg(rng))},
+                    data=form,
+                )
                 response.raise_for_status()
             except httpx.HTTPError as exc:
                 body = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
@@ -142,16 +159,26 @@ async def _writer(url: str, project: str, auth: tuple[str, str], deadline: float
             k += 1
 
 
-async def run_load(url: str, project: str, reader_key: dict[str, str], writer_key: dict[str, str], *,
-                   seconds: float = 60.0, readers: int = 32, writers: int = 2) -> LoadReport:
+async def run_load(
+    url: str,
+    project: str,
+    reader_key: dict[str, str],
+    writer_key: dict[str, str],
+    *,
+    seconds: float = 60.0,
+    readers: int = 32,
+    writers: int = 2,
+) -> LoadReport:
     """Run the load for ``seconds`` against ``url``; then check every acknowledged upload."""
     report = LoadReport(seconds=seconds, readers=readers, writers=writers)
     deadline = time.monotonic() + seconds
     acked: list[int] = []
     r_auth = (reader_key["client_id"], reader_key["client_secret"])
     w_auth = (writer_key["client_id"], writer_key["client_secret"])
-    await asyncio.gather(*[_reader(url, project, r_auth, deadline, report) for _ in range(readers)],
-                         *[_writer(url, project, w_auth, deadline, n, report, acked) for n in range(writers)])
+    await asyncio.gather(
+        *[_reader(url, project, r_auth, deadline, report) for _ in range(readers)],
+        *[_writer(url, project, w_auth, deadline, n, report, acked) for n in range(writers)],
+    )
     async with httpx.AsyncClient(base_url=url, auth=r_auth, timeout=60) as client:
         final = await client.get(f"/api/v2/projects/{project}/datasets/Default/ids")
     present = Counter(np.frombuffer(final.content, dtype="<i8").tolist())
@@ -176,8 +203,17 @@ def main() -> None:
     built = build_images(args.data, args.images)
     editor = EmbeddedTransport(built.store).create_key(PROJECT, "editor")
     with running_server(built.store) as url:
-        report = asyncio.run(run_load(url, PROJECT, built.key, editor, seconds=args.seconds,
-                                      readers=args.readers, writers=args.writers))
+        report = asyncio.run(
+            run_load(
+                url,
+                PROJECT,
+                built.key,
+                editor,
+                seconds=args.seconds,
+                readers=args.readers,
+                writers=args.writers,
+            )
+        )
     summary = {**report.summary(), "images": args.images}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -52,10 +52,21 @@ def load_export(path: Path) -> list[dict[str, Any]]:
     samples = []
     for image in coco["images"]:
         anns = by_image.get(image["id"], [])
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                           a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=np.float32).reshape(-1, 4)
-        samples.append({"file": image, "instances": anns, "boxes": boxes,
-                        "labels": [names[a["category_id"]] for a in anns]})
+        boxes = np.array(
+            [
+                [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                for a in anns
+            ],
+            dtype=np.float32,
+        ).reshape(-1, 4)
+        samples.append(
+            {
+                "file": image,
+                "instances": anns,
+                "boxes": boxes,
+                "labels": [names[a["category_id"]] for a in anns],
+            }
+        )
     return samples
 
 
@@ -94,8 +105,9 @@ def _high_water_mark() -> int:
 
 def peak_rss(*args: str) -> int:
     """Peak RSS in bytes of a child running one case."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.meta", "rss", *args],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.meta", "rss", *args], check=True, capture_output=True, text=True
+    ).stdout
     return int(out.strip().splitlines()[-1])
 
 

@@ -50,8 +50,9 @@ async def _serve(target: tuple[str, int], delay: float) -> None:
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(_pipe(client_r, server_w, delay), _pipe(server_r, client_w, delay),
-                             return_exceptions=True)
+        await asyncio.gather(
+            _pipe(client_r, server_w, delay), _pipe(server_r, client_w, delay), return_exceptions=True
+        )
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
@@ -78,8 +79,11 @@ def delayed(url: str, rtt_ms: float) -> Iterator[str]:
         return
     parsed = urlparse(url)
     target = f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 80}"
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.proxy", target, str(rtt_ms / 2000)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.proxy", target, str(rtt_ms / 2000)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())

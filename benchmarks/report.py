@@ -22,15 +22,20 @@ def _ratio(row: dict[str, Any]) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"Machine: {results['machine']}; decoder {results['decoder']}; "
-             f"{results['config']['workers']} DataLoader workers; run {results['date']} "
-             f"({results['seconds']:.0f} s, {results['mode']}).", "",
-             "| figure | link | annostream | baseline | unit | ratio | target |",
-             "| --- | --- | ---: | ---: | --- | ---: | --- |"]
+    lines = [
+        f"Machine: {results['machine']}; decoder {results['decoder']}; "
+        f"{results['config']['workers']} DataLoader workers; run {results['date']} "
+        f"({results['seconds']:.0f} s, {results['mode']}).",
+        "",
+        "| figure | link | annostream | baseline | unit | ratio | target |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
     for r in results["rows"]:
         base = r["note"] if r["baseline"] is None and r["note"] else _fmt(r["baseline"])
-        lines.append(f"| {r['figure']} | {r['link']} | {_fmt(r['ours'])} | {base} | {r['unit']} | "
-                     f"{_ratio(r)} | {r['target']} |")
+        lines.append(
+            f"| {r['figure']} | {r['link']} | {_fmt(r['ours'])} | {base} | {r['unit']} | "
+            f"{_ratio(r)} | {r['target']} |"
+        )
     return "\n".join(lines)
 
 

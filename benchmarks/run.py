@@ -47,10 +47,10 @@ class Config:
     batch_size: int = 32
 
 
-FULL = Config(images=3000, meta_files=100_000, meta_small_files=1_000, per_file=10,
-              diffgram_items=300, repeats=3)
-QUICK = Config(images=240, meta_files=3_000, meta_small_files=300, per_file=10,
-               diffgram_items=40, repeats=1)
+FULL = Config(
+    images=3000, meta_files=100_000, meta_small_files=1_000, per_file=10, diffgram_items=300, repeats=3
+)
+QUICK = Config(images=240, meta_files=3_000, meta_small_files=300, per_file=10, diffgram_items=40, repeats=1)
 
 
 @dataclass
@@ -85,14 +85,16 @@ class Bench:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
-        self.log(f"{row.figure} [{row.link}]: ours {_fmt(row.ours)} vs {_fmt(row.baseline)} {row.unit} "
-                 f"-> {ratio} {row.note}")
+        self.log(
+            f"{row.figure} [{row.link}]: ours {_fmt(row.ours)} vs {_fmt(row.baseline)} {row.unit} "
+            f"-> {ratio} {row.note}"
+        )
 
     def attempt(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run one measurement; a failure becomes a note in the table, not a crash."""
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - a broken peer must not stop the others
+        except Exception as exc:
             self.log(f"[yellow]{what} failed: {type(exc).__name__}: {exc}[/yellow]")
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
@@ -118,8 +120,9 @@ def _note(*values: Any) -> str:
     return "; ".join(v for v in values if isinstance(v, str))
 
 
-def interleaved(b: Bench, sources: dict[str, Callable[[], epoch.Epoch]], rounds: int,
-                pin: bool) -> tuple[dict[str, list[float]], dict[str, str], bool]:
+def interleaved(
+    b: Bench, sources: dict[str, Callable[[], epoch.Epoch]], rounds: int, pin: bool
+) -> tuple[dict[str, list[float]], dict[str, str], bool]:
     """Rates of every source in interleaved rounds (A, B, C, A, B, C, ...), pinned or not;
     a source that fails once is dropped with its error."""
     rates: dict[str, list[float]] = {name: [] for name in sources}
@@ -134,13 +137,22 @@ def interleaved(b: Bench, sources: dict[str, Callable[[], epoch.Epoch]], rounds:
                     failed[name] = got
                 else:
                     rates[name].append(got)
-            b.log(f"round {r + 1}/{rounds} ({'pinned' if did else 'unpinned'}): " + ", ".join(
-                f"{n} {v[-1]:,.0f}" for n, v in rates.items() if v and n not in failed))
+            b.log(
+                f"round {r + 1}/{rounds} ({'pinned' if did else 'unpinned'}): "
+                + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items() if v and n not in failed)
+            )
     return rates, failed, did
 
 
-def _epoch_row(figure: str, link: str, ours: list[float], base: list[float] | None, error: str | None,
-               rounds: int, target: str = ">= 1.0x") -> Row:
+def _epoch_row(
+    figure: str,
+    link: str,
+    ours: list[float],
+    base: list[float] | None,
+    error: str | None,
+    rounds: int,
+    target: str = ">= 1.0x",
+) -> Row:
     """Medians of the rounds, their ratio, and the spread of the per-round ratios."""
     med_ours = statistics.median(ours) if ours else None
     if error is not None or not base:
@@ -157,8 +169,10 @@ def image_figures(b: Bench, built: Built) -> None:
     assert built.images_dir is not None and built.annotations is not None
     images_dir, annotations = built.images_dir, built.annotations
     wds_dir, mds_dir, lit_dir = b.work / "wds", b.work / "mds", b.work / "litdata"
-    shards = b.attempt("webdataset shards", lambda: epoch.write_wds_shards(
-        images_dir, annotations, wds_dir, max(2, built.files // 500)))
+    shards = b.attempt(
+        "webdataset shards",
+        lambda: epoch.write_wds_shards(images_dir, annotations, wds_dir, max(2, built.files // 500)),
+    )
     shutil.rmtree(mds_dir, ignore_errors=True)
     mds_ok = b.attempt("mds shards", lambda: epoch.write_mds_shards(images_dir, annotations, mds_dir))
     shutil.rmtree(lit_dir, ignore_errors=True)
@@ -168,21 +182,26 @@ def image_figures(b: Bench, built: Built) -> None:
         url = stack.enter_context(running_server(built.store))
         links = {"loopback": url, "20 ms": stack.enter_context(delayed(url, RTT_MS))}
         sources: dict[str, Callable[[], epoch.Epoch]] = {
-            "local": lambda: epoch.local_epoch(images_dir, annotations, w, bs)}
+            "local": lambda: epoch.local_epoch(images_dir, annotations, w, bs)
+        }
         for link, link_url in links.items():
-            sources[f"ours {link}"] = functools.partial(epoch.ours_epoch, link_url, built.project,
-                                                        built.key, w, bs)
+            sources[f"ours {link}"] = functools.partial(
+                epoch.ours_epoch, link_url, built.project, built.key, w, bs
+            )
         if isinstance(shards, list):
             wds_url = stack.enter_context(epoch.static_server(wds_dir))
             for link, rtt in (("loopback", 0.0), ("20 ms", RTT_MS)):
                 sources[f"wds {link}"] = functools.partial(
-                    epoch.wds_epoch, stack.enter_context(delayed(wds_url, rtt)), shards, w, bs)
+                    epoch.wds_epoch, stack.enter_context(delayed(wds_url, rtt)), shards, w, bs
+                )
         if not isinstance(mds_ok, str):
             sources["mds"] = functools.partial(epoch.mds_epoch, mds_dir, w, bs)
         if not isinstance(lit_ok, str):
             sources["litdata"] = functools.partial(epoch.litdata_epoch, str(lit_dir), w, bs)
-        b.log(f"epochs ({built.files} JPEGs, {w} workers, decoder {epoch.DECODER}): "
-              f"{cfg.repeats} interleaved rounds of {', '.join(sources)}, unpinned then pinned")
+        b.log(
+            f"epochs ({built.files} JPEGs, {w} workers, decoder {epoch.DECODER}): "
+            f"{cfg.repeats} interleaved rounds of {', '.join(sources)}, unpinned then pinned"
+        )
         unpinned_ours: dict[str, float | None] = {}
         for pin in (False, True):
             rates, failed, did = interleaved(b, sources, cfg.repeats, pin)
@@ -192,37 +211,104 @@ def image_figures(b: Bench, built: Built) -> None:
                 ours = rates[f"ours {link}"]
                 if not pin:
                     unpinned_ours[link] = statistics.median(ours) if ours else None
-                b.add(_epoch_row("1. epoch: to_pytorch vs local disk", f"{link}, {mode}", ours,
-                                 rates["local"], err(f"ours {link}") or err("local"), cfg.repeats,
-                                 target=">= 0.95x pinned"))
+                b.add(
+                    _epoch_row(
+                        "1. epoch: to_pytorch vs local disk",
+                        f"{link}, {mode}",
+                        ours,
+                        rates["local"],
+                        err(f"ours {link}") or err("local"),
+                        cfg.repeats,
+                        target=">= 0.95x pinned",
+                    )
+                )
                 wds = rates.get(f"wds {link}")
-                b.add(_epoch_row("7. epoch: ours vs WebDataset (tar over HTTP)", f"{link}, {mode}", ours, wds,
-                                 err(f"wds {link}") or (None if wds is not None else _note(shards)),
-                                 cfg.repeats))
+                b.add(
+                    _epoch_row(
+                        "7. epoch: ours vs WebDataset (tar over HTTP)",
+                        f"{link}, {mode}",
+                        ours,
+                        wds,
+                        err(f"wds {link}") or (None if wds is not None else _note(shards)),
+                        cfg.repeats,
+                    )
+                )
             ours = rates["ours loopback"]
             mds_error = err("mds") or (None if "mds" in rates else _note(mds_ok))
-            b.add(_epoch_row("7. epoch: ours vs MosaicML Streaming (MDS, local remote)", f"loopback, {mode}",
-                             ours, rates.get("mds"), mds_error, cfg.repeats))
-            b.add(_epoch_row("7. epoch: ours vs LitData (optimize chunks, local dir)", f"loopback, {mode}",
-                             ours, rates.get("litdata"),
-                             err("litdata") or (None if "litdata" in rates else _note(lit_ok)), cfg.repeats))
+            b.add(
+                _epoch_row(
+                    "7. epoch: ours vs MosaicML Streaming (MDS, local remote)",
+                    f"loopback, {mode}",
+                    ours,
+                    rates.get("mds"),
+                    mds_error,
+                    cfg.repeats,
+                )
+            )
+            b.add(
+                _epoch_row(
+                    "7. epoch: ours vs LitData (optimize chunks, local dir)",
+                    f"loopback, {mode}",
+                    ours,
+                    rates.get("litdata"),
+                    err("litdata") or (None if "litdata" in rates else _note(lit_ok)),
+                    cfg.repeats,
+                )
+            )
         for link, link_url in links.items():
             b.log(f"diffgram SDK epoch over {link} (first {cfg.diffgram_items} files, unpinned)")
-            dg = b.attempt("diffgram epoch", lambda link_url=link_url: epoch.diffgram_epoch(
-                link_url, built.project, built.key, w, bs, cfg.diffgram_items).rate)
-            b.add(Row("2. epoch: ours vs official diffgram SDK", link, unpinned_ours[link], _num(dg), "img/s",
-                      ">= 10x at 20 ms, >= 2x loopback", note=_note(dg)))
+            dg = b.attempt(
+                "diffgram epoch",
+                lambda link_url=link_url: (
+                    epoch.diffgram_epoch(link_url, built.project, built.key, w, bs, cfg.diffgram_items).rate
+                ),
+            )
+            b.add(
+                Row(
+                    "2. epoch: ours vs official diffgram SDK",
+                    link,
+                    unpinned_ours[link],
+                    _num(dg),
+                    "img/s",
+                    ">= 10x at 20 ms, >= 2x loopback",
+                    note=_note(dg),
+                )
+            )
     b.log("server CPU per 1,000 images (items:batch, inline blobs, psutil on the server's pid)")
-    cpu = b.attempt("server cpu", lambda: bench_server_cpu.measure(built.store, built.project, built.key,
-                                                                  max(cfg.repeats, 3), cfg.batch_size))
+    cpu = b.attempt(
+        "server cpu",
+        lambda: bench_server_cpu.measure(
+            built.store, built.project, built.key, max(cfg.repeats, 3), cfg.batch_size
+        ),
+    )
     if isinstance(cpu, dict):
         med, lo, hi = cpu["server_s_per_1000"]
-        b.add(Row("8. server CPU per 1,000 images served", "loopback", med, None, "CPU-s", "<= 0.10",
-                  note=f"range {lo:.3f}-{hi:.3f}; client {cpu['client_ms_per_item'][0]:.3f} CPU-ms/item, "
-                       f"no decode", higher_is_better=False))
+        b.add(
+            Row(
+                "8. server CPU per 1,000 images served",
+                "loopback",
+                med,
+                None,
+                "CPU-s",
+                "<= 0.10",
+                note=f"range {lo:.3f}-{hi:.3f}; client {cpu['client_ms_per_item'][0]:.3f} CPU-ms/item, "
+                f"no decode",
+                higher_is_better=False,
+            )
+        )
     else:
-        b.add(Row("8. server CPU per 1,000 images served", "loopback", None, None, "CPU-s", "<= 0.10",
-                  note=_note(cpu), higher_is_better=False))
+        b.add(
+            Row(
+                "8. server CPU per 1,000 images served",
+                "loopback",
+                None,
+                None,
+                "CPU-s",
+                "<= 0.10",
+                note=_note(cpu),
+                higher_is_better=False,
+            )
+        )
 
 
 def metadata_figures(b: Bench, large: Built, small: Built) -> None:
@@ -239,35 +325,100 @@ def metadata_figures(b: Bench, large: Built, small: Built) -> None:
         for link, rtt in (("loopback", 0.0), ("20 ms", RTT_MS)):
             with delayed(url_large, rtt) as link_url:
                 first = min(meta.first_batch(link_url, large.project, large.key) for _ in range(3))
-                b.add(Row(f"3. time to first batch vs export+load ({label})", link, first, baseline, "s",
-                          ">= 50x sooner", higher_is_better=False))
+                b.add(
+                    Row(
+                        f"3. time to first batch vs export+load ({label})",
+                        link,
+                        first,
+                        baseline,
+                        "s",
+                        ">= 50x sooner",
+                        higher_is_better=False,
+                    )
+                )
                 lat = [meta.query_latency(link_url, large.project, large.key, QUERY) for _ in range(3)]
-                b.add(Row(f"5. query '{QUERY}' to first item ({label})", link,
-                          min(x["first_item"] for x in lat), None, "s", "< 200 ms", note="limit 0.2 s"))
-                b.add(Row(f"5. query '{QUERY}' to count ({label})", link,
-                          min(x["count"] for x in lat), None, "s", "< 200 ms", note="limit 0.2 s"))
+                b.add(
+                    Row(
+                        f"5. query '{QUERY}' to first item ({label})",
+                        link,
+                        min(x["first_item"] for x in lat),
+                        None,
+                        "s",
+                        "< 200 ms",
+                        note="limit 0.2 s",
+                    )
+                )
+                b.add(
+                    Row(
+                        f"5. query '{QUERY}' to count ({label})",
+                        link,
+                        min(x["count"] for x in lat),
+                        None,
+                        "s",
+                        "< 200 ms",
+                        note="limit 0.2 s",
+                    )
+                )
                 n = min(large.files, 20_000)
                 rate = meta.items_rate(link_url, large.project, large.key, n)
-                b.add(Row("6. metadata-only streaming, HTTP", link, rate, None, "items/s", "reported",
-                          note=f"{cfg.per_file} instances per item"))
-        rate = meta.items_rate(f"file://{large.store.resolve()}", large.project, None, min(large.files, 20_000))
-        b.add(Row("6. metadata-only streaming, embedded", "in-process", rate, None, "items/s", "reported",
-                  note=f"{cfg.per_file} instances per item"))
+                b.add(
+                    Row(
+                        "6. metadata-only streaming, HTTP",
+                        link,
+                        rate,
+                        None,
+                        "items/s",
+                        "reported",
+                        note=f"{cfg.per_file} instances per item",
+                    )
+                )
+        rate = meta.items_rate(
+            f"file://{large.store.resolve()}", large.project, None, min(large.files, 20_000)
+        )
+        b.add(
+            Row(
+                "6. metadata-only streaming, embedded",
+                "in-process",
+                rate,
+                None,
+                "items/s",
+                "reported",
+                note=f"{cfg.per_file} instances per item",
+            )
+        )
         b.log("peak RSS (each case in a fresh process)")
         stream_small = meta.peak_rss("stream", url_small, small.project, json.dumps(small.key))
         stream_large = meta.peak_rss("stream", url_large, large.project, json.dumps(large.key))
         load_small = meta.peak_rss("load", str(small_export))
         load_large = meta.peak_rss("load", str(export))
-    mib = 2 ** 20
+    mib = 2**20
     growth = f"{small.instances / 1e3:g}k -> {large.instances / 1e6:g}M instances"
-    b.add(Row(f"4. peak RSS streaming {growth}", "loopback",
-              stream_large / mib, stream_small / mib, "MiB", "<= 1.2x (flat)", higher_is_better=False,
-              note=f"{stream_small / mib:.0f} -> {stream_large / mib:.0f} MiB",
-              extra={"growth": stream_large / stream_small}))
-    b.add(Row(f"4. peak RSS loading the COCO export, {growth}", "disk",
-              load_large / mib, load_small / mib, "MiB", "grows with data", higher_is_better=False,
-              note=f"{load_small / mib:.0f} -> {load_large / mib:.0f} MiB",
-              extra={"growth": load_large / load_small}))
+    b.add(
+        Row(
+            f"4. peak RSS streaming {growth}",
+            "loopback",
+            stream_large / mib,
+            stream_small / mib,
+            "MiB",
+            "<= 1.2x (flat)",
+            higher_is_better=False,
+            note=f"{stream_small / mib:.0f} -> {stream_large / mib:.0f} MiB",
+            extra={"growth": stream_large / stream_small},
+        )
+    )
+    b.add(
+        Row(
+            f"4. peak RSS loading the COCO export, {growth}",
+            "disk",
+            load_large / mib,
+            load_small / mib,
+            "MiB",
+            "grows with data",
+            higher_is_better=False,
+            note=f"{load_small / mib:.0f} -> {load_large / mib:.0f} MiB",
+            extra={"growth": load_large / load_small},
+        )
+    )
 
 
 def render(rows: list[Row], title: str) -> Table:
@@ -300,21 +451,33 @@ def main(argv: list[str] | None = None) -> int:
         small = build_metadata(args.work / "meta-small", cfg.meta_small_files, cfg.per_file)
         metadata_figures(b, large, small)
     mode = "quick" if args.quick else "full"
-    machine = f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, Python {platform.python_version()}"
+    machine = (
+        f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
     console.print(render(b.rows, f"annostream benchmarks ({mode}; {machine})"))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{mode}.json"
-    out.write_text(json.dumps({
-        "mode": mode, "machine": machine, "config": asdict(cfg), "decoder": epoch.DECODER,
-        "seconds": time.perf_counter() - t0, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "rows": [{**asdict(r), "ratio": r.ratio} for r in b.rows],
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "mode": mode,
+                "machine": machine,
+                "config": asdict(cfg),
+                "decoder": epoch.DECODER,
+                "seconds": time.perf_counter() - t0,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "rows": [{**asdict(r), "ratio": r.ratio} for r in b.rows],
+            },
+            indent=2,
+        )
+    )
     console.print(f"results written to {out} in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
 def _memory_gib() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 if __name__ == "__main__":

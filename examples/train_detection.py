@@ -23,8 +23,10 @@ try:
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
     from torchvision.transforms import v2
 except ImportError:
-    sys.exit("this example trains a torchvision Faster R-CNN: install torchvision "
-             "(pip install torchvision) and run it again")
+    sys.exit(
+        "this example trains a torchvision Faster R-CNN: install torchvision "
+        "(pip install torchvision) and run it again"
+    )
 
 
 def main() -> None:
@@ -52,8 +54,7 @@ def main() -> None:
     stream = view.stream(transform, target="detection", seed=0)
     loader = StreamLoader(stream, batch_size=args.batch_size, num_workers=args.workers)
 
-    model = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
-                                              num_classes=num_classes)
+    model = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=num_classes)
     model.train()
     optimiser = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9, weight_decay=1e-4)
     step, epoch = 0, 0
@@ -62,7 +63,9 @@ def main() -> None:
         for images, targets in loader:
             # Faster R-CNN refuses degenerate boxes (points, lines): keep those with area.
             keep = [(t["boxes"][:, 2:] > t["boxes"][:, :2]).all(dim=1) for t in targets]
-            targets = [{"boxes": t["boxes"][k], "labels": t["labels"][k]} for t, k in zip(targets, keep)]
+            targets = [
+                {"boxes": t["boxes"][k], "labels": t["labels"][k]} for t, k in zip(targets, keep, strict=True)
+            ]
             losses = model(images, targets)
             loss = sum(losses.values())
             optimiser.zero_grad()

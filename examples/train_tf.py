@@ -44,17 +44,21 @@ def main() -> None:
         present = tf.minimum(tf.reduce_sum(tf.one_hot(element["labels"], num_classes), axis=0), 1.0)
         return image, tf.ensure_shape(present, [num_classes])
 
-    data = (view.to_tensorflow(shuffle=True, seed=0)
-            .map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(8)
-            .prefetch(tf.data.AUTOTUNE))
-    model = tf.keras.Sequential([
-        tf.keras.Input((args.size, args.size, 3)),
-        tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-        tf.keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
-        tf.keras.layers.GlobalAveragePooling2D(),
-        tf.keras.layers.Dense(num_classes, activation="sigmoid"),
-    ])
+    data = (
+        view.to_tensorflow(shuffle=True, seed=0)
+        .map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(8)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((args.size, args.size, 3)),
+            tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+            tf.keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+            tf.keras.layers.GlobalAveragePooling2D(),
+            tf.keras.layers.Dense(num_classes, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(data, epochs=args.epochs)
 

@@ -33,8 +33,13 @@ CATEGORIES = [
     {"id": 1, "name": "cat", "supercategory": "animal"},
     {"id": 2, "name": "dog", "supercategory": "animal"},
     {"id": 3, "name": "traffic light", "supercategory": "street"},
-    {"id": 4, "name": "person", "supercategory": "person",
-     "keypoints": ["nose", "left_eye", "right_eye"], "skeleton": [[1, 2], [1, 3]]},
+    {
+        "id": 4,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": ["nose", "left_eye", "right_eye"],
+        "skeleton": [[1, 2], [1, 3]],
+    },
 ]
 
 
@@ -54,9 +59,14 @@ def make_coco(out: Path, n_images: int, seed: int = 0, fmt: str = "JPEG") -> Pat
             x0, y0 = rng.uniform(0, w - 10), rng.uniform(0, h - 10)
             x1, y1 = rng.uniform(x0 + 2, w), rng.uniform(y0 + 2, h)
             draw.rectangle([x0, y0, x1, y1], outline=(255, 0, 0))
-            ann: dict[str, Any] = {"id": len(annotations) + 1, "image_id": i, "category_id": cat["id"],
-                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                                   "iscrowd": 0}
+            ann: dict[str, Any] = {
+                "id": len(annotations) + 1,
+                "image_id": i,
+                "category_id": cat["id"],
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0),
+                "iscrowd": 0,
+            }
             kind = rng.random()
             if cat.get("keypoints"):
                 kps = []
@@ -86,7 +96,9 @@ def blob_names(store_dir: Path) -> list[str]:
     if not pointer.is_file():
         return sorted(p.name for p in (store_dir / BLOBS_DIRNAME).rglob("*") if p.is_file())
     blobs = S3BlobStore.from_url(json.loads(pointer.read_text())["blobs"])
-    pages = blobs.client.get_paginator("list_objects_v2").paginate(Bucket=blobs.bucket, Prefix=blobs.prefix + "/")
+    pages = blobs.client.get_paginator("list_objects_v2").paginate(
+        Bucket=blobs.bucket, Prefix=blobs.prefix + "/"
+    )
     return sorted(obj["Key"].rsplit("/", 1)[-1] for page in pages for obj in page.get("Contents", []))
 
 
@@ -142,6 +154,7 @@ def stack(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def new_store_dir(stack: str, request: pytest.FixtureRequest) -> Callable[[Path], Path]:
     """Make a store folder on the current stack (a ``store.json`` pointer for PostgreSQL+S3)."""
+
     def make(path: Path) -> Path:
         if stack == "pg":
             return request.getfixturevalue("services").make_store_dir(path)
@@ -151,7 +164,9 @@ def new_store_dir(stack: str, request: pytest.FixtureRequest) -> Callable[[Path]
 
 
 @pytest.fixture(scope="session")
-def source(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]) -> Iterator[Source]:
+def source(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[Source]:
     root = tmp_path_factory.mktemp("source")
     ann = make_coco(root / "coco", 40, seed=1)
     store_dir = new_store_dir(root / "store")
@@ -191,8 +206,9 @@ def project(request: pytest.FixtureRequest, source: Source) -> Project:
 def wire_project(request: pytest.FixtureRequest, source: Source) -> Project:
     """The imported project through a real server process with a viewer key, or embedded."""
     if request.param == "http":
-        return Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"],
-                       host=source.url)
+        return Project(
+            "coco-dataset", source.viewer["client_id"], source.viewer["client_secret"], host=source.url
+        )
     return Project("coco-dataset", host=f"file://{source.store_dir}")
 
 
@@ -209,8 +225,9 @@ def server_client(server_store: tuple[str, Path]) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def server_store(tmp_path_factory: pytest.TempPathFactory,
-                 new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[str, Path]]:
+def server_store(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[tuple[str, Path]]:
     """An empty store with a server, for tests that write (auth, bad input)."""
     store_dir = new_store_dir(tmp_path_factory.mktemp("writable") / "store")
     EmbeddedTransport(store_dir, create=True).list_projects()  # an explicit, empty store

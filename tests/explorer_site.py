@@ -49,8 +49,9 @@ def jpeg(width: int, height: int, color: tuple[int, int, int]) -> bytes:
 
 
 @pytest.fixture(scope="module", name="site")
-def site_fixture(tmp_path_factory: pytest.TempPathFactory,
-                 new_store_dir: Callable[[Path], Path]) -> Iterator[Site]:
+def site_fixture(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("explorer")
     ann = make_coco(root / "coco", 60, seed=5)  # more than one page of the grid
     store_dir = new_store_dir(root / "store")
@@ -67,8 +68,7 @@ def site_fixture(tmp_path_factory: pytest.TempPathFactory,
     local.create_label("open", EVIL, '#0"onclick=x')
     local.create_label("open", "car", "#123456")
     box = {"type": "box", "label": EVIL, "geometry": {"x_min": 4, "y_min": 6, "x_max": 40, "y_max": 30}}
-    local.upload_file("open", "Default", f"{EVIL}.jpg", jpeg(64, 48, (200, 40, 40)), [box],
-                      {"note": EVIL})
+    local.upload_file("open", "Default", f"{EVIL}.jpg", jpeg(64, 48, (200, 40, 40)), [box], {"note": EVIL})
     local.create_tag("open", "v1", None)
     car = {"type": "polygon", "label": "car", "geometry": {"points": [[1, 1], [30, 2], [20, 25]]}}
     local.upload_file("open", "Default", "later.jpg", jpeg(64, 48, (40, 40, 200)), [car], {})

@@ -26,12 +26,17 @@ def png(w: int = 64, h: int = 48, color: tuple[int, int, int] = (10, 20, 30)) ->
 
 
 def box(x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: Any) -> dict[str, Any]:
-    return {"type": "box", "label": label,
-            "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}, **kw}
+    return {
+        "type": "box",
+        "label": label,
+        "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1},
+        **kw,
+    }
 
 
-def new_project(kind: str, url: str | httpx.Client, store_dir: Path, prefix: str = "r",
-                vocabulary: bool = True) -> Project:
+def new_project(
+    kind: str, url: str | httpx.Client, store_dir: Path, prefix: str = "r", vocabulary: bool = True
+) -> Project:
     """A fresh project over ``kind`` ("http" with its admin key, or "embedded"); with
     ``vocabulary``, labels cat/dog and a weather attribute (rain, sun) exist already.
     ``url``: a server's, or an httpx client over the app in this process."""
@@ -45,7 +50,9 @@ def new_project(kind: str, url: str | httpx.Client, store_dir: Path, prefix: str
     return connect_as(kind, name, url, store_dir, admin)
 
 
-def connect_as(kind: str, name: str, url: str | httpx.Client, store_dir: Path, key: dict[str, str]) -> Project:
+def connect_as(
+    kind: str, name: str, url: str | httpx.Client, store_dir: Path, key: dict[str, str]
+) -> Project:
     """Another, cache-cold Project object on the same project."""
     if kind == "http" and isinstance(url, httpx.Client):
         transport = HttpTransport(str(url.base_url), key["client_id"], key["client_secret"], client=url)

@@ -8,6 +8,7 @@ when those variables are unset, and skip the PostgreSQL+S3 stack when the binari
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -38,8 +39,10 @@ def pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     return candidates[-1] if candidates else None
 
 
@@ -61,14 +64,17 @@ def start_postgres(root: Path) -> str:
         shutil.chown(root, "postgres")
         closed = [p for p in root.parents if not p.stat().st_mode & 0o001]
         if closed:
-            raise RuntimeError(f"the postgres user cannot reach {root}: {closed[0]} is not "
-                               "world-executable")
+            raise RuntimeError(f"the postgres user cannot reach {root}: {closed[0]} is not world-executable")
     port = _free_port()
-    subprocess.run(_as_postgres([initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
-                                 "-E", "UTF8", "--no-sync"]),
-                   check=True, stdout=subprocess.DEVNULL)
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
-               "-c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    subprocess.run(
+        _as_postgres([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
+        "-c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
     (root / "options").write_text(options)
     _pg_start(root)
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
@@ -77,9 +83,23 @@ def start_postgres(root: Path) -> str:
 def _pg_start(root: Path) -> None:
     pg_ctl = pg_bin("pg_ctl")
     assert pg_ctl is not None
-    subprocess.run(_as_postgres([pg_ctl, "-D", str(root / "pgdata"), "-l", str(root / "postgres.log"),
-                                 "-o", (root / "options").read_text(), "-w", "start"]),
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        _as_postgres(
+            [
+                pg_ctl,
+                "-D",
+                str(root / "pgdata"),
+                "-l",
+                str(root / "postgres.log"),
+                "-o",
+                (root / "options").read_text(),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def restart_postgres(root: Path, down_for: float = 1.0) -> None:
@@ -93,8 +113,12 @@ def restart_postgres(root: Path, down_for: float = 1.0) -> None:
 def stop_postgres(root: Path) -> None:
     pg_ctl = pg_bin("pg_ctl")
     if pg_ctl and (root / "pgdata").exists():
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(root / "pgdata"), "-m", "fast", "stop"]),
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(root / "pgdata"), "-m", "fast", "stop"]),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def moto_available() -> bool:
@@ -112,8 +136,12 @@ def start_moto(root: Path) -> str:
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     with (root / "moto.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     (root / "moto.pid").write_text(str(proc.pid))
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -131,10 +159,8 @@ def start_moto(root: Path) -> str:
 def stop_moto(root: Path) -> None:
     pid_file = root / "moto.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_file.read_text()), 15)
-        except ProcessLookupError:
-            pass
         pid_file.unlink()
 
 
@@ -169,8 +195,9 @@ class Services:
     def make_store_dir(self, path: Path) -> Path:
         """A store folder pointing at a new database and a new blob prefix (``store.json``)."""
         path.mkdir(parents=True, exist_ok=True)
-        (path / "store.json").write_text(json.dumps({"db": self.create_database(),
-                                                     "blobs": self.blobs_url()}))
+        (path / "store.json").write_text(
+            json.dumps({"db": self.create_database(), "blobs": self.blobs_url()})
+        )
         return path
 
 

@@ -20,9 +20,12 @@ def keys(server_store: tuple[str, Path]) -> dict[str, dict[str, str]]:
     local.create_project("open-data", None, True)
     local.create_dataset("alpha", "Default")
     local.create_dataset("open-data", "Default")
-    return {"alpha_admin": alpha, "beta_admin": beta,
-            "alpha_viewer": local.create_key("alpha", "viewer"),
-            "alpha_editor": local.create_key("alpha", "editor")}
+    return {
+        "alpha_admin": alpha,
+        "beta_admin": beta,
+        "alpha_viewer": local.create_key("alpha", "viewer"),
+        "alpha_editor": local.create_key("alpha", "editor"),
+    }
 
 
 def test_private_project_needs_a_key(server_store: tuple[str, Path], keys: dict) -> None:
@@ -52,8 +55,10 @@ def test_wrong_secret_is_unauthorized(server_store: tuple[str, Path], keys: dict
 def test_bearer_and_basic_are_the_same_key(server_store: tuple[str, Path], keys: dict) -> None:
     url, _ = server_store
     v = keys["alpha_viewer"]
-    bearer = httpx.get(f"{url}/api/v2/projects/alpha",
-                       headers={"Authorization": f"Bearer {v['client_id']}:{v['client_secret']}"})
+    bearer = httpx.get(
+        f"{url}/api/v2/projects/alpha",
+        headers={"Authorization": f"Bearer {v['client_id']}:{v['client_secret']}"},
+    )
     basic = httpx.get(f"{url}/api/v2/projects/alpha", auth=(v["client_id"], v["client_secret"]))
     assert bearer.status_code == basic.status_code == 200
     assert bearer.json()["role"] == "viewer"
@@ -65,13 +70,17 @@ def test_viewer_cannot_write_editor_can(server_store: tuple[str, Path], keys: di
     viewer = Project("alpha", v["client_id"], v["client_secret"], host=url)
     with pytest.raises(Forbidden):
         viewer.create_label("cat")
-    r = httpx.post(f"{url}/api/v2/projects/alpha/keys", json={"role": "admin"},
-                   auth=(v["client_id"], v["client_secret"]))
+    r = httpx.post(
+        f"{url}/api/v2/projects/alpha/keys", json={"role": "admin"}, auth=(v["client_id"], v["client_secret"])
+    )
     assert r.status_code == 403
     editor = Project("alpha", e["client_id"], e["client_secret"], host=url)
     assert editor.create_label("cat")["id"] == 1
-    r = httpx.post(f"{url}/api/v2/projects/alpha/keys", json={"role": "viewer"},
-                   auth=(e["client_id"], e["client_secret"]))
+    r = httpx.post(
+        f"{url}/api/v2/projects/alpha/keys",
+        json={"role": "viewer"},
+        auth=(e["client_id"], e["client_secret"]),
+    )
     assert r.status_code == 403, "only project admins mint keys"
 
 
@@ -88,7 +97,9 @@ def test_anonymous_reads_only_public_projects(server_store: tuple[str, Path], ke
 def test_only_server_admins_create_projects(server_store: tuple[str, Path], keys: dict) -> None:
     url, _ = server_store
     a = keys["alpha_admin"]
-    r = httpx.post(f"{url}/api/v2/projects", json={"string_id": "gamma"}, auth=(a["client_id"], a["client_secret"]))
+    r = httpx.post(
+        f"{url}/api/v2/projects", json={"string_id": "gamma"}, auth=(a["client_id"], a["client_secret"])
+    )
     assert r.status_code == 403
     r = httpx.post(f"{url}/api/v2/projects", json={"string_id": "gamma"})
     assert r.status_code == 401  # no credentials at all: who are you, not "you may not"

@@ -39,32 +39,45 @@ def _quiet() -> None:
 def dg(source: Source) -> Any:
     """The SDK with a viewer key (Diffgram would demand Editor), host given with a trailing
     slash so that every request path starts with ``//``."""
-    return diffgram.Project(project_string_id="coco-dataset", client_id=source.viewer["client_id"],
-                            client_secret=source.viewer["client_secret"], host=source.url + "/")
+    return diffgram.Project(
+        project_string_id="coco-dataset",
+        client_id=source.viewer["client_id"],
+        client_secret=source.viewer["client_secret"],
+        host=source.url + "/",
+    )
 
 
 @pytest.fixture(scope="module")
 def ours(source: Source) -> Project:
-    return Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"],
-                   host=source.url)
+    return Project(
+        "coco-dataset", source.viewer["client_id"], source.viewer["client_secret"], host=source.url
+    )
 
 
 def _detection_target(sample: dict[str, Any]) -> dict[str, Any]:
     """A torchvision-style detection target built only from the SDK's sample dict."""
     image = torch.from_numpy(sample["image"]).permute(2, 0, 1)
-    boxes = torch.stack([sample["x_min_list"], sample["y_min_list"],
-                         sample["x_max_list"], sample["y_max_list"]], dim=1)
+    boxes = torch.stack(
+        [sample["x_min_list"], sample["y_min_list"], sample["x_max_list"], sample["y_max_list"]], dim=1
+    )
     box_labels = [i["label_file"]["id"] for i in sample["raw_instance_list"] if i["type"] == "box"]
-    return {"image": image, "file_id": sample["diffgram_file"].id,
-            "target": {"boxes": boxes, "labels": torch.tensor(box_labels, dtype=torch.int64)}}
+    return {
+        "image": image,
+        "file_id": sample["diffgram_file"].id,
+        "target": {"boxes": boxes, "labels": torch.tensor(box_labels, dtype=torch.int64)},
+    }
 
 
 def _our_target(sample: dict[str, Any]) -> dict[str, Any]:
     boxes = [i for i in sample["instances"] if i["type"] == "box"]
-    return {"image": torch.from_numpy(np.array(sample["image"].convert("RGB"))).permute(2, 0, 1),
-            "file_id": sample["file"]["id"],
-            "target": {"boxes": torch.tensor([b["bbox"] for b in boxes], dtype=torch.float32).reshape(-1, 4),
-                       "labels": torch.tensor([b["label_id"] for b in boxes], dtype=torch.int64)}}
+    return {
+        "image": torch.from_numpy(np.array(sample["image"].convert("RGB"))).permute(2, 0, 1),
+        "file_id": sample["file"]["id"],
+        "target": {
+            "boxes": torch.tensor([b["bbox"] for b in boxes], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([b["label_id"] for b in boxes], dtype=torch.int64),
+        },
+    }
 
 
 def test_project_startup_and_labels(dg: Any, ours: Project) -> None:
@@ -139,11 +152,15 @@ def test_polygon_masks_and_file_by_id(dg: Any, ours: Project) -> None:
     sample = dg.directory.get(name="Default").to_pytorch()[ds.ids.tolist().index(file_id)]
     polygons = [i for i in sample["raw_instance_list"] if i["type"] == "polygon"]
     want = [i for i in with_polygon["instances"] if i["type"] == "polygon"]
-    assert [[(p["x"], p["y"]) for p in i["points"]] for i in polygons] == \
-        [[tuple(p) for p in i["geometry"]["points"]] for i in want]
+    assert [[(p["x"], p["y"]) for p in i["points"]] for i in polygons] == [
+        [tuple(p) for p in i["geometry"]["points"]] for i in want
+    ]
     f = dg.file.get_by_id(file_id)
-    assert (f.id, f.original_filename, f.image["width"]) == (file_id, with_polygon["file"]["name"],
-                                                            with_polygon["file"]["width"])
+    assert (f.id, f.original_filename, f.image["width"]) == (
+        file_id,
+        with_polygon["file"]["name"],
+        with_polygon["file"]["width"],
+    )
 
 
 def test_directory_list(dg: Any) -> None:
@@ -156,8 +173,9 @@ def test_private_project_refuses_the_sdk_without_keys(source: Source) -> None:
     with pytest.raises(Exception, match="401"):
         diffgram.Project(project_string_id="coco-dataset", host=source.url)
     with pytest.raises(Exception, match="401"):
-        diffgram.Project(project_string_id="coco-dataset", client_id="as_nobody",
-                         client_secret="wrong", host=source.url)
+        diffgram.Project(
+            project_string_id="coco-dataset", client_id="as_nobody", client_secret="wrong", host=source.url
+        )
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +192,20 @@ def small(server_store: tuple[str, Path], tmp_path_factory: pytest.TempPathFacto
         for n in range(3):
             path = images / f"{project}-{n}.png"
             Image.new("RGB", (32 + n, 24), (n * 40, 90, 200)).save(path)
-            local.upload_file(project, "Default", path.name, path.read_bytes(),
-                              [{"type": "box", "label": "cat",
-                                "geometry": {"x_min": 1, "y_min": 2, "x_max": 10 + n, "y_max": 12}}], {})
+            local.upload_file(
+                project,
+                "Default",
+                path.name,
+                path.read_bytes(),
+                [
+                    {
+                        "type": "box",
+                        "label": "cat",
+                        "geometry": {"x_min": 1, "y_min": 2, "x_max": 10 + n, "y_max": 12},
+                    }
+                ],
+                {},
+            )
     keys["viewer"] = local.create_key("dg-upload", "viewer")
     return {"url": url, "store_dir": store_dir, "keys": keys, "images": images}
 
@@ -192,20 +221,34 @@ def test_public_project_needs_no_credentials(small: dict[str, Any]) -> None:
 
 def test_from_local_lands_a_file_with_its_instances(small: dict[str, Any]) -> None:
     admin = small["keys"]["admin"]
-    dg = diffgram.Project(project_string_id="dg-upload", client_id=admin["client_id"],
-                          client_secret=admin["client_secret"], host=small["url"])
+    dg = diffgram.Project(
+        project_string_id="dg-upload",
+        client_id=admin["client_id"],
+        client_secret=admin["client_secret"],
+        host=small["url"],
+    )
     path = small["images"] / "upload.png"
     Image.new("RGB", (40, 30), (10, 20, 30)).save(path)
-    made = dg.file.from_local(str(path), instance_list=[
-        {"type": "box", "name": "dog", "x_min": 3, "y_min": 4, "x_max": 20, "y_max": 25},
-        {"type": "polygon", "name": "cat", "points": [{"x": 1, "y": 1}, {"x": 9, "y": 1}, {"x": 9, "y": 8}]},
-        {"type": "tag", "name": "cat"},
-    ])
+    made = dg.file.from_local(
+        str(path),
+        instance_list=[
+            {"type": "box", "name": "dog", "x_min": 3, "y_min": 4, "x_max": 20, "y_max": 25},
+            {
+                "type": "polygon",
+                "name": "cat",
+                "points": [{"x": 1, "y": 1}, {"x": 9, "y": 1}, {"x": 9, "y": 8}],
+            },
+            {"type": "tag", "name": "cat"},
+        ],
+    )
     ours = Project("dg-upload", admin["client_id"], admin["client_secret"], host=small["url"])
     sample = ours.dataset("Default").fetch([made.id])[0]
     assert sample["file"]["name"] == "upload.png"
-    assert [(i["type"], i["label"]) for i in sample["instances"]] == [("box", "dog"), ("polygon", "cat"),
-                                                                     ("tag", "cat")]
+    assert [(i["type"], i["label"]) for i in sample["instances"]] == [
+        ("box", "dog"),
+        ("polygon", "cat"),
+        ("tag", "cat"),
+    ]
     assert sample["instances"][0]["bbox"] == [3, 4, 20, 25]
     assert all(i["machine_made"] for i in sample["instances"])
     again = dg.directory.get(name="Default")
@@ -216,8 +259,12 @@ def test_from_local_lands_a_file_with_its_instances(small: dict[str, Any]) -> No
 
 def test_viewer_key_streams_but_cannot_upload(small: dict[str, Any]) -> None:
     viewer = small["keys"]["viewer"]
-    dg = diffgram.Project(project_string_id="dg-upload", client_id=viewer["client_id"],
-                          client_secret=viewer["client_secret"], host=small["url"])
+    dg = diffgram.Project(
+        project_string_id="dg-upload",
+        client_id=viewer["client_id"],
+        client_secret=viewer["client_secret"],
+        host=small["url"],
+    )
     assert dg.directory.get(name="Default")[0]["label_name_list"] == ["cat"]
     with pytest.raises(Exception, match="Invalid Permission"):
         dg.file.from_local(str(small["images"] / "dg-upload-0.png"))
@@ -226,8 +273,11 @@ def test_viewer_key_streams_but_cannot_upload(small: dict[str, Any]) -> None:
 def test_signed_image_urls_expire_and_resist_tampering(small: dict[str, Any]) -> None:
     url, viewer = small["url"], small["keys"]["viewer"]
     auth = (viewer["client_id"], viewer["client_secret"])
-    file_id = httpx.post(f"{url}/api/project/dg-upload/user/legacy/file/list", auth=auth, json={
-        "metadata": {"file_view_mode": "ids_only", "directory_id": None}}).json()["file_list"][0]
+    file_id = httpx.post(
+        f"{url}/api/project/dg-upload/user/legacy/file/list",
+        auth=auth,
+        json={"metadata": {"file_view_mode": "ids_only", "directory_id": None}},
+    ).json()["file_list"][0]
     served = httpx.post(f"{url}/api/project/dg-upload/file/{file_id}/annotation/list", auth=auth).json()
     signed = served["file_serialized"]["image"]["url_signed"]
     assert viewer["client_secret"] not in signed and "expires=" in signed
@@ -246,7 +296,9 @@ def test_signed_image_urls_expire_and_resist_tampering(small: dict[str, Any]) ->
     assert httpx.get(base, params={"expires": expires, "sig": sig}, follow_redirects=True).status_code == 200
 
 
-def test_signing_secret_is_shared_through_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signing_secret_is_shared_through_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(signing.SECRET_ENV, raising=False)
     first, second = signing.load_secret(tmp_path), signing.load_secret(tmp_path)
     assert first == second and len(first) == 32
@@ -263,29 +315,64 @@ def test_from_local_video_with_frame_packet_map(small: dict[str, Any]) -> None:
     from tests.videos import make_video, read_number
 
     admin = small["keys"]["admin"]
-    dg = diffgram.Project(project_string_id="dg-upload", client_id=admin["client_id"],
-                          client_secret=admin["client_secret"], host=small["url"])
+    dg = diffgram.Project(
+        project_string_id="dg-upload",
+        client_id=admin["client_id"],
+        client_secret=admin["client_secret"],
+        host=small["url"],
+    )
     path = small["images"] / "drive.mp4"
     path.write_bytes(make_video(12, "mp4"))
-    made = dg.file.from_local(str(path), frame_packet_map={
-        0: [{"type": "box", "name": "cat", "x_min": 1, "y_min": 2, "x_max": 9, "y_max": 9, "number": 4,
-             "frame_number": 0}],
-        8: [{"type": "box", "name": "cat", "x_min": 5, "y_min": 2, "x_max": 13, "y_max": 9, "number": 4,
-             "frame_number": 8},
-            {"type": "tag", "name": "dog", "frame_number": 8}],
-    })
+    made = dg.file.from_local(
+        str(path),
+        frame_packet_map={
+            0: [
+                {
+                    "type": "box",
+                    "name": "cat",
+                    "x_min": 1,
+                    "y_min": 2,
+                    "x_max": 9,
+                    "y_max": 9,
+                    "number": 4,
+                    "frame_number": 0,
+                }
+            ],
+            8: [
+                {
+                    "type": "box",
+                    "name": "cat",
+                    "x_min": 5,
+                    "y_min": 2,
+                    "x_max": 13,
+                    "y_max": 9,
+                    "number": 4,
+                    "frame_number": 8,
+                },
+                {"type": "tag", "name": "dog", "frame_number": 8},
+            ],
+        },
+    )
     ours = Project("dg-upload", admin["client_id"], admin["client_secret"], host=small["url"])
     item = ours.dataset("Default").fetch([made.id])[0]
     assert (item["file"]["type"], item["file"]["frame_count"]) == ("video", 12)
     assert sorted((i["frame_number"], i["type"], i["track_id"]) for i in item["instances"]) == [
-        (0, "box", 4), (8, "box", 4), (8, "tag", None)]
-    frames = ours.dataset("Default").slice(f"file.id = {made.id}").frames("tracks.count > 0", interpolate=True)
+        (0, "box", 4),
+        (8, "box", 4),
+        (8, "tag", None),
+    ]
+    frames = (
+        ours.dataset("Default").slice(f"file.id = {made.id}").frames("tracks.count > 0", interpolate=True)
+    )
     assert [s["frame_number"] for s in frames] == [0, 8]
     assert read_number(frames[1]["image"]) == 8
-    served = httpx.post(f"{small['url']}/api/project/dg-upload/file/{made.id}/annotation/list",
-                        auth=(admin["client_id"], admin["client_secret"])).json()["file_serialized"]
+    served = httpx.post(
+        f"{small['url']}/api/project/dg-upload/file/{made.id}/annotation/list",
+        auth=(admin["client_id"], admin["client_secret"]),
+    ).json()["file_serialized"]
     assert served["video"]["frame_count"] == 12 and served["image"] is None
     assert sorted(i["number"] or 0 for i in served["instance_list"]) == [0, 4, 4]
     with pytest.raises(Exception, match="past the end"):
-        dg.file.from_local(str(path), frame_packet_map={
-            12: [{"type": "tag", "name": "dog", "frame_number": 12}]})
+        dg.file.from_local(
+            str(path), frame_packet_map={12: [{"type": "tag", "name": "dog", "frame_number": 12}]}
+        )

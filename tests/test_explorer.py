@@ -27,8 +27,11 @@ def _client(site: Site) -> httpx.Client:
 def _with_key(site: Site, project: str, key: dict[str, str]) -> Iterator[httpx.Client]:
     """A client that went through the key form the way a browser does."""
     with _client(site) as client:
-        r = client.post(f"/explore/p/{project}/key", headers={"Origin": site.url},
-                        data={"client_id": key["client_id"], "client_secret": key["client_secret"]})
+        r = client.post(
+            f"/explore/p/{project}/key",
+            headers={"Origin": site.url},
+            data={"client_id": key["client_id"], "client_secret": key["client_secret"]},
+        )
         assert r.status_code == 303, r.text
         yield client
 
@@ -62,8 +65,12 @@ def test_index_lists_only_what_the_caller_may_read(site: Site) -> None:
 
 def test_private_project_shows_the_key_prompt_and_no_data(site: Site) -> None:
     with _client(site) as c:
-        for path in ("/explore/p/seen/", "/explore/p/seen/d/Default", "/explore/p/seen/f/1",
-                     "/explore/p/seen/changes?d=Default&since=0"):
+        for path in (
+            "/explore/p/seen/",
+            "/explore/p/seen/d/Default",
+            "/explore/p/seen/f/1",
+            "/explore/p/seen/changes?d=Default&since=0",
+        ):
             r = c.get(path)
             assert r.status_code == 401, path
             assert 'id="key-prompt"' in r.text
@@ -80,23 +87,30 @@ def test_key_form_refuses_cross_site_posts_and_bad_keys(site: Site) -> None:
         assert r.status_code == 403 and "set-cookie" not in r.headers
         r = c.post("/explore/p/seen/key", data=key, headers={"Referer": "https://evil.example/x"})
         assert r.status_code == 403 and "set-cookie" not in r.headers
-        r = c.post("/explore/p/seen/key", data=key,
-                   headers={"Origin": site.url, "Sec-Fetch-Site": "cross-site"})
+        r = c.post(
+            "/explore/p/seen/key", data=key, headers={"Origin": site.url, "Sec-Fetch-Site": "cross-site"}
+        )
         assert r.status_code == 403
-        r = c.post("/explore/p/seen/key", headers={"Origin": site.url},
-                   data={**key, "client_secret": "wrong"})
+        r = c.post(
+            "/explore/p/seen/key", headers={"Origin": site.url}, data={**key, "client_secret": "wrong"}
+        )
         assert r.status_code == 401 and "set-cookie" not in r.headers and 'id="key-prompt"' in r.text
-        r = c.post("/explore/p/seen/key", headers={"Origin": site.url},
-                   data={"client_id": key["client_id"], "client_secret": "a b\r\nSet-Cookie: x=1"})
+        r = c.post(
+            "/explore/p/seen/key",
+            headers={"Origin": site.url},
+            data={"client_id": key["client_id"], "client_secret": "a b\r\nSet-Cookie: x=1"},
+        )
         assert r.status_code == 401 and "set-cookie" not in r.headers
         assert c.post("/explore/p/seen/key", headers={"Origin": site.url}, data={}).status_code == 422
 
 
 def test_a_valid_key_is_kept_in_a_strict_httponly_cookie(site: Site) -> None:
     with _client(site) as c:
-        r = c.post("/explore/p/seen/key", headers={"Origin": site.url},
-                   data={"client_id": site.viewer["client_id"],
-                         "client_secret": site.viewer["client_secret"]})
+        r = c.post(
+            "/explore/p/seen/key",
+            headers={"Origin": site.url},
+            data={"client_id": site.viewer["client_id"], "client_secret": site.viewer["client_secret"]},
+        )
         assert r.status_code == 303 and r.headers["location"] == "/explore/p/seen/"
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
@@ -114,13 +128,17 @@ def test_a_valid_key_is_kept_in_a_strict_httponly_cookie(site: Site) -> None:
 def test_a_viewer_key_of_another_project_sees_nothing(site: Site) -> None:
     other = site.other_viewer
     with _client(site) as c:
-        r = c.post("/explore/p/seen/key", headers={"Origin": site.url},
-                   data={"client_id": other["client_id"], "client_secret": other["client_secret"]})
+        r = c.post(
+            "/explore/p/seen/key",
+            headers={"Origin": site.url},
+            data={"client_id": other["client_id"], "client_secret": other["client_secret"]},
+        )
         assert r.status_code == 403 and "set-cookie" not in r.headers
         assert "does not grant access" in r.text
         # Even a cookie carrying that key (set by hand) shows the prompt, not data.
-        c.cookies.set("annostream_key", f"{other['client_id']}:{other['client_secret']}",
-                      path="/explore/p/seen/")
+        c.cookies.set(
+            "annostream_key", f"{other['client_id']}:{other['client_secret']}", path="/explore/p/seen/"
+        )
         r = c.get("/explore/p/seen/d/Default")
         assert r.status_code == 403 and 'id="key-prompt"' in r.text and "tile" not in r.text
         # A header works as on the API, and is refused the same way.
@@ -131,8 +149,9 @@ def test_a_viewer_key_of_another_project_sees_nothing(site: Site) -> None:
 def test_grid_count_is_the_api_count_and_pages_cover_the_slice(site: Site) -> None:
     query = "labels.cat >= 1 or labels.person >= 1"
     auth = (site.viewer["client_id"], site.viewer["client_secret"])
-    api = httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids", params={"query": query},
-                    auth=auth)
+    api = httpx.get(
+        f"{site.url}/api/v2/projects/seen/datasets/Default/ids", params={"query": query}, auth=auth
+    )
     expected = list(memoryview(api.content).cast("q"))
     with _with_key(site, "seen", site.viewer) as c:
         r = c.get("/explore/p/seen/d/Default", params={"q": query})
@@ -148,8 +167,11 @@ def test_grid_count_is_the_api_count_and_pages_cover_the_slice(site: Site) -> No
             assert page.status_code == 200
             seen += _tile_ids(page.text)
             url = page.headers["x-next-page"]
-        all_ids = list(memoryview(httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids",
-                                            auth=auth).content).cast("q"))
+        all_ids = list(
+            memoryview(
+                httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids", auth=auth).content
+            ).cast("q")
+        )
         assert seen == all_ids
 
 
@@ -169,16 +191,19 @@ def test_a_bad_query_is_a_400_with_its_column(site: Site) -> None:
 
 def test_user_text_is_escaped_everywhere(site: Site) -> None:
     with _client(site) as c:
-        pages = [c.get("/explore/p/open/"), c.get("/explore/p/open/d/Default"),
-                 c.get("/explore/p/open/changes", params={"d": "Default", "since": "v1"}),
-                 c.get("/explore/p/open/d/Default", params={"q": EVIL}),
-                 c.get("/explore/p/open/d/Default", params={"as_of": EVIL})]
+        pages = [
+            c.get("/explore/p/open/"),
+            c.get("/explore/p/open/d/Default"),
+            c.get("/explore/p/open/changes", params={"d": "Default", "since": "v1"}),
+            c.get("/explore/p/open/d/Default", params={"q": EVIL}),
+            c.get("/explore/p/open/d/Default", params={"as_of": EVIL}),
+        ]
         first = re.search(r'data-file="(\d+)"', pages[1].text)
         assert first
         pages.append(c.get(f"/explore/p/open/f/{first.group(1)}"))
         for page in pages:
             assert "<script>alert" not in page.text
-            assert 'onclick=x' not in page.text
+            assert "onclick=x" not in page.text
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in pages[0].text  # the legend
         assert "&lt;script&gt;" in pages[-1].text  # file name, label and metadata
 
@@ -200,8 +225,11 @@ def test_revision_picker_and_changes_since_a_tag(site: Site) -> None:
 
 def test_file_page_draws_one_overlay_per_instance_at_its_place(site: Site) -> None:
     auth = (site.viewer["client_id"], site.viewer["client_secret"])
-    ids = list(memoryview(httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids",
-                                    auth=auth).content).cast("q"))
+    ids = list(
+        memoryview(
+            httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids", auth=auth).content
+        ).cast("q")
+    )
     items = httpx.post(f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": ids}, auth=auth).json()
     item = max(items["items"], key=lambda i: sum(x["type"] == "box" for x in i["instances"]))
     with _with_key(site, "seen", site.viewer) as c:
@@ -211,8 +239,11 @@ def test_file_page_draws_one_overlay_per_instance_at_its_place(site: Site) -> No
     for inst in item["instances"]:
         if inst["type"] != "box":
             continue
-        rect = re.search(rf'data-instance="{inst["id"]}"[^>]* x="([\d.]+)" y="([\d.]+)" '
-                         r'width="([\d.]+)" height="([\d.]+)"', html)
+        rect = re.search(
+            rf'data-instance="{inst["id"]}"[^>]* x="([\d.]+)" y="([\d.]+)" '
+            r'width="([\d.]+)" height="([\d.]+)"',
+            html,
+        )
         assert rect
         x, y, w, h = (float(v) for v in rect.groups())
         x0, y0, x1, y1 = inst["bbox"]
@@ -277,8 +308,10 @@ def test_thumbnail_cache_in_process_makes_each_size_once(site: Site, tmp_path: P
     store.close()
     assert sorted(s for s, m in made if m) == [128, 256]
     assert len(made) == 8
-    assert sorted(p.name for p in tmp_path.rglob("*.jpg")) == [f"{site.big_sha}-128.jpg",
-                                                               f"{site.big_sha}-256.jpg"]
+    assert sorted(p.name for p in tmp_path.rglob("*.jpg")) == [
+        f"{site.big_sha}-128.jpg",
+        f"{site.big_sha}-256.jpg",
+    ]
 
 
 def test_pages_only_read(site: Site) -> None:
@@ -328,8 +361,12 @@ def test_a_video_file_page_lists_its_instances_by_frame(tmp_path: Path) -> None:
     local = EmbeddedTransport(tmp_path / "store")
     local.create_project("v", None, True)
     local.create_label("v", "car", None)
-    box = {"type": "box", "label": "car", "frame_number": 3,
-           "geometry": {"x_min": 1, "y_min": 1, "x_max": 5, "y_max": 5}}
+    box = {
+        "type": "box",
+        "label": "car",
+        "frame_number": 3,
+        "geometry": {"x_min": 1, "y_min": 1, "x_max": 5, "y_max": 5},
+    }
     video = local.upload_file("v", "Default", "a.mp4", make_video(12), [box], {})
     with TestClient(create_app(Store.open(tmp_path / "store"), thumbnail_dir=tmp_path / "t")) as c:
         page = c.get(f"/explore/p/v/f/{video['id']}")

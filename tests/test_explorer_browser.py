@@ -40,9 +40,11 @@ def _give_key(page: Any, key: dict[str, str]) -> None:
 
 
 def _api_ids(site: Site, project: str, query: str | None = None) -> list[int]:
-    r = httpx.get(f"{site.url}/api/v2/projects/{project}/datasets/Default/ids",
-                  params={"query": query} if query else {},
-                  auth=(site.viewer["client_id"], site.viewer["client_secret"]))
+    r = httpx.get(
+        f"{site.url}/api/v2/projects/{project}/datasets/Default/ids",
+        params={"query": query} if query else {},
+        auth=(site.viewer["client_id"], site.viewer["client_secret"]),
+    )
     return list(memoryview(r.content).cast("q"))
 
 
@@ -127,8 +129,9 @@ def test_a_query_error_shows_its_message_under_its_column(site: Site, page: Any)
 
 def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> None:
     auth = (site.viewer["client_id"], site.viewer["client_secret"])
-    found = httpx.post(f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": _api_ids(site, "seen")},
-                       auth=auth).json()["items"]
+    found = httpx.post(
+        f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": _api_ids(site, "seen")}, auth=auth
+    ).json()["items"]
     item = max(found, key=lambda i: (len({x["type"] for x in i["instances"]}), len(i["instances"])))
     page.goto(f"{site.url}/explore/p/seen/")
     _give_key(page, site.viewer)
@@ -146,8 +149,10 @@ def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> N
 
     # Each shape's own coordinates (not its stroke's outline), mapped to the screen by the
     # browser, must land where the instance's coordinates land on the picture.
-    to_screen = "(e, pts) => pts.map(([x, y]) => { const p = e.ownerSVGElement.createSVGPoint(); " \
-                "p.x = x; p.y = y; const q = p.matrixTransform(e.getScreenCTM()); return [q.x, q.y]; })"
+    to_screen = (
+        "(e, pts) => pts.map(([x, y]) => { const p = e.ownerSVGElement.createSVGPoint(); "
+        "p.x = x; p.y = y; const q = p.matrixTransform(e.getScreenCTM()); return [q.x, q.y]; })"
+    )
     for n in range(drawn.count()):
         el = drawn.nth(n)
         inst = by_id[int(el.get_attribute("data-instance"))]
@@ -158,13 +163,16 @@ def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> N
             want = [on_screen(x0, y0), on_screen(x1, y1)]
         elif inst["type"] == "keypoints":
             circles = el.locator("circle")
-            pts = [[float(circles.nth(i).get_attribute("cx")), float(circles.nth(i).get_attribute("cy"))]
-                   for i in range(circles.count())]
+            pts = [
+                [float(circles.nth(i).get_attribute("cx")), float(circles.nth(i).get_attribute("cy"))]
+                for i in range(circles.count())
+            ]
             corners = el.evaluate(to_screen, pts)
             want = [on_screen(p[0], p[1]) for p in inst["geometry"]["points"] if len(p) == 2 or p[2] > 0]
         elif inst["type"] == "polygon":
-            corners = el.evaluate("e => Array.from(e.points).map(p => "
-                                  "p.matrixTransform(e.getScreenCTM())).map(p => [p.x, p.y])")
+            corners = el.evaluate(
+                "e => Array.from(e.points).map(p => p.matrixTransform(e.getScreenCTM())).map(p => [p.x, p.y])"
+            )
             want = [on_screen(x, y) for x, y in inst["geometry"]["points"]]
         else:
             continue
@@ -174,8 +182,10 @@ def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> N
     assert page.locator("#instances tbody tr").count() == len(item["instances"])
 
 
-@pytest.mark.skipif(os.environ.get("ANNOSTREAM_SCREENSHOTS") != "1",
-                    reason="writes docs/ screenshots only when ANNOSTREAM_SCREENSHOTS=1")
+@pytest.mark.skipif(
+    os.environ.get("ANNOSTREAM_SCREENSHOTS") != "1",
+    reason="writes docs/ screenshots only when ANNOSTREAM_SCREENSHOTS=1",
+)
 def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
     from PIL import Image
 

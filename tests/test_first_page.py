@@ -18,8 +18,9 @@ def test_pages_chained_by_after_are_the_slice(project: Project) -> None:
     seen: list[int] = []
     after = None
     while True:
-        pairs, page_rev = project.transport.page(project.string_id, "Default", "labels.cat >= 1", None,
-                                                 after, 7, False)
+        pairs, page_rev = project.transport.page(
+            project.string_id, "Default", "labels.cat >= 1", None, after, 7, False
+        )
         assert page_rev == rev and all(blob is None for _, blob in pairs)
         if not pairs:
             break
@@ -35,10 +36,16 @@ def test_page_with_inline_blobs(project: Project, source: Source) -> None:
         assert blob == (source.images_dir / item["file"]["name"]).read_bytes()
 
 
-@pytest.mark.parametrize("args, field", [
-    ({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"after": -1}, "after"),
-    ({"blobs": "all"}, "blobs"), ({"as_of": -2}, "as_of"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"after": -1}, "after"),
+        ({"blobs": "all"}, "blobs"),
+        ({"as_of": -2}, "as_of"),
+    ],
+)
 def test_page_refuses_bad_parameters(project: Project, args: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as info:
         project.transport.call("slice_page", project=project.string_id, dataset="Default", **args)
@@ -51,8 +58,9 @@ def test_page_refuses_unknown_things_and_bad_queries(project: Project) -> None:
     with pytest.raises(NotFound):
         project.transport.call("slice_page", project=project.string_id, dataset="Default", as_of=10**6)
     with pytest.raises(QueryError) as info:
-        project.transport.call("slice_page", project=project.string_id, dataset="Default",
-                               query="labels.cat >")
+        project.transport.call(
+            "slice_page", project=project.string_id, dataset="Default", query="labels.cat >"
+        )
     assert info.value.status == 400 and info.value.detail["column"] > 0
 
 
@@ -62,8 +70,12 @@ def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], serve
 
 
 def test_first_item_pins_the_revision_its_ids_are_read_at(editor: Project) -> None:
-    made = [editor.upload("Default", data=png(color=(i, i, i)), filename=f"{i}.png",
-                          instances=[box(1, 1, 5, 5)])["id"] for i in range(5)]
+    made = [
+        editor.upload("Default", data=png(color=(i, i, i)), filename=f"{i}.png", instances=[box(1, 1, 5, 5)])[
+            "id"
+        ]
+        for i in range(5)
+    ]
     view = editor.dataset("Default", batch_size=2)
     first = view[0]
     assert first["file"]["name"] == "0.png"

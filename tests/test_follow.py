@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from annostream import Project
-from annostream.errors import BadRequest
 from annostream.client.follow import Cursor
+from annostream.errors import BadRequest
 from annostream.service.changes import changes
 from annostream.service.projects import LOCAL, authorize
 from annostream.store import Store
@@ -27,7 +27,9 @@ def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], serve
     return new_project(request.param, server_client, server_store[1], prefix="fol")
 
 
-def _script(project: Project, tmp_path: Path) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
+def _script(
+    project: Project, tmp_path: Path
+) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
     """Write a known history; return the events a follower of Default should see, and those
     a follower of the slice ``labels.cat > 0`` should see: (rev, kind, file_id)."""
     every: list[tuple[int, str, int]] = []
@@ -162,12 +164,14 @@ def test_torch_stream_follows_new_annotations(editor: Project) -> None:
     editor.create_dataset("Default")
     editor.upload("Default", data=png(), filename="old.png", instances=[box(1, 1, 9, 9)])
     stream = editor.dataset("Default").to_pytorch(
-        iterable=True, shuffle=False, follow=True, follow_options={"idle_timeout": 3.0, "wait": 0.5})
+        iterable=True, shuffle=False, follow=True, follow_options={"idle_timeout": 3.0, "wait": 0.5}
+    )
 
     def annotate() -> None:
         time.sleep(0.5)
-        made = editor.upload("Default", data=png(color=(9, 9, 9)), filename="new.png",
-                             instances=[box(2, 2, 8, 8, "dog")])
+        made = editor.upload(
+            "Default", data=png(color=(9, 9, 9)), filename="new.png", instances=[box(2, 2, 8, 8, "dog")]
+        )
         editor.write_instances(made["id"], [box(3, 3, 7, 7, "cat")])
 
     writer = threading.Thread(target=annotate)

@@ -35,7 +35,7 @@ def _close(a: Any, b: Any, where: str = "") -> None:
             _close(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{where}[{i}]")
     else:
         assert a == b, where
@@ -56,9 +56,14 @@ def test_coco_round_trip_field_by_field(project: Project, source: Source, tmp_pa
     for img in orig["images"]:
         got = images[img["file_name"]]
         assert got["coco_id"] == img["id"]
-        _close({k: v for k, v in got.items() if k not in ("id", "coco_id")},
-               {k: v for k, v in img.items() if k != "id"}, img["file_name"])
-        assert (tmp_path / "images" / img["file_name"]).read_bytes() == (source.images_dir / img["file_name"]).read_bytes()
+        _close(
+            {k: v for k, v in got.items() if k not in ("id", "coco_id")},
+            {k: v for k, v in img.items() if k != "id"},
+            img["file_name"],
+        )
+        assert (tmp_path / "images" / img["file_name"]).read_bytes() == (
+            source.images_dir / img["file_name"]
+        ).read_bytes()
         new_image_id[img["id"]] = got["id"]
 
     cat_name = {c["id"]: c["name"] for c in orig["categories"]}
@@ -73,14 +78,19 @@ def test_coco_round_trip_field_by_field(project: Project, source: Source, tmp_pa
     for image_id, anns in orig_by_image.items():
         got_anns = by_image[image_id]
         assert len(got_anns) == len(anns)
-        for want, got in zip(anns, got_anns):
+        for want, got in zip(anns, got_anns, strict=True):
             assert out_cat_name[got["category_id"]] == cat_name[want["category_id"]]
             strip = ("id", "image_id", "category_id")
-            _close({k: v for k, v in got.items() if k not in strip},
-                   {k: v for k, v in want.items() if k not in strip}, f"annotation {want['id']}")
+            _close(
+                {k: v for k, v in got.items() if k not in strip},
+                {k: v for k, v in want.items() if k not in strip},
+                f"annotation {want['id']}",
+            )
 
 
-def test_pycocotools_reads_our_coco_and_gt_scores_ap_1(project: Project, source: Source, tmp_path: Path) -> None:
+def test_pycocotools_reads_our_coco_and_gt_scores_ap_1(
+    project: Project, source: Source, tmp_path: Path
+) -> None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -92,8 +102,10 @@ def test_pycocotools_reads_our_coco_and_gt_scores_ap_1(project: Project, source:
         assert len(gt.anns) == len(source.coco["annotations"])
         assert len(gt.cats) == len(source.coco["categories"])
         assert sum(len(v) for v in gt.imgToAnns.values()) == len(gt.anns)
-        dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
-                for a in gt.anns.values()]
+        dets = [
+            {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+            for a in gt.anns.values()
+        ]
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.evaluate()
         ev.accumulate()
@@ -133,7 +145,7 @@ def test_yolo_export_reads_back_to_pixels(project: Project, tmp_path: Path) -> N
         rows = [line.split() for line in txt.read_text().splitlines()]
         boxes = [i for i in sample["instances"] if i["bbox"] is not None]
         assert len(rows) == len(boxes)
-        for row, inst in zip(rows, boxes):
+        for row, inst in zip(rows, boxes, strict=True):
             cls, cx, cy, w, h = int(row[0]), *map(float, row[1:])
             assert data["names"][cls] == inst["label"]
             x0, y0 = (cx - w / 2) * f["width"], (cy - h / 2) * f["height"]
@@ -144,12 +156,14 @@ def test_yolo_export_reads_back_to_pixels(project: Project, tmp_path: Path) -> N
 def test_yolo_segmentation_polygons_read_back(project: Project, tmp_path: Path) -> None:
     ds = project.dataset("Default")
     ds.export(tmp_path, format="yolo-seg", images=False)
-    sample = next(s for s in ds.with_options(decode="bytes") if any(i["type"] == "polygon" for i in s["instances"]))
+    sample = next(
+        s for s in ds.with_options(decode="bytes") if any(i["type"] == "polygon" for i in s["instances"])
+    )
     f = sample["file"]
     rows = (tmp_path / "labels" / Path(f["name"]).with_suffix(".txt")).read_text().splitlines()
     drawable = [i for i in sample["instances"] if i["type"] in ("polygon", "box")]
     assert len(rows) == len(drawable)
-    for row, inst in zip(rows, drawable):
+    for row, inst in zip(rows, drawable, strict=True):
         values = list(map(float, row.split()[1:]))
         pixels = [[values[k] * f["width"], values[k + 1] * f["height"]] for k in range(0, len(values), 2)]
         if inst["type"] == "polygon":
@@ -168,7 +182,9 @@ def _normalised(folder: Path) -> tuple[bytes, dict]:
     return lines, header
 
 
-def test_json_round_trip_is_byte_identical_apart_from_ids(project: Project, fresh: Project, tmp_path: Path) -> None:
+def test_json_round_trip_is_byte_identical_apart_from_ids(
+    project: Project, fresh: Project, tmp_path: Path
+) -> None:
     project.dataset("Default").export(tmp_path / "first", format="json")
     imported = fresh.import_format("json", tmp_path / "first", dataset="Copy")
     assert imported["files"] == len(project.dataset("Default"))
@@ -176,8 +192,9 @@ def test_json_round_trip_is_byte_identical_apart_from_ids(project: Project, fres
     first, second = _normalised(tmp_path / "first"), _normalised(tmp_path / "second")
     assert first[0] == second[0]
     assert first[1] == second[1]
-    assert sorted(p.name for p in (tmp_path / "second" / "images").iterdir()) == \
-        sorted(p.name for p in (tmp_path / "first" / "images").iterdir())
+    assert sorted(p.name for p in (tmp_path / "second" / "images").iterdir()) == sorted(
+        p.name for p in (tmp_path / "first" / "images").iterdir()
+    )
 
 
 def test_yolo_and_diffgram_import_back(project: Project, fresh: Project, tmp_path: Path) -> None:
@@ -188,13 +205,15 @@ def test_yolo_and_diffgram_import_back(project: Project, fresh: Project, tmp_pat
     y = fresh.import_format("yolo", tmp_path / "yolo", dataset="FromYolo")
     assert y["files"] == len(ds) and y["instances"] == n_boxes
     d = fresh.import_format("json", tmp_path / "dg" / "diffgram.json", dataset="FromDiffgram")
-    assert d["files"] == len(ds) and d["instances"] == sum(len(s["instances"]) for s in ds.with_options(decode="bytes"))
+    assert d["files"] == len(ds) and d["instances"] == sum(
+        len(s["instances"]) for s in ds.with_options(decode="bytes")
+    )
     back = fresh.dataset("FromDiffgram")
     orig = {s["file"]["name"]: s for s in ds.with_options(decode="bytes")}
     for sample in back.with_options(decode="bytes"):
         want = orig[sample["file"]["name"]]
         assert [i["label"] for i in sample["instances"]] == [i["label"] for i in want["instances"]]
-        for got, exp in zip(sample["instances"], want["instances"]):
+        for got, exp in zip(sample["instances"], want["instances"], strict=True):
             assert got["bbox"] == pytest.approx(exp["bbox"])
 
 
@@ -204,12 +223,20 @@ def test_diffgram_writes_zero_coordinates_as_0(fresh: Project, tmp_path: Path) -
     buf = io.BytesIO()
     Image.new("RGB", (32, 24)).save(buf, format="PNG")
     fresh.create_label("cat")
-    fresh.upload("Default", data=buf.getvalue(), filename="zero.png", instances=[
-        {"type": "box", "label": "cat", "geometry": {"x_min": 0, "y_min": 0, "x_max": 10, "y_max": 5}},
-        {"type": "point", "label": "cat", "geometry": {"x": 0, "y": 3}}])
+    fresh.upload(
+        "Default",
+        data=buf.getvalue(),
+        filename="zero.png",
+        instances=[
+            {"type": "box", "label": "cat", "geometry": {"x_min": 0, "y_min": 0, "x_max": 10, "y_max": 5}},
+            {"type": "point", "label": "cat", "geometry": {"x": 0, "y": 3}},
+        ],
+    )
     fresh.dataset("Default").export(tmp_path, format="diffgram")
     doc = json.loads((tmp_path / "diffgram.json").read_text())
-    assert {"readme", "label_map", "label_colour_map", "export_info", "attribute_groups_reference"} <= set(doc)
+    assert {"readme", "label_map", "label_colour_map", "export_info", "attribute_groups_reference"} <= set(
+        doc
+    )
     (entry,) = [v for k, v in doc.items() if k.isdigit()]
     box, point = entry["instance_list"]
     assert box["x_min"] == 0 and box["y_min"] == 0 and box["x_max"] == 10

@@ -29,11 +29,21 @@ def _build(store_dir: Path) -> None:
         buf = io.BytesIO()
         Image.new("RGB", (8, 8), (i % 256, (i // 256) % 256, i // 65536)).save(buf, format="PNG")
         box = {"type": "box", "label": "dot", "geometry": {"x_min": 1, "y_min": 1, "x_max": 5, "y_max": 5}}
-        records.append({"where": f"image {i}", "name": f"{i}.png", "data": buf.getvalue(),
-                        "metadata": {"coco_id": i}, "instances": [box], "width": 8, "height": 8})
+        records.append(
+            {
+                "where": f"image {i}",
+                "name": f"{i}.png",
+                "data": buf.getvalue(),
+                "metadata": {"coco_id": i},
+                "instances": [box],
+                "width": 8,
+                "height": 8,
+            }
+        )
     ref = authorize(local.store, LOCAL, "big", "editor")
-    imports.import_source(local.store, ref, "Default",
-                          ImportSource([{"name": "dot"}], [], iter(records), N_ITEMS))
+    imports.import_source(
+        local.store, ref, "Default", ImportSource([{"name": "dot"}], [], iter(records), N_ITEMS)
+    )
 
 
 def test_iterating_20k_items_stays_within_the_cache_budget(tmp_path: Path) -> None:
@@ -53,7 +63,7 @@ def test_iterating_20k_items_stays_within_the_cache_budget(tmp_path: Path) -> No
         assert project.cache.nbytes == 0, "a sequential pass reads the cache but does not fill it"
         ids = ds.ids.tolist()
         for start in range(0, N_ITEMS, 256):
-            ds.fetch(ids[start:start + 256])
+            ds.fetch(ids[start : start + 256])
             assert project.cache.nbytes <= BUDGET
         assert project.cache.peak_bytes <= BUDGET
         assert project.cache.evictions > 0, "the budget was actually exercised"
@@ -66,8 +76,9 @@ def test_disk_cache_keeps_blobs_across_epochs_within_its_budget(source: Source, 
     want = [(s["file"]["name"], s["image"]) for s in plain.dataset("Default", decode=None)]
     total = sum(len(blob) for _, blob in want)
 
-    cached = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url,
-                     disk_cache=tmp_path / "blobs")
+    cached = Project(
+        "coco-dataset", v["client_id"], v["client_secret"], host=source.url, disk_cache=tmp_path / "blobs"
+    )
     ds = cached.dataset("Default", decode=None)
     assert [(s["file"]["name"], s["image"]) for s in ds] == want
     disk = cached.disk_cache
@@ -81,13 +92,20 @@ def test_disk_cache_keeps_blobs_across_epochs_within_its_budget(source: Source, 
 
     damaged = next((tmp_path / "blobs").glob("??/*"))
     damaged.write_bytes(b"not the blob")
-    again = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url,
-                    disk_cache=tmp_path / "blobs")
+    again = Project(
+        "coco-dataset", v["client_id"], v["client_secret"], host=source.url, disk_cache=tmp_path / "blobs"
+    )
     assert [(s["file"]["name"], s["image"]) for s in again.dataset("Default", decode=None)] == want
     assert again.disk_cache is not None and again.disk_cache.misses == 1, "a damaged file is a miss"
 
-    small = Project("coco-dataset", v["client_id"], v["client_secret"], host=source.url,
-                    disk_cache=tmp_path / "small", disk_cache_bytes=total // 3)
+    small = Project(
+        "coco-dataset",
+        v["client_id"],
+        v["client_secret"],
+        host=source.url,
+        disk_cache=tmp_path / "small",
+        disk_cache_bytes=total // 3,
+    )
     assert [(s["file"]["name"], s["image"]) for s in small.dataset("Default", decode=None)] == want
     assert small.disk_cache is not None and 0 < small.disk_cache.nbytes <= total // 3
     on_disk = sum(p.stat().st_size for p in (tmp_path / "small").glob("??/*"))

@@ -26,19 +26,28 @@ def _run(url: str, verb: str, target: str) -> None:
     engine.dispose()
 
 
-def test_0002_keeps_rows_and_adds_the_video_columns(stack: str, tmp_path: Path,
-                                                    request: pytest.FixtureRequest) -> None:
+def test_0002_keeps_rows_and_adds_the_video_columns(
+    stack: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     url = _url(stack, tmp_path, request)
     _run(url, "upgrade", "0001")
     engine = create_db_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO projects (string_id, name, is_public, head_rev) VALUES ('p', 'p', false, 1)"))
-        conn.execute(text("INSERT INTO files (project_id, type, original_filename, metadata, created_rev) "
-                          "VALUES (1, 'image', 'a.png', '{}', 1)"))
+        conn.execute(
+            text("INSERT INTO projects (string_id, name, is_public, head_rev) VALUES ('p', 'p', false, 1)")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO files (project_id, type, original_filename, metadata, created_rev) "
+                "VALUES (1, 'image', 'a.png', '{}', 1)"
+            )
+        )
     _run(url, "upgrade", "head")
     columns = {c["name"] for c in inspect(engine).get_columns("files")}
     assert {"duration", "codec", "keyframes"} <= columns
-    assert {"keyframe", "range_start", "range_end"} <= {c["name"] for c in inspect(engine).get_columns("instances")}
+    assert {"keyframe", "range_start", "range_end"} <= {
+        c["name"] for c in inspect(engine).get_columns("instances")
+    }
     with engine.begin() as conn:
         assert conn.execute(text("SELECT original_filename, duration FROM files")).all() == [("a.png", None)]
     _run(url, "downgrade", "0001")

@@ -72,8 +72,11 @@ def test_sample_png_draws_the_instances(project: Project) -> None:
     box = next(i for i in sample["instances"] if i["type"] == "box")
     colour = Image.new("RGB", (1, 1), overlay.label_color(box["label_id"])).getpixel((0, 0))
     x0, y0 = (int(v) for v in box["bbox"][:2])
-    near = {png.convert("RGB").getpixel((min(max(x, 0), png.width - 1), min(max(y, 0), png.height - 1)))
-            for x in range(x0 - 1, x0 + 2) for y in range(y0 - 1, y0 + 2)}
+    near = {
+        png.convert("RGB").getpixel((min(max(x, 0), png.width - 1), min(max(y, 0), png.height - 1)))
+        for x in range(x0 - 1, x0 + 2)
+        for y in range(y0 - 1, y0 + 2)
+    }
     assert colour in near
     assert not np.array_equal(np.asarray(png.convert("RGB")), np.asarray(plain))
 
@@ -100,17 +103,23 @@ def test_view_reprs_show_count_query_revision_and_a_strip(project: Project) -> N
 
 def test_labels_in_reprs_are_escaped() -> None:
     evil = '<img src=x onerror="alert(1)">'
-    sample = SampleDict({"image": Image.new("RGB", (20, 10)), "file": {"name": evil, "id": 1, "width": 20,
-                                                                     "height": 10},
-                     "instances": [{"id": 1, "type": "box", "label": evil, "label_id": 1,
-                                    "bbox": [1, 1, 5, 5], "geometry": {}}]})
+    sample = SampleDict(
+        {
+            "image": Image.new("RGB", (20, 10)),
+            "file": {"name": evil, "id": 1, "width": 20, "height": 10},
+            "instances": [
+                {"id": 1, "type": "box", "label": evil, "label_id": 1, "bbox": [1, 1, 5, 5], "geometry": {}}
+            ],
+        }
+    )
     out = sample._repr_html_()
     ET.fromstring(out)
     assert "<img" not in out and "&lt;img" in out
 
 
-def test_explore_gives_the_page_of_the_pinned_view(source: Source,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_explore_gives_the_page_of_the_pinned_view(
+    source: Source, capsys: pytest.CaptureFixture[str]
+) -> None:
     key = source.viewer
     project = Project("coco-dataset", key["client_id"], key["client_secret"], host=source.url)
     view = project.dataset("Default").slice("labels.dog >= 1")
@@ -130,14 +139,18 @@ def test_explore_gives_the_page_of_the_pinned_view(source: Source,
 
 
 def test_progress_reports_reach_a_callable_and_can_be_switched_off(
-        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     view = project.dataset("Default")
     seen: list[tuple[int, int | None]] = []
     view.export(tmp_path / "out", "json", images=False, progress=lambda n, t: seen.append((n, t)))
     assert seen and [n for n, _ in seen] == sorted(n for n, _ in seen)
     saved: list[tuple[int, int | None]] = []
-    copy = view.slice("labels.cat >= 1").snapshot().save(tmp_path / "copy",
-                                                         progress=lambda n, t: saved.append((n, t)))
+    copy = (
+        view.slice("labels.cat >= 1")
+        .snapshot()
+        .save(tmp_path / "copy", progress=lambda n, t: saved.append((n, t)))
+    )
     assert saved[-1] == (len(copy), len(copy)) and [n for n, _ in saved] == list(range(1, len(copy) + 1))
     monkeypatch.setenv(progress.ENV, "0")
     assert not progress.wanted(None) and progress.wanted(True)
@@ -150,8 +163,9 @@ def test_progress_reports_reach_a_callable_and_can_be_switched_off(
         assert report is None
 
 
-def test_a_bar_draws_once_the_work_is_slow(monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bar_draws_once_the_work_is_slow(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(progress, "DELAY", 0.0)
     with progress.reporter("copying", True) as report:
         assert report is not None

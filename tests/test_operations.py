@@ -38,10 +38,12 @@ def _box(label: str) -> dict[str, Any]:
 
 
 def test_importing_the_http_transport_loads_no_service_layer_and_no_sqlalchemy() -> None:
-    code = ("import sys, annostream.client.transports.http\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'\n"
-            "             or m.startswith(('annostream.service', 'annostream.store', 'annostream.server')))\n"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, annostream.client.transports.http\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'\n"
+        "             or m.startswith(('annostream.service', 'annostream.store', 'annostream.server')))\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -51,13 +53,18 @@ def test_importing_the_http_transport_loads_no_service_layer_and_no_sqlalchemy()
 def test_every_declared_operation_is_exactly_one_route(tmp_path: Path) -> None:
     paths = create_app(Store.open(tmp_path / "store")).openapi()["paths"]
     signed = API_PREFIX + "/projects/{project}/blobs/{sha256}/signed"  # the Diffgram SDK's grant
-    mounted = {(method.upper(), path) for path, methods in paths.items()
-               if path.startswith(API_PREFIX) and path != signed for method in methods}
+    mounted = {
+        (method.upper(), path)
+        for path, methods in paths.items()
+        if path.startswith(API_PREFIX) and path != signed
+        for method in methods
+    }
     declared = {(op.method, API_PREFIX + op.path) for op in OPERATIONS.values()}
     assert mounted == declared
 
 
 # --- the new read: label counts, on both transports ------------------------------------------
+
 
 def test_label_counts_equal_the_items_instances(project: Project) -> None:
     ds = project.dataset("Default")
@@ -88,13 +95,17 @@ def _editor(kind: str, store_dir: Path, client: TestClient) -> Project:
     for label in ("cat", "dog"):
         local.create_label(name, label, None)
     if kind == "http":
-        transport = HttpTransport(str(client.base_url), admin["client_id"], admin["client_secret"], client=client)
+        transport = HttpTransport(
+            str(client.base_url), admin["client_id"], admin["client_secret"], client=client
+        )
         return Project(name, host=transport.host, transport=transport)
     return Project(name, host=f"file://{store_dir}")
 
 
 @pytest.mark.parametrize("kind", ["http", "embedded"])
-def test_label_counts_at_a_revision(kind: str, server_store: tuple[str, Path], server_client: TestClient) -> None:
+def test_label_counts_at_a_revision(
+    kind: str, server_store: tuple[str, Path], server_client: TestClient
+) -> None:
     p = _editor(kind, server_store[1], server_client)
     first = p.upload("Default", data=_png(), filename="a.png", instances=[_box("cat"), _box("cat")])
     p.upload("Default", data=_png((1, 2, 3)), filename="b.png", instances=[_box("cat"), _box("dog")])
@@ -111,6 +122,7 @@ def test_label_counts_at_a_revision(kind: str, server_store: tuple[str, Path], s
 
 
 # --- policy, stated once, enforced on both transports ---------------------------------------
+
 
 def test_an_embedded_store_opened_with_a_key_obeys_its_role(server_store: tuple[str, Path]) -> None:
     store_dir = server_store[1]
@@ -142,6 +154,7 @@ def test_an_embedded_store_opened_with_a_key_obeys_its_role(server_store: tuple[
 
 # --- bodies: decided on before they are read, capped per family ----------------------------
 
+
 def _send_head(url: str, request_line: str, headers: dict[str, str]) -> str:
     """Send a request's head only (its body never follows) and return the status line."""
     where = urlparse(url)
@@ -151,33 +164,42 @@ def _send_head(url: str, request_line: str, headers: dict[str, str]) -> str:
         return sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
 
 
-@pytest.mark.parametrize("request_line,content_type", [
-    ("PUT {p}/blobs HTTP/1.1", "application/octet-stream"),
-    ("POST {p}/datasets/Default/files HTTP/1.1", "multipart/form-data; boundary=x"),
-    ("POST {p}/datasets/Default/import:records HTTP/1.1", "application/x-ndjson"),
-    ("POST {p}/labels HTTP/1.1", "application/json"),
-])
+@pytest.mark.parametrize(
+    "request_line,content_type",
+    [
+        ("PUT {p}/blobs HTTP/1.1", "application/octet-stream"),
+        ("POST {p}/datasets/Default/files HTTP/1.1", "multipart/form-data; boundary=x"),
+        ("POST {p}/datasets/Default/import:records HTTP/1.1", "application/x-ndjson"),
+        ("POST {p}/labels HTTP/1.1", "application/json"),
+    ],
+)
 def test_an_anonymous_body_to_a_private_project_is_refused_before_it_is_sent(
-        server_store: tuple[str, Path], request_line: str, content_type: str) -> None:
+    server_store: tuple[str, Path], request_line: str, content_type: str
+) -> None:
     url, store_dir = server_store
     if "ops-private" not in [p["string_id"] for p in EmbeddedTransport(store_dir).list_projects()]:
         EmbeddedTransport(store_dir).create_project("ops-private", None, False)
     line = request_line.format(p=API_PREFIX + "/projects/ops-private")
-    status = _send_head(url, line, {"Host": "x", "Content-Type": content_type,
-                                    "Content-Length": str(64 << 30)})
+    status = _send_head(
+        url, line, {"Host": "x", "Content-Type": content_type, "Content-Length": str(64 << 30)}
+    )
     assert status.startswith("HTTP/1.1 401"), status
 
 
-def test_a_declared_length_over_the_cap_is_413_before_the_body_is_sent(server_store: tuple[str, Path]) -> None:
+def test_a_declared_length_over_the_cap_is_413_before_the_body_is_sent(
+    server_store: tuple[str, Path],
+) -> None:
     url, store_dir = server_store
     local = EmbeddedTransport(store_dir)
     admin = local.create_project("ops-cap", None, False)["admin_key"]
     import base64
 
     auth = base64.b64encode(f"{admin['client_id']}:{admin['client_secret']}".encode()).decode()
-    status = _send_head(url, f"PUT {API_PREFIX}/projects/ops-cap/blobs HTTP/1.1",
-                        {"Host": "x", "Authorization": f"Basic {auth}",
-                         "Content-Length": str(BodyLimits().upload + 1)})
+    status = _send_head(
+        url,
+        f"PUT {API_PREFIX}/projects/ops-cap/blobs HTTP/1.1",
+        {"Host": "x", "Authorization": f"Basic {auth}", "Content-Length": str(BodyLimits().upload + 1)},
+    )
     assert status.startswith("HTTP/1.1 413"), status
 
 
@@ -191,15 +213,21 @@ def test_each_family_has_its_own_cap_and_the_documented_error_shape(tmp_path: Pa
         base = f"{API_PREFIX}/projects/caps"
         big = client.post(f"{base}/labels", json={"name": "x" * 3_000}, auth=auth)
         assert big.status_code == 413
-        assert big.json() == {"error": {"code": "too_large",
-                                        "message": "request body over the 2000 byte limit of json requests",
-                                        "detail": {"limit": 2_000, "family": "json"}}}
+        assert big.json() == {
+            "error": {
+                "code": "too_large",
+                "message": "request body over the 2000 byte limit of json requests",
+                "detail": {"limit": 2_000, "family": "json"},
+            }
+        }
         assert client.post(f"{base}/labels", json={"name": "cat"}, auth=auth).status_code == 201
         assert client.put(f"{base}/blobs", content=b"x" * 5_001, auth=auth).status_code == 413
         chunked = client.put(f"{base}/blobs", content=iter([b"x" * 4_000, b"x" * 4_000]), auth=auth)
         assert chunked.status_code == 413 and chunked.json()["error"]["detail"]["family"] == "upload"
         assert client.put(f"{base}/blobs", content=_png(), auth=auth).status_code == 201
-        upload = client.post(f"{base}/datasets/Default/files", files={"file": ("a.png", b"x" * 6_000)}, auth=auth)
+        upload = client.post(
+            f"{base}/datasets/Default/files", files={"file": ("a.png", b"x" * 6_000)}, auth=auth
+        )
         assert upload.status_code == 413
         records = client.post(f"{base}/datasets/Default/import:records", content=b"{}\n" * 3_000, auth=auth)
         assert records.status_code == 413 and records.json()["error"]["detail"]["limit"] == 8_000

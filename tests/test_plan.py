@@ -21,7 +21,7 @@ def test_workers_of_a_rank_cover_its_positions_in_batch_order() -> None:
     parts = [worker_positions(positions, 3, w, 2) for w in range(2)]
     # A DataLoader takes batch k from worker k % 2: interleaving the workers' chunks gives
     # back the rank's order.
-    chunks = [[p[i:i + 3] for i in range(0, len(p), 3)] for p in parts]
+    chunks = [[p[i : i + 3] for i in range(0, len(p), 3)] for p in parts]
     interleaved = [chunks[w][k] for k in range(max(map(len, chunks))) for w in range(2) if k < len(chunks[w])]
     assert np.concatenate(interleaved).tolist() == positions.tolist()
 

@@ -20,10 +20,17 @@ def test_simple_comparison() -> None:
     assert cmp(parse("labels.cat > 2")) == ("labels", ("cat",), ">", 2)
 
 
-@pytest.mark.parametrize("text, op", [
-    ("3 < labels.cat", ">"), ("3 <= labels.cat", ">="), ("3 > labels.cat", "<"),
-    ("3 >= labels.cat", "<="), ("3 = labels.cat", "="), ("3 != labels.cat", "!="),
-])
+@pytest.mark.parametrize(
+    "text, op",
+    [
+        ("3 < labels.cat", ">"),
+        ("3 <= labels.cat", ">="),
+        ("3 > labels.cat", "<"),
+        ("3 >= labels.cat", "<="),
+        ("3 = labels.cat", "="),
+        ("3 != labels.cat", "!="),
+    ],
+)
 def test_mirrored_operators(text: str, op: str) -> None:
     assert cmp(parse(text)) == ("labels", ("cat",), op, 3)
 
@@ -46,9 +53,14 @@ def test_not_binds_tightest() -> None:
     assert isinstance(node, And) and isinstance(node.operands[0], Not)
 
 
-@pytest.mark.parametrize("text", [
-    "labels.cat AND labels.dog", "labels.cat And labels.dog", "labels.cat && labels.dog",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "labels.cat AND labels.dog",
+        "labels.cat And labels.dog",
+        "labels.cat && labels.dog",
+    ],
+)
 def test_keywords_in_any_case(text: str) -> None:
     assert isinstance(parse(text), And)
 
@@ -74,8 +86,14 @@ def test_bare_field_means_present() -> None:
 
 
 def test_namespace_aliases() -> None:
-    for a, b in [("label", "labels"), ("attribute", "attributes"), ("Labels", "labels"),
-                 ("FILE", "file"), ("datasets", "dataset"), ("instance", "instances")]:
+    for a, b in [
+        ("label", "labels"),
+        ("attribute", "attributes"),
+        ("Labels", "labels"),
+        ("FILE", "file"),
+        ("datasets", "dataset"),
+        ("instance", "instances"),
+    ]:
         node = parse(f"{a}.x = 1")
         assert isinstance(node, Compare) and node.field.namespace == b
 
@@ -116,14 +134,19 @@ def test_metadata_paths() -> None:
 
 
 def test_round_trip() -> None:
-    for text in ["labels.cat > 2 and labels.dog = 0 or not file.type = image",
-                 'labels."traffic light" >= 1', "not (labels.a or labels.b) and labels.c",
-                 "file.name not in [a, 'b']", "labels.and > 1"]:
+    for text in [
+        "labels.cat > 2 and labels.dog = 0 or not file.type = image",
+        'labels."traffic light" >= 1',
+        "not (labels.a or labels.b) and labels.c",
+        "file.name not in [a, 'b']",
+        "labels.and > 1",
+    ]:
         node = parse(text)
         assert parse(to_text(node)) == node or to_text(parse(to_text(node))) == to_text(node)
 
 
 # ---------------------------------------------------------------------------- errors
+
 
 def error(text: str) -> QueryError:
     with pytest.raises(QueryError) as info:
@@ -212,11 +235,48 @@ def test_lone_surrogate() -> None:
 
 # ------------------------------------------------------------------------- fuzzing
 
-ALPHABET = st.sampled_from([
-    "labels", "label", "file", "metadata", "attributes", "instances", "dataset", "cat", ".",
-    " ", "(", ")", "[", "]", ",", "=", "!=", "<", ">=", "and", "OR", "not", "in", "!", "&&",
-    "||", '"', "'", "\\", "3", "-1.5e3", "true", "\n", "_", "é", "\x00", ";", "--",
-])
+ALPHABET = st.sampled_from(
+    [
+        "labels",
+        "label",
+        "file",
+        "metadata",
+        "attributes",
+        "instances",
+        "dataset",
+        "cat",
+        ".",
+        " ",
+        "(",
+        ")",
+        "[",
+        "]",
+        ",",
+        "=",
+        "!=",
+        "<",
+        ">=",
+        "and",
+        "OR",
+        "not",
+        "in",
+        "!",
+        "&&",
+        "||",
+        '"',
+        "'",
+        "\\",
+        "3",
+        "-1.5e3",
+        "true",
+        "\n",
+        "_",
+        "é",
+        "\x00",
+        ";",
+        "--",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -14,8 +14,9 @@ import operator
 import os
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -52,8 +53,12 @@ GROUPS = {
 INSTANCE_TYPES = ["box", "polygon", "point", "tag", "global"]
 DATASET_NAMES = ["train", "val", "All Data"]
 OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
-    "<": operator.lt, "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 MIRROR = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
@@ -93,13 +98,19 @@ class World:
         return [i for i in self.instances if i["file_id"] == file_id and alive(i, rev)]
 
     def in_dataset(self, file_id: int, ds_ids: set[int], rev: int) -> bool:
-        return any(m["file_id"] == file_id and m["dataset_id"] in ds_ids and alive(m, rev)
-                   for m in self.members)
+        return any(
+            m["file_id"] == file_id and m["dataset_id"] in ds_ids and alive(m, rev) for m in self.members
+        )
 
     def slice(self, ds: DatasetRef, rev: int, pred: Callable[[dict[str, Any], int], bool]) -> list[int]:
         by_id = {f["id"]: f for f in self.files}
-        ids = sorted({m["file_id"] for m in self.members
-                      if m["dataset_id"] == ds.id and alive(m, rev) and alive(by_id[m["file_id"]], rev)})
+        ids = sorted(
+            {
+                m["file_id"]
+                for m in self.members
+                if m["dataset_id"] == ds.id and alive(m, rev) and alive(by_id[m["file_id"]], rev)
+            }
+        )
         return [i for i in ids if pred(by_id[i], rev)]
 
 
@@ -110,29 +121,39 @@ PG_URL = os.environ.get("ANNOSTREAM_TEST_PG_URL")
 
 def build_world(root: Any, seed: int) -> World:
     rnd = random.Random(seed)
-    if PG_URL:
-        store = Store.open(db_url=PG_URL, blobs_url=str(root / "blobs"))
-    else:
-        store = Store.open(root)
+    store = Store.open(db_url=PG_URL, blobs_url=str(root / "blobs")) if PG_URL else Store.open(root)
     string_id = f"q{seed}-{uuid.uuid4().hex[:8]}"
     with store.engine.begin() as conn:
-        pid = conn.execute(insert(projects).values(
-            string_id=string_id, name=string_id, is_public=False, head_rev=HEAD)).inserted_primary_key[0]
+        pid = conn.execute(
+            insert(projects).values(string_id=string_id, name=string_id, is_public=False, head_rev=HEAD)
+        ).inserted_primary_key[0]
         for rev in range(1, HEAD + 1):
             conn.execute(insert(revisions).values(project_id=pid, rev=rev, message=f"r{rev}"))
         world = World(ProjectRef(pid, string_id, string_id, False, "admin"), store=store)
         for index, name in enumerate(LABEL_NAMES, start=1):
-            world.labels[conn.execute(insert(labels).values(
-                project_id=pid, label_index=index, name=name, spec={}, created_rev=1,
-            )).inserted_primary_key[0]] = name
+            world.labels[
+                conn.execute(
+                    insert(labels).values(
+                        project_id=pid,
+                        label_index=index,
+                        name=name,
+                        spec={},
+                        created_rev=1,
+                    )
+                ).inserted_primary_key[0]
+            ] = name
         for name, (kind, options) in GROUPS.items():
-            gid = conn.execute(insert(attribute_groups).values(
-                project_id=pid, name=name, kind=kind, created_rev=1)).inserted_primary_key[0]
+            gid = conn.execute(
+                insert(attribute_groups).values(project_id=pid, name=name, kind=kind, created_rev=1)
+            ).inserted_primary_key[0]
             for option in options:
                 conn.execute(insert(attribute_options).values(group_id=gid, name=option, created_rev=1))
         for name in DATASET_NAMES:
-            world.datasets[conn.execute(insert(datasets).values(
-                project_id=pid, name=name, created_rev=1)).inserted_primary_key[0]] = name
+            world.datasets[
+                conn.execute(
+                    insert(datasets).values(project_id=pid, name=name, created_rev=1)
+                ).inserted_primary_key[0]
+            ] = name
 
         n_files = rnd.randint(15, 35)
         for i in range(n_files):
@@ -170,8 +191,12 @@ def build_world(root: Any, seed: int) -> World:
             for ds_id in world.datasets:
                 if rnd.random() < 0.6:
                     created, deleted = span()
-                    m = {"dataset_id": ds_id, "file_id": f["id"], "created_rev": created,
-                         "deleted_rev": deleted}
+                    m = {
+                        "dataset_id": ds_id,
+                        "file_id": f["id"],
+                        "created_rev": created,
+                        "deleted_rev": deleted,
+                    }
                     conn.execute(insert(dataset_files).values(**m))
                     world.members.append(m)
             for _ in range(rnd.choice([0, 0, 1, 2, 3, 5, 8])):
@@ -187,9 +212,16 @@ def build_world(root: Any, seed: int) -> World:
                 itype = rnd.choice(INSTANCE_TYPES)
                 label_id = None if itype == "global" else rnd.choice(list(world.labels))
                 created, deleted = span()
-                inst = {"project_id": pid, "file_id": f["id"], "label_id": label_id, "type": itype,
-                        "geometry": {}, "attributes": attrs, "created_rev": created,
-                        "deleted_rev": deleted}
+                inst = {
+                    "project_id": pid,
+                    "file_id": f["id"],
+                    "label_id": label_id,
+                    "type": itype,
+                    "geometry": {},
+                    "attributes": attrs,
+                    "created_rev": created,
+                    "deleted_rev": deleted,
+                }
                 conn.execute(insert(instances).values(**inst))
                 world.instances.append(inst)
 
@@ -204,8 +236,13 @@ def build_world(root: Any, seed: int) -> World:
                         conn.execute(insert(file_label_counts).values(**current))
                         current = None
                     if current is None and count > 0:
-                        current = {"file_id": f["id"], "label_id": label_id, "count": count,
-                                   "created_rev": rev, "deleted_rev": None}
+                        current = {
+                            "file_id": f["id"],
+                            "label_id": label_id,
+                            "count": count,
+                            "created_rev": rev,
+                            "deleted_rev": None,
+                        }
                 if current is not None:
                     conn.execute(insert(file_label_counts).values(**current))
         # The attribute index, rebuilt from the instances' lifetimes as the migration does.
@@ -236,12 +273,20 @@ def kw(draw: Callable[..., Any], word: str) -> str:
     return draw(st.sampled_from([word, word.upper(), word.capitalize()]))
 
 
-def numbers_cmp(draw: Callable[..., Any], path: str, get: Callable[[World, dict[str, Any], int], Any],
-                values: st.SearchStrategy[Any], mirror_ok: bool = True) -> tuple[str, Pred]:
-    form = draw(st.sampled_from(["cmp", "cmp", "mirror", "in", "notin"] if mirror_ok else ["cmp", "in", "notin"]))
+def numbers_cmp(
+    draw: Callable[..., Any],
+    path: str,
+    get: Callable[[World, dict[str, Any], int], Any],
+    values: st.SearchStrategy[Any],
+    mirror_ok: bool = True,
+) -> tuple[str, Pred]:
+    form = draw(
+        st.sampled_from(["cmp", "cmp", "mirror", "in", "notin"] if mirror_ok else ["cmp", "in", "notin"])
+    )
     if form in ("in", "notin"):
         items = draw(st.lists(values, max_size=3))
-        text = f"{path} {'in' if form == 'in' else kw(draw, 'not') + ' in'} [{', '.join(map(repr_value, items))}]"
+        keyword = "in" if form == "in" else kw(draw, "not") + " in"
+        text = f"{path} {keyword} [{', '.join(map(repr_value, items))}]"
 
         def member(w: World, f: dict[str, Any], rev: int) -> bool:
             v = get(w, f, rev)
@@ -283,18 +328,23 @@ def repr_value(value: Any) -> str:
 
 
 LABEL_SPELLINGS = [
-    ("labels.cat", "cat"), ("label.cat", "cat"), ("labels.CAT", "CAT"), ("labels.Cat", "Cat"),
-    ("labels.dog", "dog"), ('labels."traffic light"', "traffic light"),
-    ("labels.traffic_light", "traffic_light"), ("LABELS.Traffic_Light", "Traffic_Light"),
-    ("labels.stop_sign", "stop_sign"), ("labels.'Stop Sign'", "Stop Sign"),
+    ("labels.cat", "cat"),
+    ("label.cat", "cat"),
+    ("labels.CAT", "CAT"),
+    ("labels.Cat", "Cat"),
+    ("labels.dog", "dog"),
+    ('labels."traffic light"', "traffic light"),
+    ("labels.traffic_light", "traffic_light"),
+    ("LABELS.Traffic_Light", "Traffic_Light"),
+    ("labels.stop_sign", "stop_sign"),
+    ("labels.'Stop Sign'", "Stop Sign"),
     ("label.person", "person"),
 ]
 
 
 @st.composite
 def leaf(draw: Callable[..., Any]) -> tuple[str, Pred]:
-    kind = draw(st.sampled_from(["label", "label", "label", "instances", "file", "meta", "attr",
-                                 "dataset"]))
+    kind = draw(st.sampled_from(["label", "label", "label", "instances", "file", "meta", "attr", "dataset"]))
     if kind == "label":
         path, written = draw(st.sampled_from(LABEL_SPELLINGS))
 
@@ -360,10 +410,13 @@ def leaf(draw: Callable[..., Any]) -> tuple[str, Pred]:
             def has(w: World, f: dict[str, Any], rev: int) -> bool:
                 for inst in w.live_instances(f["id"], rev):
                     value = inst["attributes"].get(group)
-                    if gkind == "select" and value in chosen[:1 if form in ("=", "!=") else None]:
+                    if gkind == "select" and value in chosen[: 1 if form in ("=", "!=") else None]:
                         return True
-                    if gkind == "multi_select" and isinstance(value, list) and any(
-                            c in value for c in chosen[:1 if form in ("=", "!=") else None]):
+                    if (
+                        gkind == "multi_select"
+                        and isinstance(value, list)
+                        and any(c in value for c in chosen[: 1 if form in ("=", "!=") else None])
+                    ):
                         return True
                 return False
 
@@ -377,8 +430,11 @@ def leaf(draw: Callable[..., Any]) -> tuple[str, Pred]:
 
         def any_value(op: str, wanted: Any) -> Callable[[World, dict[str, Any], int], bool]:
             def check(w: World, f: dict[str, Any], rev: int) -> bool:
-                return any(group in i["attributes"] and cmp_typed(i["attributes"][group], op, wanted)
-                           for i in w.live_instances(f["id"], rev))
+                return any(
+                    group in i["attributes"] and cmp_typed(i["attributes"][group], op, wanted)
+                    for i in w.live_instances(f["id"], rev)
+                )
+
             return check
 
         values = st.sampled_from([0, 1, 2.5, 7, 3]) if gkind == "number" else st.sampled_from(["x", "y", "z"])
@@ -386,7 +442,8 @@ def leaf(draw: Callable[..., Any]) -> tuple[str, Pred]:
         wanted = draw(values)
         check = any_value("=" if op == "!=" else op, wanted)
         return f"{prefix}{group} {op} {repr_value(wanted)}", (
-            (lambda w, f, r: not check(w, f, r)) if op == "!=" else check)
+            (lambda w, f, r: not check(w, f, r)) if op == "!=" else check
+        )
     # dataset membership
     by = draw(st.sampled_from(["id", "name", "tag"]))
     chosen_names = draw(st.lists(st.sampled_from(DATASET_NAMES), min_size=1, max_size=2, unique=True))
@@ -432,10 +489,15 @@ def resolve_placeholders(text: str, world: World) -> str:
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(q=query(), seed=st.sampled_from(SEEDS), ds_name=st.sampled_from(DATASET_NAMES),
-       rev=st.sampled_from([1, 2, 3]))
-def test_server_matches_reference(worlds: dict[int, World], q: tuple[str, Pred, str], seed: int,
-                                  ds_name: str, rev: int) -> None:
+@given(
+    q=query(),
+    seed=st.sampled_from(SEEDS),
+    ds_name=st.sampled_from(DATASET_NAMES),
+    rev=st.sampled_from([1, 2, 3]),
+)
+def test_server_matches_reference(
+    worlds: dict[int, World], q: tuple[str, Pred, str], seed: int, ds_name: str, rev: int
+) -> None:
     world = worlds[seed]
     text, pred, _ = q
     text = resolve_placeholders(text, world)
@@ -461,9 +523,16 @@ def test_reference_data_is_not_degenerate(worlds: dict[int, World]) -> None:
     assert sorted(with_cats.tolist() + no_cats.tolist()) == everything.tolist()
     assert any(i["deleted_rev"] for i in w.instances)
     count, _ = slice_count(w.store, ds, "labels.cat > 0 or labels.dog > 0", as_of=HEAD)
-    assert count == len(w.slice(ds, HEAD, lambda f, r: any(
-        i["label_id"] in set(w.label_ids("cat")) | set(w.label_ids("dog"))
-        for i in w.live_instances(f["id"], r))))
+    assert count == len(
+        w.slice(
+            ds,
+            HEAD,
+            lambda f, r: any(
+                i["label_id"] in set(w.label_ids("cat")) | set(w.label_ids("dog"))
+                for i in w.live_instances(f["id"], r)
+            ),
+        )
+    )
 
 
 def test_case_clash_sums_only_when_not_exact(worlds: dict[int, World]) -> None:
@@ -477,18 +546,18 @@ def test_case_clash_sums_only_when_not_exact(worlds: dict[int, World]) -> None:
 
 
 INJECTIONS = [
-    "labels.\"cat'; DROP TABLE files; --\" > 0",
+    'labels."cat\'; DROP TABLE files; --" > 0',
     "file.name = \"x' OR '1'='1\"",
     "file.name = 'x\\' OR 1=1 --'",
-    "file.metadata.split = \"train\\\" OR 1=1\"",
-    "file.metadata.\"a') OR 1=1 --\" = 1",
+    'file.metadata.split = "train\\" OR 1=1"',
+    'file.metadata."a\') OR 1=1 --" = 1',
     "attributes.weather = \"rain' OR '1'='1\"",
-    "dataset.name in [\"train' OR 1=1 --\"]",
-    "file.name in [\"a\", \"b'); DELETE FROM files; --\"]",
+    'dataset.name in ["train\' OR 1=1 --"]',
+    'file.name in ["a", "b\'); DELETE FROM files; --"]',
     "labels.cat > 0; DROP TABLE files",
     "file.id = 1 OR 1=1",
-    "file.\"metadata\".\"$.x\" = 1",
-    "file.metadata.\"\\\"\" = 1",
+    'file."metadata"."$.x" = 1',
+    'file.metadata."\\"" = 1',
 ]
 
 

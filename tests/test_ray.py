@@ -31,16 +31,20 @@ def local_ray() -> Iterator[None]:
 
 def test_to_ray_count_and_map_batches_equal_the_sdk(local_ray: None, project: Project) -> None:
     view = project.dataset("Default").slice("labels.cat >= 1 or labels.dog >= 1")
-    expected = {item["id"]: (len(blob or b""), make_sample(item, None, None))
-                for item, blob in view.iter_raw()}
+    expected = {
+        item["id"]: (len(blob or b""), make_sample(item, None, None)) for item, blob in view.iter_raw()
+    }
     assert 0 < len(expected) < len(project.dataset("Default"))
 
     rds = view.to_ray(parallelism=4, batch_size=3)
     assert rds.count() == len(view)
 
     def summarise(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"id": batch["id"], "bytes": np.array([len(b) for b in batch["image"]]),
-                "labels": np.array(["|".join(sorted(x)) for x in batch["labels"]])}
+        return {
+            "id": batch["id"],
+            "bytes": np.array([len(b) for b in batch["image"]]),
+            "labels": np.array(["|".join(sorted(x)) for x in batch["labels"]]),
+        }
 
     rows = rds.map_batches(summarise, batch_format="numpy").take_all()
     got = {int(r["id"]): (int(r["bytes"]), [x for x in str(r["labels"]).split("|") if x]) for r in rows}
@@ -52,8 +56,9 @@ def test_ray_rows_hold_the_samples_columns(local_ray: None, project: Project) ->
     view = project.dataset("Default")
     samples = {s["file"]["id"]: s for s in view.with_options(decode=None)}
     box_only = [sum(i["type"] == "box" for i in s["instances"]) for s in samples.values()]
-    assert [len(s["boxes"]) for s in samples.values()] != box_only, \
+    assert [len(s["boxes"]) for s in samples.values()] != box_only, (
         "the data has spatial instances other than boxes (polygons, keypoints)"
+    )
     rows = view.to_ray(parallelism=3, batch_size=4).take_all()
     assert sorted(r["id"] for r in rows) == sorted(samples)
     for row in rows:

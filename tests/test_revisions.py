@@ -31,8 +31,13 @@ def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], serve
 def _seed(project: Project, n: int = 5) -> list[int]:
     ids = []
     for i in range(n):
-        made = project.upload("Default", data=png(color=(i, 2 * i, 3 * i)), filename=f"f{i}.png",
-                              metadata={"i": i}, instances=[box(1, 1, 10 + i, 12), box(2, 3, 20, 30, "dog")])
+        made = project.upload(
+            "Default",
+            data=png(color=(i, 2 * i, 3 * i)),
+            filename=f"f{i}.png",
+            metadata={"i": i},
+            instances=[box(1, 1, 10 + i, 12), box(2, 3, 20, 30, "dog")],
+        )
         ids.append(made["id"])
     return ids
 
@@ -66,7 +71,9 @@ def test_as_of_reproduces_every_past_revision_exactly(editor: Project) -> None:
     ids = _seed(editor, 3)
     history: dict[int, list[bytes]] = {}
     writes = [
-        lambda: editor.upload("Default", data=png(color=(9, 9, 9)), filename="x.png", instances=[box(1, 1, 2, 2)]),
+        lambda: editor.upload(
+            "Default", data=png(color=(9, 9, 9)), filename="x.png", instances=[box(1, 1, 2, 2)]
+        ),
         lambda: editor.write_instances(ids[0], [box(5, 5, 6, 6, "dog")], replace=True),
         lambda: editor.write_instances(ids[1], [box(7, 7, 8, 8)]),
         lambda: editor.remove_file("Default", ids[2]),
@@ -140,10 +147,16 @@ def test_one_writer_two_pinned_readers(server_store: tuple[str, Path]) -> None:
         try:
             for i in range(n_commits):
                 if i % 3 == 2:
-                    made = writer.write_instances(uploaded[i // 3], [box(1, 1, 5, 5, "dog")] * 3, replace=True)
+                    made = writer.write_instances(
+                        uploaded[i // 3], [box(1, 1, 5, 5, "dog")] * 3, replace=True
+                    )
                 else:
-                    made = writer.upload("Default", data=png(color=(i, 0, 0)), filename=f"c{i}.png",
-                                         instances=[box(1, 1, 9, 9)] * 3)
+                    made = writer.upload(
+                        "Default",
+                        data=png(color=(i, 0, 0)),
+                        filename=f"c{i}.png",
+                        instances=[box(1, 1, 9, 9)] * 3,
+                    )
                     uploaded.append(made["id"])
                 files_at[made["revision"]] = len(uploaded)
         except BaseException as exc:  # reported by the main thread
@@ -157,7 +170,7 @@ def test_one_writer_two_pinned_readers(server_store: tuple[str, Path]) -> None:
         try:
             while not done.is_set() or len(seen[k]) < 3:
                 pinned = readers[k].dataset("Default").snapshot()
-                first = [s for s in pinned.with_options(decode=None)]
+                first = list(pinned.with_options(decode=None))
                 _invariant(first)
                 readers[k].cache.clear()
                 assert [sample_bytes(s) for s in first] == view_bytes(pinned)
@@ -185,6 +198,7 @@ def _http_twin(project: Project, url: str, store_dir: Path) -> Project:
 
 
 # --- garbage collection ---------------------------------------------------------------
+
 
 def _history(tmp_path: Path) -> tuple[Project, Path, dict[str, int], dict[int, list[bytes]]]:
     store_dir = tmp_path / "store"
@@ -217,13 +231,20 @@ def test_gc_keeps_tagged_revisions_and_the_head(tmp_path: Path) -> None:
     orphan = stage_blobs(store, ref, [(png(color=(77, 77, 77)), "orphan")])[0].sha256
     young = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True, dry_run=True)
     assert young.blobs == 0, "a blob staged moments ago may belong to an import in flight"
-    dry = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True, dry_run=True,
-                          staged_grace=timedelta(0))
+    dry = collect_garbage(
+        store,
+        revs["head"],
+        project=project.string_id,
+        keep_tags=True,
+        dry_run=True,
+        staged_grace=timedelta(0),
+    )
     assert dry.rows["instances"] > 0 and dry.blobs == 1 and store.blobs.exists(orphan)
     with pytest.raises(Conflict, match="v1"):
         collect_garbage(store, revs["head"], project=project.string_id, keep_tags=False)
-    report = collect_garbage(store, revs["head"], project=project.string_id, keep_tags=True,
-                             staged_grace=timedelta(0))
+    report = collect_garbage(
+        store, revs["head"], project=project.string_id, keep_tags=True, staged_grace=timedelta(0)
+    )
     assert report.rows == dry.rows and report.blobs == 1 and not store.blobs.exists(orphan)
     assert report.rows["instances"] > 0 and report.rows["file_label_counts"] > 0
     store.close()
@@ -237,21 +258,36 @@ def test_gc_keeps_tagged_revisions_and_the_head(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="garbage collected"):
         reader.tag("late", rev=revs["seeded"])
     again = Store.open(store_dir)
-    assert sum(collect_garbage(again, revs["head"], project=project.string_id,
-                               keep_tags=True).rows.values()) == 0, "a second run finds nothing"
+    assert (
+        sum(collect_garbage(again, revs["head"], project=project.string_id, keep_tags=True).rows.values())
+        == 0
+    ), "a second run finds nothing"
     again.close()
 
 
 def test_gc_cli(tmp_path: Path) -> None:
     project, store_dir, revs, views = _history(tmp_path)
     runner = CliRunner()
-    refused = runner.invoke(app, ["gc", "--data", str(store_dir), "--project", project.string_id,
-                                  "--older-than", str(revs["head"])])
+    refused = runner.invoke(
+        app,
+        ["gc", "--data", str(store_dir), "--project", project.string_id, "--older-than", str(revs["head"])],
+    )
     assert refused.exit_code == 1 and "tag" in refused.output
     by_age = runner.invoke(app, ["gc", "--data", str(store_dir), "--older-than", "1d", "--keep-tags"])
     assert by_age.exit_code == 0 and "deleted 0 rows" in by_age.output, by_age.output
-    ran = runner.invoke(app, ["gc", "--data", str(store_dir), "--project", project.string_id,
-                              "--older-than", str(revs["head"]), "--keep-tags"])
+    ran = runner.invoke(
+        app,
+        [
+            "gc",
+            "--data",
+            str(store_dir),
+            "--project",
+            project.string_id,
+            "--older-than",
+            str(revs["head"]),
+            "--keep-tags",
+        ],
+    )
     assert ran.exit_code == 0, ran.output
     assert "instances" in ran.output
     assert view_bytes(fresh(project).dataset("Default").as_of("v1")) == views[revs["edited"]]

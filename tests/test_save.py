@@ -25,9 +25,15 @@ def test_saved_copy_streams_with_the_server_stopped(tmp_path: Path) -> None:
     local.create_attribute_group("offline-src", "weather", "select", ["rain", "sun"])
     with running_server(store_dir) as url:
         remote = Project("offline-src", key["client_id"], key["client_secret"], host=url)
-        made = remote.upload("Default", data=png(), filename="extra.png",
-                             instances=[box(1, 1, 9, 9, "dog", attributes={"weather": "rain"}),
-                                        {"type": "global", "attributes": {"weather": "sun"}}])
+        made = remote.upload(
+            "Default",
+            data=png(),
+            filename="extra.png",
+            instances=[
+                box(1, 1, 9, 9, "dog", attributes={"weather": "rain"}),
+                {"type": "global", "attributes": {"weather": "sun"}},
+            ],
+        )
         pinned = remote.dataset("Default").snapshot()
         expected = view_bytes(pinned)
         labels = dict(pinned.labels)

@@ -66,8 +66,10 @@ def test_blob_route_redirects_to_presigned_s3_without_our_key(source: Source, se
     assert urlparse(str(api.url)).port == urlparse(source.url).port and "authorization" in api.headers
     assert urlparse(str(s3.url)).port == urlparse(services.s3_endpoint).port
     assert "X-Amz-Signature" in str(s3.url) and "authorization" not in s3.headers
-    raw = httpx.get(f"{source.url}/api/v2/projects/coco-dataset/blobs/{sha}",
-                    auth=(source.viewer["client_id"], source.viewer["client_secret"]))
+    raw = httpx.get(
+        f"{source.url}/api/v2/projects/coco-dataset/blobs/{sha}",
+        auth=(source.viewer["client_id"], source.viewer["client_secret"]),
+    )
     assert raw.status_code == 307 and raw.headers["etag"] == f'"{sha}"'
     denied = httpx.get(f"{source.url}/api/v2/projects/coco-dataset/blobs/{sha}")
     assert denied.status_code == 401, "no key, no presigned URL"
@@ -105,7 +107,10 @@ def test_serve_from_environment_urls(services: Services, tmp_path: Path) -> None
         project = Project("envy", admin["client_id"], admin["client_secret"], host=url)
         payload = _tiny_png()
         made = project.upload("Default", data=payload, filename="x.png")
-        assert HttpTransport(url, admin["client_id"], admin["client_secret"]).blob("envy", made["sha256"]) == payload
+        assert (
+            HttpTransport(url, admin["client_id"], admin["client_secret"]).blob("envy", made["sha256"])
+            == payload
+        )
     assert (tmp_path / "unused").is_dir() and not (tmp_path / "unused" / "annostream.db").exists()
 
 

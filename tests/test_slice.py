@@ -55,8 +55,11 @@ def test_bad_query_raises_with_position(project: Project) -> None:
 
 def test_bad_query_over_http_is_400(source: Source) -> None:
     v = source.viewer
-    r = httpx.get(f"{source.url}/api/v2/projects/coco-dataset/datasets/Default/ids",
-                  params={"query": "labels.cat >"}, auth=(v["client_id"], v["client_secret"]))
+    r = httpx.get(
+        f"{source.url}/api/v2/projects/coco-dataset/datasets/Default/ids",
+        params={"query": "labels.cat >"},
+        auth=(v["client_id"], v["client_secret"]),
+    )
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == "bad_query" and {"line", "column", "expected"} <= set(err["detail"])
@@ -64,8 +67,10 @@ def test_bad_query_over_http_is_400(source: Source) -> None:
 
 def test_cli_query(source: Source) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["query", "coco-dataset", "Default", "labels.cat > 0", "--count",
-                                 "--data", str(source.store_dir)])
+    result = runner.invoke(
+        app,
+        ["query", "coco-dataset", "Default", "labels.cat > 0", "--count", "--data", str(source.store_dir)],
+    )
     assert result.exit_code == 0, result.output
     want = sum(1 for c in _cat_counts(source).values() if c > 0)
     assert f"{want} files match" in result.output

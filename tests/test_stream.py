@@ -44,23 +44,31 @@ def test_iteration_equals_source_exactly(project: Project, source: Source) -> No
         name = sample["file"]["name"]
         seen.add(name)
         want = expected[name]
-        assert (sample["file"]["width"], sample["file"]["height"]) == (want["image"]["width"], want["image"]["height"])
+        assert (sample["file"]["width"], sample["file"]["height"]) == (
+            want["image"]["width"],
+            want["image"]["height"],
+        )
         assert sample["image"].size == (want["image"]["width"], want["image"]["height"])
         anns = want["anns"]
         assert sample["labels"] == [a["label"] for a in anns]
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in anns], dtype=np.float32).reshape(-1, 4)
+        boxes = np.array(
+            [
+                [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                for a in anns
+            ],
+            dtype=np.float32,
+        ).reshape(-1, 4)
         np.testing.assert_allclose(sample["boxes"], boxes, rtol=0, atol=1e-4)
         assert sample["boxes"].shape == (len(anns), 4)
         assert sample["label_ids"].dtype == np.int64
         assert [ds.labels.names[i] for i in sample["label_ids"]] == sample["labels"]
         polys = [a["segmentation"][0] for a in anns if "segmentation" in a]
         assert len(sample["polygons"]) == len(polys)
-        for got, flat in zip(sample["polygons"], polys):
+        for got, flat in zip(sample["polygons"], polys, strict=True):
             np.testing.assert_allclose(got, np.array(flat, dtype=np.float32).reshape(-1, 2), atol=1e-4)
         kps = [a["keypoints"] for a in anns if "keypoints" in a]
         assert len(sample["keypoints"]) == len(kps)
-        for got, flat in zip(sample["keypoints"], kps):
+        for got, flat in zip(sample["keypoints"], kps, strict=True):
             np.testing.assert_allclose(got, np.array(flat, dtype=np.float32).reshape(-1, 3), atol=1e-4)
     assert seen == set(expected)
 
@@ -114,7 +122,9 @@ def test_decode_modes(project: Project) -> None:
     assert isinstance(raw, bytes) and raw[:2] == b"\xff\xd8"
 
 
-def test_file_urls_absolute_and_relative(source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_urls_absolute_and_relative(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from annostream.client.transports import EmbeddedTransport, connect
 
     absolute = connect(f"file://{source.store_dir}")

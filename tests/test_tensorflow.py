@@ -13,8 +13,9 @@ from tests.conftest import Source  # noqa: E402
 
 
 def _http(source: Source) -> Project:
-    return Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"],
-                   host=source.url)
+    return Project(
+        "coco-dataset", source.viewer["client_id"], source.viewer["client_secret"], host=source.url
+    )
 
 
 def test_pipeline_gives_the_sdk_samples(project: Project) -> None:
@@ -48,9 +49,19 @@ def test_ragged_and_padded_batches(source: Source) -> None:
     for k in range(8):
         np.testing.assert_array_equal(first["boxes"][k].numpy().reshape(-1, 4), samples[k]["boxes"])
         np.testing.assert_array_equal(first["labels"][k].numpy(), samples[k]["label_ids"])
-    padded = next(iter(tf_ds.padded_batch(8, padding_values={
-        "image": tf.constant(0, tf.uint8), "boxes": -1.0, "labels": tf.constant(-1, tf.int64),
-        "file_id": tf.constant(0, tf.int64)})))
+    padded = next(
+        iter(
+            tf_ds.padded_batch(
+                8,
+                padding_values={
+                    "image": tf.constant(0, tf.uint8),
+                    "boxes": -1.0,
+                    "labels": tf.constant(-1, tf.int64),
+                    "file_id": tf.constant(0, tf.int64),
+                },
+            )
+        )
+    )
     most = max(len(s["boxes"]) for s in samples[:8])
     assert padded["boxes"].shape == (8, most, 4) and padded["labels"].shape == (8, most)
     n0 = len(samples[0]["boxes"])
@@ -64,10 +75,11 @@ def test_shuffled_passes_and_shards(source: Source) -> None:
     first, second = ([int(e["file_id"]) for e in tf_ds] for _ in range(2))
     assert sorted(first) == sorted(second) == ds.ids.tolist() and first != second
     assert [int(e["file_id"]) for e in ds.to_tensorflow(decode=None, shuffle=True, seed=3)] == first
-    shards = [[int(e["file_id"]) for e in ds.to_tensorflow(decode=None, rank=r, world_size=3)]
-              for r in range(3)]
+    shards = [
+        [int(e["file_id"]) for e in ds.to_tensorflow(decode=None, rank=r, world_size=3)] for r in range(3)
+    ]
     assert [len(s) for s in shards] == [14, 14, 14]
-    assert set(sum(shards, [])) == set(ds.ids.tolist())
+    assert {i for s in shards for i in s} == set(ds.ids.tolist())
 
 
 def test_bad_file_surfaces_its_id(source: Source) -> None:
@@ -75,5 +87,5 @@ def test_bad_file_surfaces_its_id(source: Source) -> None:
     mixed = next(s["file"]["id"] for s in ds if len(set(s["labels"])) > 1)
     tf_ds = ds.to_tensorflow(target="classification")
     with pytest.raises(Exception, match=rf"file {mixed} .* classification needs exactly one"):
-        for element in tf_ds:
+        for _element in tf_ds:
             pass

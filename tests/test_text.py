@@ -45,12 +45,22 @@ def writer(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Pr
 
 
 def _doc(sample: dict) -> tuple:
-    return (sample["text"], [(s["key"], s["start"], s["end"], s["label"], s["text"]) for s in sample["spans"]],
-            [(r["label"], r["from"], r["to"]) for r in sample["relations"]])
+    return (
+        sample["text"],
+        [(s["key"], s["start"], s["end"], s["label"], s["text"]) for s in sample["spans"]],
+        [(r["label"], r["from"], r["to"]) for r in sample["relations"]],
+    )
 
 
-WANT = (TEXT, [("ada", 0, 12, "person", "Ada Lovelace"), ("cb", 25, 40, "person", "Charles Babbage"),
-               ("s0", 44, 50, "place", "London")], [("worked_with", "ada", "cb")])
+WANT = (
+    TEXT,
+    [
+        ("ada", 0, 12, "person", "Ada Lovelace"),
+        ("cb", 25, 40, "person", "Charles Babbage"),
+        ("s0", 44, 50, "place", "London"),
+    ],
+    [("worked_with", "ada", "cb")],
+)
 
 
 def test_spans_and_relations_stream(writer: Project) -> None:
@@ -76,12 +86,14 @@ def test_labels_count_spans(writer: Project) -> None:
 
 def test_relations_added_later_name_existing_spans(writer: Project) -> None:
     file_id = int(writer.dataset("docs").ids[0])
-    writer.write_instances(file_id, [{"type": "relation", "label": "worked_with",
-                                      "geometry": {"from": "cb", "to": "s0"}}])
+    writer.write_instances(
+        file_id, [{"type": "relation", "label": "worked_with", "geometry": {"from": "cb", "to": "s0"}}]
+    )
     assert len(writer.dataset("docs")[0]["relations"]) == 2
     with pytest.raises(InvalidInput, match="no span with key 'nope'"):
-        writer.write_instances(file_id, [{"type": "relation", "label": "worked_with",
-                                          "geometry": {"from": "nope", "to": "cb"}}])
+        writer.write_instances(
+            file_id, [{"type": "relation", "label": "worked_with", "geometry": {"from": "nope", "to": "cb"}}]
+        )
     with pytest.raises(InvalidInput, match="already used"):
         writer.write_instances(file_id, [span(1, 2, "person", "ada")])
 

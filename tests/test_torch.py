@@ -33,8 +33,9 @@ from tests.conftest import Source
 
 
 def _http(source: Source) -> Project:
-    return Project("coco-dataset", source.viewer["client_id"], source.viewer["client_secret"],
-                   host=source.url)
+    return Project(
+        "coco-dataset", source.viewer["client_id"], source.viewer["client_secret"], host=source.url
+    )
 
 
 def _file_id(sample: dict[str, Any]) -> int:
@@ -49,6 +50,7 @@ def _free_port() -> int:
 
 # --- map-style ---------------------------------------------------------------------------
 
+
 def test_detection_examples_match_the_samples(project: Project) -> None:
     ds = project.dataset("Default")
     torch_ds = ds.to_pytorch(target="detection", masks=True)
@@ -58,7 +60,7 @@ def test_detection_examples_match_the_samples(project: Project) -> None:
         image, target = torch_ds[i]
         w, h = sample["image"].size
         assert image.dtype == torch.float32 and image.shape == (3, h, w)
-        assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
         assert target["boxes"].dtype == torch.float32 and target["boxes"].shape[1:] == (4,)
         np.testing.assert_array_equal(target["boxes"].numpy(), sample["boxes"])
         assert target["labels"].dtype == torch.int64
@@ -72,8 +74,13 @@ def test_detection_examples_match_the_samples(project: Project) -> None:
 
 
 def test_empty_file_gives_shaped_empty_tensors() -> None:
-    sample = {"file": {"id": 9, "width": 5, "height": 4}, "instances": [], "image": None,
-              "boxes": np.zeros((0, 4), np.float32), "label_ids": np.zeros(0, np.int64)}
+    sample = {
+        "file": {"id": 9, "width": 5, "height": 4},
+        "instances": [],
+        "image": None,
+        "boxes": np.zeros((0, 4), np.float32),
+        "label_ids": np.zeros(0, np.int64),
+    }
     arrays = detection_arrays(sample, masks=True)
     assert arrays["boxes"].shape == (0, 4) and arrays["labels"].shape == (0,)
     assert arrays["masks"].shape == (0, 4, 5)
@@ -82,10 +89,21 @@ def test_empty_file_gives_shaped_empty_tensors() -> None:
 
 
 def test_polygon_masks_are_filled() -> None:
-    poly = {"type": "polygon", "bbox": [2, 2, 8, 8], "label_id": 1, "area": None, "iscrowd": False,
-            "geometry": {"points": [[2, 2], [8, 2], [8, 8], [2, 8]]}}
-    sample = {"file": {"id": 1, "width": 10, "height": 10}, "instances": [poly], "image": None,
-              "boxes": np.array([[2, 2, 8, 8]], np.float32), "label_ids": np.array([1])}
+    poly = {
+        "type": "polygon",
+        "bbox": [2, 2, 8, 8],
+        "label_id": 1,
+        "area": None,
+        "iscrowd": False,
+        "geometry": {"points": [[2, 2], [8, 2], [8, 8], [2, 8]]},
+    }
+    sample = {
+        "file": {"id": 1, "width": 10, "height": 10},
+        "instances": [poly],
+        "image": None,
+        "boxes": np.array([[2, 2, 8, 8]], np.float32),
+        "label_ids": np.array([1]),
+    }
     arrays = detection_arrays(sample, masks=True)
     mask = arrays["masks"][0]
     assert mask[5, 5] == 1 and mask[0, 0] == 0 and mask.sum() == 49
@@ -136,14 +154,16 @@ def test_fast_jpeg_decoder_matches_pillow(source: Source) -> None:
 
 def test_dataloader_with_two_workers_yields_every_item_once(source: Source) -> None:
     ds = _http(source).dataset("Default")
-    loader = DataLoader(ds.to_pytorch(target="detection"), batch_size=4, num_workers=2,
-                        collate_fn=collate_detection)
+    loader = DataLoader(
+        ds.to_pytorch(target="detection"), batch_size=4, num_workers=2, collate_fn=collate_detection
+    )
     for _ in range(2):  # two epochs, fresh workers each time
         seen = Counter(int(t["image_id"]) for _, targets in loader for t in targets)
         assert seen == Counter(ds.ids.tolist())
 
 
 # --- iterable ----------------------------------------------------------------------------
+
 
 def test_stream_with_two_workers_yields_every_item_once(source: Source) -> None:
     ds = _http(source).dataset("Default")
@@ -172,12 +192,16 @@ def test_same_seed_and_epoch_same_order_other_epoch_other_order(source: Source) 
 
 def test_ranks_get_equal_counts_padded_or_dropped() -> None:
     for n, world in [(39, 2), (10, 3), (2, 4), (0, 2)]:
-        padded = [rank_positions(n, seed=0, epoch=1, shuffle=True, rank=r, world_size=world,
-                                 drop_last=False) for r in range(world)]
+        padded = [
+            rank_positions(n, seed=0, epoch=1, shuffle=True, rank=r, world_size=world, drop_last=False)
+            for r in range(world)
+        ]
         assert len({len(p) for p in padded}) == 1
         assert set(np.concatenate(padded).tolist()) == set(range(n))
-        dropped = [rank_positions(n, seed=0, epoch=1, shuffle=True, rank=r, world_size=world,
-                                  drop_last=True) for r in range(world)]
+        dropped = [
+            rank_positions(n, seed=0, epoch=1, shuffle=True, rank=r, world_size=world, drop_last=True)
+            for r in range(world)
+        ]
         assert all(len(p) == n // world for p in dropped)
         flat = np.concatenate(dropped).tolist()
         assert len(flat) == len(set(flat)) == (n // world) * world
@@ -236,8 +260,9 @@ def _ddp_worker(rank: int, world: int, port: int, url: str, key: dict[str, str],
 
 
 def test_two_ddp_ranks_together_see_every_item_once(source: Source, tmp_path: Path) -> None:
-    mp.spawn(_ddp_worker, args=(2, _free_port(), source.url, source.viewer, str(tmp_path)),
-             nprocs=2, join=True)
+    mp.spawn(
+        _ddp_worker, args=(2, _free_port(), source.url, source.viewer, str(tmp_path)), nprocs=2, join=True
+    )
     views = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert views[0] == views[1]
     rank0, rank1 = views[0]
@@ -274,6 +299,7 @@ def test_tiny_model_loss_goes_down_on_the_stream(source: Source) -> None:
 
 
 # --- bad input ---------------------------------------------------------------------------
+
 
 def _broken(image: Any) -> Any:
     raise ValueError("this transform is broken")

@@ -98,8 +98,11 @@ def test_corrupt_video_over_http_is_a_422_response(server_store: tuple[str, Path
     url, store_dir = server_store
     project = new_project("http", url, store_dir, prefix="vbad")
     key = project.transport._auth
-    response = httpx.post(f"{url}/api/v2/projects/{project.string_id}/datasets/Default/files", auth=key,
-                          files={"file": ("x.mkv", b"\x1a\x45\xdf\xa3garbage" * 20)})
+    response = httpx.post(
+        f"{url}/api/v2/projects/{project.string_id}/datasets/Default/files",
+        auth=key,
+        files={"file": ("x.mkv", b"\x1a\x45\xdf\xa3garbage" * 20)},
+    )
     assert response.status_code == 422
     assert "not a readable video" in response.json()["error"]["message"]
 
@@ -109,5 +112,6 @@ def test_instances_on_a_video_name_frames_inside_it(editor: Project) -> None:
     with pytest.raises(InvalidInput, match="frame_number"):
         editor.upload("clips", data=make_video(10, "mp4"), filename="a.mp4", instances=[box])
     with pytest.raises(InvalidInput, match="past the end"):
-        editor.upload("clips", data=make_video(10, "mp4"), filename="a.mp4",
-                      instances=[{**box, "frame_number": 10}])
+        editor.upload(
+            "clips", data=make_video(10, "mp4"), filename="a.mp4", instances=[{**box, "frame_number": 10}]
+        )

@@ -20,10 +20,25 @@ LENGTHS = {"a.mp4": 30, "b.webm": 20}
 
 def _instances(n: int) -> list[dict]:
     """A cat on every even frame (x_min = the frame number), a dog track on frames 0 and 9."""
-    out = [{"type": "box", "label": "cat", "frame_number": k,
-            "geometry": {"x_min": k, "y_min": 0, "x_max": k + 10, "y_max": 10}} for k in range(0, n, 2)]
-    out += [{"type": "box", "label": "dog", "frame_number": k, "track_id": 7,
-             "geometry": {"x_min": 0, "y_min": 0, "x_max": 5, "y_max": 5}} for k in (0, 9)]
+    out = [
+        {
+            "type": "box",
+            "label": "cat",
+            "frame_number": k,
+            "geometry": {"x_min": k, "y_min": 0, "x_max": k + 10, "y_max": 10},
+        }
+        for k in range(0, n, 2)
+    ]
+    out += [
+        {
+            "type": "box",
+            "label": "dog",
+            "frame_number": k,
+            "track_id": 7,
+            "geometry": {"x_min": 0, "y_min": 0, "x_max": 5, "y_max": 5},
+        }
+        for k in (0, 9)
+    ]
     out.append({"type": "event", "label": "lane_change", "geometry": {"start": 6, "end": 11}})
     return out
 
@@ -34,8 +49,9 @@ def videos(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Pr
     project = new_project(request.param, url, store_dir, prefix="s")
     project.create_label("lane_change")
     for name, n in LENGTHS.items():
-        project.upload("videos", data=make_video(n, name.rsplit(".", 1)[1]), filename=name,
-                       instances=_instances(n))
+        project.upload(
+            "videos", data=make_video(n, name.rsplit(".", 1)[1]), filename=name, instances=_instances(n)
+        )
     project.upload("videos", data=make_video(4, "mp4"), filename="short.mp4")
     return project
 
@@ -53,9 +69,16 @@ def test_frame_queries_select_frames_not_videos(videos: Project) -> None:
 
     assert frames("labels.cat > 0") == [(n, k) for n, c in LENGTHS.items() for k in range(0, c, 2)]
     assert frames("labels.cat = 0 and frame.number < 4") == [
-        ("a.mp4", 1), ("a.mp4", 3), ("b.webm", 1), ("b.webm", 3),
-        ("short.mp4", 0), ("short.mp4", 1), ("short.mp4", 2), ("short.mp4", 3)]
-    assert frames("events.lane_change and file.name = \"b.webm\"") == [("b.webm", k) for k in range(6, 12)]
+        ("a.mp4", 1),
+        ("a.mp4", 3),
+        ("b.webm", 1),
+        ("b.webm", 3),
+        ("short.mp4", 0),
+        ("short.mp4", 1),
+        ("short.mp4", 2),
+        ("short.mp4", 3),
+    ]
+    assert frames('events.lane_change and file.name = "b.webm"') == [("b.webm", k) for k in range(6, 12)]
     assert frames("tracks.count >= 1") == [(n, k) for n in LENGTHS for k in (0, 9)]
     assert frames("file.duration > 1 and frame.number >= 28") == [("a.mp4", 28), ("a.mp4", 29)]
     sample = ds.frames("labels.dog > 0 and labels.cat > 0")[1]
@@ -66,7 +89,10 @@ def test_file_level_video_terms(videos: Project) -> None:
     ds = videos.dataset("videos")
     assert ds.slice('file.type = "video"').count() == 3
     assert [s["file"]["name"] for s in ds.slice("file.duration >= 0.8")] == ["a.mp4", "b.webm"]
-    assert [s["file"]["name"] for s in ds.slice("events.lane_change = 1 and tracks.count = 1")] == ["a.mp4", "b.webm"]
+    assert [s["file"]["name"] for s in ds.slice("events.lane_change = 1 and tracks.count = 1")] == [
+        "a.mp4",
+        "b.webm",
+    ]
     assert ds.slice("events.lane_change = 0").count() == 1
     with pytest.raises(QueryError, match="frame query"):
         ds.slice("frame.number > 3").count()
@@ -80,20 +106,27 @@ def test_clips_have_aligned_frames_targets_and_events(videos: Project) -> None:
     for clip in clips:
         assert clip["clip"].shape == (8, 32, 128, 3) and clip["clip"].dtype == np.uint8
         assert [read_number(f) for f in clip["clip"]] == list(range(clip["start"], clip["start"] + 8))
-        for k, target in zip(clip["frame_numbers"], clip["targets"]):
+        for k, target in zip(clip["frame_numbers"], clip["targets"], strict=True):
             assert target["frame_number"] == k
-            cats = [b[0] for b, lab in zip(target["boxes"], target["labels"]) if lab == "cat"]
+            cats = [b[0] for b, lab in zip(target["boxes"], target["labels"], strict=True) if lab == "cat"]
             assert cats == ([k] if k % 2 == 0 else [])
         overlaps = clip["start"] <= 11 and clip["start"] + 7 >= 6
         assert [(e["event"], e["start"], e["end"]) for e in clip["events"]] == (
-            [("lane_change", 6, 11)] if overlaps else [])
+            [("lane_change", 6, 11)] if overlaps else []
+        )
 
 
 def clip_target(sample: dict) -> dict:
-    cats = [[float(b[0]) for b, lab in zip(t["boxes"], t["labels"]) if lab == "cat"] for t in sample["targets"]]
-    return {"file_id": sample["file"]["id"], "start": sample["start"],
-            "frames": torch.as_tensor(sample["frame_numbers"]),
-            "cat_x": torch.tensor([c[0] if c else -1.0 for c in cats])}
+    cats = [
+        [float(b[0]) for b, lab in zip(t["boxes"], t["labels"], strict=True) if lab == "cat"]
+        for t in sample["targets"]
+    ]
+    return {
+        "file_id": sample["file"]["id"],
+        "start": sample["start"],
+        "frames": torch.as_tensor(sample["frame_numbers"]),
+        "cat_x": torch.tensor([c[0] if c else -1.0 for c in cats]),
+    }
 
 
 def test_clip_dataloader_with_two_workers_yields_every_clip_once(videos: Project) -> None:

@@ -19,12 +19,18 @@ TRANSPORTS = ["http", "embedded"]
 
 
 def box(frame: int, x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: object) -> dict:
-    return {"type": "box", "label": label, "frame_number": frame,
-            "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}, **kw}
+    return {
+        "type": "box",
+        "label": label,
+        "frame_number": frame,
+        "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1},
+        **kw,
+    }
 
 
 INSTANCES = [
-    box(0, 0, 0, 20, 10, track_id=1), box(10, 40, 10, 80, 30, track_id=1),
+    box(0, 0, 0, 20, 10, track_id=1),
+    box(10, 40, 10, 80, 30, track_id=1),
     box(5, 100, 0, 120, 16, "dog", track_id=2),
     box(12, 1, 1, 5, 5, "dog"),
     box(7, 50, 5, 60, 15, track_id=1, keyframe=False),  # a stored interpolated box
@@ -43,18 +49,33 @@ def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path]) -> Pr
 
 
 def _shape(instances: list[dict]) -> list[tuple]:
-    return sorted((i["type"], i["label"], i["frame_number"], i["track_id"], i["keyframe"],
-                   json.dumps(i["geometry"], sort_keys=True)) for i in instances)
+    return sorted(
+        (
+            i["type"],
+            i["label"],
+            i["frame_number"],
+            i["track_id"],
+            i["keyframe"],
+            json.dumps(i["geometry"], sort_keys=True),
+        )
+        for i in instances
+    )
 
 
 def test_track_and_events_are_stored(editor: Project) -> None:
     item = editor.dataset("clips")[0]
-    assert _shape(item["instances"]) == _shape([{**i, "frame_number": i.get("frame_number"),
-                                                "track_id": i.get("track_id"),
-                                                "keyframe": i.get("keyframe", True if i.get("track_id") else None),
-                                                "geometry": {k: float(v) if i["type"] == "box" else v
-                                                             for k, v in i["geometry"].items()}}
-                                               for i in INSTANCES])
+    assert _shape(item["instances"]) == _shape(
+        [
+            {
+                **i,
+                "frame_number": i.get("frame_number"),
+                "track_id": i.get("track_id"),
+                "keyframe": i.get("keyframe", True if i.get("track_id") else None),
+                "geometry": {k: float(v) if i["type"] == "box" else v for k, v in i["geometry"].items()},
+            }
+            for i in INSTANCES
+        ]
+    )
 
 
 def test_interpolated_boxes_are_the_linear_interpolation(editor: Project) -> None:
@@ -90,8 +111,11 @@ def test_json_and_diffgram_export_reimport_keep_tracks_and_events(editor: Projec
         copy = editor.dataset(f"copy-{fmt}")[0]
         assert copy["file"]["type"] == "video" and copy["file"]["frame_count"] == 30
         assert _shape(copy["instances"]) == before, fmt
-    seqs = next(v for k, v in json.loads((tmp_path / "diffgram" / "diffgram.json").read_text()).items()
-            if isinstance(v, dict) and "sequence_list" in v)["sequence_list"]
+    seqs = next(
+        v
+        for k, v in json.loads((tmp_path / "diffgram" / "diffgram.json").read_text()).items()
+        if isinstance(v, dict) and "sequence_list" in v
+    )["sequence_list"]
     assert [(s["number"], s["keyframe_list"]["frame_number_list"]) for s in seqs] == [(1, [0, 10]), (2, [5])]
 
 
@@ -101,7 +125,9 @@ def test_coco_export_writes_annotated_frames_as_images(editor: Project, tmp_path
     frames = sorted(img["frame_number"] for img in coco["images"])
     assert frames == [0, 5, 7, 10, 12]
     for img in coco["images"]:
-        pixels = np.asarray(Image.open(io.BytesIO((tmp_path / "coco" / "images" / img["file_name"]).read_bytes())))
+        pixels = np.asarray(
+            Image.open(io.BytesIO((tmp_path / "coco" / "images" / img["file_name"]).read_bytes()))
+        )
         assert read_number(pixels) == img["frame_number"]
     by_image = {img["id"]: img["frame_number"] for img in coco["images"]}
     tracks = sorted((by_image[a["image_id"]], a.get("track_id")) for a in coco["annotations"])
@@ -119,9 +145,11 @@ def test_edits_of_a_track_are_revisions(editor: Project) -> None:
 
 def test_bad_events_and_frames_are_422(editor: Project) -> None:
     file_id = int(editor.dataset("clips").ids[0])
-    for bad, field in [({"type": "event", "label": "lane_change", "geometry": {"start": 3, "end": 30}}, "end"),
-                       ({"type": "event", "label": "lane_change", "geometry": {"start": 5, "end": 2}}, "geometry"),
-                       (box(30, 0, 0, 1, 1), "frame_number"),
-                       ({"type": "span", "label": "cat", "geometry": {"start": 0, "end": 2}}, "belongs to a text")]:
+    for bad, field in [
+        ({"type": "event", "label": "lane_change", "geometry": {"start": 3, "end": 30}}, "end"),
+        ({"type": "event", "label": "lane_change", "geometry": {"start": 5, "end": 2}}, "geometry"),
+        (box(30, 0, 0, 1, 1), "frame_number"),
+        ({"type": "span", "label": "cat", "geometry": {"start": 0, "end": 2}}, "belongs to a text"),
+    ]:
         with pytest.raises(InvalidInput, match=field):
             editor.write_instances(file_id, [bad])

@@ -34,14 +34,27 @@ def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], serve
 
 
 def _box(x0: float, y0: float, x1: float, y1: float, label: str = "cat", **kw: object) -> dict:
-    return {"type": "box", "label": label, "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}, **kw}
+    return {
+        "type": "box",
+        "label": label,
+        "geometry": {"x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1},
+        **kw,
+    }
 
 
 def test_upload_with_instances_then_edit(editor: Project) -> None:
-    made = editor.upload("Default", data=_png(), filename="a.png", metadata={"split": "train"},
-                         instances=[_box(1, 2, 30, 40), _box(5, 5, 10, 10, "dog", attributes={"weather": "rain"}),
-                                    {"type": "tag", "label": "cat"},
-                                    {"type": "global", "attributes": {"weather": "sun"}}])
+    made = editor.upload(
+        "Default",
+        data=_png(),
+        filename="a.png",
+        metadata={"split": "train"},
+        instances=[
+            _box(1, 2, 30, 40),
+            _box(5, 5, 10, 10, "dog", attributes={"weather": "rain"}),
+            {"type": "tag", "label": "cat"},
+            {"type": "global", "attributes": {"weather": "sun"}},
+        ],
+    )
     assert made["instances"] == 4 and made["width"] == 64
     ds = editor.dataset("Default")
     sample = ds[0]
@@ -64,15 +77,21 @@ def test_upload_with_instances_then_edit(editor: Project) -> None:
     assert editor.dataset("Default").as_of(added["revision"])[0]["labels"] == ["dog", "cat"]
 
 
-@pytest.mark.parametrize("instance, field", [
-    (_box(10, 10, 100, 20), "instances[0].geometry"),
-    ({"type": "polygon", "label": "cat", "geometry": {"points": [[1, 1], [2, 2]]}}, "instances[0].geometry.points"),
-    (_box(1, 1, 2, 2, "unicorn"), "instances[0].label"),
-    (_box(1, 1, 2, 2, attributes={"weather": "snow"}), "instances[0].attributes.weather"),
-    (_box(1, 1, 2, 2, attributes={"mood": "x"}), "instances[0].attributes.mood"),
-    ({"type": "hexagon", "label": "cat"}, "instances[0].type"),
-    ({"type": "box", "label": "cat", "geometry": {"x_min": 1}}, "instances[0].geometry.y_min"),
-])
+@pytest.mark.parametrize(
+    "instance, field",
+    [
+        (_box(10, 10, 100, 20), "instances[0].geometry"),
+        (
+            {"type": "polygon", "label": "cat", "geometry": {"points": [[1, 1], [2, 2]]}},
+            "instances[0].geometry.points",
+        ),
+        (_box(1, 1, 2, 2, "unicorn"), "instances[0].label"),
+        (_box(1, 1, 2, 2, attributes={"weather": "snow"}), "instances[0].attributes.weather"),
+        (_box(1, 1, 2, 2, attributes={"mood": "x"}), "instances[0].attributes.mood"),
+        ({"type": "hexagon", "label": "cat"}, "instances[0].type"),
+        ({"type": "box", "label": "cat", "geometry": {"x_min": 1}}, "instances[0].geometry.y_min"),
+    ],
+)
 def test_invalid_instance_is_422_naming_the_field(editor: Project, instance: dict, field: str) -> None:
     rev = editor.revision
     with pytest.raises(InvalidInput) as info:
@@ -107,13 +126,17 @@ def _bad_coco(tmp_path: Path, breakage: str) -> tuple[dict, Path]:
     return coco, tmp_path / "images"
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("missing image", "image file cannot be read"),
-    ("unknown category", "category_id 99"),
-    ("box outside", "outside the image"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("missing image", "image file cannot be read"),
+        ("unknown category", "category_id 99"),
+        ("box outside", "outside the image"),
+    ],
+)
 def test_malformed_coco_names_the_item_and_writes_nothing(
-        editor: Project, tmp_path: Path, breakage: str, message: str) -> None:
+    editor: Project, tmp_path: Path, breakage: str, message: str
+) -> None:
     coco, images = _bad_coco(tmp_path, breakage)
     rev = editor.revision
     labels = dict(editor.labels)

@@ -22,15 +22,14 @@ def pattern(k: int) -> np.ndarray:
     frame = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
     for b in range(BITS):
         if k >> b & 1:
-            frame[:, b * BLOCK:(b + 1) * BLOCK] = 255
+            frame[:, b * BLOCK : (b + 1) * BLOCK] = 255
     return frame
 
 
 def read_number(frame: np.ndarray) -> int:
     """The number a decoded frame shows (the inverse of ``pattern``)."""
     gray = frame.mean(axis=2)
-    return sum(1 << b for b in range(BITS)
-               if gray[4:-4, b * BLOCK + 3:(b + 1) * BLOCK - 3].mean() > 127)
+    return sum(1 << b for b in range(BITS) if gray[4:-4, b * BLOCK + 3 : (b + 1) * BLOCK - 3].mean() > 127)
 
 
 CODECS = {"mp4": ("libx264", "yuv420p"), "webm": ("libvpx-vp9", "yuv420p")}

@@ -25,23 +25,43 @@ from rich.table import Table
 
 # photo -> [(label, [x_min, y_min, x_max, y_max])], in the photo's own pixels.
 PHOTOS: dict[str, list[tuple[str, list[float]]]] = {
-    "astronaut.png": [("person", [0, 12, 366, 512]), ("face", [177, 18, 305, 152]),
-                                  ("helmet", [280, 347, 512, 512]), ("spaceship", [354, 0, 470, 280])],
-    "chelsea.png": [("cat", [0, 0, 451, 300]), ("eye", [136, 87, 208, 149]),
-                                ("eye", [295, 102, 351, 164]), ("nose", [239, 220, 280, 256])],
-    "coffee.png": [("cup", [168, 14, 427, 307]), ("saucer", [72, 75, 482, 396]),
-                               ("spoon", [325, 218, 413, 327])],
-    "rocket.jpg": [("rocket", [298, 121, 342, 412]), ("tower", [0, 0, 87, 427]),
-                                ("tower", [560, 0, 640, 427]), ("tower", [167, 121, 218, 412]),
-                                ("tower", [429, 121, 480, 412])],
+    "astronaut.png": [
+        ("person", [0, 12, 366, 512]),
+        ("face", [177, 18, 305, 152]),
+        ("helmet", [280, 347, 512, 512]),
+        ("spaceship", [354, 0, 470, 280]),
+    ],
+    "chelsea.png": [
+        ("cat", [0, 0, 451, 300]),
+        ("eye", [136, 87, 208, 149]),
+        ("eye", [295, 102, 351, 164]),
+        ("nose", [239, 220, 280, 256]),
+    ],
+    "coffee.png": [
+        ("cup", [168, 14, 427, 307]),
+        ("saucer", [72, 75, 482, 396]),
+        ("spoon", [325, 218, 413, 327]),
+    ],
+    "rocket.jpg": [
+        ("rocket", [298, 121, 342, 412]),
+        ("tower", [0, 0, 87, 427]),
+        ("tower", [560, 0, 640, 427]),
+        ("tower", [167, 121, 218, 412]),
+        ("tower", [429, 121, 480, 412]),
+    ],
     "motorcycle_left.png": [("motorcycle", [81, 81, 687, 460])],
-    "camera.png": [("person", [0, 65, 327, 512]), ("tripod", [229, 180, 412, 512]),
-                                ("camera", [254, 132, 333, 205])],
+    "camera.png": [
+        ("person", [0, 65, 327, 512]),
+        ("tripod", [229, 180, 412, 512]),
+        ("camera", [254, 132, 333, 205]),
+    ],
 }
 CAT_KEYPOINTS = ["left_eye", "right_eye", "nose"]
 CAT_FACE = [[172, 118], [323, 133], [259, 238]]
-SAUCER_RING = [[72 + 205 + 205 * _c, 75 + 160 + 160 * _s] for _c, _s in
-               [(1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7), (0, -1), (0.7, -0.7)]]
+SAUCER_RING = [
+    [72 + 205 + 205 * _c, 75 + 160 + 160 * _s]
+    for _c, _s in [(1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7), (0, -1), (0.7, -0.7)]
+]
 
 
 def _photo_dir() -> Path:
@@ -75,7 +95,8 @@ def build_photo_coco(out: Path, n_items: int, seed: int = 0, max_side: int | Non
     categories[cat_id["cat"] - 1]["keypoints"] = CAT_KEYPOINTS
     categories[cat_id["cat"] - 1]["skeleton"] = [[1, 3], [2, 3]]
     sources = {name: Image.open(_photo_dir() / name).convert("RGB") for name in PHOTOS}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     photo_names = sorted(PHOTOS)
     for i in range(n_items):
         photo = photo_names[i % len(photo_names)]
@@ -92,29 +113,46 @@ def build_photo_coco(out: Path, n_items: int, seed: int = 0, max_side: int | Non
         file_name = f"{i:06d}_{Path(photo).stem}.jpg"
         tile.save(images_dir / file_name, quality=90)
         image_id = i + 1
-        images.append({"id": image_id, "file_name": file_name, "width": tile.width, "height": tile.height,
-                       "source": photo, "split": "val" if i % 5 == 0 else "train"})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "width": tile.width,
+                "height": tile.height,
+                "source": photo,
+                "split": "val" if i % 5 == 0 else "train",
+            }
+        )
         for label, box in PHOTOS[photo]:
             clipped = _clip(box, crop)
             if clipped is None:
                 continue
-            b = [min(v * factor, lim) for v, lim in zip(clipped, (tile.width, tile.height) * 2)]
-            ann: dict[str, Any] = {"id": len(annotations) + 1, "image_id": image_id,
-                                   "category_id": cat_id[label], "iscrowd": 0,
-                                   "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                                   "area": (b[2] - b[0]) * (b[3] - b[1])}
+            b = [min(v * factor, lim) for v, lim in zip(clipped, (tile.width, tile.height) * 2, strict=True)]
+            ann: dict[str, Any] = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": cat_id[label],
+                "iscrowd": 0,
+                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                "area": (b[2] - b[0]) * (b[3] - b[1]),
+            }
             if label == "cat":
-                kps = []
+                kps: list[float] = []
                 for x, y in CAT_FACE:
                     inside = x0 <= x < x0 + w and y0 <= y < y0 + h
                     kps += [(x - x0) * factor, (y - y0) * factor, 2] if inside else [0, 0, 0]
                 ann["keypoints"], ann["num_keypoints"] = kps, sum(1 for v in kps[2::3] if v)
             if label == "saucer" and all(x0 <= x < x0 + w and y0 <= y < y0 + h for x, y in SAUCER_RING):
-                ann["segmentation"] = [[c for x, y in SAUCER_RING
-                                        for c in ((x - x0) * factor, (y - y0) * factor)]]
+                ann["segmentation"] = [
+                    [c for x, y in SAUCER_RING for c in ((x - x0) * factor, (y - y0) * factor)]
+                ]
             annotations.append(ann)
-    coco = {"info": {"description": "annostream demo: crops of scikit-image sample photos"},
-            "images": images, "annotations": annotations, "categories": categories}
+    coco = {
+        "info": {"description": "annostream demo: crops of scikit-image sample photos"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
     path = out / "annotations.json"
     path.write_text(json.dumps(coco))
     return path
@@ -136,8 +174,10 @@ def prepare_folder(data: Path) -> None:
         raise NotADemoFolder(f"{data} is a file, not a folder; give the demo another --data")
     if data.is_dir() and any(data.iterdir()):
         if not (data / MARKER).is_file():
-            raise NotADemoFolder(f"{data} already holds files the demo did not make; it is left "
-                                 "untouched: give the demo an empty or new folder with --data")
+            raise NotADemoFolder(
+                f"{data} already holds files the demo did not make; it is left "
+                "untouched: give the demo an empty or new folder with --data"
+            )
         from annostream.client.transports.embedded import close_store
 
         close_store(data)
@@ -184,19 +224,32 @@ def next_steps(data: Path, port: int, key: dict[str, str]) -> str:
     url = f"http://127.0.0.1:{port}"
     snippet = f"""from annostream import Project
 
-project = Project("{PROJECT}", "{key['client_id']}", "{key['client_secret']}", host="{url}")
+project = Project("{PROJECT}", "{key["client_id"]}", "{key["client_secret"]}", host="{url}")
 ds = project.directory.get(name="Default")
 print(len(ds), "items; the first:", ds[0]["file"]["name"], [i["label"] for i in ds[0]["instances"]])
 cats = ds.slice("labels.cat > 0")
 print(len(cats), "items with a cat")"""
-    return "\n".join([
-        "", "Next steps", "",
-        "1. Serve the store (in another terminal; it keeps running):", "", f"    {serve}", "",
-        f"2. A viewer key for project {PROJECT} (read-only):", "",
-        f"    client_id={key['client_id']}", f"    client_secret={key['client_secret']}", "",
-        f"3. Read it from Python (save as demo_read.py and run: {python} demo_read.py):", "",
-        "# --- demo_read.py ---", snippet, "# --- end ---",
-    ])
+    return "\n".join(
+        [
+            "",
+            "Next steps",
+            "",
+            "1. Serve the store (in another terminal; it keeps running):",
+            "",
+            f"    {serve}",
+            "",
+            f"2. A viewer key for project {PROJECT} (read-only):",
+            "",
+            f"    client_id={key['client_id']}",
+            f"    client_secret={key['client_secret']}",
+            "",
+            f"3. Read it from Python (save as demo_read.py and run: {python} demo_read.py):",
+            "",
+            "# --- demo_read.py ---",
+            snippet,
+            "# --- end ---",
+        ]
+    )
 
 
 def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
@@ -217,15 +270,19 @@ def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
     source = read_coco(annotations, data / "source" / "images")
     result = local.import_source(PROJECT, "Default", source, "coco")
     key = local.create_key(PROJECT, "viewer")
-    out.print(f"imported {result['files']} files, {result['instances']} instances into {PROJECT}/Default "
-              f"(revision {result['revision']}); the store is {data}")
+    out.print(
+        f"imported {result['files']} files, {result['instances']} instances into {PROJECT}/Default "
+        f"(revision {result['revision']}); the store is {data}"
+    )
     from annostream.demo_video import build_demo_video
 
     video, tracked = build_demo_video()
     local.create_label(PROJECT, "crossing", None)
     made = local.upload_file(PROJECT, "Video", "cat_crossing.mp4", video, tracked, {})
-    out.print(f"made a {made['frame_count']}-frame mp4 ({len(video) / 1024:.0f} KiB) from the photographs: "
-              f"a tracked cat face, {len(tracked) - 1} keyframes, one event")
+    out.print(
+        f"made a {made['frame_count']}-frame mp4 ({len(video) / 1024:.0f} KiB) from the photographs: "
+        f"a tracked cat face, {len(tracked) - 1} keyframes, one event"
+    )
 
     with running_server(data) as url:
         out.print(f"a server on {url} for a moment; streaming with a viewer key")
@@ -235,7 +292,7 @@ def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
         pixels = 0
         t0 = time.perf_counter()
         for sample in ds:
-            per_label.update(inst["label"] for inst in sample["instances"])
+            per_label.update(inst["label"] for inst in sample["instances"] if inst["label"] is not None)
             sample["image"].load()
             pixels += sample["image"].width * sample["image"].height
         elapsed = time.perf_counter() - t0
@@ -246,18 +303,24 @@ def run_demo(data: Path, n_items: int, out: Console, port: int = 8085) -> None:
         lines = []
         for clip in clips:
             boxes = [t["boxes"][0].round().astype(int).tolist() for t in clip["targets"]]
-            lines.append(f"  clip at frame {clip['start']:>2}: {tuple(clip['clip'].shape)}, cat box "
-                         f"{boxes[0]} -> {boxes[-1]}, events {[e['event'] for e in clip['events']]}")
+            lines.append(
+                f"  clip at frame {clip['start']:>2}: {tuple(clip['clip'].shape)}, cat box "
+                f"{boxes[0]} -> {boxes[-1]}, events {[e['event'] for e in clip['events']]}"
+            )
         clip_rate = len(clips) / (time.perf_counter() - t1)
 
     table = Table("label", "instances", title=f"{len(ds)} items streamed over HTTP")
     for label, n in sorted(per_label.items()):
         table.add_row(label, str(n))
     out.print(table)
-    out.print(f"{len(ds) / elapsed:.0f} items/s with images decoded ({pixels / elapsed / 1e6:.1f} Mpx/s); "
-              f"slice 'labels.cat > 0 or labels.person > 0' holds {n_slice} items")
-    out.print(f"video streamed as {len(clips)} clips of 16 frames (stride 8, boxes interpolated between "
-              f"keyframes), decoded on the client at {clip_rate:.0f} clips/s:")
+    out.print(
+        f"{len(ds) / elapsed:.0f} items/s with images decoded ({pixels / elapsed / 1e6:.1f} Mpx/s); "
+        f"slice 'labels.cat > 0 or labels.person > 0' holds {n_slice} items"
+    )
+    out.print(
+        f"video streamed as {len(clips)} clips of 16 frames (stride 8, boxes interpolated between "
+        f"keyframes), decoded on the client at {clip_rate:.0f} clips/s:"
+    )
     for line in lines:
         out.print(line)
     out.print("that server is stopped")

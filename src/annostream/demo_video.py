@@ -55,10 +55,19 @@ def build_demo_video(n_frames: int = 64, fps: int = 24) -> tuple[bytes, list[dic
             container.mux(packet)
     keys = sorted({*range(0, n_frames, KEY_EVERY), n_frames - 1})
     instances: list[dict[str, Any]] = [
-        {"type": "box", "label": "cat", "frame_number": k, "track_id": 1,
-         "geometry": dict(zip(("x_min", "y_min", "x_max", "y_max"), face_box(k, n_frames)))}
-        for k in keys]
-    crossing = [k for k in range(n_frames) if face_box(k, n_frames)[0] <= WIDTH / 2 <= face_box(k, n_frames)[2]]
-    instances.append({"type": "event", "label": "crossing",
-                      "geometry": {"start": crossing[0], "end": crossing[-1]}})
+        {
+            "type": "box",
+            "label": "cat",
+            "frame_number": k,
+            "track_id": 1,
+            "geometry": dict(zip(("x_min", "y_min", "x_max", "y_max"), face_box(k, n_frames), strict=True)),
+        }
+        for k in keys
+    ]
+    crossing = [
+        k for k in range(n_frames) if face_box(k, n_frames)[0] <= WIDTH / 2 <= face_box(k, n_frames)[2]
+    ]
+    instances.append(
+        {"type": "event", "label": "crossing", "geometry": {"start": crossing[0], "end": crossing[-1]}}
+    )
     return out.getvalue(), instances

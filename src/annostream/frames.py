@@ -16,7 +16,7 @@ never a shorter blob.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ class Truncated(ValueError):
     """The buffer ends inside a record (or its lengths do not add up)."""
 
 
-def encode_header(item: dict[str, Any], blob_len: int | None) -> bytes:
+def encode_header(item: Mapping[str, Any], blob_len: int | None) -> bytes:
     body = orjson.dumps(item)
     return _U32.pack(len(body)) + body + _U64.pack(NO_BLOB if blob_len is None else blob_len)
 
@@ -48,7 +48,7 @@ def decode(buffer: bytes) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         if pos + n + 8 > end:
             raise Truncated(f"item of {n} bytes at byte {pos} runs past the end ({end})")
         try:
-            item = orjson.loads(view[pos:pos + n])
+            item = orjson.loads(view[pos : pos + n])
         except orjson.JSONDecodeError as exc:
             raise Truncated(f"item at byte {pos} is not JSON: {exc}") from exc
         pos += n
@@ -59,5 +59,5 @@ def decode(buffer: bytes) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         else:
             if pos + m > end:
                 raise Truncated(f"blob of {m} bytes at byte {pos} runs past the end ({end})")
-            yield item, bytes(view[pos:pos + m])
+            yield item, bytes(view[pos : pos + m])
             pos += m

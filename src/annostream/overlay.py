@@ -15,8 +15,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-           "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000")
+PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+    "#dcbeff",
+    "#9a6324",
+    "#800000",
+)
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
@@ -43,8 +57,7 @@ def _xy(points: Iterable[Any]) -> tuple[tuple[float, float], ...]:
     return tuple((float(p[0]), float(p[1])) for p in points)
 
 
-def shapes(instances: Iterable[Mapping[str, Any]],
-           colors: Mapping[int, str] | None = None) -> list[Shape]:
+def shapes(instances: Iterable[Mapping[str, Any]], colors: Mapping[int, str] | None = None) -> list[Shape]:
     """The drawable instances (tags and globals have no geometry), in the order given."""
     out: list[Shape] = []
     for inst in instances:
@@ -66,8 +79,16 @@ def shapes(instances: Iterable[Mapping[str, Any]],
         elif kind == "cuboid":
             out.append(Shape("polygon", _xy(g.get("front", [])), label, color, iid))
         elif kind == "ellipse":
-            out.append(Shape("ellipse", ((float(g["cx"]), float(g["cy"])),), label, color, iid,
-                             (float(g["rx"]), float(g["ry"]), float(g.get("angle") or 0.0))))
+            out.append(
+                Shape(
+                    "ellipse",
+                    ((float(g["cx"]), float(g["cy"])),),
+                    label,
+                    color,
+                    iid,
+                    (float(g["rx"]), float(g["ry"]), float(g.get("angle") or 0.0)),
+                )
+            )
         elif inst.get("bbox") and kind not in ("tag", "global"):
             x0, y0, x1, y1 = (float(v) for v in inst["bbox"])
             out.append(Shape("rect", ((x0, y0), (x1, y1)), label, color, iid))
@@ -83,44 +104,66 @@ def _attr(value: str) -> str:
 
 
 def _svg_shape(s: Shape, radius: float) -> str:
-    common = (f'class="inst inst-{s.kind}" data-instance="{s.instance_id}" data-label="{_attr(s.label)}" '
-              f'stroke="{s.color}" vector-effect="non-scaling-stroke"')
+    common = (
+        f'class="inst inst-{s.kind}" data-instance="{s.instance_id}" data-label="{_attr(s.label)}" '
+        f'stroke="{s.color}" vector-effect="non-scaling-stroke"'
+    )
     title = f"<title>{html.escape(s.label)}</title>"
     if s.kind == "rect":
         (x0, y0), (x1, y1) = s.points
-        return (f'<rect {common} fill="none" x="{_n(x0)}" y="{_n(y0)}" width="{_n(x1 - x0)}" '
-                f'height="{_n(y1 - y0)}">{title}</rect>')
+        return (
+            f'<rect {common} fill="none" x="{_n(x0)}" y="{_n(y0)}" width="{_n(x1 - x0)}" '
+            f'height="{_n(y1 - y0)}">{title}</rect>'
+        )
     if s.kind in ("polygon", "polyline"):
         pts = " ".join(f"{_n(x)},{_n(y)}" for x, y in s.points)
         fill = f'fill="{s.color}" fill-opacity="0.15"' if s.kind == "polygon" else 'fill="none"'
         return f'<{s.kind} {common} {fill} points="{pts}">{title}</{s.kind}>'
     if s.kind == "ellipse":
         (cx, cy), (rx, ry, angle) = s.points[0], s.extra
-        return (f'<ellipse {common} fill="none" cx="{_n(cx)}" cy="{_n(cy)}" rx="{_n(rx)}" ry="{_n(ry)}" '
-                f'transform="rotate({_n(angle)} {_n(cx)} {_n(cy)})">{title}</ellipse>')
+        return (
+            f'<ellipse {common} fill="none" cx="{_n(cx)}" cy="{_n(cy)}" rx="{_n(rx)}" ry="{_n(ry)}" '
+            f'transform="rotate({_n(angle)} {_n(cx)} {_n(cy)})">{title}</ellipse>'
+        )
     dots = "".join(f'<circle cx="{_n(x)}" cy="{_n(y)}" r="{_n(radius)}"/>' for x, y in s.points)
     return f'<g {common} fill="{s.color}">{title}{dots}</g>'
 
 
-def svg(width: int | None, height: int | None, instances: Iterable[Mapping[str, Any]],
-        href: str | None = None, *, colors: Mapping[int, str] | None = None,
-        css_class: str = "overlay") -> str:
+def svg(
+    width: int | None,
+    height: int | None,
+    instances: Iterable[Mapping[str, Any]],
+    href: str | None = None,
+    *,
+    colors: Mapping[int, str] | None = None,
+    css_class: str = "overlay",
+) -> str:
     """An SVG of the image at ``href`` (any URL, a data: URL included) with its instances.
 
     The result is safe to embed in HTML as is: numbers are formatted, text is escaped.
     """
     w, h = max(int(width or 1), 1), max(int(height or 1), 1)
     radius = max(w, h) / 120
-    image = (f'<image href="{_attr(href)}" x="0" y="0" width="{w}" height="{h}" '
-             f'preserveAspectRatio="none"/>' if href else "")
+    image = (
+        f'<image href="{_attr(href)}" x="0" y="0" width="{w}" height="{h}" preserveAspectRatio="none"/>'
+        if href
+        else ""
+    )
     body = "".join(_svg_shape(s, radius) for s in shapes(instances, colors))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{_attr(css_class)}" viewBox="0 0 {w} {h}" '
-            f'data-width="{w}" data-height="{h}" stroke-width="2">{image}'
-            f'<g class="instances">{body}</g></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{_attr(css_class)}" viewBox="0 0 {w} {h}" '
+        f'data-width="{w}" data-height="{h}" stroke-width="2">{image}'
+        f'<g class="instances">{body}</g></svg>'
+    )
 
 
-def draw(image: Any, instances: Iterable[Mapping[str, Any]], *,
-         colors: Mapping[int, str] | None = None, max_side: int | None = None) -> Any:
+def draw(
+    image: Any,
+    instances: Iterable[Mapping[str, Any]],
+    *,
+    colors: Mapping[int, str] | None = None,
+    max_side: int | None = None,
+) -> Any:
     """A copy of the PIL ``image`` (RGB, at most ``max_side`` pixels a side) with its instances
     drawn by Pillow's ImageDraw, coordinates scaled to the copy."""
     from PIL import ImageDraw
@@ -141,8 +184,11 @@ def draw(image: Any, instances: Iterable[Mapping[str, Any]], *,
             pen.line(pts + ([pts[0]] if s.kind == "polygon" else []), fill=s.color, width=width)
         elif s.kind == "ellipse":
             (cx, cy), (rx, ry, _) = pts[0], s.extra
-            pen.ellipse([cx - rx * scale, cy - ry * scale, cx + rx * scale, cy + ry * scale],
-                        outline=s.color, width=width)
+            pen.ellipse(
+                [cx - rx * scale, cy - ry * scale, cx + rx * scale, cy + ry * scale],
+                outline=s.color,
+                width=width,
+            )
         else:
             for x, y in pts:
                 pen.ellipse([x - radius, y - radius, x + radius, y + radius], fill=s.color)

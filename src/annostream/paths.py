@@ -68,5 +68,7 @@ def confine(root: str | os.PathLike[str], name: object, field: str = "name") -> 
     joined = base / relative
     parent = joined.parent.resolve()
     if parent != base and base not in parent.parents:
-        raise InvalidInput(f"{field}: path '{relative}' leaves its folder", {"field": field, "path": relative})
+        raise InvalidInput(
+            f"{field}: path '{relative}' leaves its folder", {"field": field, "path": relative}
+        )
     return parent / joined.name

@@ -17,8 +17,18 @@ from annostream.errors import InvalidInput
 Role = Literal["viewer", "editor", "admin"]
 FileType = Literal["image", "video", "frame", "text", "audio"]
 InstanceType = Literal[
-    "box", "polygon", "line", "point", "keypoints", "cuboid", "ellipse", "tag", "global",
-    "event", "span", "relation",
+    "box",
+    "polygon",
+    "line",
+    "point",
+    "keypoints",
+    "cuboid",
+    "ellipse",
+    "tag",
+    "global",
+    "event",
+    "span",
+    "relation",
 ]
 AttributeKind = Literal["select", "multi_select", "radio", "text", "number", "date"]
 BlobMode = Literal["inline", "url", "none"]
@@ -46,8 +56,10 @@ _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 def _dataset_name(value: str) -> str:
     if value != value.strip() or value in (".", "..") or _BAD_NAME.search(value):
-        raise ValueError("must not contain '/', '\\', control characters (CR, LF, NUL...), "
-                         "surrounding spaces, or be '.' or '..'")
+        raise ValueError(
+            "must not contain '/', '\\', control characters (CR, LF, NUL...), "
+            "surrounding spaces, or be '.' or '..'"
+        )
     return value
 
 
@@ -96,8 +108,10 @@ def _error(description: str) -> dict[str, Any]:
 # The refusals every route may answer, documented once (OpenAPI) for all of them.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     # text/plain: a request line or headers too long for the HTTP server, refused before the app.
-    400: {**_error("Malformed request or query (the error says where)"),
-          "content": {"text/plain": {"schema": {"type": "string"}}}},
+    400: {
+        **_error("Malformed request or query (the error says where)"),
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
     401: _error("No credentials where they are needed, or a malformed, unknown or revoked key"),
     403: _error("Valid credentials that do not grant this"),
     404: _error("No such project, dataset, file, revision or tag"),

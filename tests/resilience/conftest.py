@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 
 from annostream import Project
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import free_port, running_server
 from tests.conftest import make_coco
 
@@ -34,8 +34,11 @@ N_IMAGES = 120
 def fingerprint(sample: dict[str, Any]) -> tuple[int, str, bytes]:
     """What must be identical between epochs: id, image bytes (hashed), instances."""
     image = sample["image"]
-    return (int(sample["file"]["id"]), hashlib.sha256(image).hexdigest() if image else "",
-            orjson.dumps(sample["instances"], option=orjson.OPT_SORT_KEYS))
+    return (
+        int(sample["file"]["id"]),
+        hashlib.sha256(image).hexdigest() if image else "",
+        orjson.dumps(sample["instances"], option=orjson.OPT_SORT_KEYS),
+    )
 
 
 @dataclass
@@ -46,18 +49,20 @@ class Corpus:
     clean: dict[int, tuple[int, str, bytes]]
 
     def project(self, host: str | None = None, **options: Any) -> Project:
-        return Project("resilience", self.key["client_id"], self.key["client_secret"],
-                       host=host or self.url, **options)
+        return Project(
+            "resilience", self.key["client_id"], self.key["client_secret"], host=host or self.url, **options
+        )
 
 
-def build_store(root: Path, new_store_dir: Callable[[Path], Path], n_images: int = N_IMAGES
-                ) -> tuple[Path, dict[str, str]]:
+def build_store(
+    root: Path, new_store_dir: Callable[[Path], Path], n_images: int = N_IMAGES
+) -> tuple[Path, dict[str, str]]:
     """A store holding a COCO import of ``n_images`` real JPEGs in project ``resilience``."""
     ann = make_coco(root / "coco", n_images, seed=14)
     store_dir = new_store_dir(root / "store")
     local = EmbeddedTransport(store_dir)
     local.create_project("resilience", None, False)
-    local.import_coco("resilience", "Default", json.loads(ann.read_text()), root / "coco" / "images")
+    local.import_source("resilience", "Default", read_coco(ann, root / "coco" / "images"), "coco")
     return store_dir, local.create_key("resilience", "editor")
 
 
@@ -67,8 +72,9 @@ def epoch(project: Project, **options: Any) -> list[tuple[int, str, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory,
-           new_store_dir: Callable[[Path], Path]) -> Iterator[Corpus]:
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[Corpus]:
     store_dir, key = build_store(tmp_path_factory.mktemp("resilience"), new_store_dir)
     with running_server(store_dir) as url:
         project = Project("resilience", key["client_id"], key["client_secret"], host=url)
@@ -90,8 +96,16 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        cmd = [sys.executable, "-m", "annostream.cli", "serve", "--data", str(self.store_dir),
-               "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "annostream.cli",
+            "serve",
+            "--data",
+            str(self.store_dir),
+            "--port",
+            str(self.port),
+        ]
         self.proc = subprocess.Popen(cmd, env=dict(os.environ))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

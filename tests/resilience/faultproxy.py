@@ -54,7 +54,8 @@ class FaultProxy:
     def __enter__(self) -> Self:
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
+            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
+        )
         self._server = started.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -100,8 +101,11 @@ class FaultProxy:
             status = self._rng.choice(self.faults.statuses)
             body = b"injected by the fault proxy"
             extra = f"Retry-After: {self.faults.retry_after}\r\n" if self.faults.retry_after else ""
-            client_w.write(f"HTTP/1.1 {status} Injected\r\nContent-Length: {len(body)}\r\n{extra}"
-                           "Connection: close\r\n\r\n".encode() + body)
+            client_w.write(
+                f"HTTP/1.1 {status} Injected\r\nContent-Length: {len(body)}\r\n{extra}"
+                "Connection: close\r\n\r\n".encode()
+                + body
+            )
             await client_w.drain()
             self.counts[str(status)] += 1
         except ConnectionError:
@@ -109,8 +113,15 @@ class FaultProxy:
         finally:
             client_w.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    cut_at: int | None, other: asyncio.StreamWriter, *, down: bool) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        cut_at: int | None,
+        other: asyncio.StreamWriter,
+        *,
+        down: bool,
+    ) -> None:
         """Forward until EOF, or until ``cut_at`` bytes went by (then abort both sides);
         responses (``down``) may be corrupted."""
         sent = 0
@@ -126,7 +137,7 @@ class FaultProxy:
                 if down and f.corrupt:
                     chunk = self._maybe_corrupt(chunk)
                 if cut_at is not None and sent + len(chunk) >= cut_at:
-                    writer.write(chunk[:cut_at - sent])
+                    writer.write(chunk[: cut_at - sent])
                     await writer.drain()
                     self.counts["cuts"] += 1
                     writer.transport.abort()

@@ -55,8 +55,10 @@ def _files(store_dir: Path) -> dict[str, int]:
     """File name -> number of instances, of every file in the dataset now."""
     t = EmbeddedTransport(store_dir)
     ids, rev = t.ids("resilience", "Default", None, None)
-    return {item["file"]["name"]: len(item["instances"])
-            for item, _ in t.items("resilience", [int(i) for i in ids], rev, False)}
+    return {
+        item["file"]["name"]: len(item["instances"])
+        for item, _ in t.items("resilience", [int(i) for i in ids], rev, False)
+    }
 
 
 def _blob_names(store_dir: Path) -> set[str]:
@@ -68,14 +70,16 @@ def _blob_names(store_dir: Path) -> set[str]:
 
 
 def test_uploads_killed_at_random_points_leave_the_store_whole(
-        tmp_path: Path, new_store_dir: Callable[[Path], Path]) -> None:
+    tmp_path: Path, new_store_dir: Callable[[Path], Path]
+) -> None:
     store_dir, _ = build_store(tmp_path, new_store_dir, 4)
     before = _files(store_dir)
     rng = random.Random(14)
     done: set[str] = set()
     for seed in range(4):
-        child = subprocess.Popen([sys.executable, "-c", _UPLOADER, str(store_dir), str(seed)],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _UPLOADER, str(store_dir), str(seed)], stdout=subprocess.PIPE, text=True
+        )
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.2, 1.5))
         child.kill()
@@ -114,7 +118,8 @@ def _damage(store_dir: Path, sha: str, data: bytes | None) -> None:
 
 
 def test_fsck_finds_damaged_and_missing_blobs_and_reports_orphans(
-        tmp_path: Path, new_store_dir: Callable[[Path], Path]) -> None:
+    tmp_path: Path, new_store_dir: Callable[[Path], Path]
+) -> None:
     store_dir, _ = build_store(tmp_path, new_store_dir, 6)
     code, report = fsck(store_dir)
     assert code == 0 and report["clean"] and report["blobs_checked"] == 6, report

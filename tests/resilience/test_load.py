@@ -17,8 +17,9 @@ from tests.resilience.conftest import build_store
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_short_load_loses_and_duplicates_nothing(tmp_path: Path,
-                                                new_store_dir: Callable[[Path], Path]) -> None:
+def test_short_load_loses_and_duplicates_nothing(
+    tmp_path: Path, new_store_dir: Callable[[Path], Path]
+) -> None:
     store_dir, key = build_store(tmp_path, new_store_dir, 60)
     with running_server(store_dir) as url:
         report = asyncio.run(run_load(url, "resilience", key, key, seconds=10, readers=32, writers=2))

@@ -23,8 +23,9 @@ N = 60
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     store_dir, key = build_store(tmp_path_factory.mktemp("restart"), new_store_dir, N)
     server = ServerProcess(store_dir)
     server.start()
@@ -69,8 +70,9 @@ def test_stream_survives_a_server_restart(server: tuple[ServerProcess, dict[str,
     proc, key = server
     ds = _project(proc, key).dataset("Default").with_options(batch_size=4, prefetch=1)
     clean = list(ds.stream(decode=None, transform=fingerprint, seed=3))
-    got = _disturbed(iter(ds.stream(decode=None, transform=fingerprint, seed=3)), N // 2,
-                     lambda: _restart_later(proc))
+    got = _disturbed(
+        iter(ds.stream(decode=None, transform=fingerprint, seed=3)), N // 2, lambda: _restart_later(proc)
+    )
     assert got == clean and len({fp[0] for fp in got}) == N
 
 
@@ -84,8 +86,9 @@ def test_follow_survives_a_server_restart(server: tuple[ServerProcess, dict[str,
         project.upload("Default", data=data + str(n).encode(), filename=f"note-{n}.txt")
     head = project.revision
     clean = list(ds.follow(since=since, until=head, page_size=2, wait=1))
-    got = _disturbed(iter(ds.follow(since=since, until=head, page_size=2, wait=1)), 3,
-                     lambda: _restart_later(proc))
+    got = _disturbed(
+        iter(ds.follow(since=since, until=head, page_size=2, wait=1)), 3, lambda: _restart_later(proc)
+    )
     assert got == clean and len(got) == 9
 
 

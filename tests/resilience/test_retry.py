@@ -24,8 +24,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory,
-           new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[int, dict[str, str], Path]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[tuple[int, dict[str, str], Path]]:
     store_dir, key = build_store(tmp_path_factory.mktemp("retry"), new_store_dir, 4)
     with running_server(store_dir) as url:
         yield int(url.rsplit(":", 1)[1]), key, store_dir
@@ -46,25 +47,32 @@ def test_retry_after_is_honoured(served: tuple[int, dict[str, str], Path]) -> No
 
 def test_a_write_that_may_have_happened_is_not_repeated(served: tuple[int, dict[str, str], Path]) -> None:
     port, key, store_dir = served
-    with (FaultProxy(port, Faults(cut=1.0, cut_bytes=(1, 1))) as proxy,  # every reply cut short
-          pytest.raises(TransportError, match="not safe to repeat")):
+    with (
+        FaultProxy(port, Faults(cut=1.0, cut_bytes=(1, 1))) as proxy,  # every reply cut short
+        pytest.raises(TransportError, match="not safe to repeat"),
+    ):
         _transport(proxy, key).upload_file("resilience", "Default", "once.txt", b"once", [], {})
     ids, rev = EmbeddedTransport(store_dir).ids("resilience", "Default", "file.type = text", None)
-    names = [i["file"]["name"] for i, _ in EmbeddedTransport(store_dir).items(
-        "resilience", [int(x) for x in ids], rev, False)]
+    names = [
+        i["file"]["name"]
+        for i, _ in EmbeddedTransport(store_dir).items("resilience", [int(x) for x in ids], rev, False)
+    ]
     assert names.count("once.txt") == 1, "committed once, and not again by a retry"
 
 
 def test_a_write_refused_with_503_is_reported_not_repeated(served: tuple[int, dict[str, str], Path]) -> None:
     port, key, _ = served
-    with (FaultProxy(port, Faults(error_first=1, statuses=(503,))) as proxy,
-          pytest.raises(AnnostreamError) as caught):
+    with (
+        FaultProxy(port, Faults(error_first=1, statuses=(503,))) as proxy,
+        pytest.raises(AnnostreamError) as caught,
+    ):
         _transport(proxy, key).upload_file("resilience", "Default", "refused.txt", b"x", [], {})
     assert caught.value.status == 503 and proxy.counts["503"] == 1 and proxy.counts["connections"] == 1
 
 
-def test_staging_blobs_is_retried_and_the_import_lands(tmp_path: Path,
-                                                       served: tuple[int, dict[str, str], Path]) -> None:
+def test_staging_blobs_is_retried_and_the_import_lands(
+    tmp_path: Path, served: tuple[int, dict[str, str], Path]
+) -> None:
     port, key, _ = served
     ann = make_coco(tmp_path / "more", 3, seed=99)
     with FaultProxy(port, Faults(error_first=3, statuses=(502, 503, 504))) as proxy:
@@ -91,10 +99,14 @@ def test_a_batch_cut_anywhere_or_with_a_wrong_blob_is_corrupt_never_items() -> N
     from annostream.client.retry import Corrupt
 
     blobs = [b"first image bytes", None, b"third"]
-    items = [{"id": i, "file": {"sha256": hashlib.sha256(b).hexdigest() if b else None}}
-             for i, b in enumerate(blobs)]
-    body = b"".join(frames.encode_header(item, None if b is None else len(b)) + (b or b"")
-                    for item, b in zip(items, blobs, strict=True))
+    items = [
+        {"id": i, "file": {"sha256": hashlib.sha256(b).hexdigest() if b else None}}
+        for i, b in enumerate(blobs)
+    ]
+    body = b"".join(
+        frames.encode_header(item, None if b is None else len(b)) + (b or b"")
+        for item, b in zip(items, blobs, strict=True)
+    )
     assert [b for _, b in verified_frames(body, [0, 1, 2])] == blobs
     for cut in range(len(body)):  # a cut at a record boundary too: an item is missing
         with pytest.raises(Corrupt):

@@ -60,10 +60,14 @@ def test_sigterm_ends_long_polls_with_a_normal_reply(store: tuple[Path, dict[str
     replies: list[httpx.Response] = []
 
     def long_poll() -> None:
-        replies.append(httpx.get(f"{proc.url}/api/v2/projects/resilience/changes",
-                                 params={"since": head, "wait": 50}, auth=(key["client_id"],
-                                                                           key["client_secret"]),
-                                 timeout=120))
+        replies.append(
+            httpx.get(
+                f"{proc.url}/api/v2/projects/resilience/changes",
+                params={"since": head, "wait": 50},
+                auth=(key["client_id"], key["client_secret"]),
+                timeout=120,
+            )
+        )
 
     polls = [threading.Thread(target=long_poll) for _ in range(3)]
     for t in polls:
@@ -94,8 +98,10 @@ for n in range(int(sys.argv[3])):
 
 def test_two_sqlite_writer_processes_never_see_database_is_locked(tmp_path: Path) -> None:
     store_dir, _ = build_store(tmp_path, lambda p: p, 2)
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(store_dir), name, "40"],
-                                stderr=subprocess.PIPE) for name in ("a", "b")]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(store_dir), name, "40"], stderr=subprocess.PIPE)
+        for name in ("a", "b")
+    ]
     errors = [w.communicate(timeout=150)[1].decode() for w in writers]
     assert [w.returncode for w in writers] == [0, 0], errors
     assert not any("locked" in e for e in errors)
@@ -112,14 +118,16 @@ def test_a_server_never_reached_fails_fast_with_a_hint() -> None:
 
 
 def test_the_budget_ends_with_the_url_the_last_status_and_the_tries(
-        store: tuple[Path, dict[str, str]]) -> None:
+    store: tuple[Path, dict[str, str]],
+) -> None:
     store_dir, key = store
     proc = ServerProcess(store_dir)
     proc.start()
     try:
         with FaultProxy(proc.port, Faults(error=1.0), seed=5) as proxy:  # every answer a 502/503
-            transport = HttpTransport(proxy.url, key["client_id"], key["client_secret"],
-                                      retry=Retry(tries=4, budget=30))
+            transport = HttpTransport(
+                proxy.url, key["client_id"], key["client_secret"], retry=Retry(tries=4, budget=30)
+            )
             with pytest.raises(TransportError) as caught:
                 transport.ids("resilience", "Default", None, None)
         message = str(caught.value)

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from annostream.formats.coco import read_coco
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
 
@@ -89,6 +89,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Pat
     root = tmp_path_factory.mktemp("security")
     store_dir = new_store_dir(root / "store")
     keys, shas, file_ids, instance_ids = build_world(root, store_dir)
-    env = {"ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS), "ANNOSTREAM_MAX_IMPORT_BYTES": str(IMPORT_CAP)}
+    env = {
+        "ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS),
+        "ANNOSTREAM_MAX_IMPORT_BYTES": str(IMPORT_CAP),
+    }
     with running_server(store_dir, env=env) as url:
         yield World(url, store_dir, keys, shas, file_ids, instance_ids)

@@ -26,11 +26,17 @@ def png(size: tuple[int, int] = (8, 6)) -> bytes:
 def png_header_only(width: int, height: int) -> bytes:
     """A small, well-formed PNG declaring ``width`` x ``height`` pixels (a decompression bomb:
     its few compressed bytes would inflate to width * height when decoded)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _field(r) -> str:  # type: ignore[no-untyped-def]
@@ -38,41 +44,50 @@ def _field(r) -> str:  # type: ignore[no-untyped-def]
     return (body.get("detail") or {}).get("field", "")
 
 
-@pytest.mark.parametrize("method, path, kwargs, field", [
-    ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": BIG}}, "as_of"),
-    ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": -1}}, "as_of"),
-    ("GET", f"{P}/datasets/Default", {"params": {"as_of": 2**31}}, "as_of"),  # revisions are int32
-    ("GET", f"{P}/datasets/Default/ids", {"params": {"as_of": BIG}}, "as_of"),
-    ("GET", f"{P}/labels", {"params": {"as_of": BIG}}, "as_of"),
-    ("GET", f"{P}/changes", {"params": {"since": BIG}}, "since"),
-    ("GET", f"{P}/changes", {"params": {"since": -1}}, "since"),
-    ("POST", f"{P}/items:batch", {"json": {"ids": [BIG]}}, "ids.0"),
-    ("POST", f"{P}/items:batch", {"json": {"ids": [-1]}}, "ids.0"),
-    ("POST", f"{P}/items:batch", {"json": {"ids": [1], "as_of": BIG}}, "as_of"),
-    ("POST", f"{P}/tags", {"json": {"name": "big", "rev": BIG}}, "rev"),
-    ("DELETE", f"{P}/datasets/Default/files/{BIG}", {}, "file_id"),
-    ("POST", f"{P}/files/{BIG}/instances", {"json": {"instances": []}}, "file_id"),
-    ("PUT", f"{P}/files/-3/instances", {"json": {"instances": []}}, "file_id"),
-    ("DELETE", f"{P}/instances/{BIG}", {}, "instance_id"),
-])
-def test_out_of_range_integers_are_422_naming_the_field(world: World, method: str, path: str,
-                                                        kwargs: dict, field: str) -> None:
+@pytest.mark.parametrize(
+    "method, path, kwargs, field",
+    [
+        ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": BIG}}, "as_of"),
+        ("GET", f"{P}/datasets/Default/count", {"params": {"as_of": -1}}, "as_of"),
+        ("GET", f"{P}/datasets/Default", {"params": {"as_of": 2**31}}, "as_of"),  # revisions are int32
+        ("GET", f"{P}/datasets/Default/ids", {"params": {"as_of": BIG}}, "as_of"),
+        ("GET", f"{P}/labels", {"params": {"as_of": BIG}}, "as_of"),
+        ("GET", f"{P}/changes", {"params": {"since": BIG}}, "since"),
+        ("GET", f"{P}/changes", {"params": {"since": -1}}, "since"),
+        ("POST", f"{P}/items:batch", {"json": {"ids": [BIG]}}, "ids.0"),
+        ("POST", f"{P}/items:batch", {"json": {"ids": [-1]}}, "ids.0"),
+        ("POST", f"{P}/items:batch", {"json": {"ids": [1], "as_of": BIG}}, "as_of"),
+        ("POST", f"{P}/tags", {"json": {"name": "big", "rev": BIG}}, "rev"),
+        ("DELETE", f"{P}/datasets/Default/files/{BIG}", {}, "file_id"),
+        ("POST", f"{P}/files/{BIG}/instances", {"json": {"instances": []}}, "file_id"),
+        ("PUT", f"{P}/files/-3/instances", {"json": {"instances": []}}, "file_id"),
+        ("DELETE", f"{P}/instances/{BIG}", {}, "instance_id"),
+    ],
+)
+def test_out_of_range_integers_are_422_naming_the_field(
+    world: World, method: str, path: str, kwargs: dict, field: str
+) -> None:
     with world.client() as http:
         r = http.request(method, path, headers=basic(world.keys["priv:admin"]), **kwargs)
     assert r.status_code == 422, r.text
     assert _field(r) == field, r.text
 
 
-@pytest.mark.parametrize("method, path, kwargs", [
-    ("POST", "/api/project/priv/file/{big}/annotation/list", {}),
-    ("POST", "/api/v1/file/view", {"json": {"file_id": BIG, "project_string_id": "priv"}}),
-    ("POST", "/api/v1/project/priv/file/exists", {"json": {"file_id_list": [BIG]}}),
-    ("POST", "/api/project/priv/user/u/file/list", {"json": {"metadata": {"directory_id": BIG}}}),
-    ("POST", "/api/project/priv/user/u/file/list", {"json": {"metadata": {"page": BIG}}}),
-    ("GET", "/api/project/priv/labels", {"params": {"schema_id": BIG}}),
-    ("GET", "/api/v1/project/priv/labels/view/name_to_file_id", {"params": {"schema_id": -1}}),
-])
-def test_diffgram_routes_refuse_out_of_range_integers(world: World, method: str, path: str, kwargs: dict) -> None:
+@pytest.mark.parametrize(
+    "method, path, kwargs",
+    [
+        ("POST", "/api/project/priv/file/{big}/annotation/list", {}),
+        ("POST", "/api/v1/file/view", {"json": {"file_id": BIG, "project_string_id": "priv"}}),
+        ("POST", "/api/v1/project/priv/file/exists", {"json": {"file_id_list": [BIG]}}),
+        ("POST", "/api/project/priv/user/u/file/list", {"json": {"metadata": {"directory_id": BIG}}}),
+        ("POST", "/api/project/priv/user/u/file/list", {"json": {"metadata": {"page": BIG}}}),
+        ("GET", "/api/project/priv/labels", {"params": {"schema_id": BIG}}),
+        ("GET", "/api/v1/project/priv/labels/view/name_to_file_id", {"params": {"schema_id": -1}}),
+    ],
+)
+def test_diffgram_routes_refuse_out_of_range_integers(
+    world: World, method: str, path: str, kwargs: dict
+) -> None:
     with world.client() as http:
         r = http.request(method, path.format(big=BIG), headers=basic(world.keys["priv:admin"]), **kwargs)
     assert 400 <= r.status_code < 500, r.text
@@ -82,9 +97,12 @@ def test_diffgram_routes_refuse_out_of_range_integers(world: World, method: str,
 def test_diffgram_upload_refuses_a_bad_directory_id(world: World) -> None:
     with world.client() as http:
         for bad in (BIG, "abc", -1, [1]):
-            r = http.post("/api/walrus/v1/project/priv/input/from_local", headers=basic(world.keys["priv:editor"]),
-                          files={"file": ("a.png", png(), "image/png")},
-                          data={"json": orjson.dumps({"directory_id": bad, "instance_list": []}).decode()})
+            r = http.post(
+                "/api/walrus/v1/project/priv/input/from_local",
+                headers=basic(world.keys["priv:editor"]),
+                files={"file": ("a.png", png(), "image/png")},
+                data={"json": orjson.dumps({"directory_id": bad, "instance_list": []}).decode()},
+            )
             assert r.status_code == 400, r.text
             assert "directory_id" in r.json()["error"]["message"]
 
@@ -92,13 +110,14 @@ def test_diffgram_upload_refuses_a_bad_directory_id(world: World) -> None:
 @pytest.mark.parametrize("sig", ["é" * 64, "\u2603", "00" * 32, ""])
 def test_signed_blob_urls_refuse_any_forged_signature(world: World, sig: str) -> None:
     with world.client() as http:
-        r = http.get(f"/api/v2/projects/priv/blobs/{world.shas['priv']}/signed",
-                     params={"expires": 2**40, "sig": sig})
+        r = http.get(
+            f"/api/v2/projects/priv/blobs/{world.shas['priv']}/signed", params={"expires": 2**40, "sig": sig}
+        )
     assert r.status_code == 403, r.text
 
 
 def test_decompression_bombs_are_refused_at_upload(world: World) -> None:
-    assert Image.MAX_IMAGE_PIXELS == LIMITS.max_image_pixels  # set explicitly, from the limit
+    assert LIMITS.max_image_pixels == Image.MAX_IMAGE_PIXELS  # set explicitly, from the limit
     side_over_twice = int((LIMITS.max_image_pixels * 3) ** 0.5)  # Pillow's own error
     side_just_over = int((LIMITS.max_image_pixels * 1.2) ** 0.5)  # only a warning to Pillow
     with world.client() as http:
@@ -118,30 +137,50 @@ def test_decompression_bombs_are_refused_at_upload(world: World) -> None:
 @pytest.mark.parametrize("metadata", ['{"a\\u0000b": 1}', "[1, 2]", '"text"', "7"])
 def test_upload_metadata_must_be_an_object_with_clean_keys(world: World, metadata: str) -> None:
     with world.client() as http:
-        r = http.post(f"{P}/datasets/meta/files", headers=basic(world.keys["priv:editor"]),
-                      files={"file": ("m.png", png(), "image/png")}, data={"metadata": metadata})
+        r = http.post(
+            f"{P}/datasets/meta/files",
+            headers=basic(world.keys["priv:editor"]),
+            files={"file": ("m.png", png(), "image/png")},
+            data={"metadata": metadata},
+        )
         assert r.status_code == 422, r.text
         assert _field(r) == "metadata"
         # nothing was written: every export of the dataset still works
-        r = http.get(f"{P}/datasets/meta/export", params={"format": "coco"}, headers=basic(world.keys["priv:viewer"]))
+        r = http.get(
+            f"{P}/datasets/meta/export", params={"format": "coco"}, headers=basic(world.keys["priv:viewer"])
+        )
         assert r.status_code in (200, 404), r.text
 
 
 def test_export_of_a_dataset_with_a_non_ascii_name(world: World) -> None:
     name = "ünïcode データ"
     with world.client() as http:
-        r = http.post(f"{P}/datasets/{name}/files", headers=basic(world.keys["priv:editor"]),
-                      files={"file": ("u.png", png(), "image/png")}, data={"metadata": '{"split": "val"}'})
+        r = http.post(
+            f"{P}/datasets/{name}/files",
+            headers=basic(world.keys["priv:editor"]),
+            files={"file": ("u.png", png(), "image/png")},
+            data={"metadata": '{"split": "val"}'},
+        )
         assert r.status_code == 201, r.text
-        r = http.get(f"{P}/datasets/{name}/export", params={"format": "coco"}, headers=basic(world.keys["priv:viewer"]))
+        r = http.get(
+            f"{P}/datasets/{name}/export", params={"format": "coco"}, headers=basic(world.keys["priv:viewer"])
+        )
         assert r.status_code == 200, r.text
         disposition = r.headers["content-disposition"]
         assert "filename*=UTF-8''priv-%C3%BCn%C3%AFcode%20%E3%83%87%E3%83%BC%E3%82%BF-" in disposition
         assert disposition.isascii()
 
 
-@pytest.mark.parametrize("header", ["s3cr3t-token-value", "Token s3cr3t-token-value", "Basic s3cr3t-token-value",
-                                    "Bearer s3cr3t-token-value", "Basic " + "czNjcjN0LXRva2VuLXZhbHVl"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "s3cr3t-token-value",
+        "Token s3cr3t-token-value",
+        "Basic s3cr3t-token-value",
+        "Bearer s3cr3t-token-value",
+        "Basic " + "czNjcjN0LXRva2VuLXZhbHVl",
+    ],
+)
 def test_credentials_are_never_echoed(world: World, header: str) -> None:
     with world.client() as http:
         r = http.get(f"{P}/datasets", headers={"Authorization": header})

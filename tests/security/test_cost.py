@@ -43,12 +43,21 @@ def heavy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[
         yield url, built.key
 
 
-def test_statement_timeout_answers_4xx_and_healthz_answers_meanwhile(heavy: tuple[str, dict[str, str]]) -> None:
+def test_statement_timeout_answers_4xx_and_healthz_answers_meanwhile(
+    heavy: tuple[str, dict[str, str]],
+) -> None:
     url, key = heavy
     answer: list[httpx.Response] = []
-    worker = threading.Thread(target=lambda: answer.append(httpx.get(
-        f"{url}/api/v2/projects/bench/datasets/Default/count", params={"query": HEAVY},
-        headers=basic(key), timeout=120)))
+    worker = threading.Thread(
+        target=lambda: answer.append(
+            httpx.get(
+                f"{url}/api/v2/projects/bench/datasets/Default/count",
+                params={"query": HEAVY},
+                headers=basic(key),
+                timeout=120,
+            )
+        )
+    )
     worker.start()
     time.sleep(0.3)  # let the query reach the database
     probes = []
@@ -80,9 +89,14 @@ def test_long_polls_are_capped_per_caller(world: World) -> None:
     with world.client() as http:
         head = http.get("/api/v2/projects/pub", headers=key).json()["revision"]
         params = {"since": head, "wait": 10}  # long enough to be seen on a loaded machine
-        holders = [threading.Thread(target=lambda: httpx.get(f"{world.url}/api/v2/projects/pub/changes",
-                                                             params=params, headers=key, timeout=30))
-                   for _ in range(LONG_POLLS)]
+        holders = [
+            threading.Thread(
+                target=lambda: httpx.get(
+                    f"{world.url}/api/v2/projects/pub/changes", params=params, headers=key, timeout=30
+                )
+            )
+            for _ in range(LONG_POLLS)
+        ]
         for t in holders:
             t.start()
         refused = None
@@ -97,9 +111,15 @@ def test_long_polls_are_capped_per_caller(world: World) -> None:
         assert refused.json()["error"]["code"] == "too_many_requests"
         # another caller is not held back by this one; a poll without a wait takes no slot
         other = basic(world.keys["pub:editor"])
-        assert http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05},
-                        headers=other).status_code == 200
-        assert http.get("/api/v2/projects/pub/changes", params={"since": head}, headers=key).status_code == 200
+        assert (
+            http.get(
+                "/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05}, headers=other
+            ).status_code
+            == 200
+        )
+        assert (
+            http.get("/api/v2/projects/pub/changes", params={"since": head}, headers=key).status_code == 200
+        )
         for t in holders:
             t.join()
         r = http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05}, headers=key)

@@ -59,7 +59,10 @@ def test_keys_list_shows_ids_roles_and_use_never_secrets(world: World) -> None:
         http.get("/api/v2/projects/priv", headers=basic(world.keys["priv:viewer"]))
         r = http.get("/api/v2/projects/priv/keys", headers=basic(world.keys["priv:admin"]))
         assert r.status_code == 200, r.text
-        assert http.get("/api/v2/projects/priv/keys", headers=basic(world.keys["priv:editor"])).status_code == 403
+        assert (
+            http.get("/api/v2/projects/priv/keys", headers=basic(world.keys["priv:editor"])).status_code
+            == 403
+        )
     listed = {k["client_id"]: k for k in r.json()}
     viewer = listed[world.keys["priv:viewer"]["client_id"]]
     assert viewer["role"] == "viewer" and viewer["created_at"] and viewer["last_used_at"]
@@ -74,8 +77,12 @@ def test_keys_list_shows_ids_roles_and_use_never_secrets(world: World) -> None:
 
 def _serve_init(data: Path) -> tuple[str, str]:
     port = free_port()
-    proc = subprocess.Popen([*CLI, "serve", "--data", str(data), "--port", str(port), "--init"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--data", str(data), "--port", str(port), "--init"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -102,8 +109,11 @@ def test_serve_init_mints_one_key_into_a_private_file_and_never_prints_it(tmp_pa
     assert "none minted" in out2 and secret not in out2 + err2
     assert key_file.read_text().strip() == f"{client_id}:{secret}"
     with running_server(data) as url:
-        r = httpx.post(f"{url}/api/v2/projects", json={"string_id": "made"},
-                       headers=basic({"client_id": client_id, "client_secret": secret}))
+        r = httpx.post(
+            f"{url}/api/v2/projects",
+            json={"string_id": "made"},
+            headers=basic({"client_id": client_id, "client_secret": secret}),
+        )
         assert r.status_code == 201, r.text
 
 
@@ -112,15 +122,20 @@ def test_a_foreign_key_reads_public_projects_like_anyone(world: World) -> None:
     with world.client() as http:
         assert http.get("/api/v2/projects/pub/datasets", headers=foreign).status_code == 200
         assert http.get("/api/v2/projects/pub/datasets/Default/count", headers=foreign).json()["count"] >= 1
-        assert http.post("/api/v2/projects/pub/labels", json={"name": "x"}, headers=foreign).status_code == 403
+        assert (
+            http.post("/api/v2/projects/pub/labels", json={"name": "x"}, headers=foreign).status_code == 403
+        )
         assert http.get("/api/v2/projects/priv/datasets", headers=foreign).status_code == 403
         listed = {p["string_id"] for p in http.get("/api/v2/projects", headers=foreign).json()}
         assert listed == {"pub", "other"}
 
 
 def _signed_url(http: httpx.Client, world: World, headers: dict[str, str]) -> str:
-    r = http.post("/api/project/pub/user/u/file/list", json={"metadata": {"file_view_mode": "base"}},
-                  headers={**basic(world.keys["pub:viewer"]), **headers})
+    r = http.post(
+        "/api/project/pub/user/u/file/list",
+        json={"metadata": {"file_view_mode": "base"}},
+        headers={**basic(world.keys["pub:viewer"]), **headers},
+    )
     assert r.status_code == 200, r.text
     return next(f["image"]["url_signed"] for f in r.json()["file_list"] if f.get("image"))
 
@@ -134,8 +149,10 @@ def test_signed_links_ignore_the_host_header(world: World) -> None:
 
 @pytest.fixture(scope="module")
 def configured(world: World) -> Iterator[str]:
-    env = {"ANNOSTREAM_PUBLIC_URL": "https://data.example.com/base/",
-           "ANNOSTREAM_CORS_ORIGINS": "https://app.example.com"}
+    env = {
+        "ANNOSTREAM_PUBLIC_URL": "https://data.example.com/base/",
+        "ANNOSTREAM_CORS_ORIGINS": "https://app.example.com",
+    }
     with running_server(world.store_dir, env=env) as url:
         yield url
 
@@ -148,8 +165,10 @@ def test_signed_links_use_the_configured_public_url(world: World, configured: st
 
 def test_cors_is_closed_by_default(world: World) -> None:
     with world.client() as http:
-        r = http.options("/api/v2/projects/pub/datasets", headers={
-            "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"})
+        r = http.options(
+            "/api/v2/projects/pub/datasets",
+            headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"},
+        )
         assert "access-control-allow-origin" not in r.headers
         r = http.get("/api/v2/projects/pub/datasets", headers={"Origin": "https://app.example.com"})
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
@@ -158,7 +177,9 @@ def test_cors_is_closed_by_default(world: World) -> None:
 def test_cors_opens_only_to_configured_origins(configured: str) -> None:
     with httpx.Client(base_url=configured) as http:
         pre = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
-        r = http.options("/api/v2/projects/pub/datasets", headers={"Origin": "https://app.example.com", **pre})
+        r = http.options(
+            "/api/v2/projects/pub/datasets", headers={"Origin": "https://app.example.com", **pre}
+        )
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.com"
         r = http.options("/api/v2/projects/pub/datasets", headers={"Origin": "https://evil.example", **pre})
         assert r.headers.get("access-control-allow-origin") != "https://evil.example"

@@ -98,9 +98,16 @@ def _png() -> bytes:
 
 def request_for(world: World, method: str, path: str, project: str, n: int) -> dict[str, Any]:
     """A well-formed request for the route, aimed where an allowed caller does no harm."""
-    url = path.format(project=project, dataset="Default", file_id=NOWHERE, instance_id=NOWHERE,
-                      sha256=world.shas[project], name="no-such-tag", client_id="as_nosuchkey",
-                      username="u")
+    url = path.format(
+        project=project,
+        dataset="Default",
+        file_id=NOWHERE,
+        instance_id=NOWHERE,
+        sha256=world.shas[project],
+        name="no-such-tag",
+        client_id="as_nosuchkey",
+        username="u",
+    )
     req: dict[str, Any] = {"method": method, "url": url}
     if path.endswith("/files"):
         req["files"] = {"file": (f"m{n}.txt", b"hello", "text/plain")}
@@ -126,8 +133,11 @@ def request_for(world: World, method: str, path: str, project: str, n: int) -> d
             "/api/v2/projects/{project}/datasets": {"name": f"matrix{n}"},
             "/api/v2/projects/{project}/items:batch": {"ids": [NOWHERE]},
             "/api/v2/projects/{project}/files/{file_id}/instances": {"instances": []},
-            "/api/v2/projects/{project}/datasets/{dataset}/import": {"images": [], "annotations": [],
-                                                                      "categories": []},
+            "/api/v2/projects/{project}/datasets/{dataset}/import": {
+                "images": [],
+                "annotations": [],
+                "categories": [],
+            },
             "/api/v2/projects/{project}/tags": {"name": f"matrix{n}"},
             "/api/project/{project}/user/{username}/file/list": {"metadata": {}},
             "/api/v1/project/{project}/file/exists": {"file_id_list": [NOWHERE]},
@@ -143,12 +153,17 @@ def test_authorization_matrix(world: World, method: str, path: str) -> None:
     with world.client() as http:
         for project in VISIBILITY:
             for n, caller in enumerate(CALLERS):
-                r = http.request(**request_for(world, method, path, project, n),
-                                 headers=world.headers(caller, project))
+                r = http.request(
+                    **request_for(world, method, path, project, n), headers=world.headers(caller, project)
+                )
                 want = expected(need, caller, project)
-                ok = (r.status_code not in (401, 403) and r.status_code < 500) if want is None \
+                ok = (
+                    (r.status_code not in (401, 403) and r.status_code < 500)
+                    if want is None
                     else r.status_code == want
+                )
                 if not ok:
-                    wrong.append(f"{caller}@{project}: {r.status_code} (want {want or 'allowed'}) "
-                                 f"{r.text[:120]}")
+                    wrong.append(
+                        f"{caller}@{project}: {r.status_code} (want {want or 'allowed'}) {r.text[:120]}"
+                    )
     assert not wrong, "\n".join(wrong)

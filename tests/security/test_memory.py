@@ -34,20 +34,33 @@ def rss(world: World) -> Iterator[psutil.Process]:
     yield psutil.Process(pid)
 
 
-@pytest.mark.parametrize("case", ["anonymous blob PUT", "anonymous JSON import", "anonymous multipart",
-                                  "editor JSON import over the cap"])
+@pytest.mark.parametrize(
+    "case",
+    ["anonymous blob PUT", "anonymous JSON import", "anonymous multipart", "editor JSON import over the cap"],
+)
 def test_oversized_bodies_leave_memory_flat(world: World, rss: psutil.Process, case: str) -> None:
     start = rss.memory_info().rss
     headers = {"Content-Type": "application/octet-stream"}
     requests = {
         "anonymous blob PUT": ("PUT", "/api/v2/projects/priv/blobs", 600, headers),
-        "anonymous JSON import": ("POST", "/api/v2/projects/priv/datasets/Default/import", 40,
-                                  {"Content-Type": "application/json"}),
-        "anonymous multipart": ("POST", "/api/v2/projects/priv/datasets/Default/files", 400,
-                                {"Content-Type": "multipart/form-data; boundary=x"}),
-        "editor JSON import over the cap": ("POST", "/api/v2/projects/priv/datasets/Default/import", 600,
-                                            {"Content-Type": "application/json",
-                                             **basic(world.keys["priv:editor"])}),
+        "anonymous JSON import": (
+            "POST",
+            "/api/v2/projects/priv/datasets/Default/import",
+            40,
+            {"Content-Type": "application/json"},
+        ),
+        "anonymous multipart": (
+            "POST",
+            "/api/v2/projects/priv/datasets/Default/files",
+            400,
+            {"Content-Type": "multipart/form-data; boundary=x"},
+        ),
+        "editor JSON import over the cap": (
+            "POST",
+            "/api/v2/projects/priv/datasets/Default/import",
+            600,
+            {"Content-Type": "application/json", **basic(world.keys["priv:editor"])},
+        ),
     }
     method, url, mib, sent_headers = requests[case]
     with httpx.Client(base_url=world.url, timeout=120) as http:

@@ -18,8 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from annostream.formats.coco import read_coco
 from annostream.client.transports import EmbeddedTransport
+from annostream.formats.coco import read_coco
 from annostream.server.app import create_app
 from annostream.server.launch import running_server
 from annostream.store import Store
@@ -35,14 +35,17 @@ SEMANTIC = [positive_data_acceptance, negative_data_rejection]
 
 
 @pytest.fixture(scope="session")
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory,
-                new_store_dir: Callable[[Path], Path]) -> Iterator[tuple[str, dict[str, str]]]:
+def fuzz_target(
+    tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
+) -> Iterator[tuple[str, dict[str, str]]]:
     root = tmp_path_factory.mktemp("fuzz")
     store_dir = new_store_dir(root / "store")
     local = EmbeddedTransport(store_dir)
     admin = local.create_project("fuzz", None, True)["admin_key"]
     ann = make_coco(root / "coco", 3, seed=3)
-    local.import_source("fuzz", "Default", read_coco(json.loads(ann.read_text()), root / "coco" / "images"), "coco")
+    local.import_source(
+        "fuzz", "Default", read_coco(json.loads(ann.read_text()), root / "coco" / "images"), "coco"
+    )
     with running_server(store_dir) as url:
         yield url, admin
 
@@ -61,8 +64,7 @@ schema = schemathesis.openapi.from_dict(_openapi())
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_500_and_responses_conform(case, fuzz_target) -> None:  # type: ignore[no-untyped-def]
     url, admin = fuzz_target
     if case.path_parameters and "project" in case.path_parameters:

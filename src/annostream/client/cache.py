@@ -100,8 +100,11 @@ class DiskBlobCache:
         """sha -> size of what is on disk, oldest first (read once per process)."""
         if self._sizes is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            entries = [(p.stat().st_mtime, p.name, p.stat().st_size)
-                       for p in self.root.glob("??/*") if len(p.name) == 64]
+            entries = [
+                (p.stat().st_mtime, p.name, p.stat().st_size)
+                for p in self.root.glob("??/*")
+                if len(p.name) == 64
+            ]
             self._sizes = {name: size for _, name, size in sorted(entries)}
         return self._sizes
 

@@ -64,8 +64,10 @@ def explorer_base(project: Project) -> str:
     """Where ``project``'s server serves the explorer; a local store has no server."""
     host = getattr(project.transport, "host", None)
     if not isinstance(host, str) or not host.startswith(("http://", "https://")):
-        raise ValueError(f"{project!r} is a local store with no server to show it: run "
-                         "`annostream serve --data <folder>` and open it over http")
+        raise ValueError(
+            f"{project!r} is a local store with no server to show it: run "
+            "`annostream serve --data <folder>` and open it over http"
+        )
     return host.rstrip("/") + "/explore"
 
 
@@ -80,10 +82,19 @@ def _and(a: str | None, b: str | None) -> str | None:
 class Dataset:
     """A lazy view of a dataset: ``len(ds)``, ``ds[7]``, ``ds[10:20]``, ``for s in ds``."""
 
-    def __init__(self, project: Project, name: str, *, query: str | None = None,
-                 as_of: int | None = None, ids: np.ndarray | None = None,
-                 batch_size: int = 64, prefetch: int = 4, decode: Decode = "pil",
-                 progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        name: str,
+        *,
+        query: str | None = None,
+        as_of: int | None = None,
+        ids: np.ndarray | None = None,
+        batch_size: int = 64,
+        prefetch: int = 4,
+        decode: Decode = "pil",
+        progress: bool | None = None,
+    ) -> None:
         self.project = project
         self.name = name
         self.query = query
@@ -106,8 +117,9 @@ class Dataset:
     def _resolve(self) -> np.ndarray:
         if self._ids is None:
             with waiting(f"reading the id list of {self!r}", self.progress):
-                ids, rev = self.project.transport.ids(self.project.string_id, self.name, self.query,
-                                                      self._as_of)
+                ids, rev = self.project.transport.ids(
+                    self.project.string_id, self.name, self.query, self._as_of
+                )
             self._ids, self._as_of = ids, rev
         return self._ids
 
@@ -123,8 +135,9 @@ class Dataset:
         if self._ids is not None or self.project.disk_cache is not None:
             return None
         if self._first is None:
-            pairs, rev = self.project.transport.page(self.project.string_id, self.name, self.query,
-                                                     self._as_of, None, self.batch_size, True)
+            pairs, rev = self.project.transport.page(
+                self.project.string_id, self.name, self.query, self._as_of, None, self.batch_size, True
+            )
             self._first, self._as_of = cast("list[tuple[Item, bytes | None]]", pairs), rev
             if len(pairs) < self.batch_size:
                 self._ids = np.array([item["id"] for item, _ in pairs], dtype=np.int64)
@@ -140,21 +153,34 @@ class Dataset:
         assert self._as_of is not None
         return self._as_of
 
-    def derive(self, *, query: str | None = None, as_of: int | None = None,
-               ids: np.ndarray | None = None) -> Dataset:
+    def derive(
+        self, *, query: str | None = None, as_of: int | None = None, ids: np.ndarray | None = None
+    ) -> Dataset:
         """Another view of this dataset (query, revision, optional explicit ids) read with
         this view's batch, prefetch and decode settings."""
-        return Dataset(self.project, self.name, query=query, as_of=as_of, ids=ids,
-                       batch_size=self.batch_size, prefetch=self.prefetch, decode=self.decode,
-                       progress=self.progress)
+        return Dataset(
+            self.project,
+            self.name,
+            query=query,
+            as_of=as_of,
+            ids=ids,
+            batch_size=self.batch_size,
+            prefetch=self.prefetch,
+            decode=self.decode,
+            progress=self.progress,
+        )
 
     def slice(self, query: str) -> Dataset:
         """A lazy view of the files that also match ``query`` (evaluated by the server)."""
         if self._explicit_ids:
-            matching, _ = self.project.transport.ids(self.project.string_id, self.name,
-                                                     _and(self.query, query), self.revision)
-            return self.derive(query=_and(self.query, query), as_of=self.revision,
-                                ids=np.intersect1d(self.ids, matching, assume_unique=True))
+            matching, _ = self.project.transport.ids(
+                self.project.string_id, self.name, _and(self.query, query), self.revision
+            )
+            return self.derive(
+                query=_and(self.query, query),
+                as_of=self.revision,
+                ids=np.intersect1d(self.ids, matching, assume_unique=True),
+            )
         return self.derive(query=_and(self.query, query), as_of=self._as_of)
 
     def snapshot(self) -> Dataset:
@@ -167,8 +193,14 @@ class Dataset:
             revision = self.project.resolve_revision(revision)
         return self.derive(query=self.query, as_of=revision)
 
-    def with_options(self, *, batch_size: int | None = None, prefetch: int | None = None,
-                     decode: Decode | str = "keep", progress: bool | None | str = "keep") -> Dataset:
+    def with_options(
+        self,
+        *,
+        batch_size: int | None = None,
+        prefetch: int | None = None,
+        decode: Decode | str = "keep",
+        progress: bool | str | None = "keep",
+    ) -> Dataset:
         """The same view read with other batch, prefetch, decode or progress-bar settings."""
         view = self.derive(query=self.query, as_of=self._as_of, ids=self._ids)
         view._explicit_ids = self._explicit_ids
@@ -190,9 +222,16 @@ class Dataset:
         for a dataset and its query slices; a view of picked ids (``ds[10:20]``) has none."""
         if self._explicit_ids:
             raise ValueError("label_counts counts a dataset or a query slice, not a view of picked ids")
-        reply = self.project.transport.call("label_counts", project=self.project.string_id,
-                                            dataset=self.name, query=self.query, as_of=self.revision)
-        return {row["name"]: {"files": row["files"], "instances": row["instances"]} for row in reply["labels"]}
+        reply = self.project.transport.call(
+            "label_counts",
+            project=self.project.string_id,
+            dataset=self.name,
+            query=self.query,
+            as_of=self.revision,
+        )
+        return {
+            row["name"]: {"files": row["files"], "instances": row["instances"]} for row in reply["labels"]
+        }
 
     def count(self) -> int:
         """Number of files in the view, counted by the server without listing ids."""
@@ -229,8 +268,7 @@ class Dataset:
             return self.fetch([int(ids[i])])[0]
         raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
 
-    def fetch_raw(self, file_ids: list[int], *,
-                  keep: bool = True) -> list[tuple[Item, bytes | None]]:
+    def fetch_raw(self, file_ids: list[int], *, keep: bool = True) -> list[tuple[Item, bytes | None]]:
         """(item, blob) for ``file_ids`` at this view's revision, through the byte cache.
 
         ``keep=False`` reads the cache without filling it (a sequential pass would only
@@ -270,8 +308,10 @@ class Dataset:
 
         if disk is None:
             return items(file_ids, True)
-        pairs = [(item, disk.get(sha) if (sha := item["file"]["sha256"]) else None)
-                 for item, _ in items(file_ids, False)]
+        pairs = [
+            (item, disk.get(sha) if (sha := item["file"]["sha256"]) else None)
+            for item, _ in items(file_ids, False)
+        ]
         lacking = [item["id"] for item, blob in pairs if blob is None and item["file"]["sha256"]]
         if not lacking:
             return pairs
@@ -289,7 +329,7 @@ class Dataset:
     def iter_raw(self, positions: np.ndarray | None = None) -> Iterator[tuple[Item, bytes | None]]:
         """(item, blob) pairs for the given positions (all, in order, by default), read ahead."""
         ids = self.ids if positions is None else self.ids[positions]
-        batches = (ids[i:i + self.batch_size].tolist() for i in range(0, len(ids), self.batch_size))
+        batches = (ids[i : i + self.batch_size].tolist() for i in range(0, len(ids), self.batch_size))
         for batch in prefetch(partial(self.fetch_raw, keep=False), batches, self.prefetch):
             yield from batch
 
@@ -301,8 +341,14 @@ class Dataset:
         for item, blob in self.iter_raw(rest):
             yield make_sample(item, blob, self.decode)
 
-    def export(self, path: str | os.PathLike[str], format: str = "json", *,  # noqa: A002
-               images: bool | str = True, progress: ProgressArg = None) -> dict[str, Any]:
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: str = "json",  # noqa: A002
+        *,
+        images: bool | str = True,
+        progress: ProgressArg = None,
+    ) -> dict[str, Any]:
         """Write this view as a static export into the folder ``path``; returns its manifest.
 
         ``format``: json (annostream JSON Lines), coco, diffgram, yolo, yolo-seg. ``images``:
@@ -317,17 +363,21 @@ class Dataset:
         from annostream.fsguard import undone_on_failure
 
         with undone_on_failure(path), reporter(f"exporting {self.name} ({format})", progress) as report:
-            return self.project.transport.export(self.project.string_id, self.name, format, Path(path),
-                                                 self.query, self._as_of, images, report)
+            return self.project.transport.export(
+                self.project.string_id, self.name, format, Path(path), self.query, self._as_of, images, report
+            )
 
     def _check_whole(self, what: str) -> None:
         """An index range (``ds[a:b]``) has no query to name it by: refuse to ``what`` it."""
         if self._explicit_ids:
-            whole, _ = self.project.transport.count(self.project.string_id, self.name, self.query,
-                                                    self.revision)
+            whole, _ = self.project.transport.count(
+                self.project.string_id, self.name, self.query, self.revision
+            )
             if whole != len(self.ids):
-                raise ValueError(f"{what} works on a dataset, a query slice or a snapshot; an index "
-                                 f"range (ds[a:b]) has no query to {what} it by")
+                raise ValueError(
+                    f"{what} works on a dataset, a query slice or a snapshot; an index "
+                    f"range (ds[a:b]) has no query to {what} it by"
+                )
 
     # --- looking at it -------------------------------------------------------------------
 
@@ -338,7 +388,9 @@ class Dataset:
 
         self._check_whole("explore")
         base = explorer_base(self.project)
-        params = urlencode({k: v for k, v in (("q", self.query), ("as_of", self.revision)) if v not in (None, "")})
+        params = urlencode(
+            {k: v for k, v in (("q", self.query), ("as_of", self.revision)) if v not in (None, "")}
+        )
         url = f"{base}/p/{quote(self.project.string_id, safe='')}/d/{quote(self.name)}?{params}"
         print(url)
         return url
@@ -363,8 +415,16 @@ class Dataset:
         """
         from annostream.client.uploads import items_source, run_import
 
-        return run_import(self.project.transport, self.project.string_id, self.name, items_source(items),
-                          "files", progress, duplicates, description="uploading")
+        return run_import(
+            self.project.transport,
+            self.project.string_id,
+            self.name,
+            items_source(items),
+            "files",
+            progress,
+            duplicates,
+            description="uploading",
+        )
 
     # --- videos: frames and clips (annostream.client.frames) ------------------------------
 
@@ -383,8 +443,15 @@ class Dataset:
 
     # --- training frameworks (annostream.integrations, imported on first use) ------------
 
-    def to_pytorch(self, transform: Any = None, target: Any = None, decode: Any = "pil", *,
-                   iterable: bool = False, **options: Any) -> Any:
+    def to_pytorch(
+        self,
+        transform: Any = None,
+        target: Any = None,
+        decode: Any = "pil",
+        *,
+        iterable: bool = False,
+        **options: Any,
+    ) -> Any:
         """This view as a torch Dataset (map-style), or with ``iterable=True`` a sharded,
         resumable IterableDataset; see ``annostream.integrations.torch.to_pytorch``."""
         require("torch", "to_pytorch()")
@@ -392,8 +459,7 @@ class Dataset:
 
         return to_pytorch(self, transform, target, decode, iterable=iterable, **options)
 
-    def stream(self, transform: Any = None, target: Any = None, decode: Any = "pil",
-               **options: Any) -> Any:
+    def stream(self, transform: Any = None, target: Any = None, decode: Any = "pil", **options: Any) -> Any:
         """``to_pytorch(iterable=True, ...)``: sharded by rank and worker, shuffled per epoch."""
         return self.to_pytorch(transform, target, decode, iterable=True, **options)
 
@@ -413,8 +479,7 @@ class Dataset:
 
     # --- revisions: follow mode and saved copies -------------------------------------
 
-    def follow(self, since: Cursor | int | None = None, query: str | None = None,
-               **options: Any) -> Follow:
+    def follow(self, since: Cursor | int | None = None, query: str | None = None, **options: Any) -> Follow:
         """Change events of this view (and ``query``) after ``since``, in commit order.
 
         ``since`` defaults to the revision this view reads, so reading a view and then
@@ -427,8 +492,9 @@ class Dataset:
         start = self.revision if since is None else since
         return Follow(self, start, query=_and(self.query, query), **options)
 
-    def follow_items(self, since: Cursor | int | None = None, query: str | None = None,
-                     **options: Any) -> Iterator[Sample]:
+    def follow_items(
+        self, since: Cursor | int | None = None, query: str | None = None, **options: Any
+    ) -> Iterator[Sample]:
         """Samples of files as they are added or re-annotated, each read at its commit."""
         from annostream.client.follow import follow_samples
 

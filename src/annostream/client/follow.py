@@ -45,9 +45,18 @@ class Follow(Iterator[Event]):
     that cannot be reached is retried with backoff for ``reconnect_for`` seconds.
     """
 
-    def __init__(self, dataset: Dataset, since: Cursor | int, *, query: str | None = None,
-                 wait: float = 10.0, page_size: int = 1000, until: int | None = None,
-                 idle_timeout: float | None = None, reconnect_for: float = 60.0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        since: Cursor | int,
+        *,
+        query: str | None = None,
+        wait: float = 10.0,
+        page_size: int = 1000,
+        until: int | None = None,
+        idle_timeout: float | None = None,
+        reconnect_for: float = 60.0,
+    ) -> None:
         self.dataset = dataset
         self.query = query
         self.wait = wait
@@ -84,8 +93,9 @@ class Follow(Iterator[Event]):
         delay = 0.2
         while True:
             try:
-                page = project.transport.changes(project.string_id, self._cursor.rev, wait,
-                                                 self.dataset.name, self.query, self.page_size)
+                page = project.transport.changes(
+                    project.string_id, self._cursor.rev, wait, self.dataset.name, self.query, self.page_size
+                )
                 return cast("ChangePage", page)
             except TransportError:
                 if time.monotonic() - started > self.reconnect_for:
@@ -164,8 +174,7 @@ def follow_raw(follow: Follow) -> Iterator[tuple[Event, Item, bytes | None]]:
         if not wanted:
             continue
         ids = [e["file_id"] for e in wanted]
-        view = follow.dataset.derive(query=None, as_of=commit[0]["rev"],
-                                      ids=np.asarray(ids, dtype=np.int64))
+        view = follow.dataset.derive(query=None, as_of=commit[0]["rev"], ids=np.asarray(ids, dtype=np.int64))
         for event, (item, blob) in zip(wanted, view.fetch_raw(ids), strict=True):
             yield event, item, blob
 

@@ -26,21 +26,36 @@ if TYPE_CHECKING:
 
 def frame_target(item: dict[str, Any], frame_number: int) -> dict[str, Any]:
     """Columns of the instances on one frame: boxes [N, 4], labels, label_ids, track_ids."""
-    on = cast(Item, {"id": item["id"], "file": item["file"],
-                     "instances": on_frame(item["instances"], frame_number)})
+    on = cast(
+        Item, {"id": item["id"], "file": item["file"], "instances": on_frame(item["instances"], frame_number)}
+    )
     sample = make_sample(on, None, None)
     spatial = [i for i in sample["instances"] if i["bbox"] is not None]
-    return {"frame_number": frame_number, "boxes": sample["boxes"], "labels": sample["labels"],
-            "label_ids": sample["label_ids"], "instances": sample["instances"],
-            "track_ids": np.array([-1 if i["track_id"] is None else i["track_id"] for i in spatial
-                                   if i["type"] != "tag"], dtype=np.int64)}
+    return {
+        "frame_number": frame_number,
+        "boxes": sample["boxes"],
+        "labels": sample["labels"],
+        "label_ids": sample["label_ids"],
+        "instances": sample["instances"],
+        "track_ids": np.array(
+            [-1 if i["track_id"] is None else i["track_id"] for i in spatial if i["type"] != "tag"],
+            dtype=np.int64,
+        ),
+    }
 
 
 class _Units(ABC):
     """What frame and clip views share: the pinned view, the units, items and decoders."""
 
-    def __init__(self, view: Dataset, units: np.ndarray, *, interpolate: bool = False,
-                 video_cache: VideoCache | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        view: Dataset,
+        units: np.ndarray,
+        *,
+        interpolate: bool = False,
+        video_cache: VideoCache | None = None,
+        batch_size: int = 64,
+    ) -> None:
         self.view = view
         self.units = units
         self.interpolate = interpolate
@@ -75,7 +90,9 @@ class _Units(ABC):
         """Frame ``k`` of the video ``item`` as RGB uint8 [H, W, 3]."""
         file = item["file"]
         project = self.view.project
-        decoder = self.video_cache.decoder(file, lambda: project.transport.blob(project.string_id, file["sha256"]))
+        decoder = self.video_cache.decoder(
+            file, lambda: project.transport.blob(project.string_id, file["sha256"])
+        )
         return decoder.frame(k)
 
     @abstractmethod
@@ -91,7 +108,7 @@ class _Units(ABC):
     def iter_raw(self, positions: np.ndarray | None = None) -> Iterator[tuple[dict[str, Any], None]]:
         order = self.ids if positions is None else np.asarray(positions)
         for start in range(0, len(order), self.batch_size):
-            yield from self.fetch_raw(order[start:start + self.batch_size].tolist())
+            yield from self.fetch_raw(order[start : start + self.batch_size].tolist())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self.units)
@@ -104,8 +121,9 @@ class _Units(ABC):
         for sample, _ in self.iter_raw():
             yield sample
 
-    def to_pytorch(self, transform: Any = None, target: Any = None, *, iterable: bool = False,
-                   **options: Any) -> Any:
+    def to_pytorch(
+        self, transform: Any = None, target: Any = None, *, iterable: bool = False, **options: Any
+    ) -> Any:
         """A torch Dataset of these units (map-style), or a sharded, resumable stream."""
         from annostream.integrations.clips import to_pytorch
 
@@ -127,8 +145,12 @@ class FrameView(_Units):
     track_ids, instances, events}``, one per selected frame."""
 
     def sample(self, item: dict[str, Any], k: int) -> dict[str, Any]:
-        return {"image": self.frame(item, k), "file": item["file"],
-                "events": events_in(item["instances"], k, k), **frame_target(item, k)}
+        return {
+            "image": self.frame(item, k),
+            "file": item["file"],
+            "events": events_in(item["instances"], k, k),
+            **frame_target(item, k),
+        }
 
     def __repr__(self) -> str:
         return f"<FrameView {len(self)} frames of {self.view!r}>"
@@ -144,10 +166,14 @@ class ClipView(_Units):
 
     def sample(self, item: dict[str, Any], k: int) -> dict[str, Any]:
         numbers = list(range(k, k + self.length))
-        return {"clip": np.stack([self.frame(item, n) for n in numbers]), "file": item["file"],
-                "start": k, "frame_numbers": np.array(numbers, dtype=np.int64),
-                "targets": [frame_target(item, n) for n in numbers],
-                "events": events_in(item["instances"], numbers[0], numbers[-1])}
+        return {
+            "clip": np.stack([self.frame(item, n) for n in numbers]),
+            "file": item["file"],
+            "start": k,
+            "frame_numbers": np.array(numbers, dtype=np.int64),
+            "targets": [frame_target(item, n) for n in numbers],
+            "events": events_in(item["instances"], numbers[0], numbers[-1]),
+        }
 
     def __repr__(self) -> str:
         return f"<ClipView {len(self)} clips of {self.length} frames of {self.view!r}>"
@@ -155,21 +181,34 @@ class ClipView(_Units):
 
 def _frame_ids(view: Dataset, query: str | None, step: int) -> np.ndarray:
     project = view.project
-    pairs, _ = project.transport.frame_ids(project.string_id, view.name, view.query, query,
-                                           view.revision, step)
+    pairs, _ = project.transport.frame_ids(
+        project.string_id, view.name, view.query, query, view.revision, step
+    )
     if view._explicit_ids:  # an index range of the view: its own files only
         pairs = pairs[np.isin(pairs[:, 0], view.ids)]
     return pairs
 
 
-def frames(view: Dataset, query: str | None = None, *, step: int = 1, interpolate: bool = False,
-           video_cache: VideoCache | None = None) -> FrameView:
+def frames(
+    view: Dataset,
+    query: str | None = None,
+    *,
+    step: int = 1,
+    interpolate: bool = False,
+    video_cache: VideoCache | None = None,
+) -> FrameView:
     """Every ``step``-th frame of the view's videos for which the frame query holds."""
     return FrameView(view, _frame_ids(view, query, step), interpolate=interpolate, video_cache=video_cache)
 
 
-def clips(view: Dataset, length: int = 16, stride: int = 8, *, interpolate: bool = False,
-          video_cache: VideoCache | None = None) -> ClipView:
+def clips(
+    view: Dataset,
+    length: int = 16,
+    stride: int = 8,
+    *,
+    interpolate: bool = False,
+    video_cache: VideoCache | None = None,
+) -> ClipView:
     """Clips of ``length`` consecutive frames, starting every ``stride`` frames, of each video
     of the view (a video shorter than ``length`` gives none)."""
     if length < 1 or stride < 1:
@@ -178,7 +217,7 @@ def clips(view: Dataset, length: int = 16, stride: int = 8, *, interpolate: bool
     starts = []
     if len(pairs):
         file_ids, counts = np.unique(pairs[:, 0], return_counts=True)
-        for file_id, count in zip(file_ids.tolist(), counts.tolist()):
+        for file_id, count in zip(file_ids.tolist(), counts.tolist(), strict=True):
             starts += [(file_id, s) for s in range(0, count - length + 1, stride)]
     units = np.array(starts, dtype=np.int64).reshape(-1, 2)
     return ClipView(view, units, length, interpolate=interpolate, video_cache=video_cache)

@@ -24,9 +24,9 @@ def verified_blob(sha256: str | None, data: bytes) -> bytes:
     return data
 
 
-def verified_frames(body: bytes, ids: list[int]) -> list[tuple[dict[str, Any], bytes | None]]:
-    """Every (item, blob) of a framed batch asking for ``ids``, each blob checked against its
-    item's sha256."""
+def verified_frames(body: bytes, ids: list[int] | None) -> list[tuple[dict[str, Any], bytes | None]]:
+    """Every (item, blob) of a framed batch asking for ``ids`` (None: a page, whose ids are not
+    known before it comes), each blob checked against its item's sha256."""
     try:
         pairs = list(frames.decode(body))
     except frames.Truncated as exc:
@@ -39,6 +39,6 @@ def verified_frames(body: bytes, ids: list[int]) -> list[tuple[dict[str, Any], b
             raise Corrupt(f"item {item.get('id')}: blob and sha256 disagree on whether there is a blob")
         if blob is not None:
             verified_blob(file["sha256"], blob)
-    if sorted(item["id"] for item, _ in pairs) != sorted(set(ids)):
+    if ids is not None and sorted(item["id"] for item, _ in pairs) != sorted(set(ids)):
         raise Corrupt(f"framed batch holds {len(pairs)} items for {len(set(ids))} asked for")
     return pairs

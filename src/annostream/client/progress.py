@@ -57,10 +57,19 @@ class _Bar:
             TransferSpeedColumn,
         )
 
-        counts = ((MofNCompleteColumn(), TimeRemainingColumn()) if total is not None
-                  else (DownloadColumn(), TransferSpeedColumn()))
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), *counts, TimeElapsedColumn(),
-                            console=Console(stderr=True), transient=True)
+        counts = (
+            (MofNCompleteColumn(), TimeRemainingColumn())
+            if total is not None
+            else (DownloadColumn(), TransferSpeedColumn())
+        )
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            *counts,
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self.bar.start()
         self.task = self.bar.add_task(self.description, total=total)
 

@@ -45,15 +45,25 @@ class Project:
     minute, enough to ride out a server restart; a server never reached fails in 2 s.
     """
 
-    def __init__(self, project_string_id: str, client_id: str | None = None,
-                 client_secret: str | None = None, host: str | None = None, *,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, transport: Transport | None = None,
-                 disk_cache: str | os.PathLike[str] | None = None,
-                 disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES, retry: Retry | None = None) -> None:
+    def __init__(
+        self,
+        project_string_id: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        host: str | None = None,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        transport: Transport | None = None,
+        disk_cache: str | os.PathLike[str] | None = None,
+        disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES,
+        retry: Retry | None = None,
+    ) -> None:
         self.string_id = project_string_id
         self.host = host or os.environ.get("ANNOSTREAM_HOST")
         if transport is not None and retry is not None:
-            raise TypeError("retry= configures the transport Project makes; give it to your transport instead")
+            raise TypeError(
+                "retry= configures the transport Project makes; give it to your transport instead"
+            )
         self.transport = transport or connect(self.host, client_id, client_secret, retry)
         self.cache = ByteLRU(cache_bytes)
         self.disk_cache = DiskBlobCache(disk_cache, disk_cache_bytes) if disk_cache else None
@@ -95,34 +105,49 @@ class Project:
     def create_label(self, name: str, color: str | None = None) -> dict[str, Any]:
         return self.transport.create_label(self.string_id, name, color)
 
-    def create_attribute_group(self, name: str, kind: str = "select",
-                               options: list[str] | None = None) -> dict[str, Any]:
+    def create_attribute_group(
+        self, name: str, kind: str = "select", options: list[str] | None = None
+    ) -> dict[str, Any]:
         return self.transport.create_attribute_group(self.string_id, name, kind, options or [])
 
-    def upload(self, dataset: str, path: str | os.PathLike[str] | None = None, *,
-               data: bytes | None = None, filename: str | None = None,
-               instances: list[dict[str, Any]] | None = None,
-               metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def upload(
+        self,
+        dataset: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        data: bytes | None = None,
+        filename: str | None = None,
+        instances: list[dict[str, Any]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Upload one image (or UTF-8 text) with its instances into ``dataset``: one commit."""
         if data is None:
             if path is None:
                 raise ValueError("give a path or data")
             data = Path(path).read_bytes()
         name = filename or (Path(path).name if path is not None else "upload")
-        return self.transport.upload_file(self.string_id, dataset, name, data, instances or [],
-                                          metadata or {})
+        return self.transport.upload_file(
+            self.string_id, dataset, name, data, instances or [], metadata or {}
+        )
 
-    def write_instances(self, file_id: int, instances: list[dict[str, Any]], *,
-                        replace: bool = False) -> dict[str, Any]:
+    def write_instances(
+        self, file_id: int, instances: list[dict[str, Any]], *, replace: bool = False
+    ) -> dict[str, Any]:
         return self.transport.write_instances(self.string_id, file_id, instances, replace)
 
     def delete_instance(self, instance_id: int) -> dict[str, Any]:
         return self.transport.delete_instance(self.string_id, instance_id)
 
-    def import_coco(self, annotations: str | os.PathLike[str] | dict[str, Any],
-                    images_dir: str | os.PathLike[str], dataset: str = "Default",
-                    progress: Any = None, *, shapes: str = "auto",
-                    duplicates: str = "skip") -> dict[str, Any]:
+    def import_coco(
+        self,
+        annotations: str | os.PathLike[str] | dict[str, Any],
+        images_dir: str | os.PathLike[str],
+        dataset: str = "Default",
+        progress: Any = None,
+        *,
+        shapes: str = "auto",
+        duplicates: str = "skip",
+    ) -> dict[str, Any]:
         """Import a COCO file and its images into ``dataset`` as one commit (or nothing).
 
         ``shapes``: ``auto`` (polygons where a segmentation has them, keypoints, else boxes),
@@ -132,12 +157,21 @@ class Project:
         """
         from annostream.formats.coco import read_coco
 
-        source = read_coco(annotations if isinstance(annotations, dict) else Path(annotations),
-                           Path(images_dir), shapes)
+        source = read_coco(
+            annotations if isinstance(annotations, dict) else Path(annotations), Path(images_dir), shapes
+        )
         return run_import(self.transport, self.string_id, dataset, source, "coco", progress, duplicates)
 
-    def import_format(self, format: str, path: str | os.PathLike[str], dataset: str = "Default",  # noqa: A002
-                      progress: Any = None, *, duplicates: str = "skip", **options: Any) -> dict[str, Any]:
+    def import_format(
+        self,
+        format: str,  # noqa: A002
+        path: str | os.PathLike[str],
+        dataset: str = "Default",
+        progress: Any = None,
+        *,
+        duplicates: str = "skip",
+        **options: Any,
+    ) -> dict[str, Any]:
         """Import a static export into ``dataset`` as one commit (or nothing).
 
         ``format``: coco (``images=``, ``shapes=``), json (an annostream JSON export folder
@@ -150,14 +184,26 @@ class Project:
         source = read_source(format, path, **options)
         return run_import(self.transport, self.string_id, dataset, source, format, progress, duplicates)
 
-    def import_images(self, folder: str | os.PathLike[str], dataset: str = "Default", *,
-                      labels_from_folders: bool = False, progress: Any = None,
-                      duplicates: str = "skip") -> dict[str, Any]:
+    def import_images(
+        self,
+        folder: str | os.PathLike[str],
+        dataset: str = "Default",
+        *,
+        labels_from_folders: bool = False,
+        progress: Any = None,
+        duplicates: str = "skip",
+    ) -> dict[str, Any]:
         """Every image below ``folder`` into ``dataset`` in one commit; with
         ``labels_from_folders`` an ImageFolder tree (``folder/<class>/<image>``) gives each
         image its class as a tag, the labels created as needed."""
-        return self.import_format("images", folder, dataset, progress, duplicates=duplicates,
-                                  labels_from_folders=labels_from_folders)
+        return self.import_format(
+            "images",
+            folder,
+            dataset,
+            progress,
+            duplicates=duplicates,
+            labels_from_folders=labels_from_folders,
+        )
 
     # --- revisions -----------------------------------------------------------------------
 

@@ -66,8 +66,9 @@ def _legend(instances: list[dict[str, Any]]) -> str:
     for inst in instances:
         if inst.get("label") and inst["label"] not in seen:
             seen[inst["label"]] = overlay.label_color(inst.get("label_id"))
-    return " ".join(f'<span style="color:{color}">&#9632;</span>&#160;{html.escape(name)}'
-                    for name, color in seen.items())
+    return " ".join(
+        f'<span style="color:{color}">&#9632;</span>&#160;{html.escape(name)}' for name, color in seen.items()
+    )
 
 
 def sample_svg(sample: Mapping[str, Any], side: int = SAMPLE_SIDE) -> str:
@@ -82,11 +83,13 @@ def sample_html(sample: Mapping[str, Any]) -> str:
     f = sample.get("file") or {}
     instances = sample.get("instances") or []
     picture = sample_svg(sample)
-    return (f'<figure class="annostream-sample" style="margin:0;max-width:{SAMPLE_SIDE}px">'
-            f'<div style="max-width:{SAMPLE_SIDE}px">{picture}</div>'
-            f'<figcaption style="font:12px sans-serif">{html.escape(str(f.get("name", "")))} · file '
-            f'{html.escape(str(f.get("id", "")))} · {len(instances)} instance'
-            f'{"" if len(instances) == 1 else "s"}<br/>{_legend(instances)}</figcaption></figure>')
+    return (
+        f'<figure class="annostream-sample" style="margin:0;max-width:{SAMPLE_SIDE}px">'
+        f'<div style="max-width:{SAMPLE_SIDE}px">{picture}</div>'
+        f'<figcaption style="font:12px sans-serif">{html.escape(str(f.get("name", "")))} · file '
+        f"{html.escape(str(f.get('id', '')))} · {len(instances)} instance"
+        f"{'' if len(instances) == 1 else 's'}<br/>{_legend(instances)}</figcaption></figure>"
+    )
 
 
 def sample_png(sample: Mapping[str, Any], side: int = SAMPLE_SIDE) -> bytes | None:
@@ -111,24 +114,34 @@ def _describe(view: Dataset) -> tuple[int, str, int]:
 def view_html(view: Dataset) -> str:
     """Count, query and revision of the view, and its first samples as a strip."""
     count, query, rev = _describe(view)
-    tiles = "".join(f'<div style="width:{STRIP_SIDE}px;flex:none" '
-                    f'title="{html.escape(str(s["file"]["name"]))}">{sample_svg(s, STRIP_SIDE)}</div>'
-                    for s in _strip(view))
+    tiles = "".join(
+        f'<div style="width:{STRIP_SIDE}px;flex:none" '
+        f'title="{html.escape(str(s["file"]["name"]))}">{sample_svg(s, STRIP_SIDE)}</div>'
+        for s in _strip(view)
+    )
     where = f" matching <code>{html.escape(query)}</code>" if query else ""
-    return (f'<div class="annostream-view"><div style="font:13px sans-serif">'
-            f'<b>{html.escape(view.project.string_id)}/{html.escape(view.name)}</b>: {count} file'
-            f'{"" if count == 1 else "s"}{where} at revision {rev}</div>'
-            f'<div style="display:flex;gap:4px;overflow-x:auto">{tiles}</div></div>')
+    return (
+        f'<div class="annostream-view"><div style="font:13px sans-serif">'
+        f"<b>{html.escape(view.project.string_id)}/{html.escape(view.name)}</b>: {count} file"
+        f"{'' if count == 1 else 's'}{where} at revision {rev}</div>"
+        f'<div style="display:flex;gap:4px;overflow-x:auto">{tiles}</div></div>'
+    )
 
 
 def view_png(view: Dataset) -> bytes | None:
     """The view's first samples side by side, each with its instances drawn."""
-    pictures = [overlay.draw(image, s["instances"], max_side=STRIP_SIDE)
-                for s in _strip(view) if (image := _pil(s["image"])) is not None]
+    pictures = [
+        overlay.draw(image, s["instances"], max_side=STRIP_SIDE)
+        for s in _strip(view)
+        if (image := _pil(s["image"])) is not None
+    ]
     if not pictures:
         return None
-    strip = Image.new("RGB", (sum(p.width for p in pictures) + 4 * (len(pictures) - 1),
-                              max(p.height for p in pictures)), "white")
+    strip = Image.new(
+        "RGB",
+        (sum(p.width for p in pictures) + 4 * (len(pictures) - 1), max(p.height for p in pictures)),
+        "white",
+    )
     x = 0
     for p in pictures:
         strip.paste(p, (x, 0))

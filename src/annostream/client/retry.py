@@ -107,9 +107,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not text.startswith(type(exc).__name__) else text
 
 
-def request(client: httpx.Client, policy: Retry, method: str, url: str, *,
-            parse: Callable[[httpx.Response], T], idempotent: bool, reach: Reach,
-            sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> T:
+def request(
+    client: httpx.Client,
+    policy: Retry,
+    method: str,
+    url: str,
+    *,
+    parse: Callable[[httpx.Response], T],
+    idempotent: bool,
+    reach: Reach,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> T:
     """``parse(response)`` of one request, retried as a whole under ``policy``.
 
     ``parse`` sees every response not retried (errors included, to raise them) after its
@@ -126,22 +135,28 @@ def request(client: httpx.Client, policy: Retry, method: str, url: str, *,
         options = kwargs
         if not reach.reached and "timeout" not in kwargs:  # a black-holed host fails fast too
             t = client.timeout
-            connect = min(t.connect if t.connect is not None else policy.connect_budget,
-                          max(policy.connect_budget, 0.1))
-            options = {**kwargs, "timeout": httpx.Timeout(connect=connect, read=t.read, write=t.write,
-                                                          pool=t.pool)}
+            connect = min(
+                t.connect if t.connect is not None else policy.connect_budget, max(policy.connect_budget, 0.1)
+            )
+            options = {
+                **kwargs,
+                "timeout": httpx.Timeout(connect=connect, read=t.read, write=t.write, pool=t.pool),
+            }
         try:
             response = client.request(method, url, **options)
         except httpx.TransportError as exc:
             last = _describe(exc)
             connect_failure = _never_sent(exc)
             if not (idempotent or connect_failure):
-                raise TransportError(f"{method} {where} failed and is not safe to repeat: {last}",
-                                     {"url": where, "tries": tries}) from exc
+                raise TransportError(
+                    f"{method} {where} failed and is not safe to repeat: {last}",
+                    {"url": where, "tries": tries},
+                ) from exc
         else:
             reach.reached = True
             retryable = response.status_code in policy.statuses and (
-                idempotent or response.status_code == 429)
+                idempotent or response.status_code == 429
+            )
             if not retryable:
                 try:
                     return parse(response)
@@ -160,8 +175,11 @@ def request(client: httpx.Client, policy: Retry, method: str, url: str, *,
                 host = str(client.base_url).rstrip("/") or where
                 raise TransportError(
                     f"cannot reach annostream server at {host} (is `annostream serve` running at "
-                    f"{host}?): {last}; {tries} tries in {elapsed:.1f} s", {"url": where, "tries": tries})
+                    f"{host}?): {last}; {tries} tries in {elapsed:.1f} s",
+                    {"url": where, "tries": tries},
+                )
             raise TransportError(
                 f"{method} {where} failed after {tries} tries in {elapsed:.1f} s; last: {last}",
-                {"url": where, "tries": tries, "last": last})
+                {"url": where, "tries": tries, "last": last},
+            )
         sleep(delay)

@@ -54,21 +54,32 @@ def make_sample(item: Item, blob: bytes | None, decode: Decode = "pil") -> Sampl
     for inst in instances:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    sample = cast(Sample, SampleDict({
-        # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
-        "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
-        "file": item["file"],
-        "instances": instances,
-        "boxes": np.array([i["bbox"] for i in spatial], dtype=np.float32).reshape(-1, 4),
-        "labels": [i["label"] for i in spatial],
-        "label_ids": np.array([i["label_id"] for i in spatial], dtype=np.int64),
-        "polygons": [np.array(i["geometry"]["points"], dtype=np.float32)
-                     for i in instances if i["type"] == "polygon"],
-        "keypoints": [np.array(i["geometry"]["points"], dtype=np.float32)
-                      for i in instances if i["type"] == "keypoints"],
-        "tags": [i["label"] for i in instances if i["type"] == "tag"],
-        "attributes": attributes,
-    }))
+    sample = cast(
+        Sample,
+        SampleDict(
+            {
+                # A video's frames come from ds.frames() / ds.clips(); its sample here is metadata.
+                "image": decode_image(blob, decode) if item["file"]["type"] != "video" else None,
+                "file": item["file"],
+                "instances": instances,
+                "boxes": np.array([i["bbox"] for i in spatial], dtype=np.float32).reshape(-1, 4),
+                "labels": [i["label"] for i in spatial],
+                "label_ids": np.array([i["label_id"] for i in spatial], dtype=np.int64),
+                "polygons": [
+                    np.array(i["geometry"]["points"], dtype=np.float32)
+                    for i in instances
+                    if i["type"] == "polygon"
+                ],
+                "keypoints": [
+                    np.array(i["geometry"]["points"], dtype=np.float32)
+                    for i in instances
+                    if i["type"] == "keypoints"
+                ],
+                "tags": [i["label"] for i in instances if i["type"] == "tag"],
+                "attributes": attributes,
+            }
+        ),
+    )
     if item["file"]["type"] == "text":
         sample["text"], sample["spans"], sample["relations"] = text_sample(item)
     return sample
@@ -78,12 +89,28 @@ def text_sample(item: Item) -> tuple[str, list[dict[str, Any]], list[dict[str, A
     """A text item's text, spans (in text order, with their strings) and relations."""
     text = item["file"]["text"] or ""
     spans = sorted(
-        ({"key": i["geometry"]["key"], "start": i["geometry"]["start"], "end": i["geometry"]["end"],
-          "label": i["label"], "text": text[i["geometry"]["start"]:i["geometry"]["end"]],
-          "attributes": i["attributes"]}
-         for i in item["instances"] if i["type"] == "span"),
-        key=lambda s: (s["start"], s["end"]))
-    relations = [{"label": i["label"], "from": i["geometry"]["from"], "to": i["geometry"]["to"],
-                  "attributes": i["attributes"]}
-                 for i in item["instances"] if i["type"] == "relation"]
+        (
+            {
+                "key": i["geometry"]["key"],
+                "start": i["geometry"]["start"],
+                "end": i["geometry"]["end"],
+                "label": i["label"],
+                "text": text[i["geometry"]["start"] : i["geometry"]["end"]],
+                "attributes": i["attributes"],
+            }
+            for i in item["instances"]
+            if i["type"] == "span"
+        ),
+        key=lambda s: (s["start"], s["end"]),
+    )
+    relations = [
+        {
+            "label": i["label"],
+            "from": i["geometry"]["from"],
+            "to": i["geometry"]["to"],
+            "attributes": i["attributes"],
+        }
+        for i in item["instances"]
+        if i["type"] == "relation"
+    ]
     return text, spans, relations

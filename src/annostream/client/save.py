@@ -40,13 +40,16 @@ def save_view(view: Dataset, path: str | os.PathLike[str], progress: ProgressArg
     try:
         with reporter(f"saving {view.name} (r{rev})", progress) as report:
             save_snapshot(
-                target, string_id=project.string_id, name=project.info.get("name") or project.string_id,
-                revision=rev, label_list=transport.labels(project.string_id, rev),
-                groups=transport.attribute_groups(project.string_id, rev), dataset=view.name,
+                target,
+                string_id=project.string_id,
+                name=project.info.get("name") or project.string_id,
+                revision=rev,
+                label_list=transport.labels(project.string_id, rev),
+                groups=transport.attribute_groups(project.string_id, rev),
+                dataset=view.name,
                 items=counted(report),
             )
     finally:
         target.close()
     copy = open_store(path, project.string_id, cache_bytes=project.cache.max_bytes)
-    return copy.dataset(view.name, batch_size=view.batch_size, prefetch=view.prefetch,
-                        decode=view.decode)
+    return copy.dataset(view.name, batch_size=view.batch_size, prefetch=view.prefetch, decode=view.decode)

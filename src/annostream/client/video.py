@@ -128,7 +128,9 @@ class VideoDecoder:
 class VideoCache:
     """Video bytes by sha256 (byte-bounded LRU) and a few open decoders, per process."""
 
-    def __init__(self, max_bytes: int = DEFAULT_VIDEO_CACHE_BYTES, open_decoders: int = OPEN_DECODERS) -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_VIDEO_CACHE_BYTES, open_decoders: int = OPEN_DECODERS
+    ) -> None:
         self.max_bytes = max_bytes
         self.open_decoders = open_decoders
         self._bytes: OrderedDict[str, bytes] = OrderedDict()

@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
@@ -113,11 +113,16 @@ class ExportContext:
     labels: list[dict[str, Any]]
     attribute_groups: list[dict[str, Any]]
     images: bool | str = True
-    exported_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    exported_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def provenance(self) -> dict[str, Any]:
-        return {"project": self.project, "dataset": self.dataset, "query": self.query,
-                "revision": self.revision, "exported_at": self.exported_at}
+        return {
+            "project": self.project,
+            "dataset": self.dataset,
+            "query": self.query,
+            "revision": self.revision,
+            "exported_at": self.exported_at,
+        }
 
 
 class Writer(Protocol):
@@ -129,7 +134,7 @@ class Spool:
     """A temporary file that text members accumulate in, read back in chunks at the end."""
 
     def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 -- held open across calls, closed by close()
         self.count = 0
 
     def append(self, data: bytes, separator: bytes = b"") -> None:
@@ -226,8 +231,9 @@ def make_writer(fmt: str, sink: Sink, ctx: ExportContext, blobs: BlobSource) -> 
         from annostream.formats.yolo import YoloWriter
 
         return YoloWriter(sink, ctx, blobs, segment=fmt == "yolo-seg")
-    raise InvalidInput(f"format: unsupported export format '{fmt}' (use one of {', '.join(FORMATS)})",
-                       {"field": "format"})
+    raise InvalidInput(
+        f"format: unsupported export format '{fmt}' (use one of {', '.join(FORMATS)})", {"field": "format"}
+    )
 
 
 def read_record_image(rec: dict[str, Any]) -> bytes | None:
@@ -239,15 +245,22 @@ def read_record_image(rec: dict[str, Any]) -> bytes | None:
     try:
         return Path(rec["image_path"]).read_bytes()
     except OSError as exc:
-        raise record_error(rec["where"], f"image file cannot be read ({exc.strerror or exc}: "
-                                         f"{rec['image_path']})") from exc
+        raise record_error(
+            rec["where"], f"image file cannot be read ({exc.strerror or exc}: {rec['image_path']})"
+        ) from exc
 
 
 IMPORT_FORMATS = ("coco", "json", "diffgram", "yolo", "images")
 
 
-def read_source(fmt: str, path: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
-                shapes: str = "auto", labels_from_folders: bool = False) -> ImportSource:
+def read_source(
+    fmt: str,
+    path: str | os.PathLike[str],
+    *,
+    images: str | os.PathLike[str] | None = None,
+    shapes: str = "auto",
+    labels_from_folders: bool = False,
+) -> ImportSource:
     """The reader for ``fmt``: ``coco`` (``images``: its images folder; ``shapes``), ``json``
     (annostream JSON, or Diffgram JSON by its keys), ``diffgram``, ``yolo``, ``images``."""
     if fmt == "coco":
@@ -270,5 +283,7 @@ def read_source(fmt: str, path: str | os.PathLike[str], *, images: str | os.Path
         from annostream.formats.images import read_images
 
         return read_images(Path(path), labels_from_folders)
-    raise InvalidInput(f"format: unsupported import format '{fmt}' (use one of {', '.join(IMPORT_FORMATS)})",
-                       {"field": "format"})
+    raise InvalidInput(
+        f"format: unsupported import format '{fmt}' (use one of {', '.join(IMPORT_FORMATS)})",
+        {"field": "format"},
+    )

@@ -27,10 +27,27 @@ FORMAT = "annostream-json"
 VERSION = 1
 HEADER = "export.json"
 FILES = "files.jsonl"
-_INSTANCE_KEYS = ("type", "label", "geometry", "bbox", "area", "iscrowd", "attributes",
-                  "frame_number", "track_id", "keyframe", "machine_made")
-_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp",
-        "image/bmp": ".bmp", "image/tiff": ".tif"}
+_INSTANCE_KEYS = (
+    "type",
+    "label",
+    "geometry",
+    "bbox",
+    "area",
+    "iscrowd",
+    "attributes",
+    "frame_number",
+    "track_id",
+    "keyframe",
+    "machine_made",
+)
+_EXT = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tif",
+}
 
 
 def _dumps(obj: Any) -> bytes:
@@ -50,11 +67,23 @@ def file_line(item: dict[str, Any], with_image: bool) -> dict[str, Any]:
     """One line of files.jsonl for an item (see docs/export-format.md)."""
     f = item["file"]
     return {
-        "id": f["id"], "name": f["name"], "type": f["type"], "width": f["width"], "height": f["height"],
-        "size": f["size"], "sha256": f["sha256"], "content_type": f["content_type"],
-        "image": image_rel(f), "image_included": bool(with_image and f["sha256"]),
-        "metadata": f["metadata"], "frame_count": f["frame_count"], "fps": f["fps"], "text": f["text"],
-        "duration": f.get("duration"), "codec": f.get("codec"), "keyframes": f.get("keyframes"),
+        "id": f["id"],
+        "name": f["name"],
+        "type": f["type"],
+        "width": f["width"],
+        "height": f["height"],
+        "size": f["size"],
+        "sha256": f["sha256"],
+        "content_type": f["content_type"],
+        "image": image_rel(f),
+        "image_included": bool(with_image and f["sha256"]),
+        "metadata": f["metadata"],
+        "frame_count": f["frame_count"],
+        "fps": f["fps"],
+        "text": f["text"],
+        "duration": f.get("duration"),
+        "codec": f.get("codec"),
+        "keyframes": f.get("keyframes"),
         "instances": [{"id": i["id"], **{k: i[k] for k in _INSTANCE_KEYS}} for i in item["instances"]],
     }
 
@@ -79,10 +108,14 @@ class JsonWriter:
         counts = {"files": self.lines.count, "instances": self.instances}
         self.lines.close()
         header = {
-            "format": FORMAT, "version": VERSION, **self.ctx.provenance(),
+            "format": FORMAT,
+            "version": VERSION,
+            **self.ctx.provenance(),
             "labels": [{k: lab[k] for k in ("id", "name", "color", "spec")} for lab in self.ctx.labels],
             "attribute_groups": self.ctx.attribute_groups,
-            "files": FILES, "images_included": bool(self.ctx.images), "counts": counts,
+            "files": FILES,
+            "images_included": bool(self.ctx.images),
+            "counts": counts,
         }
         self.sink.write(HEADER, [orjson.dumps(header, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)])
         return counts
@@ -113,8 +146,10 @@ def read_json_export(path: Path) -> ImportSource:
     files_path = root / str(header.get("files") or FILES)
     if not files_path.is_file():
         raise record_error(str(files_path), "no such file")
-    labels = [{"name": lab["name"], "color": lab.get("color"), "spec": lab.get("spec") or {}}
-              for lab in sorted(header.get("labels", []), key=lambda lab: lab.get("id", 0))]
+    labels = [
+        {"name": lab["name"], "color": lab.get("color"), "spec": lab.get("spec") or {}}
+        for lab in sorted(header.get("labels", []), key=lambda lab: lab.get("id", 0))
+    ]
     total = (header.get("counts") or {}).get("files")
     return ImportSource(labels, list(header.get("attribute_groups", [])), _records(root, files_path), total)
 
@@ -139,10 +174,13 @@ def _records(root: Path, files_path: Path) -> Iterator[dict[str, Any]]:
                 raise record_error(f"{files_path} line {n}", "not a file record (needs 'name')")
             image = confine(root, line["image"], f"{where}.image") if line.get("image") else None
             yield {
-                "where": f"{where} ('{line['name']}')", "name": line["name"],
+                "where": f"{where} ('{line['name']}')",
+                "name": line["name"],
                 "image_path": str(image) if image is not None and image.exists() else None,
-                "sha256": line.get("sha256"), "metadata": line.get("metadata") or {},
+                "sha256": line.get("sha256"),
+                "metadata": line.get("metadata") or {},
                 "instances": [{k: i[k] for k in _INSTANCE_KEYS if k in i} for i in line.get("instances", [])],
-                "width": line.get("width"), "height": line.get("height"),
+                "width": line.get("width"),
+                "height": line.get("height"),
                 "text": line.get("text") if line.get("type") == "text" else None,
             }

@@ -49,8 +49,11 @@ FRAME_ID_BASE = 10_000_000
 def category(label: dict[str, Any]) -> dict[str, Any]:
     """A label as a COCO category, keypoint names and skeleton included when its spec has them."""
     spec = label.get("spec") or {}
-    cat: dict[str, Any] = {"id": label["id"], "name": label["name"],
-                           "supercategory": spec.get("supercategory", "")}
+    cat: dict[str, Any] = {
+        "id": label["id"],
+        "name": label["name"],
+        "supercategory": spec.get("supercategory", ""),
+    }
     for key in ("keypoints", "skeleton"):
         if key in spec:
             cat[key] = spec[key]
@@ -63,12 +66,21 @@ def _flat(points: list[list[float]]) -> list[float]:
 
 def annotation(inst: dict[str, Any], image_id: int) -> dict[str, Any] | None:
     """One instance as one COCO annotation, or None when COCO has no form for its type."""
-    if inst["type"] not in ("box", "polygon", "keypoints") or inst["bbox"] is None or inst["label_id"] is None:
+    if (
+        inst["type"] not in ("box", "polygon", "keypoints")
+        or inst["bbox"] is None
+        or inst["label_id"] is None
+    ):
         return None
     x0, y0, x1, y1 = inst["bbox"]
-    ann: dict[str, Any] = {"id": inst["id"], "image_id": image_id, "category_id": inst["label_id"],
-                           "bbox": [x0, y0, x1 - x0, y1 - y0], "area": inst["area"],
-                           "iscrowd": int(inst["iscrowd"])}
+    ann: dict[str, Any] = {
+        "id": inst["id"],
+        "image_id": image_id,
+        "category_id": inst["label_id"],
+        "bbox": [x0, y0, x1 - x0, y1 - y0],
+        "area": inst["area"],
+        "iscrowd": int(inst["iscrowd"]),
+    }
     if inst.get("track_id") is not None:
         ann["track_id"] = inst["track_id"]
     g = inst["geometry"]
@@ -146,8 +158,14 @@ class CocoWriter:
             name = self.names(f"{stem}_f{k:06d}.jpg", image_id)
             if decoder is not None:
                 self.sink.write(f"images/{name}", [_jpeg(decoder.frame(k))])
-            image = {"id": image_id, "file_name": name, "width": f["width"], "height": f["height"],
-                     "video_id": f["id"], "frame_number": k}
+            image = {
+                "id": image_id,
+                "file_name": name,
+                "width": f["width"],
+                "height": f["height"],
+                "video_id": f["id"],
+                "frame_number": k,
+            }
             self.images.append(orjson.dumps(image), b",\n")
             for inst in by_frame[k]:
                 ann = annotation(inst, image_id)
@@ -159,9 +177,12 @@ class CocoWriter:
             decoder.close()
 
     def _document(self) -> Iterator[bytes]:
-        info = {"description": f"annostream export of {self.ctx.project}/{self.ctx.dataset}",
-                "version": str(self.ctx.revision), "date_created": self.ctx.exported_at,
-                "annostream": self.ctx.provenance()}
+        info = {
+            "description": f"annostream export of {self.ctx.project}/{self.ctx.dataset}",
+            "version": str(self.ctx.revision),
+            "date_created": self.ctx.exported_at,
+            "annostream": self.ctx.provenance(),
+        }
         categories = [category(lab) for lab in self.ctx.labels]
         yield b'{"info":' + orjson.dumps(info) + b',"licenses":[],"categories":' + orjson.dumps(categories)
         yield b',"images":[\n'
@@ -203,8 +224,9 @@ def load_coco(path: Path) -> dict[str, Any]:
 
 def check_document(coco: Any, where: str) -> dict[str, Any]:
     if not isinstance(coco, dict):
-        raise record_error(where, f"a JSON {type(coco).__name__ if coco is not None else 'null'}, "
-                                  f"not an object ({EXPECTED})")
+        raise record_error(
+            where, f"a JSON {type(coco).__name__ if coco is not None else 'null'}, not an object ({EXPECTED})"
+        )
     if not isinstance(coco.get("images"), list):
         raise record_error(where, f"not a COCO file: no 'images' list ({EXPECTED})")
     for key in ("annotations", "categories"):
@@ -226,8 +248,12 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any], shapes: str 
     polygons = seg if isinstance(seg, list) else []
     rings = [[[r[i], r[i + 1]] for i in range(0, len(r) - 1, 2)] for r in polygons]
     kps = ann.get("keypoints") or []
-    common = {"label": category["name"], "iscrowd": bool(ann.get("iscrowd", 0)),
-              "area": ann.get("area"), "bbox": xyxy}
+    common = {
+        "label": category["name"],
+        "iscrowd": bool(ann.get("iscrowd", 0)),
+        "area": ann.get("area"),
+        "bbox": xyxy,
+    }
     if shapes == "auto" and kps and category.get("keypoints"):
         points = [[kps[i], kps[i + 1], kps[i + 2]] for i in range(0, len(kps) - 2, 3)]
         geom: dict[str, Any] = {"points": points}
@@ -235,16 +261,19 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any], shapes: str 
             geom["outline"] = rings
         return InstanceIn(type="keypoints", geometry=geom, **common)
     if shapes == "polygon" and not rings:
-        raise ValueError("--shapes polygon: the annotation has no polygon segmentation "
-                         "(use --shapes auto to keep boxes, masks and keypoints)")
+        raise ValueError(
+            "--shapes polygon: the annotation has no polygon segmentation "
+            "(use --shapes auto to keep boxes, masks and keypoints)"
+        )
     if rings and shapes != "box":
         geom = {"points": rings[0]}
         if len(rings) > 1:
             geom["parts"] = rings[1:]
         return InstanceIn(type="polygon", geometry=geom, **common)
     if xyxy is None:
-        raise ValueError("an annotation needs a bbox"
-                         + (", a segmentation or keypoints" if shapes == "auto" else ""))
+        raise ValueError(
+            "an annotation needs a bbox" + (", a segmentation or keypoints" if shapes == "auto" else "")
+        )
     geom = dict(zip(("x_min", "y_min", "x_max", "y_max"), xyxy, strict=True))
     if isinstance(seg, dict) and shapes == "auto":
         geom["rle"] = seg
@@ -253,8 +282,9 @@ def coco_to_instance(ann: dict[str, Any], category: dict[str, Any], shapes: str 
     return InstanceIn(type="box", geometry=geom, **common)
 
 
-def read_coco(annotations: str | os.PathLike[str] | Any, images: str | os.PathLike[str] | None,
-              shapes: str = "auto") -> ImportSource:
+def read_coco(
+    annotations: str | os.PathLike[str] | Any, images: str | os.PathLike[str] | None, shapes: str = "auto"
+) -> ImportSource:
     """A COCO file as import records: every annotation is checked first, the first bad one named
     (``annotations[17] (id 4242): ...``); images are read only inside the folder ``images``.
 
@@ -271,8 +301,12 @@ def read_coco(annotations: str | os.PathLike[str] | Any, images: str | os.PathLi
         raise record_error(str(images), "no such folder (expected the folder of the COCO file's images)")
     categories: dict[Any, dict[str, Any]] = {}
     for i, cat in enumerate(coco.get("categories", [])):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str) \
-                or not cat["name"]:
+        if (
+            not isinstance(cat, dict)
+            or "id" not in cat
+            or not isinstance(cat.get("name"), str)
+            or not cat["name"]
+        ):
             raise record_error(f"categories[{i}]", "needs 'id' and a non-empty 'name'")
         categories[cat["id"]] = cat
     by_id: dict[Any, dict[str, Any]] = {}
@@ -300,19 +334,33 @@ def read_coco(annotations: str | os.PathLike[str] | Any, images: str | os.PathLi
         except InvalidInput as exc:
             raise record_error(record, f"{exc.message} (image '{img['file_name']}')") from exc
         by_image[ann["image_id"]].append(inst.model_dump(exclude_none=True))
-    labels = [{"name": c["name"], "color": None,
-               "spec": {k: c[k] for k in ("supercategory", "keypoints", "skeleton") if k in c}}
-              for c in categories.values()]
+    labels = [
+        {
+            "name": c["name"],
+            "color": None,
+            "spec": {k: c[k] for k in ("supercategory", "keypoints", "skeleton") if k in c},
+        }
+        for c in categories.values()
+    ]
     return ImportSource(labels, [], _records(by_id, by_image, images), len(by_id))
 
 
-def _records(by_id: dict[Any, dict[str, Any]], by_image: dict[Any, list[dict[str, Any]]],
-             images: str | os.PathLike[str] | None) -> Iterator[dict[str, Any]]:
+def _records(
+    by_id: dict[Any, dict[str, Any]],
+    by_image: dict[Any, list[dict[str, Any]]],
+    images: str | os.PathLike[str] | None,
+) -> Iterator[dict[str, Any]]:
     for image_id, img in by_id.items():
         name = safe_name(img["file_name"])
         meta = {k: v for k, v in img.items() if k not in ("file_name", "width", "height", "id", "sha256")}
         meta["coco_id"] = image_id
-        yield {"where": f"images (id {image_id}, '{img['file_name']}')", "name": name,
-               "image_path": str(confine(images, name)) if images is not None else None,
-               "sha256": img.get("sha256") if images is None else None, "metadata": meta,
-               "instances": by_image[image_id], "width": img.get("width"), "height": img.get("height")}
+        yield {
+            "where": f"images (id {image_id}, '{img['file_name']}')",
+            "name": name,
+            "image_path": str(confine(images, name)) if images is not None else None,
+            "sha256": img.get("sha256") if images is None else None,
+            "metadata": meta,
+            "instances": by_image[image_id],
+            "width": img.get("width"),
+            "height": img.get("height"),
+        }

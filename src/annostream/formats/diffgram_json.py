@@ -41,18 +41,30 @@ def _pts(points: list[list[float]]) -> list[dict[str, Any]]:
 
 def instance_out(inst: dict[str, Any]) -> dict[str, Any]:
     """One instance in Diffgram's instance shape."""
-    out: dict[str, Any] = {"id": inst["id"], "type": inst["type"], "label_file_id": inst["label_id"],
-                           "label_file": {"label": {"name": inst["label"]}} if inst["label"] else None,
-                           "frame_number": inst["frame_number"], "number": inst["track_id"],
-                           "machine_made": inst["machine_made"], "attribute_groups": inst["attributes"]}
+    out: dict[str, Any] = {
+        "id": inst["id"],
+        "type": inst["type"],
+        "label_file_id": inst["label_id"],
+        "label_file": {"label": {"name": inst["label"]}} if inst["label"] else None,
+        "frame_number": inst["frame_number"],
+        "number": inst["track_id"],
+        "machine_made": inst["machine_made"],
+        "attribute_groups": inst["attributes"],
+    }
     if inst.get("keyframe") is not None:
         out["interpolated"] = not inst["keyframe"]
     if inst["type"] in RANGE_KINDS:  # no Diffgram form: kept under our own key
         out["annostream_geometry"] = inst["geometry"]
     if inst["bbox"] is not None:
         x0, y0, x1, y1 = inst["bbox"]
-        out.update(x_min=num(x0), y_min=num(y0), x_max=num(x1), y_max=num(y1),
-                   width=num(x1 - x0), height=num(y1 - y0))
+        out.update(
+            x_min=num(x0),
+            y_min=num(y0),
+            x_max=num(x1),
+            y_max=num(y1),
+            width=num(x1 - x0),
+            height=num(y1 - y0),
+        )
     g = inst["geometry"]
     t = inst["type"]
     if t in ("polygon", "line"):
@@ -62,15 +74,26 @@ def instance_out(inst: dict[str, Any]) -> dict[str, Any]:
     elif t == "point":
         out["points"] = _pts([[g["x"], g["y"]]])
     elif t == "keypoints":
-        out["nodes"] = [{"x": num(p[0]), "y": num(p[1]),
-                         "occluded": len(p) == 3 and p[2] == 1, "visible": len(p) == 2 or p[2] != 0}
-                        for p in g["points"]]
+        out["nodes"] = [
+            {
+                "x": num(p[0]),
+                "y": num(p[1]),
+                "occluded": len(p) == 3 and p[2] == 1,
+                "visible": len(p) == 2 or p[2] != 0,
+            }
+            for p in g["points"]
+        ]
         out["edges"] = []
     elif t == "cuboid":
         out["front_face"], out["rear_face"] = _pts(g["front"]), _pts(g["rear"])
     elif t == "ellipse":
-        out.update(center_x=num(g["cx"]), center_y=num(g["cy"]), width=num(g["rx"]),
-                   height=num(g["ry"]), angle=num(g["angle"]))
+        out.update(
+            center_x=num(g["cx"]),
+            center_y=num(g["cy"]),
+            width=num(g["rx"]),
+            height=num(g["ry"]),
+            angle=num(g["angle"]),
+        )
     return out
 
 
@@ -80,8 +103,14 @@ def sequences(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for inst in instances:
         if inst["track_id"] is None or inst["frame_number"] is None:
             continue
-        seq = tracks.setdefault(inst["track_id"], {"number": inst["track_id"], "label_file_id": inst["label_id"],
-                                                   "keyframe_list": {"frame_number_list": []}})
+        seq = tracks.setdefault(
+            inst["track_id"],
+            {
+                "number": inst["track_id"],
+                "label_file_id": inst["label_id"],
+                "keyframe_list": {"frame_number_list": []},
+            },
+        )
         if inst.get("keyframe") is not False:
             seq["keyframe_list"]["frame_number_list"].append(inst["frame_number"])
     for seq in tracks.values():
@@ -106,11 +135,20 @@ class DiffgramWriter:
             put_image(self.sink, rel, f["sha256"], self.blobs, self.ctx.images)
         kind = "video" if f["type"] == "video" else "image"
         entry = {
-            "file": {"id": f["id"], "original_filename": f["name"], "type": f["type"],
-                     "hash": f["sha256"], "metadata": f["metadata"]},
-            kind: {"original_filename": f["name"], "width": f["width"], "height": f["height"],
-                   "annostream_image_path": rel,
-                   **({"frame_count": f["frame_count"], "fps": f["fps"]} if kind == "video" else {})},
+            "file": {
+                "id": f["id"],
+                "original_filename": f["name"],
+                "type": f["type"],
+                "hash": f["sha256"],
+                "metadata": f["metadata"],
+            },
+            kind: {
+                "original_filename": f["name"],
+                "width": f["width"],
+                "height": f["height"],
+                "annostream_image_path": rel,
+                **({"frame_count": f["frame_count"], "fps": f["fps"]} if kind == "video" else {}),
+            },
             "instance_list": [instance_out(i) for i in item["instances"]],
             "sequence_list": sequences(item["instances"]),
         }
@@ -119,13 +157,16 @@ class DiffgramWriter:
 
     def _document(self) -> Iterator[bytes]:
         head = {
-            "readme": {"_": "Diffgram-compatible export written by annostream. label_map maps label "
-                            "file ids to names; then one key per file id."},
+            "readme": {
+                "_": "Diffgram-compatible export written by annostream. label_map maps label "
+                "file ids to names; then one key per file id."
+            },
             "label_map": {str(lab["id"]): lab["name"] for lab in self.ctx.labels},
             "label_colour_map": {str(lab["id"]): lab["color"] for lab in self.ctx.labels},
             "export_info": {"format": "diffgram-json", **self.ctx.provenance()},
-            "attribute_groups_reference": {g["name"]: {"kind": g["kind"], "options": g["options"]}
-                                           for g in self.ctx.attribute_groups},
+            "attribute_groups_reference": {
+                g["name"]: {"kind": g["kind"], "options": g["options"]} for g in self.ctx.attribute_groups
+            },
         }
         yield orjson.dumps(head)[:-1]
         if self.entries.count:
@@ -153,8 +194,13 @@ def instance_in(d: dict[str, Any], label_map: dict[str, str]) -> dict[str, Any]:
         label = (d["label_file"].get("label") or {}).get("name")
     if label is None and isinstance(d.get("label_name"), str):
         label = d["label_name"]
-    out: dict[str, Any] = {"type": t, "label": label, "frame_number": d.get("frame_number"),
-                           "track_id": d.get("number"), "machine_made": bool(d.get("machine_made"))}
+    out: dict[str, Any] = {
+        "type": t,
+        "label": label,
+        "frame_number": d.get("frame_number"),
+        "track_id": d.get("number"),
+        "machine_made": bool(d.get("machine_made")),
+    }
     if isinstance(d.get("interpolated"), bool) and d.get("number") is not None:
         out["keyframe"] = not d["interpolated"]
     if t in RANGE_KINDS:
@@ -172,17 +218,29 @@ def instance_in(d: dict[str, Any], label_map: dict[str, str]) -> dict[str, Any]:
         if d.get("parts"):
             out["geometry"]["parts"] = [_xy(p) for p in d["parts"]]
     elif t == "point":
-        (x, y), = _xy(d.get("points") or [{}])[:1] or [[0, 0]]
+        ((x, y),) = _xy(d.get("points") or [{}])[:1] or [[0, 0]]
         out["geometry"] = {"x": x, "y": y}
     elif t == "keypoints":
-        out["geometry"] = {"points": [[n.get("x", 0), n.get("y", 0),
-                                       0 if n.get("visible") is False else 1 if n.get("occluded") else 2]
-                                      for n in d.get("nodes") or []]}
+        out["geometry"] = {
+            "points": [
+                [
+                    n.get("x", 0),
+                    n.get("y", 0),
+                    0 if n.get("visible") is False else 1 if n.get("occluded") else 2,
+                ]
+                for n in d.get("nodes") or []
+            ]
+        }
     elif t == "cuboid":
         out["geometry"] = {"front": _xy(d.get("front_face") or []), "rear": _xy(d.get("rear_face") or [])}
     elif t == "ellipse":
-        out["geometry"] = {"cx": d.get("center_x", 0), "cy": d.get("center_y", 0), "rx": d.get("width", 0),
-                           "ry": d.get("height", 0), "angle": d.get("angle", 0)}
+        out["geometry"] = {
+            "cx": d.get("center_x", 0),
+            "cy": d.get("center_y", 0),
+            "rx": d.get("width", 0),
+            "ry": d.get("height", 0),
+            "angle": d.get("angle", 0),
+        }
     return out
 
 
@@ -207,11 +265,15 @@ def read_diffgram(path: Path) -> ImportSource:
         raise record_error(str(path), "not a Diffgram export: no 'label_map' before the first file")
     label_map = {str(k): v for k, v in head["label_map"].items()}
     colours = head.get("label_colour_map") or {}
-    labels = [{"name": name, "color": colours.get(k) if isinstance(colours.get(k), str) else None, "spec": {}}
-              for k, name in sorted(label_map.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)]
-    groups = [{"name": n, "kind": g.get("kind", "select"), "options": g.get("options", [])}
-              for n, g in (head.get("attribute_groups_reference") or {}).items()
-              if isinstance(g, dict) and "kind" in g]
+    labels = [
+        {"name": name, "color": colours.get(k) if isinstance(colours.get(k), str) else None, "spec": {}}
+        for k, name in sorted(label_map.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)
+    ]
+    groups = [
+        {"name": n, "kind": g.get("kind", "select"), "options": g.get("options", [])}
+        for n, g in (head.get("attribute_groups_reference") or {}).items()
+        if isinstance(g, dict) and "kind" in g
+    ]
     return ImportSource(labels, groups, _records(path, label_map))
 
 
@@ -241,9 +303,15 @@ def _records(path: Path, label_map: dict[str, str]) -> Iterator[dict[str, Any]]:
                 except (TypeError, ValueError, AttributeError) as exc:
                     raise record_error(where, f"malformed instance ({exc})") from exc
                 last = f"file {key}"
-                yield {"where": f"{where} ('{name}')", "name": name,
-                       "image_path": str(image) if image else None,
-                       "sha256": (entry.get("file") or {}).get("hash"), "metadata": meta,
-                       "instances": instances, "width": media.get("width"), "height": media.get("height")}
+                yield {
+                    "where": f"{where} ('{name}')",
+                    "name": name,
+                    "image_path": str(image) if image else None,
+                    "sha256": (entry.get("file") or {}).get("hash"),
+                    "metadata": meta,
+                    "instances": instances,
+                    "width": media.get("width"),
+                    "height": media.get("height"),
+                }
         except ijson.JSONError as exc:
             raise record_error(str(path), f"not valid JSON after {last}, truncated? ({exc})") from exc

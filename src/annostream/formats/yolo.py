@@ -51,11 +51,15 @@ def label_lines(item: dict[str, Any], segment: bool) -> tuple[list[str], int]:
         cls = inst["label_id"] - 1
         x0, y0, x1, y1 = inst["bbox"]
         if not segment:
-            lines.append(f"{cls} {_fmt([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h])}")
+            lines.append(
+                f"{cls} {_fmt([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h])}"
+            )
         elif inst["type"] == "polygon":
             g = inst["geometry"]
             for ring in [g["points"], *g.get("parts", [])]:
-                lines.append(f"{cls} {_fmt([c / (w if i % 2 == 0 else h) for p in ring for i, c in enumerate(p[:2])])}")
+                lines.append(
+                    f"{cls} {_fmt([c / (w if i % 2 == 0 else h) for p in ring for i, c in enumerate(p[:2])])}"
+                )
         elif inst["type"] == "box":
             lines.append(f"{cls} {_fmt([x0 / w, y0 / h, x1 / w, y0 / h, x1 / w, y1 / h, x0 / w, y1 / h])}")
         else:
@@ -86,8 +90,10 @@ class YoloWriter:
             self.unsplit += 1
         put_image(self.sink, f"images/{name}", f["sha256"], self.blobs, self.ctx.images)
         lines, skipped = label_lines(item, self.segment)
-        self.sink.write(str(PurePosixPath("labels", name).with_suffix(".txt")),
-                        ["".join(line + "\n" for line in lines).encode()])
+        self.sink.write(
+            str(PurePosixPath("labels", name).with_suffix(".txt")),
+            ["".join(line + "\n" for line in lines).encode()],
+        )
         self.files += 1
         self.instances += len(item["instances"]) - skipped
         self.skipped += skipped
@@ -99,8 +105,13 @@ class YoloWriter:
         data: dict[str, Any] = {"path": ".", "train": train, "val": folders.get("val", train)}
         if "test" in folders:
             data["test"] = folders["test"]
-        data.update({"nc": max(names, default=-1) + 1, "names": names,
-                     "task": "segment" if self.segment else "detect"})
+        data.update(
+            {
+                "nc": max(names, default=-1) + 1,
+                "names": names,
+                "task": "segment" if self.segment else "detect",
+            }
+        )
         self.sink.write("data.yaml", [yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()])
         result = {"files": self.files, "instances": self.instances, "skipped": self.skipped}
         if self.splits:
@@ -151,8 +162,9 @@ def _label_file(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def _records(root: Path, names: dict[int, str], dirs: list[tuple[str, Path]],
-             with_split: bool) -> Iterator[dict[str, Any]]:
+def _records(
+    root: Path, names: dict[int, str], dirs: list[tuple[str, Path]], with_split: bool
+) -> Iterator[dict[str, Any]]:
     for split, folder in dirs:
         for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
             rel = image.relative_to(folder).as_posix()
@@ -163,9 +175,16 @@ def _records(root: Path, names: dict[int, str], dirs: list[tuple[str, Path]],
                 raise record_error(str(image), f"not a readable image ({exc})") from exc
             txt = _label_file(image)
             instances = list(_instances(txt, names, w, h)) if txt.is_file() else []
-            yield {"where": f"{image.relative_to(root)}", "name": rel, "image_path": str(image),
-                   "sha256": None, "metadata": {"split": split} if with_split else {},
-                   "instances": instances, "width": w, "height": h}
+            yield {
+                "where": f"{image.relative_to(root)}",
+                "name": rel,
+                "image_path": str(image),
+                "sha256": None,
+                "metadata": {"split": split} if with_split else {},
+                "instances": instances,
+                "width": w,
+                "height": h,
+            }
 
 
 def _instances(txt: Path, names: dict[int, str], w: int, h: int) -> Iterator[dict[str, Any]]:
@@ -180,16 +199,24 @@ def _instances(txt: Path, names: dict[int, str], w: int, h: int) -> Iterator[dic
         except ValueError as exc:
             raise record_error(where, f"expected 'class x y ...' numbers, got {line!r}") from exc
         if cls not in names:
-            raise record_error(where, f"class index {cls} out of range (data.yaml names {min(names)}..{max(names)})")
+            raise record_error(
+                where, f"class index {cls} out of range (data.yaml names {min(names)}..{max(names)})"
+            )
         if any(v < -TOLERANCE or v > 1 + TOLERANCE for v in values):
             raise record_error(where, "coordinates must be normalised to [0, 1]")
         if len(values) == 4:
             cx, cy, bw, bh = values
-            geom = {"x_min": (cx - bw / 2) * w, "y_min": (cy - bh / 2) * h,
-                    "x_max": (cx + bw / 2) * w, "y_max": (cy + bh / 2) * h}
+            geom = {
+                "x_min": (cx - bw / 2) * w,
+                "y_min": (cy - bh / 2) * h,
+                "x_max": (cx + bw / 2) * w,
+                "y_max": (cy + bh / 2) * h,
+            }
             yield {"type": "box", "label": names[cls], "geometry": geom}
         elif len(values) >= 6 and len(values) % 2 == 0:
             points = [[values[i] * w, values[i + 1] * h] for i in range(0, len(values), 2)]
             yield {"type": "polygon", "label": names[cls], "geometry": {"points": points}}
         else:
-            raise record_error(where, f"expected 4 box values or an even number (>= 6) of polygon values, got {len(values)}")
+            raise record_error(
+                where, f"expected 4 box values or an even number (>= 6) of polygon values, got {len(values)}"
+            )

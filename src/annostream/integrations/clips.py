@@ -37,8 +37,11 @@ class UnitPipeline:
     def _detection(frame: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        return {"boxes": torch.as_tensor(frame["boxes"]), "labels": torch.as_tensor(frame["label_ids"]),
-                "track_ids": torch.as_tensor(frame["track_ids"])}
+        return {
+            "boxes": torch.as_tensor(frame["boxes"]),
+            "labels": torch.as_tensor(frame["label_ids"]),
+            "track_ids": torch.as_tensor(frame["track_ids"]),
+        }
 
     def __call__(self, sample: dict[str, Any], _blob: None = None) -> Any:
         import torch
@@ -46,8 +49,11 @@ class UnitPipeline:
         if self.target is None:
             return self.transform(sample) if self.transform is not None else sample
         if self.target == "detection":
-            target = ([self._detection(t) for t in sample["targets"]] if "clip" in sample
-                      else self._detection(sample))
+            target = (
+                [self._detection(t) for t in sample["targets"]]
+                if "clip" in sample
+                else self._detection(sample)
+            )
         else:
             target = self.target(sample)  # type: ignore[operator]
         pixels = torch.from_numpy(sample["clip"] if "clip" in sample else sample["image"])
@@ -56,8 +62,14 @@ class UnitPipeline:
         return pixels, target
 
 
-def to_pytorch(units: _Units, transform: Callable[[Any], Any] | None = None, target: UnitTarget = None, *,
-               iterable: bool = False, **stream_options: Any) -> Any:
+def to_pytorch(
+    units: _Units,
+    transform: Callable[[Any], Any] | None = None,
+    target: UnitTarget = None,
+    *,
+    iterable: bool = False,
+    **stream_options: Any,
+) -> Any:
     """Frames or clips as a map-style torch Dataset, or (``iterable=True``) a sharded stream
     (``shuffle``, ``seed``, ``drop_last``, ``batch_size``, ``rank``, ``world_size``)."""
     from annostream.integrations.torch import AnnostreamMapDataset, AnnostreamStream
@@ -74,12 +86,19 @@ def to_pytorch(units: _Units, transform: Callable[[Any], Any] | None = None, tar
 
 def _element(sample: dict[str, Any]) -> dict[str, Any]:
     if "clip" in sample:
-        return {"clip": sample["clip"], "file_id": np.int64(sample["file"]["id"]),
-                "frame_numbers": sample["frame_numbers"],
-                "labels": np.array([len(t["label_ids"]) for t in sample["targets"]], dtype=np.int64)}
-    return {"image": sample["image"], "file_id": np.int64(sample["file"]["id"]),
-            "frame_number": np.int64(sample["frame_number"]), "boxes": sample["boxes"],
-            "labels": sample["label_ids"]}
+        return {
+            "clip": sample["clip"],
+            "file_id": np.int64(sample["file"]["id"]),
+            "frame_numbers": sample["frame_numbers"],
+            "labels": np.array([len(t["label_ids"]) for t in sample["targets"]], dtype=np.int64),
+        }
+    return {
+        "image": sample["image"],
+        "file_id": np.int64(sample["file"]["id"]),
+        "frame_number": np.int64(sample["frame_number"]),
+        "boxes": sample["boxes"],
+        "labels": sample["label_ids"],
+    }
 
 
 def output_signature(clips: bool) -> dict[str, Any]:
@@ -88,19 +107,30 @@ def output_signature(clips: bool) -> dict[str, Any]:
     import tensorflow as tf
 
     if clips:
-        return {"clip": tf.TensorSpec([None, None, None, 3], tf.uint8, "clip"),
-                "file_id": tf.TensorSpec([], tf.int64, "file_id"),
-                "frame_numbers": tf.TensorSpec([None], tf.int64, "frame_numbers"),
-                "labels": tf.TensorSpec([None], tf.int64, "labels")}
-    return {"image": tf.TensorSpec([None, None, 3], tf.uint8, "image"),
+        return {
+            "clip": tf.TensorSpec([None, None, None, 3], tf.uint8, "clip"),
             "file_id": tf.TensorSpec([], tf.int64, "file_id"),
-            "frame_number": tf.TensorSpec([], tf.int64, "frame_number"),
-            "boxes": tf.TensorSpec([None, 4], tf.float32, "boxes"),
-            "labels": tf.TensorSpec([None], tf.int64, "labels")}
+            "frame_numbers": tf.TensorSpec([None], tf.int64, "frame_numbers"),
+            "labels": tf.TensorSpec([None], tf.int64, "labels"),
+        }
+    return {
+        "image": tf.TensorSpec([None, None, 3], tf.uint8, "image"),
+        "file_id": tf.TensorSpec([], tf.int64, "file_id"),
+        "frame_number": tf.TensorSpec([], tf.int64, "frame_number"),
+        "boxes": tf.TensorSpec([None, 4], tf.float32, "boxes"),
+        "labels": tf.TensorSpec([None], tf.int64, "labels"),
+    }
 
 
-def to_tensorflow(units: _Units, *, shuffle: bool = False, seed: int = 0, rank: int = 0,
-                  world_size: int = 1, drop_last: bool = False) -> Any:
+def to_tensorflow(
+    units: _Units,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+) -> Any:
     """Frames or clips as a ``tf.data.Dataset``; each pass reads the next epoch's order."""
     import tensorflow as tf
 
@@ -109,10 +139,18 @@ def to_tensorflow(units: _Units, *, shuffle: bool = False, seed: int = 0, rank: 
     epochs = iter(range(1 << 62))
 
     def generate() -> Iterator[dict[str, Any]]:
-        positions = rank_positions(len(units), seed=seed, epoch=next(epochs), shuffle=shuffle,
-                                   rank=rank, world_size=world_size, drop_last=drop_last)
+        positions = rank_positions(
+            len(units),
+            seed=seed,
+            epoch=next(epochs),
+            shuffle=shuffle,
+            rank=rank,
+            world_size=world_size,
+            drop_last=drop_last,
+        )
         for sample, _ in units.iter_raw(positions):
             yield _element(sample)
 
-    return tf.data.Dataset.from_generator(generate,
-                                          output_signature=output_signature(isinstance(units, ClipView)))
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=output_signature(isinstance(units, ClipView))
+    )

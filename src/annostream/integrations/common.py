@@ -91,8 +91,10 @@ def detection_arrays(sample: Sample, masks: bool = False) -> dict[str, np.ndarra
     spatial = spatial_instances(sample)
     boxes = np.asarray(sample["boxes"], dtype=np.float32).reshape(-1, 4)
     box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area = np.array([box_area[k] if inst.get("area") is None else inst["area"]
-                     for k, inst in enumerate(spatial)], dtype=np.float32)
+    area = np.array(
+        [box_area[k] if inst.get("area") is None else inst["area"] for k, inst in enumerate(spatial)],
+        dtype=np.float32,
+    )
     out: dict[str, np.ndarray] = {
         "boxes": boxes,
         "labels": np.asarray(sample["label_ids"], dtype=np.int64).reshape(-1),
@@ -102,8 +104,11 @@ def detection_arrays(sample: Sample, masks: bool = False) -> dict[str, np.ndarra
     }
     if masks:
         width, height = image_size(sample)
-        out["masks"] = (np.stack([_rasterise(i, width, height) for i in spatial])
-                        if spatial else np.zeros((0, height, width), dtype=np.uint8))
+        out["masks"] = (
+            np.stack([_rasterise(i, width, height) for i in spatial])
+            if spatial
+            else np.zeros((0, height, width), dtype=np.uint8)
+        )
     return out
 
 
@@ -118,8 +123,7 @@ def image_size(sample: Sample) -> tuple[int, int]:
         return image.size
     if isinstance(image, np.ndarray):
         return image.shape[1], image.shape[0]
-    raise SampleError(f"file {f['id']} ({f.get('name')}): unknown image size for masks",
-                      {"file_id": f["id"]})
+    raise SampleError(f"file {f['id']} ({f.get('name')}): unknown image size for masks", {"file_id": f["id"]})
 
 
 def classification_label(sample: Sample) -> int:
@@ -132,17 +136,21 @@ def classification_label(sample: Sample) -> int:
     labelled = tags or {i["label_id"] for i in sample["instances"] if i["label_id"]}
     if len(labelled) > 1:
         f = sample["file"]
-        names = sorted({i["label"] for i in sample["instances"]
-                        if i["label"] is not None and i["label_id"] in labelled})
-        raise SampleError(f"file {f['id']} ({f.get('name')}) has labels {names}: "
-                          "classification needs exactly one (tag the file, or pass target=callable)",
-                          {"file_id": f["id"], "labels": names})
+        names = sorted(
+            {i["label"] for i in sample["instances"] if i["label"] is not None and i["label_id"] in labelled}
+        )
+        raise SampleError(
+            f"file {f['id']} ({f.get('name')}) has labels {names}: "
+            "classification needs exactly one (tag the file, or pass target=callable)",
+            {"file_id": f["id"], "labels": names},
+        )
     return int(next(iter(labelled), 0))
 
 
-def wrap_error(sample: Sample | None, item: Item, what: str,
-               exc: BaseException) -> SampleError:
+def wrap_error(sample: Sample | None, item: Item, what: str, exc: BaseException) -> SampleError:
     """A ``SampleError`` naming the file whose ``what`` step raised ``exc``."""
     f = (sample or item)["file"]
-    return SampleError(f"{what} failed on file {f['id']} ({f.get('name')}): "
-                       f"{type(exc).__name__}: {exc}", {"file_id": f["id"], "step": what})
+    return SampleError(
+        f"{what} failed on file {f['id']} ({f.get('name')}): {type(exc).__name__}: {exc}",
+        {"file_id": f["id"], "step": what},
+    )

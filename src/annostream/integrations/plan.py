@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def rank_positions(n: int, *, seed: int, epoch: int, shuffle: bool, rank: int,
-                   world_size: int, drop_last: bool) -> np.ndarray:
+def rank_positions(
+    n: int, *, seed: int, epoch: int, shuffle: bool, rank: int, world_size: int, drop_last: bool
+) -> np.ndarray:
     """View positions rank ``rank`` reads in ``epoch``, in order; the same length on every rank.
 
     The order is a permutation of all ``n`` positions drawn from (seed, epoch), so every
@@ -26,8 +27,7 @@ def rank_positions(n: int, *, seed: int, epoch: int, shuffle: bool, rank: int,
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside a world of {world_size}")
-    order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
-             else np.arange(n, dtype=np.int64))
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n, dtype=np.int64)
     per_rank = n // world_size if drop_last else -(-n // world_size)
     total = per_rank * world_size
     order = order[:total] if total <= n else np.resize(order, total)

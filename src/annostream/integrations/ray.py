@@ -44,13 +44,23 @@ _ROW_BYTES = 1024
 
 
 _POINTS = pa.list_(pa.list_(pa.list_(pa.float32())))
-SCHEMA = pa.schema([
-    ("id", pa.int64()), ("name", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
-    ("sha256", pa.string()), ("image", pa.binary()),
-    ("boxes", pa.list_(pa.list_(pa.float32(), 4))), ("labels", pa.list_(pa.string())),
-    ("label_ids", pa.list_(pa.int64())), ("polygons", _POINTS), ("keypoints", _POINTS),
-    ("tags", pa.list_(pa.string())), ("item", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("name", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("sha256", pa.string()),
+        ("image", pa.binary()),
+        ("boxes", pa.list_(pa.list_(pa.float32(), 4))),
+        ("labels", pa.list_(pa.string())),
+        ("label_ids", pa.list_(pa.int64())),
+        ("polygons", _POINTS),
+        ("keypoints", _POINTS),
+        ("tags", pa.list_(pa.string())),
+        ("item", pa.string()),
+    ]
+)
 
 
 def _rows(items: list[tuple[Item, bytes | None]]) -> pa.Table:
@@ -59,22 +69,32 @@ def _rows(items: list[tuple[Item, bytes | None]]) -> pa.Table:
     for item, blob in items:
         f = item["file"]
         sample = make_sample(item, blob, None)
-        row = {"id": item["id"], "name": f["name"], "width": f["width"], "height": f["height"],
-               "sha256": f["sha256"], "image": blob, "boxes": sample["boxes"].tolist(),
-               "labels": sample["labels"], "label_ids": sample["label_ids"].tolist(),
-               "polygons": [p.tolist() for p in sample["polygons"]],
-               "keypoints": [k.tolist() for k in sample["keypoints"]], "tags": sample["tags"],
-               "item": orjson.dumps(item).decode()}
+        row = {
+            "id": item["id"],
+            "name": f["name"],
+            "width": f["width"],
+            "height": f["height"],
+            "sha256": f["sha256"],
+            "image": blob,
+            "boxes": sample["boxes"].tolist(),
+            "labels": sample["labels"],
+            "label_ids": sample["label_ids"].tolist(),
+            "polygons": [p.tolist() for p in sample["polygons"]],
+            "keypoints": [k.tolist() for k in sample["keypoints"]],
+            "tags": sample["tags"],
+            "item": orjson.dumps(item).decode(),
+        }
         for name, value in row.items():
             columns[name].append(value)
     return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 
-def _read_range(transport: Transport, project: str, ids: np.ndarray, revision: int,
-                batch_size: int) -> Iterator[pa.Table]:
+def _read_range(
+    transport: Transport, project: str, ids: np.ndarray, revision: int, batch_size: int
+) -> Iterator[pa.Table]:
     """One read task: its id range in batches, each batch one block."""
     for start in range(0, len(ids), batch_size):
-        chunk = [int(i) for i in ids[start:start + batch_size]]
+        chunk = [int(i) for i in ids[start : start + batch_size]]
         # The transports still speak plain dicts; what they carry is the service's Item.
         yield _rows(cast("list[tuple[Item, bytes | None]]", transport.items(project, chunk, revision, True)))
 
@@ -94,16 +114,18 @@ class AnnostreamDatasource(Datasource):
     def estimate_inmemory_data_size(self) -> int | None:
         return None
 
-    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                       data_context: Any = None) -> list[ReadTask]:
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+    ) -> list[ReadTask]:
         n = len(self.ids)
         if n == 0:
             return []
         ranges = np.array_split(self.ids, min(max(parallelism, 1), n))
         tasks = []
         for ids in ranges:
-            meta = BlockMetadata(num_rows=len(ids), size_bytes=len(ids) * _ROW_BYTES, exec_stats=None,
-                                 input_files=None)
+            meta = BlockMetadata(
+                num_rows=len(ids), size_bytes=len(ids) * _ROW_BYTES, exec_stats=None, input_files=None
+            )
             read = partial(_read_range, self.transport, self.project, ids, self.revision, self.batch_size)
             tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
         return tasks

@@ -42,12 +42,16 @@ __all__ = ["output_signature", "to_tensorflow"]
 TfTarget = Literal["detection", "classification"] | None
 
 
-def output_signature(target: TfTarget = None, masks: bool = False,
-                     decode: Literal["numpy"] | None = "numpy") -> dict[str, tf.TensorSpec]:
+def output_signature(
+    target: TfTarget = None, masks: bool = False, decode: Literal["numpy"] | None = "numpy"
+) -> dict[str, tf.TensorSpec]:
     """The element spec ``to_tensorflow`` declares for these options."""
     spec = {
-        "image": (tf.TensorSpec([None, None, 3], tf.uint8, "image") if decode == "numpy"
-                  else tf.TensorSpec([], tf.string, "image")),
+        "image": (
+            tf.TensorSpec([None, None, 3], tf.uint8, "image")
+            if decode == "numpy"
+            else tf.TensorSpec([], tf.string, "image")
+        ),
         "boxes": tf.TensorSpec([None, 4], tf.float32, "boxes"),
         "labels": tf.TensorSpec([None], tf.int64, "labels"),
         "file_id": tf.TensorSpec([], tf.int64, "file_id"),
@@ -67,8 +71,18 @@ def output_signature(target: TfTarget = None, masks: bool = False,
 class _Epochs:
     """The generator tf.data calls once per pass: each call reads the next epoch's order."""
 
-    def __init__(self, view: Dataset, target: TfTarget, masks: bool, decode: str | None,
-                 shuffle: bool, seed: int, rank: int, world_size: int, drop_last: bool) -> None:
+    def __init__(
+        self,
+        view: Dataset,
+        target: TfTarget,
+        masks: bool,
+        decode: str | None,
+        shuffle: bool,
+        seed: int,
+        rank: int,
+        world_size: int,
+        drop_last: bool,
+    ) -> None:
         self.view = view
         self.n = len(view.ids)  # the query runs once, here
         self.target, self.masks, self.decode = target, masks, decode
@@ -77,8 +91,15 @@ class _Epochs:
         self.epoch = 0
 
     def positions(self, epoch: int) -> np.ndarray:
-        return rank_positions(self.n, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
-                              rank=self.rank, world_size=self.world_size, drop_last=self.drop_last)
+        return rank_positions(
+            self.n,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            rank=self.rank,
+            world_size=self.world_size,
+            drop_last=self.drop_last,
+        )
 
     def element(self, item: Item, blob: bytes | None) -> dict[str, Any]:
         sample = None
@@ -112,9 +133,18 @@ class _Epochs:
             yield self.element(item, blob)
 
 
-def to_tensorflow(view: Dataset, *, target: TfTarget = None, masks: bool = False,
-                  decode: Literal["numpy"] | None = "numpy", shuffle: bool = False, seed: int = 0,
-                  rank: int = 0, world_size: int = 1, drop_last: bool = False) -> tf.data.Dataset:
+def to_tensorflow(
+    view: Dataset,
+    *,
+    target: TfTarget = None,
+    masks: bool = False,
+    decode: Literal["numpy"] | None = "numpy",
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+) -> tf.data.Dataset:
     """``view`` as a ``tf.data.Dataset`` of dicts (see the module docstring for the fields).
 
     With ``shuffle`` each pass over the dataset (each ``.repeat()``) is a new permutation of

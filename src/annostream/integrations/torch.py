@@ -43,8 +43,7 @@ from annostream.schema import Item, Sample
 if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
 
-__all__ = ["AnnostreamMapDataset", "AnnostreamStream", "StreamLoader", "collate_detection",
-           "to_pytorch"]
+__all__ = ["AnnostreamMapDataset", "AnnostreamStream", "StreamLoader", "collate_detection", "to_pytorch"]
 
 
 def _rgb_tensor(data: bytes) -> torch.Tensor:
@@ -77,15 +76,21 @@ class Pipeline:
     and the image ends as a float tensor [C, H, W] in [0, 1] unless a transform made it one.
     """
 
-    def __init__(self, decode: ImageDecode = "pil", target: Target = None,
-                 transform: Callable[[Any], Any] | None = None,
-                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
-                 masks: bool = False) -> None:
+    def __init__(
+        self,
+        decode: ImageDecode = "pil",
+        target: Target = None,
+        transform: Callable[[Any], Any] | None = None,
+        transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+        masks: bool = False,
+    ) -> None:
         if decode not in ("pil", "numpy", "tensor", "bytes", None):
             raise ValueError(f"unknown decode {decode!r}: use 'pil', 'numpy', 'tensor' or None")
         if not (target in (None, "detection", "classification") or callable(target)):
-            raise ValueError(f"unknown target {target!r}: use 'detection', 'classification' "
-                             "or a callable taking the sample")
+            raise ValueError(
+                f"unknown target {target!r}: use 'detection', 'classification' "
+                "or a callable taking the sample"
+            )
         self.decode = decode
         self.target = target
         self.transform = transform
@@ -202,10 +207,20 @@ class AnnostreamStream(IterableDataset):
     go to ``Dataset.follow`` (``idle_timeout``, ``until``, ``wait``) and say when to stop.
     """
 
-    def __init__(self, view: Dataset, pipeline: Pipeline, *, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, batch_size: int = 1, rank: int | None = None,
-                 world_size: int | None = None, follow: bool = False,
-                 follow_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        view: Dataset,
+        pipeline: Pipeline,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        batch_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
+        follow: bool = False,
+        follow_options: dict[str, Any] | None = None,
+    ) -> None:
         self.view = view
         self.file_ids = view.ids  # the query runs here, once, in the parent
         self.pipeline = pipeline
@@ -242,9 +257,15 @@ class AnnostreamStream(IterableDataset):
 
     def positions(self) -> np.ndarray:
         """View positions this rank reads in the current epoch, from its resume point on."""
-        return rank_positions(len(self.file_ids), seed=self.seed, epoch=self.epoch,
-                              shuffle=self.shuffle, rank=self.rank, world_size=self.world_size,
-                              drop_last=self.drop_last)[self._start:]
+        return rank_positions(
+            len(self.file_ids),
+            seed=self.seed,
+            epoch=self.epoch,
+            shuffle=self.shuffle,
+            rank=self.rank,
+            world_size=self.world_size,
+            drop_last=self.drop_last,
+        )[self._start :]
 
     def __len__(self) -> int:
         return len(self.positions())
@@ -256,8 +277,9 @@ class AnnostreamStream(IterableDataset):
         if info is not None:
             if self._read_by_workers is not None:
                 self._read_by_workers.value = 1
-            positions = worker_positions(positions, self.batch_size, info.id,
-                                         info.num_workers)[self._worker_start:]
+            positions = worker_positions(positions, self.batch_size, info.id, info.num_workers)[
+                self._worker_start :
+            ]
         elif self._read_by_workers is not None:
             self._read_by_workers.value = 0
         for item, blob in self.view.iter_raw(positions):
@@ -285,19 +307,33 @@ class AnnostreamStream(IterableDataset):
         """
         info = get_worker_info()
         if info is not None:
-            return {**self._plan(), "start": self._start, "worker": info.id, "num_workers": info.num_workers,
-                    "chunk": self.batch_size, "worker_position": self._worker_start + self._consumed}
+            return {
+                **self._plan(),
+                "start": self._start,
+                "worker": info.id,
+                "num_workers": info.num_workers,
+                "chunk": self.batch_size,
+                "worker_position": self._worker_start + self._consumed,
+            }
         if self._read_by_workers is not None and self._read_by_workers.value:
             raise RuntimeError(
                 "DataLoader workers read this stream, so the main process does not know the position "
                 "(each worker holds its own): use torchdata's StatefulDataLoader "
                 "(from torchdata.stateful_dataloader import StatefulDataLoader; loader.state_dict() / "
-                "load_state_dict()) or annostream's StreamLoader, and save the loader's state_dict")
+                "load_state_dict()) or annostream's StreamLoader, and save the loader's state_dict"
+            )
         return self._main_state()
 
     def _plan(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed, "shuffle": self.shuffle, "drop_last": self.drop_last,
-                "world_size": self.world_size, "rank": self.rank, "n": len(self.file_ids)}
+        return {
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "n": len(self.file_ids),
+        }
 
     def _main_state(self) -> dict[str, Any]:
         """The position counted in this process (valid when this process does the reading)."""
@@ -309,12 +345,18 @@ class AnnostreamStream(IterableDataset):
         A worker's state (from ``StatefulDataLoader``) is loaded in that worker and moves
         only its own share; a rank's state moves the whole plan.
         """
-        mine = {"seed": self.seed, "shuffle": self.shuffle, "drop_last": self.drop_last,
-                "world_size": self.world_size, "n": len(self.file_ids)}
+        mine = {
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "world_size": self.world_size,
+            "n": len(self.file_ids),
+        }
         differ = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if differ:
-            raise ValueError(f"cannot resume: the saved plan differs from this stream's "
-                             f"(saved, here): {differ}")
+            raise ValueError(
+                f"cannot resume: the saved plan differs from this stream's (saved, here): {differ}"
+            )
         self.epoch = int(state["epoch"])
         self._consumed = 0
         if "worker" not in state:
@@ -323,13 +365,16 @@ class AnnostreamStream(IterableDataset):
             return
         info = get_worker_info()
         if info is None:
-            raise ValueError("this is one DataLoader worker's state: StatefulDataLoader.load_state_dict "
-                             "hands it to its worker; load the loader's state, not the stream's")
+            raise ValueError(
+                "this is one DataLoader worker's state: StatefulDataLoader.load_state_dict "
+                "hands it to its worker; load the loader's state, not the stream's"
+            )
         here = {"worker": info.id, "num_workers": info.num_workers, "chunk": self.batch_size}
         differ = {k: (state.get(k), v) for k, v in here.items() if state.get(k) != v}
         if differ:
-            raise ValueError(f"cannot resume: the loader's workers differ from the saved ones "
-                             f"(saved, here): {differ}")
+            raise ValueError(
+                f"cannot resume: the loader's workers differ from the saved ones (saved, here): {differ}"
+            )
         self._start = int(state["start"])
         self._worker_start = int(state["worker_position"])
 
@@ -371,11 +416,17 @@ class StreamLoader:
         self.stream.load_state_dict(state)
 
 
-def to_pytorch(view: Dataset, transform: Callable[[Any], Any] | None = None, target: Target = None,
-               decode: ImageDecode = "pil", *,
-               transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
-               masks: bool = False, iterable: bool = False,
-               **stream_options: Any) -> AnnostreamMapDataset | AnnostreamStream:
+def to_pytorch(
+    view: Dataset,
+    transform: Callable[[Any], Any] | None = None,
+    target: Target = None,
+    decode: ImageDecode = "pil",
+    *,
+    transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+    masks: bool = False,
+    iterable: bool = False,
+    **stream_options: Any,
+) -> AnnostreamMapDataset | AnnostreamStream:
     """``view`` as a map-style torch Dataset, or (``iterable=True``) as a sharded stream.
 
     ``stream_options`` (iterable only): ``shuffle``, ``seed``, ``drop_last``, ``batch_size``,

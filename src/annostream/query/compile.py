@@ -108,8 +108,12 @@ NULLABLE_FILE_COLUMNS = {"width", "height", "duration", "frame_count", "fps", "c
 NOT_COUNTED = ("event", "relation")
 
 PY_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
-    "<": operator.lt, "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 _NUMBER_TEXT = re.compile(r"\s*[+-]?\d+(\.\d+)?([eE][+-]?\d+)?\s*")
 
@@ -161,8 +165,9 @@ def _as_datetime(f: Field, v: Value) -> dt.datetime:
             if value.tzinfo is not None:
                 value = value.astimezone(dt.UTC).replace(tzinfo=None)
             return value
-    raise _bad_value(f, f"compares with a date such as \"2024-01-31\" or "
-                        f"\"2024-01-31T12:00:00\", not {v.text}", value=v.text)
+    raise _bad_value(
+        f, f'compares with a date such as "2024-01-31" or "2024-01-31T12:00:00", not {v.text}', value=v.text
+    )
 
 
 @dataclass
@@ -174,8 +179,7 @@ class _Json:
     def _check_keys(self, f: Field, keys: tuple[str, ...]) -> None:
         for key in keys:
             if '"' in key or "\\" in key or not key:
-                raise _bad_value(f, "a JSON key may not be empty or contain '\"' or '\\'",
-                                 key=key)
+                raise _bad_value(f, "a JSON key may not be empty or contain '\"' or '\\'", key=key)
 
     def _sqlite_path(self, keys: tuple[str, ...]) -> str:
         return "$" + "".join(f'."{k}"' for k in keys)
@@ -186,8 +190,9 @@ class _Json:
     def _pg_text(self, column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
         return func.jsonb_extract_path_text(cast(column, JSONB), *[literal(k) for k in keys])
 
-    def compare(self, f: Field, column: Any, keys: tuple[str, ...], op: str,
-                value: Any) -> ColumnElement[bool]:
+    def compare(
+        self, f: Field, column: Any, keys: tuple[str, ...], op: str, value: Any
+    ) -> ColumnElement[bool]:
         """``column[keys] <op> value``, true only where the JSON value has value's type."""
         self._check_keys(f, keys)
         if isinstance(value, bool) and op != "=":
@@ -239,17 +244,16 @@ class Compiler:
             self._datasets = [
                 (r.id, r.name)
                 for r in self.conn.execute(
-                    select(datasets.c.id, datasets.c.name).where(
-                        datasets.c.project_id == self.project_id, visible(datasets, self.rev)
-                    ).order_by(datasets.c.id)
+                    select(datasets.c.id, datasets.c.name)
+                    .where(datasets.c.project_id == self.project_id, visible(datasets, self.rev))
+                    .order_by(datasets.c.id)
                 )
             ]
         return self._datasets
 
     def label_ids(self, f: Field) -> list[int]:
         if len(f.path) != 1:
-            raise _bad_value(f, "a label is named by one name; quote names with dots, as in "
-                                'labels."a.b"')
+            raise _bad_value(f, 'a label is named by one name; quote names with dots, as in labels."a.b"')
         name = f.path[0]
         entries = list(self.vocab.by_id.values())
         exact = [e["db_id"] for e in entries if e["name"] == name]
@@ -258,14 +262,14 @@ class Compiler:
         wanted = normalize_label(name)
         found = [e["db_id"] for e in entries if normalize_label(e["name"]) == wanted]
         if not found:
-            raise unknown_name("label", name, [e["name"] for e in entries], line=f.line,
-                               column=f.column)
+            raise unknown_name("label", name, [e["name"] for e in entries], line=f.line, column=f.column)
         return sorted(found)
 
     def group(self, f: Field) -> dict[str, Any]:
         if len(f.path) != 1:
-            raise _bad_value(f, "an attribute group is named by one name; quote names with "
-                                'dots, as in attributes."a.b"')
+            raise _bad_value(
+                f, 'an attribute group is named by one name; quote names with dots, as in attributes."a.b"'
+            )
         name = f.path[0]
         groups = self.vocab.groups
         if name in groups:
@@ -309,8 +313,9 @@ class Compiler:
         return handler(f, op, values)
 
     # -- counts
-    def _count_predicate(self, f: Field, op: str, values: list[Value]) -> tuple[
-            Callable[[Any], ColumnElement[bool]], bool]:
+    def _count_predicate(
+        self, f: Field, op: str, values: list[Value]
+    ) -> tuple[Callable[[Any], ColumnElement[bool]], bool]:
         """(SQL predicate on a count, whether a count of 0 satisfies it)."""
         if op == "has":
             return (lambda c: c > 0), False
@@ -329,8 +334,9 @@ class Compiler:
             where.append(instances.c.frame_number == self.frame)
         return where
 
-    def _count(self, f: Field, op: str, values: list[Value], what: Any,
-               where: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    def _count(
+        self, f: Field, op: str, values: list[Value], what: Any, where: list[ColumnElement[bool]]
+    ) -> ColumnElement[bool]:
         pred, _ = self._count_predicate(f, op, values)
         outer = [files] if self.frame is None else [files, self.frame.table]
         return pred(select(what).where(*where).correlate(*outer).scalar_subquery())
@@ -338,14 +344,19 @@ class Compiler:
     def labels_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
         ids = self.label_ids(f)
         if self.frame is not None:
-            return self._count(f, op, values, func.count(instances.c.id), [
-                *self._on_frame(), instances.c.label_id.in_(ids), instances.c.type.not_in(NOT_COUNTED)])
+            return self._count(
+                f,
+                op,
+                values,
+                func.count(instances.c.id),
+                [*self._on_frame(), instances.c.label_id.in_(ids), instances.c.type.not_in(NOT_COUNTED)],
+            )
         pred, zero_ok = self._count_predicate(f, op, values)
         flc = file_label_counts
         if len(ids) == 1:
-            rows = (select(flc.c.file_id)
-                    .where(flc.c.label_id == ids[0], visible(flc, self.rev))
-                    .correlate(None))
+            rows = (
+                select(flc.c.file_id).where(flc.c.label_id == ids[0], visible(flc, self.rev)).correlate(None)
+            )
             if zero_ok:  # no contradicting row: files without any row qualify too
                 return files.c.id.not_in(rows.where(not_(pred(flc.c.count))))
             return files.c.id.in_(rows.where(pred(flc.c.count)))
@@ -362,8 +373,9 @@ class Compiler:
         if path and path[-1] == "count":
             path = path[:-1]
         if len(path) > 1 or (path and path[0] not in INSTANCE_TYPES):
-            raise unknown_name("field", ".".join(f.path), ["count", *INSTANCE_TYPES],
-                               line=f.line, column=f.column)
+            raise unknown_name(
+                "field", ".".join(f.path), ["count", *INSTANCE_TYPES], line=f.line, column=f.column
+            )
         where = self._on_frame()
         if path:
             where.append(instances.c.type == path[0])
@@ -385,13 +397,22 @@ class Compiler:
     def tracks_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
         if [p.lower() for p in f.path] != ["count"]:
             raise unknown_name("field", ".".join(f.path), ["count"], line=f.line, column=f.column)
-        return self._count(f, op, values, func.count(instances.c.track_id.distinct()),
-                           [*self._on_frame(), instances.c.track_id.is_not(None)])
+        return self._count(
+            f,
+            op,
+            values,
+            func.count(instances.c.track_id.distinct()),
+            [*self._on_frame(), instances.c.track_id.is_not(None)],
+        )
 
     def events_term(self, f: Field, op: str, values: list[Value]) -> ColumnElement[bool]:
         ids = self.label_ids(f)
-        where = [instances.c.file_id == files.c.id, visible(instances, self.rev),
-                 instances.c.type == "event", instances.c.label_id.in_(ids)]
+        where = [
+            instances.c.file_id == files.c.id,
+            visible(instances, self.rev),
+            instances.c.type == "event",
+            instances.c.label_id.in_(ids),
+        ]
         if self.frame is not None:
             where += [instances.c.range_start <= self.frame, instances.c.range_end >= self.frame]
         return self._count(f, op, values, func.count(instances.c.id), where)
@@ -406,10 +427,12 @@ class Compiler:
         if len(f.path) == 1 and head in FILE_FIELDS:
             return self.column_term(f, head, op, values)
         if not self.metadata_fallback:
-            known = unknown_name("file field", f.path[0], [*FILE_FIELDS, "metadata"], line=f.line,
-                                 column=f.column)
-            raise QueryError(f"{known.message} (a metadata key is written file.metadata.{f.path[0]})",
-                             known.detail)
+            known = unknown_name(
+                "file field", f.path[0], [*FILE_FIELDS, "metadata"], line=f.line, column=f.column
+            )
+            raise QueryError(
+                f"{known.message} (a metadata key is written file.metadata.{f.path[0]})", known.detail
+            )
         return self.json_term(f, files.c.metadata, tuple(f.path), op, values)
 
     def column_term(self, f: Field, name: str, op: str, values: list[Value]) -> ColumnElement[bool]:
@@ -430,10 +453,11 @@ class Compiler:
             condition = and_(column.is_not(None), condition)
         return condition
 
-    def json_term(self, f: Field, column: Any, keys: tuple[str, ...], op: str,
-                  values: list[Value]) -> ColumnElement[bool]:
+    def json_term(
+        self, f: Field, column: Any, keys: tuple[str, ...], op: str, values: list[Value]
+    ) -> ColumnElement[bool]:
         if op == "has":
-            raise _bad_value(f, "needs a comparison, as in file.metadata.split = \"train\"")
+            raise _bad_value(f, 'needs a comparison, as in file.metadata.split = "train"')
         if op == "in":
             if not values:
                 return false()
@@ -478,8 +502,9 @@ class Compiler:
 
     def _carrying(self, key: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
         fav = file_attribute_values
-        return files.c.id.in_(select(fav.c.file_id).where(fav.c.key == key, condition,
-                                                          visible(fav, self.rev)).correlate(None))
+        return files.c.id.in_(
+            select(fav.c.file_id).where(fav.c.key == key, condition, visible(fav, self.rev)).correlate(None)
+        )
 
     def _option(self, f: Field, group: str, options: list[str], v: Value) -> str:
         text = _as_text(v)
@@ -504,24 +529,26 @@ class Compiler:
             else:
                 ids = [self._dataset_by_name(f, _as_text(v), known) for v in values]
         else:
-            raise unknown_name("field", ".".join(f.path), ["id", "name", "tag"], line=f.line,
-                               column=f.column)
+            raise unknown_name("field", ".".join(f.path), ["id", "name", "tag"], line=f.line, column=f.column)
         if not ids:
             return false()
         other = dataset_files.alias("query_dataset_files")
-        return exists(select(other.c.id).where(
-            other.c.file_id == files.c.id,
-            other.c.dataset_id.in_(sorted(set(ids))),
-            visible(other, self.rev),  # type: ignore[arg-type]
-        ).correlate(files))
+        return exists(
+            select(other.c.id)
+            .where(
+                other.c.file_id == files.c.id,
+                other.c.dataset_id.in_(sorted(set(ids))),
+                visible(other, self.rev),  # type: ignore[arg-type]
+            )
+            .correlate(files)
+        )
 
     def _dataset_by_id(self, f: Field, v: Value, known: list[tuple[int, str]]) -> int:
         number = _as_number(f, v)
         for ds_id, _name in known:
             if ds_id == number:
                 return ds_id
-        raise unknown_name("dataset", v.text, [str(i) for i, _ in known], line=f.line,
-                           column=f.column)
+        raise unknown_name("dataset", v.text, [str(i) for i, _ in known], line=f.line, column=f.column)
 
     def _dataset_by_name(self, f: Field, name: str, known: list[tuple[int, str]]) -> int:
         for ds_id, ds_name in known:
@@ -533,16 +560,25 @@ class Compiler:
         raise unknown_name("dataset", name, [n for _, n in known], line=f.line, column=f.column)
 
 
-def compile_node(conn: Connection, project_id: int, node: Node, rev: int, *,
-                 dialect: Dialect = "native") -> ColumnElement[bool]:
+def compile_node(
+    conn: Connection, project_id: int, node: Node, rev: int, *, dialect: Dialect = "native"
+) -> ColumnElement[bool]:
     return Compiler(conn, project_id, rev, metadata_fallback=dialect == "diffgram").compile(node)
 
 
 # What one term costs per file scanned: a count of instances or a sum over several labels is
 # a correlated subquery per file; a JSON lookup is dearer than a column; a single label's
 # membership and a dataset test are one indexed lookup for the whole query.
-TERM_COST = {"instances": 4, "attributes": 4, "tracks": 4, "events": 4, "frame": 4, "file": 2, "labels": 2,
-             "dataset": 1}
+TERM_COST = {
+    "instances": 4,
+    "attributes": 4,
+    "tracks": 4,
+    "events": 4,
+    "frame": 4,
+    "file": 2,
+    "labels": 2,
+    "dataset": 1,
+}
 UNKNOWN_TERM_COST = 4  # a namespace added later costs as a correlated subquery until weighed
 
 
@@ -560,8 +596,9 @@ def query_cost(node: Node) -> int:
     return total
 
 
-def compile_query(conn: Connection, ds: Any, query: str, rev: int, *,
-                  dialect: Dialect = "native") -> ColumnElement[bool]:
+def compile_query(
+    conn: Connection, ds: Any, query: str, rev: int, *, dialect: Dialect = "native"
+) -> ColumnElement[bool]:
     """The condition on ``files`` that ``query`` means in dataset ``ds`` at revision ``rev``.
 
     Raises QueryError (400) for text that does not parse and for names the project lacks,
@@ -571,7 +608,10 @@ def compile_query(conn: Connection, ds: Any, query: str, rev: int, *,
     node = parse(query)
     budget = conn.info.get(QUERY_BUDGET_KEY)
     if budget is not None and (cost := query_cost(node)) > budget:
-        raise TooCostly(f"the query costs {cost}, over this server's budget of {budget} "
-                        f"(terms weigh {', '.join(f'{k} {v}' for k, v in TERM_COST.items())}); "
-                        "split it or narrow it", {"cost": cost, "budget": budget})
+        raise TooCostly(
+            f"the query costs {cost}, over this server's budget of {budget} "
+            f"(terms weigh {', '.join(f'{k} {v}' for k, v in TERM_COST.items())}); "
+            "split it or narrow it",
+            {"cost": cost, "budget": budget},
+        )
     return compile_node(conn, ds.project.id, node, rev, dialect=dialect)

@@ -193,8 +193,15 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> QueryError:
     return _error(f"unexpected {got}; {wanted}", text, line, column, expected)
 
 
-def unknown_name(kind: str, name: str, candidates: list[str] | set[str], *, line: int | None = None,
-                 column: int | None = None, **extra: object) -> QueryError:
+def unknown_name(
+    kind: str,
+    name: str,
+    candidates: list[str] | set[str],
+    *,
+    line: int | None = None,
+    column: int | None = None,
+    **extra: object,
+) -> QueryError:
     """The 400 for a name the project (or the language) does not have, with suggestions."""
     pool = sorted({c for c in candidates if isinstance(c, str)})
     lowered = {c.lower(): c for c in pool}
@@ -275,8 +282,9 @@ class _Builder:
         first = tokens[0]
         start = tree.meta.start_pos if not tree.meta.empty else first.start_pos
         end = tree.meta.end_pos if not tree.meta.empty else first.end_pos
-        return _Path(tuple(_segment(t) for t in tokens), self.text[start:end], first.line or 1,
-                     first.column or 1)
+        return _Path(
+            tuple(_segment(t) for t in tokens), self.text[start:end], first.line or 1, first.column or 1
+        )
 
     def _operand(self, node: Tree[Token] | Token) -> _Path | Value:
         if isinstance(node, Tree) and node.data == "path":
@@ -293,12 +301,16 @@ class _Builder:
     def _field(self, path: _Path) -> Field:
         namespace = path.namespace()
         if namespace is None:
-            raise unknown_name("field", path.segments[0], set(NAMESPACES), line=path.line,
-                               column=path.column)
+            raise unknown_name("field", path.segments[0], set(NAMESPACES), line=path.line, column=path.column)
         if len(path.segments) < 2:
             line, column = path.line, path.column + len(path.segments[0])
-            raise _error(f"'{path.segments[0]}' needs a name after it, as in "
-                         f"'{path.segments[0]}.<name>'", self.text, line, column, ["'.'"])
+            raise _error(
+                f"'{path.segments[0]}' needs a name after it, as in '{path.segments[0]}.<name>'",
+                self.text,
+                line,
+                column,
+                ["'.'"],
+            )
         return Field(namespace, path.segments[1:], path.text, path.line, path.column)
 
     def _value(self, operand: _Path | Value) -> Value:
@@ -307,8 +319,10 @@ class _Builder:
     def _count_term(self) -> None:
         self.terms += 1
         if self.terms > MAX_TERMS:
-            raise QueryError(f"a query may have at most {MAX_TERMS} terms",
-                             {"line": 1, "column": 1, "expected": [], "query": self.text})
+            raise QueryError(
+                f"a query may have at most {MAX_TERMS} terms",
+                {"line": 1, "column": 1, "expected": [], "query": self.text},
+            )
 
     # -- node kinds
     def build(self, tree: Tree[Token] | Token) -> Node:
@@ -355,8 +369,13 @@ class _Builder:
         if isinstance(right, _Path):
             self._field(right)
         line, column = op_tok.line or 1, op_tok.column or 1
-        raise _error("a comparison needs a field on one side, such as labels.<name> or "
-                     "file.<field>", self.text, line, column, ["a field"])
+        raise _error(
+            "a comparison needs a field on one side, such as labels.<name> or file.<field>",
+            self.text,
+            line,
+            column,
+            ["a field"],
+        )
 
     def _inclusion(self, tree: Tree[Token], negate: bool) -> Node:
         parts = [c for c in tree.children if isinstance(c, Tree)]
@@ -364,14 +383,23 @@ class _Builder:
         operand = self._operand(subject)
         if not isinstance(operand, _Path):
             tok = subject.children[0]
-            raise _error("'in' needs a field on its left, such as file.name", self.text,
-                         getattr(tok, "line", 1) or 1, getattr(tok, "column", 1) or 1,
-                         ["a field"])
+            raise _error(
+                "'in' needs a field on its left, such as file.name",
+                self.text,
+                getattr(tok, "line", 1) or 1,
+                getattr(tok, "column", 1) or 1,
+                ["a field"],
+            )
         field = self._field(operand)
         items = [c for c in listing.children if isinstance(c, Tree)]
         if len(items) > MAX_LIST_ITEMS:
-            raise _error(f"a list may have at most {MAX_LIST_ITEMS} items", self.text,
-                         listing.meta.line, listing.meta.column, [])
+            raise _error(
+                f"a list may have at most {MAX_LIST_ITEMS} items",
+                self.text,
+                listing.meta.line,
+                listing.meta.column,
+                [],
+            )
         node: Node = In(field, tuple(self._value(self._operand(i)) for i in items))
         return Not(node) if negate else node
 
@@ -392,22 +420,26 @@ def _depth(tree: Tree[Token]) -> int:
 def parse(text: str) -> Node:
     """Parse query text into an AST, or raise QueryError (400) saying where and why."""
     if not isinstance(text, str):
-        raise QueryError("a query must be a string", {"line": 1, "column": 1, "expected": [],
-                                                     "query": repr(text)[:200]})
+        raise QueryError(
+            "a query must be a string", {"line": 1, "column": 1, "expected": [], "query": repr(text)[:200]}
+        )
     return _parse_cached(text)
 
 
 @lru_cache(maxsize=512)
 def _parse_cached(text: str) -> Node:
     if len(text) > MAX_QUERY_LENGTH:
-        raise QueryError(f"a query may be at most {MAX_QUERY_LENGTH} characters long",
-                         {"line": 1, "column": MAX_QUERY_LENGTH + 1, "expected": [],
-                          "query": text[:200]})
+        raise QueryError(
+            f"a query may be at most {MAX_QUERY_LENGTH} characters long",
+            {"line": 1, "column": MAX_QUERY_LENGTH + 1, "expected": [], "query": text[:200]},
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise QueryError("a query must be valid unicode text",
-                         {"line": 1, "column": exc.start + 1, "expected": [], "query": text[:200]}) from exc
+        raise QueryError(
+            "a query must be valid unicode text",
+            {"line": 1, "column": exc.start + 1, "expected": [], "query": text[:200]},
+        ) from exc
     if not text.strip():
         line, column = _end_position(text)
         raise _error("the query is empty", text, line, column, ["a field"])
@@ -416,13 +448,16 @@ def _parse_cached(text: str) -> Node:
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text) from None
     except LarkError as exc:  # pragma: no cover - defensive
-        raise QueryError(f"could not parse query: {exc}", {"line": 1, "column": 1,
-                                                           "expected": [], "query": text}) from exc
+        raise QueryError(
+            f"could not parse query: {exc}", {"line": 1, "column": 1, "expected": [], "query": text}
+        ) from exc
     if not isinstance(tree, Tree):  # pragma: no cover
         raise _error("expected a condition", text, 1, 1, ["a field"])
     if _depth(tree) > MAX_DEPTH:
-        raise QueryError(f"the query nests more than {MAX_DEPTH} levels deep",
-                         {"line": 1, "column": 1, "expected": [], "query": text})
+        raise QueryError(
+            f"the query nests more than {MAX_DEPTH} levels deep",
+            {"line": 1, "column": 1, "expected": [], "query": text},
+        )
     return _Builder(text).build(tree)
 
 
@@ -438,8 +473,13 @@ def to_text(node: Node) -> str:
 
     def field(f: Field) -> str:
         return f.namespace + "".join(
-            "." + (p if re.fullmatch(r"[^\W\d][\w\-]*", p) and p.lower() not in
-                   ("and", "or", "not", "in", "true", "false") else value(Value(p, p)))
+            "."
+            + (
+                p
+                if re.fullmatch(r"[^\W\d][\w\-]*", p)
+                and p.lower() not in ("and", "or", "not", "in", "true", "false")
+                else value(Value(p, p))
+            )
             for p in f.path
         )
 

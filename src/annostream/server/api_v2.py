@@ -21,9 +21,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from annostream.operations import API_PREFIX, OPERATIONS, Op
+from annostream.schema import ERROR_RESPONSES
 from annostream.server.auth import principal
 from annostream.server.limits import read_body
-from annostream.schema import ERROR_RESPONSES
 from annostream.server.replies import RESPONSES_BY_REPLY, render
 from annostream.server.throttle import long_poll_slot
 from annostream.service import dispatch
@@ -72,19 +72,31 @@ def _documented(op: Op) -> dict[str, Any]:
     """OpenAPI parameters of ``op`` from its declaration (the handler itself declares none)."""
     schema = op.args_model.model_json_schema()
     required = set(schema.get("required", ()))
-    return {"parameters": [
-        {"name": op.headers.get(name, name),
-         "in": "path" if name in op.path_params else "header" if name in op.headers else "query",
-         "required": name in required, "schema": prop}
-        for name, prop in schema["properties"].items()
-    ]}
+    return {
+        "parameters": [
+            {
+                "name": op.headers.get(name, name),
+                "in": "path" if name in op.path_params else "header" if name in op.headers else "query",
+                "required": name in required,
+                "schema": prop,
+            }
+            for name, prop in schema["properties"].items()
+        ]
+    }
 
 
 def build_router() -> APIRouter:
     """One route per declared operation, in declaration order."""
     router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     for op in OPERATIONS.values():
-        router.add_api_route(op.path, endpoint(op), methods=[op.method], status_code=op.status,
-                             name=op.name, summary=op.summary or None, openapi_extra=_documented(op),
-                             responses=RESPONSES_BY_REPLY[op.reply])
+        router.add_api_route(
+            op.path,
+            endpoint(op),
+            methods=[op.method],
+            status_code=op.status,
+            name=op.name,
+            summary=op.summary or None,
+            openapi_extra=_documented(op),
+            responses=RESPONSES_BY_REPLY[op.reply],
+        )
     return router

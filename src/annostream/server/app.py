@@ -78,9 +78,15 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
-def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLimits | None = None, *,
-               thumbnail_dir: Path | None = None, public_url: str | None = None,
-               cors_origins: Sequence[str] = ()) -> FastAPI:
+def create_app(
+    store: Store,
+    signing_secret: bytes | None = None,
+    limits: BodyLimits | None = None,
+    *,
+    thumbnail_dir: Path | None = None,
+    public_url: str | None = None,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
     """An app serving ``store``. It keeps no state of its own beyond the store handle, the
     secret that signs blob URLs (random per process when none is given), the body size
     caps (``limits``; from the environment when none are given), the folder of the
@@ -99,16 +105,21 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         _chain_stop_signals(stopping)
         yield
 
-    app = FastAPIOffline(title="annostream", version=__version__, default_response_class=FastJSONResponse,
-                  lifespan=lifespan)
+    app = FastAPIOffline(
+        title="annostream", version=__version__, default_response_class=FastJSONResponse, lifespan=lifespan
+    )
     app.state.store = store
     app.state.signing_secret = signing_secret or signing.load_secret(None)
     app.state.public_url = public_url.rstrip("/") if public_url else None
     app.state.long_polls = {}
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
-                           allow_headers=["Authorization", "Content-Type"],
-                           expose_headers=["X-Count", "X-Revision", "ETag", "Retry-After"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Count", "X-Revision", "ETag", "Retry-After"],
+        )
     app.state.limits = limits or BodyLimits.from_env()
 
     @app.exception_handler(AnnostreamError)
@@ -124,8 +135,10 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         reached is the server's moment (503, retry); anything else is a bug and propagates."""
         if is_timeout(exc):
             limit = LIMITS.statement_timeout_s
-            err: AnnostreamError = TooCostly(f"the query ran past this server's statement timeout ({limit} s); "
-                                             "narrow it or split it", {"timeout_s": limit})
+            err: AnnostreamError = TooCostly(
+                f"the query ran past this server's statement timeout ({limit} s); narrow it or split it",
+                {"timeout_s": limit},
+            )
             return FastJSONResponse(err.to_dict(), status_code=err.status)
         if isinstance(exc, OperationalError | InterfaceError):
             first = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
@@ -144,8 +157,9 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
     async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         """Routing errors (unknown path, wrong method) in the same shape as every other error."""
         if exc.status_code == 404:
-            err: AnnostreamError = NotFound(f"no route {request.url.path}; the index of routes is at /",
-                                            {"path": request.url.path})
+            err: AnnostreamError = NotFound(
+                f"no route {request.url.path}; the index of routes is at /", {"path": request.url.path}
+            )
         else:
             err = AnnostreamError(str(exc.detail), {"path": request.url.path, "method": request.method})
             err.code = {405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -165,10 +179,21 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse("/explore/", status_code=303)
         base = str(request.base_url).rstrip("/")
-        return {"name": "annostream", "version": __version__, "api": "/api/v2", "explore": "/explore/",
-                "links": {"docs": f"{base}/docs", "redoc": f"{base}/redoc", "explore": f"{base}/explore/",
-                          "openapi": f"{base}/openapi.json", "health": f"{base}/healthz",
-                          "ready": f"{base}/readyz", "projects": f"{base}/api/v2/projects"}}
+        return {
+            "name": "annostream",
+            "version": __version__,
+            "api": "/api/v2",
+            "explore": "/explore/",
+            "links": {
+                "docs": f"{base}/docs",
+                "redoc": f"{base}/redoc",
+                "explore": f"{base}/explore/",
+                "openapi": f"{base}/openapi.json",
+                "health": f"{base}/healthz",
+                "ready": f"{base}/readyz",
+                "projects": f"{base}/api/v2/projects",
+            },
+        }
 
     @app.get("/readyz", tags=["meta"])
     def readyz() -> FastJSONResponse:
@@ -180,8 +205,9 @@ def create_app(store: Store, signing_secret: bytes | None = None, limits: BodyLi
 
         reasons = (["shutting down"] if stopping.is_set() else []) + readiness(store)
         if reasons:
-            return FastJSONResponse({"status": "not ready", "reasons": reasons}, status_code=503,
-                                    headers={"Retry-After": "1"})
+            return FastJSONResponse(
+                {"status": "not ready", "reasons": reasons}, status_code=503, headers={"Retry-After": "1"}
+            )
         return FastJSONResponse({"status": "ready", "pid": os.getpid()})
 
     from annostream.server import api_v2, diffgram_compat
@@ -221,11 +247,19 @@ def app_from_env() -> FastAPI:
     from annostream.server import signing
 
     data_dir = os.environ.get("ANNOSTREAM_DATA") or None
-    store = Store.open(data_dir,
-                       db_url=os.environ.get("ANNOSTREAM_DB") or None,
-                       blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None,
-                       statement_timeout_s=LIMITS.statement_timeout_s, query_budget=LIMITS.query_budget)
+    store = Store.open(
+        data_dir,
+        db_url=os.environ.get("ANNOSTREAM_DB") or None,
+        blobs_url=os.environ.get("ANNOSTREAM_BLOBS") or None,
+        statement_timeout_s=LIMITS.statement_timeout_s,
+        query_budget=LIMITS.query_budget,
+    )
     thumbnails = Path(data_dir) / "thumbnails" if data_dir else None
     origins = [o.strip() for o in os.environ.get("ANNOSTREAM_CORS_ORIGINS", "").split(",") if o.strip()]
-    return create_app(store, signing.load_secret(data_dir), thumbnail_dir=thumbnails,
-                      public_url=os.environ.get("ANNOSTREAM_PUBLIC_URL") or None, cors_origins=origins)
+    return create_app(
+        store,
+        signing.load_secret(data_dir),
+        thumbnail_dir=thumbnails,
+        public_url=os.environ.get("ANNOSTREAM_PUBLIC_URL") or None,
+        cors_origins=origins,
+    )

@@ -22,12 +22,28 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(data: str | os.PathLike[str], *, port: int | None = None, workers: int = 1,
-                   env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
+def running_server(
+    data: str | os.PathLike[str],
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Iterator[str]:
     """``annostream serve`` on 127.0.0.1 in a child process; yields its base URL."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "annostream.cli", "serve", "--data", str(Path(data)),
-           "--port", str(port), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "annostream.cli",
+        "serve",
+        "--data",
+        str(Path(data)),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

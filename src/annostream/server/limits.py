@@ -44,8 +44,9 @@ class BodyLimits:
 
 
 def _too_large(cap: int, family: Family) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body over the {cap} byte limit of {family} requests",
-                           {"limit": cap, "family": family})
+    return PayloadTooLarge(
+        f"request body over the {cap} byte limit of {family} requests", {"limit": cap, "family": family}
+    )
 
 
 def _capped(request: Request, cap: int, family: Family) -> Request:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from annostream import frames
 from annostream.operations import Op
+from annostream.schema import Item
 from annostream.server.app import FastJSONResponse
 from annostream.server.throttle import attachment
 from annostream.service.handlers import ZipExport
@@ -22,13 +23,19 @@ FRAME_CHUNK = 1 << 20
 Responses = dict[int | str, dict[str, Any]]
 BLOB_RESPONSES: Responses = {
     200: {"content": {"*/*": {}}, "description": "The blob's bytes"},
-    304: {"description": "Not modified (ETag)"}, 307: {"description": "To a presigned URL"}}
+    304: {"description": "Not modified (ETag)"},
+    307: {"description": "To a presigned URL"},
+}
 # What each reply kind answers besides JSON, for the OpenAPI document (schemathesis checks it).
 RESPONSES_BY_REPLY: dict[str, Responses] = {
     "json": {},
     "ids": {200: {"content": {"application/octet-stream": {}}, "description": "int64 ids, little-endian"}},
-    "items": {200: {"content": {"application/json": {}, frames.MEDIA_TYPE: {}},
-                    "description": "Items (JSON), or framed with their blobs"}},
+    "items": {
+        200: {
+            "content": {"application/json": {}, frames.MEDIA_TYPE: {}},
+            "description": "Items (JSON), or framed with their blobs",
+        }
+    },
     "blob": BLOB_RESPONSES,
     "zip": {200: {"content": {"application/zip": {}}, "description": "A zip, made on the fly"}},
 }
@@ -45,15 +52,16 @@ def blob_response(blob: BlobRead, request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     url = blob.presigned_url()
     if url is not None:
-        return RedirectResponse(url, status_code=307, headers={"ETag": headers["ETag"],
-                                                               "Cache-Control": "private, no-store"})
+        return RedirectResponse(
+            url, status_code=307, headers={"ETag": headers["ETag"], "Cache-Control": "private, no-store"}
+        )
     path = blob.local_path()
     if path is not None:
         return FileResponse(path, media_type=blob.content_type, headers=headers)
     return Response(blob.read(), media_type=blob.content_type, headers=headers)
 
 
-def _next_parts(pairs: Iterator[tuple[dict[str, Any], bytes | None]]) -> list[bytes]:
+def _next_parts(pairs: Iterator[tuple[Item, bytes | None]]) -> list[bytes]:
     """The frames of the next items, about FRAME_CHUNK bytes of them, as separate parts (a
     header, then the blob's bytes as read, never joined); empty at the end."""
     parts: list[bytes] = []
@@ -96,19 +104,30 @@ def render(op: Op, result: Any, request: Request) -> Response:
         return FastJSONResponse(result, status_code=op.status)
     if op.reply == "ids":
         ids, rev = result
-        return Response(ids.astype("<i8").tobytes(), media_type="application/octet-stream",
-                        headers={"X-Count": str(len(ids)), "X-Revision": str(rev)})
+        return Response(
+            ids.astype("<i8").tobytes(),
+            media_type="application/octet-stream",
+            headers={"X-Count": str(len(ids)), "X-Revision": str(rev)},
+        )
     if op.reply == "items":
         batch: ItemBatch = result
         if batch.inline:
             return FramedResponse(batch)
-        return FastJSONResponse({"items": [item for item, _ in batch.pairs], "revision": batch.revision},
-                                headers={"X-Revision": str(batch.revision)})
+        return FastJSONResponse(
+            {"items": [item for item, _ in batch.pairs], "revision": batch.revision},
+            headers={"X-Revision": str(batch.revision)},
+        )
     if op.reply == "blob":
         return blob_response(result, request)
     if op.reply == "zip":
         done: ZipExport = result
-        return StreamingResponse(done.chunks, media_type="application/zip", headers={
-            "X-Revision": str(done.revision), "X-Count": str(done.count),
-            "Content-Disposition": attachment(done.filename)})
+        return StreamingResponse(
+            done.chunks,
+            media_type="application/zip",
+            headers={
+                "X-Revision": str(done.revision),
+                "X-Count": str(done.count),
+                "Content-Disposition": attachment(done.filename),
+            },
+        )
     raise AssertionError(f"unknown reply kind {op.reply!r}")

@@ -52,15 +52,17 @@ def signature(secret: bytes, project: str, sha256: str, expires: int) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: bytes, project: str, sha256: str, ttl_s: int = DEFAULT_TTL_S,
-         now: float | None = None) -> tuple[int, str]:
+def sign(
+    secret: bytes, project: str, sha256: str, ttl_s: int = DEFAULT_TTL_S, now: float | None = None
+) -> tuple[int, str]:
     """(expires as unix seconds, signature) for a URL to one blob of one project."""
     expires = int(now if now is not None else time.time()) + ttl_s
     return expires, signature(secret, project, sha256, expires)
 
 
-def verify(secret: bytes, project: str, sha256: str, expires: int, sig: str,
-           now: float | None = None) -> bool:
+def verify(
+    secret: bytes, project: str, sha256: str, expires: int, sig: str, now: float | None = None
+) -> bool:
     """True when ``sig`` was made with ``secret`` for exactly these values and has not expired."""
     if expires < (now if now is not None else time.time()):
         return False

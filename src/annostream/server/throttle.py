@@ -36,8 +36,7 @@ def long_poll_slot(request: Request) -> Iterator[None]:
     key = caller_key(request)
     cap = LIMITS.long_polls_per_caller
     if counts.get(key, 0) >= cap:
-        err = TooManyRequests(f"at most {cap} concurrent long polls per caller; retry later",
-                              {"limit": cap})
+        err = TooManyRequests(f"at most {cap} concurrent long polls per caller; retry later", {"limit": cap})
         err.retry_after = 1
         raise err
     counts[key] = counts.get(key, 0) + 1

@@ -44,18 +44,28 @@ def entries(attributes: dict[str, Any] | None) -> set[Entry]:
 
 def _row(file_id: int, entry: Entry, created: int, deleted: int | None) -> dict[str, Any]:
     key, kind, text, number = entry
-    return {"file_id": file_id, "key": key, "kind": kind, "text": text, "number": number,
-            "created_rev": created, "deleted_rev": deleted}
+    return {
+        "file_id": file_id,
+        "key": key,
+        "kind": kind,
+        "text": text,
+        "number": number,
+        "created_rev": created,
+        "deleted_rev": deleted,
+    }
 
 
 def refresh_attribute_index(conn: Connection, file_ids: list[int], rev: int) -> None:
     """Bring the live index rows of ``file_ids`` up to their live instances, at ``rev``."""
     fav = file_attribute_values
     for start in range(0, len(file_ids), 500):
-        chunk = file_ids[start:start + 500]
+        chunk = file_ids[start : start + 500]
         want: set[tuple[int, Entry]] = set()
-        for r in conn.execute(select(instances.c.file_id, instances.c.attributes).where(
-                instances.c.file_id.in_(chunk), instances.c.deleted_rev.is_(None))):
+        for r in conn.execute(
+            select(instances.c.file_id, instances.c.attributes).where(
+                instances.c.file_id.in_(chunk), instances.c.deleted_rev.is_(None)
+            )
+        ):
             want.update((r.file_id, e) for e in entries(r.attributes))
         have = {
             (r.file_id, (r.key, r.kind, r.text, r.number)): r.id

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Select, null, select
@@ -40,27 +41,41 @@ KIND_ORDER = {"file_removed": 0, "file_added": 1, "instances_changed": 2}
 _Raw = tuple[int, int, str | None, ChangeKind]
 
 
-def _sources(ref: ProjectRef, ds: DatasetRef | None, since: int,
-             upto: int) -> list[tuple[ChangeKind, Select[Any]]]:
+def _sources(
+    ref: ProjectRef, ds: DatasetRef | None, since: int, upto: int
+) -> list[tuple[ChangeKind, Select[Any]]]:
     """SELECTs of (rev, file_id, dataset name) for each kind of row change in (since, upto]."""
     member = dataset_files.join(datasets, datasets.c.id == dataset_files.c.dataset_id)
     scope = datasets.c.project_id == ref.id if ds is None else dataset_files.c.dataset_id == ds.id
     out: list[tuple[ChangeKind, Select[Any]]] = []
-    membership: tuple[tuple[ChangeKind, Any], ...] = (("file_added", dataset_files.c.created_rev),
-                                                      ("file_removed", dataset_files.c.deleted_rev))
+    membership: tuple[tuple[ChangeKind, Any], ...] = (
+        ("file_added", dataset_files.c.created_rev),
+        ("file_removed", dataset_files.c.deleted_rev),
+    )
     for kind, col in membership:
-        out.append((kind, select(col.label("rev"), dataset_files.c.file_id, datasets.c.name)
-                    .select_from(member).where(scope, col > since, col <= upto)))
+        out.append(
+            (
+                kind,
+                select(col.label("rev"), dataset_files.c.file_id, datasets.c.name)
+                .select_from(member)
+                .where(scope, col > since, col <= upto),
+            )
+        )
     for col in (instances.c.created_rev, instances.c.deleted_rev):
-        out.append(("instances_changed",
-                    select(col.label("rev"), instances.c.file_id, null().label("name"))
-                    .where(instances.c.project_id == ref.id, col > since, col <= upto)
-                    .distinct()))
+        out.append(
+            (
+                "instances_changed",
+                select(col.label("rev"), instances.c.file_id, null().label("name"))
+                .where(instances.c.project_id == ref.id, col > since, col <= upto)
+                .distinct(),
+            )
+        )
     return out
 
 
-def _collect(conn: Connection, ref: ProjectRef, ds: DatasetRef | None, since: int, head: int,
-             limit: int) -> tuple[list[_Raw], int]:
+def _collect(
+    conn: Connection, ref: ProjectRef, ds: DatasetRef | None, since: int, head: int, limit: int
+) -> tuple[list[_Raw], int]:
     """Raw row changes of whole commits after ``since``, about ``limit`` of them; and the
     revision the page ends at."""
     upto = head
@@ -75,9 +90,11 @@ def _collect(conn: Connection, ref: ProjectRef, ds: DatasetRef | None, since: in
         first = min(r[0] for r in raw)
         upto = max(min(truncated_at) - 1, first)
         if upto == first:
-            raw = [(r.rev, r.file_id, r[2], kind)
-                   for kind, stmt in _sources(ref, ds, since, upto)
-                   for r in conn.execute(stmt)]
+            raw = [
+                (r.rev, r.file_id, r[2], kind)
+                for kind, stmt in _sources(ref, ds, since, upto)
+                for r in conn.execute(stmt)
+            ]
         raw = [r for r in raw if r[0] <= upto]
     return raw, upto
 
@@ -88,8 +105,12 @@ def _project_events(conn: Connection, raw: list[_Raw]) -> list[ChangeEvent]:
     created: dict[int, int] = {}
     ids = sorted({r[1] for r in raw if r[3] == "instances_changed"})
     for start in range(0, len(ids), 500):
-        created.update((r.id, r.created_rev) for r in conn.execute(
-            select(files.c.id, files.c.created_rev).where(files.c.id.in_(ids[start:start + 500]))))
+        created.update(
+            (r.id, r.created_rev)
+            for r in conn.execute(
+                select(files.c.id, files.c.created_rev).where(files.c.id.in_(ids[start : start + 500]))
+            )
+        )
     seen: set[_Raw] = set()
     events: list[ChangeEvent] = []
     for rev, file_id, dataset, kind in raw:
@@ -102,21 +123,19 @@ def _project_events(conn: Connection, raw: list[_Raw]) -> list[ChangeEvent]:
     return events
 
 
-def _in_view(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
-             file_ids: list[int]) -> set[int]:
+def _in_view(conn: Connection, ds: DatasetRef, query: str | None, rev: int, file_ids: list[int]) -> set[int]:
     """Which of ``file_ids`` are in the view (dataset and query) at ``rev``."""
     if rev < 0:
         return set()
     found: set[int] = set()
     for start in range(0, len(file_ids), 500):
-        chunk = file_ids[start:start + 500]
+        chunk = file_ids[start : start + 500]
         stmt = slice_select(conn, ds, query, rev).where(dataset_files.c.file_id.in_(chunk))
         found.update(r[0] for r in conn.execute(stmt.order_by(None)))
     return found
 
 
-def _view_events(conn: Connection, ds: DatasetRef, query: str | None,
-                 raw: list[_Raw]) -> list[ChangeEvent]:
+def _view_events(conn: Connection, ds: DatasetRef, query: str | None, raw: list[_Raw]) -> list[ChangeEvent]:
     """Per commit and file, one event judged by view membership before and after."""
     by_rev: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for rev, file_id, _, raw_kind in raw:
@@ -141,16 +160,22 @@ def _view_events(conn: Connection, ds: DatasetRef, query: str | None,
     return events
 
 
-def changes(store: Store, ref: ProjectRef, since: int, *, dataset: str | None = None,
-            query: str | None = None, limit: int = 1000) -> ChangePage:
+def changes(
+    store: Store,
+    ref: ProjectRef,
+    since: int,
+    *,
+    dataset: str | None = None,
+    query: str | None = None,
+    limit: int = 1000,
+) -> ChangePage:
     """One page of the feed after revision ``since``: ``{"events", "cursor", "head"}``.
 
     ``cursor`` is the revision to ask from next (it passes commits that did not touch the
     view). ``limit`` is soft: a single commit with more changes comes whole.
     """
     if query and not dataset:
-        raise BadRequest("a query needs a dataset: a slice is scoped to its dataset",
-                         {"field": "query"})
+        raise BadRequest("a query needs a dataset: a slice is scoped to its dataset", {"field": "query"})
     ds = get_dataset(store, ref, dataset) if dataset else None
     with store.engine.connect() as conn:
         head = head_revision(conn, ref.id)
@@ -164,9 +189,17 @@ def changes(store: Store, ref: ProjectRef, since: int, *, dataset: str | None = 
     return {"events": events, "cursor": upto, "head": head}
 
 
-def wait_for_changes(store: Store, ref: ProjectRef, since: int, wait: float, *,
-                     dataset: str | None = None, query: str | None = None, limit: int = 1000,
-                     sleep: Callable[[float], None] = time.sleep) -> ChangePage:
+def wait_for_changes(
+    store: Store,
+    ref: ProjectRef,
+    since: int,
+    wait: float,
+    *,
+    dataset: str | None = None,
+    query: str | None = None,
+    limit: int = 1000,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ChangePage:
     """``changes``, long-polled: until there is an event or ``wait`` seconds have passed.
 
     Between looks it reads only the head revision; a commit that does not touch the view
@@ -184,10 +217,16 @@ def wait_for_changes(store: Store, ref: ProjectRef, since: int, wait: float, *,
             sleep(POLL_SECONDS)
 
 
-
-async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait: float, *,
-                                 dataset: str | None = None, query: str | None = None,
-                                 limit: int = 1000) -> ChangePage:
+async def wait_for_changes_async(
+    store: Store,
+    ref: ProjectRef,
+    since: int,
+    wait: float,
+    *,
+    dataset: str | None = None,
+    query: str | None = None,
+    limit: int = 1000,
+) -> ChangePage:
     """``wait_for_changes`` for an event loop: the database work runs in worker threads and
     the waiting holds no thread at all, so many followers cost the server nothing. When the
     server shuts down (``store.closing``) the wait ends at once with the page so far."""
@@ -199,10 +238,14 @@ async def wait_for_changes_async(store: Store, ref: ProjectRef, since: int, wait
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
     while True:
         page = await anyio.to_thread.run_sync(
-            lambda: changes(store, ref, since, dataset=dataset, query=query, limit=limit))
+            partial(changes, store, ref, since, dataset=dataset, query=query, limit=limit)
+        )
         if page["events"] or time.monotonic() >= deadline or store.closing.is_set():
             return page
         since = page["cursor"]
-        while (await anyio.to_thread.run_sync(current_revision, store, ref) <= since
-               and time.monotonic() < deadline and not store.closing.is_set()):
+        while (
+            await anyio.to_thread.run_sync(current_revision, store, ref) <= since
+            and time.monotonic() < deadline
+            and not store.closing.is_set()
+        ):
             await anyio.sleep(POLL_SECONDS)

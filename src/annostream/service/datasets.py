@@ -47,8 +47,11 @@ def get_dataset(store: Store, ref: ProjectRef, name: str, as_of: int | None = No
         names = [d["name"] for d in list_datasets(store, ref, as_of)]
         lowered = {n.lower(): n for n in names}
         close = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)]
-        hint = f"; did you mean '{close[0]}'?" if close else (f"; it has {', '.join(names[:10])}"
-                                                              if names else "; it has no datasets")
+        hint = (
+            f"; did you mean '{close[0]}'?"
+            if close
+            else (f"; it has {', '.join(names[:10])}" if names else "; it has no datasets")
+        )
         raise NotFound(
             f"dataset '{name}' not found in project '{ref.string_id}'{hint}",
             {"dataset": name, "project": ref.string_id, "did_you_mean": close},
@@ -61,7 +64,8 @@ def get_dataset_by_id(store: Store, ref: ProjectRef, dataset_id: int) -> Dataset
     with store.engine.connect() as conn:
         row = conn.execute(
             select(datasets_table.c.id, datasets_table.c.name).where(
-                datasets_table.c.project_id == ref.id, datasets_table.c.id == dataset_id,
+                datasets_table.c.project_id == ref.id,
+                datasets_table.c.id == dataset_id,
                 visible(datasets_table, None),
             )
         ).first()
@@ -93,9 +97,9 @@ def ensure_dataset(conn: Connection, ref: ProjectRef, name: str, rev: int) -> Da
     if found:
         return found
     name = dataset_name(name, "dataset")
-    new_id = inserted_id(conn.execute(
-        insert(datasets_table).values(project_id=ref.id, name=name, created_rev=rev)
-    ))
+    new_id = inserted_id(
+        conn.execute(insert(datasets_table).values(project_id=ref.id, name=name, created_rev=rev))
+    )
     return DatasetRef(new_id, name, ref)
 
 
@@ -126,8 +130,9 @@ def list_datasets(store: Store, ref: ProjectRef, as_of: int | None = None) -> li
     return [{"id": r.id, "name": r.name, "files": r.files} for r in rows]
 
 
-def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
-                 dialect: str = "native") -> ColumnElement[bool] | None:
+def query_filter(
+    conn: Connection, ds: DatasetRef, query: str | None, rev: int, dialect: str = "native"
+) -> ColumnElement[bool] | None:
     """The SQL condition on ``files`` that a query text means, or None for no query."""
     if query is None or not query.strip():
         return None
@@ -136,8 +141,9 @@ def query_filter(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
     return compile_query(conn, ds, query, rev, dialect=dialect)  # type: ignore[arg-type]
 
 
-def slice_select(conn: Connection, ds: DatasetRef, query: str | None, rev: int,
-                 dialect: str = "native") -> Select[int]:
+def slice_select(
+    conn: Connection, ds: DatasetRef, query: str | None, rev: int, dialect: str = "native"
+) -> Select[int]:
     """SELECT file ids of a slice at ``rev``, in file-id order."""
     stmt = (
         select(dataset_files.c.file_id)
@@ -166,8 +172,9 @@ def resolve_revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> in
     return as_of
 
 
-def slice_ids(store: Store, ds: DatasetRef, query: str | None = None,
-              as_of: int | None = None, dialect: str = "native") -> tuple[np.ndarray, int]:
+def slice_ids(
+    store: Store, ds: DatasetRef, query: str | None = None, as_of: int | None = None, dialect: str = "native"
+) -> tuple[np.ndarray, int]:
     """(file ids as int64, revision) of a slice; one query, no per-row Python objects kept.
 
     ``dialect="diffgram"``: the query came from the Diffgram SDK (see ``compile_query``).
@@ -179,8 +186,9 @@ def slice_ids(store: Store, ds: DatasetRef, query: str | None = None,
     return ids, rev
 
 
-def slice_count(store: Store, ds: DatasetRef, query: str | None = None,
-                as_of: int | None = None) -> tuple[int, int]:
+def slice_count(
+    store: Store, ds: DatasetRef, query: str | None = None, as_of: int | None = None
+) -> tuple[int, int]:
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
         inner = slice_select(conn, ds, query, rev).order_by(None).subquery()

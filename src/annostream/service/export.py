@@ -29,8 +29,9 @@ PAGE = 500
 MANIFEST = EXPORT_MANIFEST
 
 
-def prepare(store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: int | None,
-            images: bool | str) -> tuple[ExportContext, int]:
+def prepare(
+    store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: int | None, images: bool | str
+) -> tuple[ExportContext, int]:
     """Check the request (format, query, revision) before a byte is written; pin the revision.
 
     Returns the writer context and the number of files the export will hold.
@@ -40,19 +41,26 @@ def prepare(store: Store, ds: DatasetRef, fmt: str, query: str | None, as_of: in
     if fmt not in FORMATS:
         from annostream.errors import InvalidInput
 
-        raise InvalidInput(f"format: unsupported export format '{fmt}' (use one of {', '.join(FORMATS)})",
-                           {"field": "format"})
+        raise InvalidInput(
+            f"format: unsupported export format '{fmt}' (use one of {', '.join(FORMATS)})",
+            {"field": "format"},
+        )
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
     count, _ = slice_count(store, ds, query, rev)
-    ctx = ExportContext(project=ds.project.string_id, dataset=ds.name, query=query, revision=rev,
-                        labels=list_labels(store, ds.project, rev),
-                        attribute_groups=list_attribute_groups(store, ds.project, rev), images=images)
+    ctx = ExportContext(
+        project=ds.project.string_id,
+        dataset=ds.name,
+        query=query,
+        revision=rev,
+        labels=list_labels(store, ds.project, rev),
+        attribute_groups=list_attribute_groups(store, ds.project, rev),
+        images=images,
+    )
     return ctx, count
 
 
-def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int,
-               page: int = PAGE) -> Iterator[Item]:
+def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int, page: int = PAGE) -> Iterator[Item]:
     """Every item of the slice at ``rev``, one keyset page in memory at a time."""
     after = None
     while True:
@@ -63,9 +71,18 @@ def iter_items(store: Store, ds: DatasetRef, query: str | None, rev: int,
         after = batch[-1]["id"]
 
 
-def export_slice(store: Store, ds: DatasetRef, fmt: str, sink: Sink, *, query: str | None = None,
-                 as_of: int | None = None, images: bool | str = True, progress: Progress | None = None,
-                 prepared: tuple[ExportContext, int] | None = None) -> dict[str, Any]:
+def export_slice(
+    store: Store,
+    ds: DatasetRef,
+    fmt: str,
+    sink: Sink,
+    *,
+    query: str | None = None,
+    as_of: int | None = None,
+    images: bool | str = True,
+    progress: Progress | None = None,
+    prepared: tuple[ExportContext, int] | None = None,
+) -> dict[str, Any]:
     """Write the slice in ``fmt`` to ``sink`` and return its manifest (also written to the sink)."""
     ctx, total = prepared or prepare(store, ds, fmt, query, as_of, images)
     writer = make_writer(fmt, sink, ctx, store.blobs)

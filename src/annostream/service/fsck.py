@@ -90,9 +90,11 @@ def check_store(store: Store, *, verify_hashes: bool = True) -> FsckReport:
     with store.engine.connect() as conn:
         report.database = _database_problems(conn)
         try:
-            dangling = select(files.c.id).where(
-                files.c.blob_sha256.is_not(None),
-                files.c.blob_sha256.not_in(select(blobs.c.sha256))).order_by(files.c.id)
+            dangling = (
+                select(files.c.id)
+                .where(files.c.blob_sha256.is_not(None), files.c.blob_sha256.not_in(select(blobs.c.sha256)))
+                .order_by(files.c.id)
+            )
             report.dangling_files = [int(i) for i in conn.execute(dangling).scalars()]
             batches = list(_batches(conn))
         except DatabaseError as exc:

@@ -118,9 +118,7 @@ def normalise(
                 raise _fail(f"{field}.points[{i}]", "visibility must be 0, 1 or 2")
         geometry = {"points": points}
         if g.get("outline"):
-            geometry["outline"] = [
-                _points(p, f"{field}.outline[{i}]", 3) for i, p in enumerate(g["outline"])
-            ]
+            geometry["outline"] = [_points(p, f"{field}.outline[{i}]", 3) for i, p in enumerate(g["outline"])]
         labelled = [p for p in points if len(p) == 2 or p[2] > 0]
         bbox = _bbox_of(labelled) if labelled else None
     elif inst.type == "cuboid":

@@ -19,6 +19,7 @@ from annostream.errors import BadRequest
 from annostream.schema import (
     AttributeGroupCreate,
     BlobMode,
+    ChangePage,
     DatasetCreate,
     InstancesWrite,
     ItemsBatchRequest,
@@ -59,8 +60,13 @@ def create_project(store: Store, who: Principal, body: ProjectCreate) -> dict[st
 
 @implements("get_project")
 def get_project(store: Store, ref: ProjectRef) -> dict[str, Any]:
-    return {"string_id": ref.string_id, "name": ref.name, "is_public": ref.is_public,
-            "role": ref.role, "revision": labels.current_revision(store, ref)}
+    return {
+        "string_id": ref.string_id,
+        "name": ref.name,
+        "is_public": ref.is_public,
+        "role": ref.role,
+        "revision": labels.current_revision(store, ref),
+    }
 
 
 @implements("create_key")
@@ -119,22 +125,31 @@ def get_dataset(store: Store, ref: ProjectRef, dataset: str, as_of: int | None =
 
 
 @implements("slice_ids")
-def slice_ids(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
-              as_of: int | None = None) -> tuple[np.ndarray, int]:
+def slice_ids(
+    store: Store, ref: ProjectRef, dataset: str, query: str | None = None, as_of: int | None = None
+) -> tuple[np.ndarray, int]:
     return datasets.slice_ids(store, datasets.get_dataset(store, ref, dataset, as_of), query, as_of)
 
 
 @implements("slice_count")
-def slice_count(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
-                as_of: int | None = None) -> dict[str, int]:
+def slice_count(
+    store: Store, ref: ProjectRef, dataset: str, query: str | None = None, as_of: int | None = None
+) -> dict[str, int]:
     count, rev = datasets.slice_count(store, datasets.get_dataset(store, ref, dataset, as_of), query, as_of)
     return {"count": count, "revision": rev}
 
 
 @implements("slice_page")
-def slice_page(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
-               as_of: int | None = None, after: int | None = None, limit: int = 64,
-               blobs: BlobMode = "none") -> items.ItemBatch:
+def slice_page(
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    query: str | None = None,
+    as_of: int | None = None,
+    after: int | None = None,
+    limit: int = 64,
+    blobs: BlobMode = "none",
+) -> items.ItemBatch:
     """The first items of a slice without listing its ids: a keyset page, read at one revision."""
     ds = datasets.get_dataset(store, ref, dataset, as_of)
     found, rev = items.page_items(store, ds, query=query, as_of=as_of, after=after, limit=limit)
@@ -157,8 +172,15 @@ def get_blob(store: Store, ref: ProjectRef, sha256: str) -> items.BlobRead:
 @implements("upload_file")
 def upload_file(store: Store, ref: ProjectRef, dataset: str, body: dict[str, Any]) -> dict[str, Any]:
     """``body``: ``filename``, ``data`` (bytes), ``instances`` (list), ``metadata`` (dict)."""
-    return ingest.add_file(store, ref, dataset, body.get("filename") or "upload", body["data"],
-                           body.get("instances") or [], body.get("metadata"))
+    return ingest.add_file(
+        store,
+        ref,
+        dataset,
+        body.get("filename") or "upload",
+        body["data"],
+        body.get("instances") or [],
+        body.get("metadata"),
+    )
 
 
 @implements("remove_file")
@@ -188,25 +210,53 @@ def stage_blob(store: Store, ref: ProjectRef, body: bytes) -> dict[str, Any]:
 
 
 @implements("import_coco")
-def import_coco(store: Store, ref: ProjectRef, dataset: str, body: Any, format: str = "coco",  # noqa: A002
-                shapes: str = "auto", duplicates: str = "skip", key: str | None = None) -> dict[str, Any]:
+def import_coco(
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    body: Any,
+    format: str = "coco",
+    shapes: str = "auto",
+    duplicates: str = "skip",
+    key: str | None = None,
+) -> dict[str, Any]:
     """A COCO document whose images carry the ``sha256`` of staged blobs: one commit or nothing."""
     if format != "coco":
         raise BadRequest(f"unsupported import format '{format}'", {"format": format})
     from annostream.formats.coco import read_coco
 
-    return imports.commit_records(store, ref, dataset, read_coco(body, None, shapes),
-                                  message=f"import coco into {dataset}", key=key, duplicates=duplicates)
+    return imports.commit_records(
+        store,
+        ref,
+        dataset,
+        read_coco(body, None, shapes),
+        message=f"import coco into {dataset}",
+        key=key,
+        duplicates=duplicates,
+    )
 
 
 @implements("import_records")
-def import_records(store: Store, ref: ProjectRef, dataset: str, body: Iterable[bytes],
-                   format: str = "records", duplicates: str = "skip",  # noqa: A002
-                   key: str | None = None) -> dict[str, Any]:
+def import_records(
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    body: Iterable[bytes],
+    format: str = "records",
+    duplicates: str = "skip",
+    key: str | None = None,
+) -> dict[str, Any]:
     """NDJSON lines: a header (labels, attribute_groups, total), then one record a line naming
     its image by the sha256 of a blob staged for this project. One commit, or nothing."""
-    return imports.commit_records(store, ref, dataset, imports.ndjson_source(body),
-                                  message=f"import {format} into {dataset}", key=key, duplicates=duplicates)
+    return imports.commit_records(
+        store,
+        ref,
+        dataset,
+        imports.ndjson_source(body),
+        message=f"import {format} into {dataset}",
+        key=key,
+        duplicates=duplicates,
+    )
 
 
 @dataclass(frozen=True)
@@ -220,14 +270,24 @@ class ZipExport:
 
 
 @implements("export")
-def export_zip(store: Store, ref: ProjectRef, dataset: str, format: str = "json",  # noqa: A002
-               query: str | None = None, as_of: int | None = None, images: bool = True) -> ZipExport:
+def export_zip(
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    format: str = "json",
+    query: str | None = None,
+    as_of: int | None = None,
+    images: bool = True,
+) -> ZipExport:
     """Everything that can fail (format, query, revision) is checked before the first chunk."""
     ds = datasets.get_dataset(store, ref, dataset, as_of)
     prepared = export.prepare(store, ds, format, query, as_of, images)
     ctx, count = prepared
-    chunks = export.stream_zip(lambda sink: export.export_slice(
-        store, ds, format, sink, query=query, as_of=ctx.revision, images=images, prepared=prepared))
+    chunks = export.stream_zip(
+        lambda sink: export.export_slice(
+            store, ds, format, sink, query=query, as_of=ctx.revision, images=images, prepared=prepared
+        )
+    )
     name = f"{ref.string_id}-{dataset}-r{ctx.revision}-{format}.zip".replace("/", "_").replace('"', "")
     return ZipExport(chunks, ctx.revision, count, name)
 
@@ -256,15 +316,29 @@ def delete_tag(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
 
 
 @implements("changes")
-def change_feed(store: Store, ref: ProjectRef, since: int = 0, wait: float = 0.0, dataset: str | None = None,
-                query: str | None = None, limit: int = 1000) -> dict[str, Any]:
+def change_feed(
+    store: Store,
+    ref: ProjectRef,
+    since: int = 0,
+    wait: float = 0.0,
+    dataset: str | None = None,
+    query: str | None = None,
+    limit: int = 1000,
+) -> ChangePage:
     """Events of the commits after ``since``; long-polls up to ``wait`` seconds while there are none."""
     return changes.wait_for_changes(store, ref, since, wait, dataset=dataset, query=query, limit=limit)
 
 
 @implements_async("changes")
-async def change_feed_async(store: Store, ref: ProjectRef, since: int = 0, wait: float = 0.0,
-                            dataset: str | None = None, query: str | None = None,
-                            limit: int = 1000) -> dict[str, Any]:
-    return await changes.wait_for_changes_async(store, ref, since, wait, dataset=dataset, query=query,
-                                                limit=limit)
+async def change_feed_async(
+    store: Store,
+    ref: ProjectRef,
+    since: int = 0,
+    wait: float = 0.0,
+    dataset: str | None = None,
+    query: str | None = None,
+    limit: int = 1000,
+) -> ChangePage:
+    return await changes.wait_for_changes_async(
+        store, ref, since, wait, dataset=dataset, query=query, limit=limit
+    )

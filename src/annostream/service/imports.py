@@ -39,10 +39,10 @@ from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     Probe,
     check_metadata,
-    probe_upload,
     insert_file,
     instance_rows,
     parse_instances,
+    probe_upload,
     refresh_derived,
 )
 from annostream.service.labels import ensure_labels, load_vocabulary
@@ -133,12 +133,16 @@ def _probe_blob(store: Store, conn: Connection, ref: ProjectRef, rec: _Record) -
     """What the file of a record naming a blob is: an image from its staged or held size, a
     video probed from its bytes (its frames, rate and keyframes go on the file row)."""
     if rec.sha256 is None:
-        raise InvalidInput(f"{rec.where}.sha256: missing, so the record names no image (and no image "
-                           "file was found for it)", {"record": rec.where, "field": f"{rec.where}.sha256"})
+        raise InvalidInput(
+            f"{rec.where}.sha256: missing, so the record names no image (and no image file was found for it)",
+            {"record": rec.where, "field": f"{rec.where}.sha256"},
+        )
     width, height, mime = resolve_blob(conn, ref, rec.sha256, f"{rec.where}.sha256")
     if mime.startswith("image/") or mime == "application/octet-stream":
         if (rec.width, rec.height) not in ((width, height), (None, None)):
-            raise record_error(rec.where, f"declared {rec.width}x{rec.height} but the image is {width}x{height}")
+            raise record_error(
+                rec.where, f"declared {rec.width}x{rec.height} but the image is {width}x{height}"
+            )
         return Probe("image", width, height, mime)
     return probe_upload(rec.name, store.blobs.get(rec.sha256), rec.where)
 
@@ -332,7 +336,9 @@ def commit_records(
                 where = f"{rec.where}.instances"
                 parsed = parse_instances(rec.instances, where, vocab)
                 probe.check(parsed, where)
-                file_id = insert_file(conn, ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata)
+                file_id = insert_file(
+                    conn, ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata
+                )
                 conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
                 width, height = probe.width, probe.height
                 rows = instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)

@@ -28,14 +28,28 @@ from annostream.service.labels import Vocabulary, check_attributes, load_vocabul
 from annostream.service.projects import ProjectRef
 from annostream.service.staging import probe_image, release_staged, stage_blobs, unstage
 from annostream.store import Store
+from annostream.store.db import inserted_id
 from annostream.store.tables import dataset_files, file_label_counts, files, instances
 from annostream.store.versioning import end_rows
 
 # Instance types that ``labels.<name>`` does not count (events have ``events.<name>``).
 NOT_COUNTED = ("event", "relation")
 
-_DIFFGRAM_KEYS = frozenset({"x_min", "y_min", "x_max", "y_max", "label_file_id", "label_name", "label_file",
-                            "points", "nodes", "center_x", "front_face"})
+_DIFFGRAM_KEYS = frozenset(
+    {
+        "x_min",
+        "y_min",
+        "x_max",
+        "y_max",
+        "label_file_id",
+        "label_name",
+        "label_file",
+        "points",
+        "nodes",
+        "center_x",
+        "front_face",
+    }
+)
 
 
 def check_metadata(value: Any, field: str) -> dict[str, Any]:
@@ -43,15 +57,17 @@ def check_metadata(value: Any, field: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidInput(f"{field}: metadata must be a JSON object, not {type(value).__name__}",
-                           {"field": field})
+        raise InvalidInput(
+            f"{field}: metadata must be a JSON object, not {type(value).__name__}", {"field": field}
+        )
 
     def walk(node: Any, at: str) -> None:
         if isinstance(node, dict):
             for key, inner in node.items():
                 if not isinstance(key, str) or "\x00" in key:
-                    raise InvalidInput(f"{at}: metadata keys must be strings without NUL: {key!r}",
-                                       {"field": at})
+                    raise InvalidInput(
+                        f"{at}: metadata keys must be strings without NUL: {key!r}", {"field": at}
+                    )
                 walk(inner, f"{at}.{key}")
         elif isinstance(node, list):
             for i, inner in enumerate(node):
@@ -72,8 +88,10 @@ def as_native(raw: Any, vocab: Vocabulary | None, where: str) -> Any:
 
     names = {str(e["id"]): e["name"] for e in (vocab.by_id.values() if vocab else ())}
     if vocab is not None and raw.get("label_file_id") is not None and str(raw["label_file_id"]) not in names:
-        raise InvalidInput(f"{where}.label_file_id: unknown label {raw['label_file_id']!r}",
-                           {"field": f"{where}.label_file_id"})
+        raise InvalidInput(
+            f"{where}.label_file_id: unknown label {raw['label_file_id']!r}",
+            {"field": f"{where}.label_file_id"},
+        )
     try:
         native = instance_in(raw, names)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -81,18 +99,27 @@ def as_native(raw: Any, vocab: Vocabulary | None, where: str) -> Any:
     return {k: v for k, v in native.items() if v is not None}
 
 
-def parse_instances(raw: Iterable[Any], where: str = "instances",
-                    vocab: Vocabulary | None = None) -> list[InstanceIn]:
+def parse_instances(
+    raw: Iterable[Any], where: str = "instances", vocab: Vocabulary | None = None
+) -> list[InstanceIn]:
     """Validate raw instance dicts (native or Diffgram-style) into models; errors name the field."""
     if not isinstance(raw, (list, tuple)):
         raise InvalidInput(f"{where}: instances must be a list", {"field": where})
-    return [validate(InstanceIn, as_native(item, vocab, f"{where}[{i}]"), f"{where}[{i}]")
-            for i, item in enumerate(raw)]
+    return [
+        validate(InstanceIn, as_native(item, vocab, f"{where}[{i}]"), f"{where}[{i}]")
+        for i, item in enumerate(raw)
+    ]
 
 
 def instance_rows(
-    project_id: int, file_id: int, width: int | None, height: int | None,
-    items: list[InstanceIn], vocab: Vocabulary, rev: int, where: str,
+    project_id: int,
+    file_id: int,
+    width: int | None,
+    height: int | None,
+    items: list[InstanceIn],
+    vocab: Vocabulary,
+    rev: int,
+    where: str,
 ) -> list[dict[str, Any]]:
     rows = []
     for i, inst in enumerate(items):
@@ -106,17 +133,33 @@ def instance_rows(
         check_attributes(vocab, inst.attributes, at)
         x_min, y_min, x_max, y_max = bbox if bbox else (None, None, None, None)
         ranged = inst.type in ("event", "span")
-        keyframe = inst.keyframe if inst.keyframe is not None else (True if inst.track_id is not None else None)
-        rows.append({
-            "project_id": project_id, "file_id": file_id, "frame_number": inst.frame_number,
-            "label_id": label_id, "type": inst.type, "geometry": geom,
-            "x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max,
-            "area": inst.area if inst.area is not None else geometry.area_of(inst.type, geom, bbox),
-            "iscrowd": inst.iscrowd, "attributes": inst.attributes, "track_id": inst.track_id,
-            "keyframe": keyframe, "range_start": geom["start"] if ranged else None,
-            "range_end": geom["end"] if ranged else None,
-            "machine_made": inst.machine_made, "created_rev": rev, "deleted_rev": None,
-        })
+        keyframe = (
+            inst.keyframe if inst.keyframe is not None else (True if inst.track_id is not None else None)
+        )
+        rows.append(
+            {
+                "project_id": project_id,
+                "file_id": file_id,
+                "frame_number": inst.frame_number,
+                "label_id": label_id,
+                "type": inst.type,
+                "geometry": geom,
+                "x_min": x_min,
+                "y_min": y_min,
+                "x_max": x_max,
+                "y_max": y_max,
+                "area": inst.area if inst.area is not None else geometry.area_of(inst.type, geom, bbox),
+                "iscrowd": inst.iscrowd,
+                "attributes": inst.attributes,
+                "track_id": inst.track_id,
+                "keyframe": keyframe,
+                "range_start": geom["start"] if ranged else None,
+                "range_end": geom["end"] if ranged else None,
+                "machine_made": inst.machine_made,
+                "created_rev": rev,
+                "deleted_rev": None,
+            }
+        )
     return rows
 
 
@@ -130,18 +173,20 @@ def refresh_derived(conn: Connection, file_ids: list[int], rev: int) -> None:
 def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> None:
     """Bring the versioned per-(file, label) counts of ``file_ids`` up to the live instances."""
     for start in range(0, len(file_ids), 500):
-        chunk = file_ids[start:start + 500]
+        chunk = file_ids[start : start + 500]
         want = Counter(
             (r.file_id, r.label_id)
             for r in conn.execute(
                 select(instances.c.file_id, instances.c.label_id).where(
-                    instances.c.file_id.in_(chunk), instances.c.deleted_rev.is_(None),
-                    instances.c.label_id.is_not(None), instances.c.type.not_in(NOT_COUNTED),
+                    instances.c.file_id.in_(chunk),
+                    instances.c.deleted_rev.is_(None),
+                    instances.c.label_id.is_not(None),
+                    instances.c.type.not_in(NOT_COUNTED),
                 )
             )
         )
         have = {
-            (r.file_id, r.label_id): (r.id, r.count)
+            (r.file_id, r.label_id): (r.id, r._mapping["count"])  # ``r.count`` is the tuple method
             for r in conn.execute(
                 select(file_label_counts).where(
                     file_label_counts.c.file_id.in_(chunk), file_label_counts.c.deleted_rev.is_(None)
@@ -181,18 +226,37 @@ class Probe:
         text_service.check_instances(items, self.text, (), where)
 
 
-def insert_file(conn: Connection, ref: ProjectRef, rev: int, *, name: str, sha: str | None,
-                probe: Probe, metadata: dict[str, Any]) -> int:
+def insert_file(
+    conn: Connection,
+    ref: ProjectRef,
+    rev: int,
+    *,
+    name: str,
+    sha: str | None,
+    probe: Probe,
+    metadata: dict[str, Any],
+) -> int:
     v = probe.video
-    return conn.execute(
-        insert(files).values(
-            project_id=ref.id, type=probe.type, original_filename=name, blob_sha256=sha,
-            width=probe.width, height=probe.height, text=probe.text, metadata=metadata, created_rev=rev,
-            frame_count=v.frame_count if v else None, fps=v.fps if v else None,
-            duration=v.duration if v else None, codec=v.codec if v else None,
-            keyframes=v.keyframes if v else None,
+    return inserted_id(
+        conn.execute(
+            insert(files).values(
+                project_id=ref.id,
+                type=probe.type,
+                original_filename=name,
+                blob_sha256=sha,
+                width=probe.width,
+                height=probe.height,
+                text=probe.text,
+                metadata=metadata,
+                created_rev=rev,
+                frame_count=v.frame_count if v else None,
+                fps=v.fps if v else None,
+                duration=v.duration if v else None,
+                codec=v.codec if v else None,
+                keyframes=v.keyframes if v else None,
+            )
         )
-    ).inserted_primary_key[0]
+    )
 
 
 def probe_upload(filename: str, data: bytes, where: str = "file") -> Probe:
@@ -210,8 +274,13 @@ def probe_upload(filename: str, data: bytes, where: str = "file") -> Probe:
 
 
 def add_file(
-    store: Store, ref: ProjectRef, dataset: str, filename: str, data: bytes,
-    instances_in: Iterable[Any] = (), metadata: dict[str, Any] | None = None,
+    store: Store,
+    ref: ProjectRef,
+    dataset: str,
+    filename: str,
+    data: bytes,
+    instances_in: Iterable[Any] = (),
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Upload one file (image, video or UTF-8 text) into ``dataset`` with its instances: one commit.
 
@@ -221,8 +290,11 @@ def add_file(
     metadata = check_metadata(metadata, "metadata")
     parse_instances(instances_in)  # fail fast, before anything is staged
     probe = probe_upload(filename, data)
-    staged = [] if probe.type == "text" else stage_blobs(
-        store, ref, [(data, "file")], probed=[(probe.width, probe.height, probe.mime)])
+    staged = (
+        []
+        if probe.type == "text"
+        else stage_blobs(store, ref, [(data, "file")], probed=[(probe.width, probe.height, probe.mime)])
+    )
     sha = staged[0].sha256 if staged else None
     try:
         with commit(store, ref, f"add {filename}") as (conn, rev, _):
@@ -240,9 +312,17 @@ def add_file(
     except BaseException:
         unstage(store, ref, staged)
         raise
-    return {"id": file_id, "name": filename, "type": probe.type, "sha256": sha,
-            "width": probe.width, "height": probe.height, "frame_count": probe.frame_count,
-            "revision": rev, "instances": len(rows)}
+    return {
+        "id": file_id,
+        "name": filename,
+        "type": probe.type,
+        "sha256": sha,
+        "width": probe.width,
+        "height": probe.height,
+        "frame_count": probe.frame_count,
+        "revision": rev,
+        "instances": len(rows),
+    }
 
 
 def _live_file(conn: Connection, ref: ProjectRef, file_id: int) -> Any:
@@ -258,16 +338,26 @@ def _live_file(conn: Connection, ref: ProjectRef, file_id: int) -> Any:
 
 def _span_keys(conn: Connection, file_id: int) -> list[str]:
     """Keys of the live spans of a file (relations added later refer to them)."""
-    return [g.get("key") for g in conn.execute(
-        select(instances.c.geometry).where(instances.c.file_id == file_id, instances.c.type == "span",
-                                           instances.c.deleted_rev.is_(None))).scalars()]
+    return [
+        g.get("key")
+        for g in conn.execute(
+            select(instances.c.geometry).where(
+                instances.c.file_id == file_id, instances.c.type == "span", instances.c.deleted_rev.is_(None)
+            )
+        ).scalars()
+    ]
 
 
-def write_instances(store: Store, ref: ProjectRef, file_id: int, instances_in: Iterable[Any],
-                    *, replace: bool) -> dict[str, Any]:
+def write_instances(
+    store: Store, ref: ProjectRef, file_id: int, instances_in: Iterable[Any], *, replace: bool
+) -> dict[str, Any]:
     """Add instances to a file, or replace all of its instances: one commit."""
     parse_instances(instances_in)
-    with commit(store, ref, f"{'replace' if replace else 'add'} instances of file {file_id}") as (conn, rev, _):
+    with commit(store, ref, f"{'replace' if replace else 'add'} instances of file {file_id}") as (
+        conn,
+        rev,
+        _,
+    ):
         row = _live_file(conn, ref, file_id)
         vocab = load_vocabulary(conn, ref.id, None)
         items = parse_instances(instances_in, vocab=vocab)
@@ -286,7 +376,8 @@ def delete_instance(store: Store, ref: ProjectRef, instance_id: int) -> dict[str
     with commit(store, ref, f"delete instance {instance_id}") as (conn, rev, _):
         file_id = conn.execute(
             select(instances.c.file_id).where(
-                instances.c.id == instance_id, instances.c.project_id == ref.id,
+                instances.c.id == instance_id,
+                instances.c.project_id == ref.id,
                 instances.c.deleted_rev.is_(None),
             )
         ).scalar()
@@ -301,8 +392,10 @@ def remove_file(store: Store, ref: ProjectRef, dataset_id: int, file_id: int) ->
     """Take a file out of a dataset (the file and its history stay)."""
     with commit(store, ref, f"remove file {file_id}") as (conn, rev, _):
         removed = end_rows(
-            conn, dataset_files,
-            and_(dataset_files.c.dataset_id == dataset_id, dataset_files.c.file_id == file_id), rev,
+            conn,
+            dataset_files,
+            and_(dataset_files.c.dataset_id == dataset_id, dataset_files.c.file_id == file_id),
+            rev,
         )
         if not removed:
             raise NotFound(f"file {file_id} is not in this dataset", {"file_id": file_id})

@@ -26,31 +26,66 @@ from annostream.store.tables import blobs, dataset_files, files, instances
 from annostream.store.versioning import visible
 
 _FILE_COLUMNS = (
-    files.c.id, files.c.type, files.c.original_filename, files.c.blob_sha256, files.c.width,
-    files.c.height, files.c.frame_count, files.c.fps, files.c.duration, files.c.codec, files.c.keyframes,
-    files.c.text, files.c.metadata,
-    files.c.parent_id, files.c.frame_number, files.c.created_rev,
-    blobs.c.size, blobs.c.content_type,
+    files.c.id,
+    files.c.type,
+    files.c.original_filename,
+    files.c.blob_sha256,
+    files.c.width,
+    files.c.height,
+    files.c.frame_count,
+    files.c.fps,
+    files.c.duration,
+    files.c.codec,
+    files.c.keyframes,
+    files.c.text,
+    files.c.metadata,
+    files.c.parent_id,
+    files.c.frame_number,
+    files.c.created_rev,
+    blobs.c.size,
+    blobs.c.content_type,
 )
 
 
 def _file_dict(row: Any) -> FileInfo:
     return {
-        "id": row.id, "name": row.original_filename, "type": row.type,
-        "sha256": row.blob_sha256, "size": row.size, "content_type": row.content_type,
-        "width": row.width, "height": row.height, "frame_count": row.frame_count,
-        "fps": row.fps, "duration": row.duration, "codec": row.codec,
-        "keyframes": _json(row.keyframes), "text": row.text, "metadata": row.metadata or {},
-        "parent_id": row.parent_id, "frame_number": row.frame_number,
+        "id": row.id,
+        "name": row.original_filename,
+        "type": row.type,
+        "sha256": row.blob_sha256,
+        "size": row.size,
+        "content_type": row.content_type,
+        "width": row.width,
+        "height": row.height,
+        "frame_count": row.frame_count,
+        "fps": row.fps,
+        "duration": row.duration,
+        "codec": row.codec,
+        "keyframes": _json(row.keyframes),
+        "text": row.text,
+        "metadata": row.metadata or {},
+        "parent_id": row.parent_id,
+        "frame_number": row.frame_number,
         "created_rev": row.created_rev,
     }
 
 
 _INSTANCE_COLUMNS = (
-    instances.c.file_id, instances.c.id, instances.c.type, instances.c.label_id,
-    instances.c.frame_number, type_coerce(instances.c.geometry, Text), instances.c.x_min,
-    instances.c.y_min, instances.c.x_max, instances.c.y_max, instances.c.area, instances.c.iscrowd,
-    type_coerce(instances.c.attributes, Text), instances.c.track_id, instances.c.machine_made,
+    instances.c.file_id,
+    instances.c.id,
+    instances.c.type,
+    instances.c.label_id,
+    instances.c.frame_number,
+    type_coerce(instances.c.geometry, Text),
+    instances.c.x_min,
+    instances.c.y_min,
+    instances.c.x_max,
+    instances.c.y_max,
+    instances.c.area,
+    instances.c.iscrowd,
+    type_coerce(instances.c.attributes, Text),
+    instances.c.track_id,
+    instances.c.machine_made,
     instances.c.keyframe,
 )
 
@@ -63,22 +98,45 @@ def _json(value: Any) -> Any:
 def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
     """An instance from a row of ``_INSTANCE_COLUMNS``, unpacked by position: named access
     on a Row, and the JSON type's result processor, cost more than the rest of the dict."""
-    (_, inst_id, inst_type, label_id, frame_number, geometry, x_min, y_min, x_max, y_max, area,
-     iscrowd, attributes, track_id, machine_made, keyframe) = row
+    (
+        _,
+        inst_id,
+        inst_type,
+        label_id,
+        frame_number,
+        geometry,
+        x_min,
+        y_min,
+        x_max,
+        y_max,
+        area,
+        iscrowd,
+        attributes,
+        track_id,
+        machine_made,
+        keyframe,
+    ) = row
     label = vocab.by_id.get(label_id) if label_id is not None else None
     return {
-        "id": inst_id, "type": inst_type,
+        "id": inst_id,
+        "type": inst_type,
         "label": label["name"] if label else None,
         "label_id": label["id"] if label else None,
-        "frame_number": frame_number, "geometry": _json(geometry),
+        "frame_number": frame_number,
+        "geometry": _json(geometry),
         "bbox": None if x_min is None else [x_min, y_min, x_max, y_max],
-        "area": area, "iscrowd": bool(iscrowd), "attributes": _json(attributes) or {},
-        "track_id": track_id, "keyframe": keyframe, "machine_made": bool(machine_made),
+        "area": area,
+        "iscrowd": bool(iscrowd),
+        "attributes": _json(attributes) or {},
+        "track_id": track_id,
+        "keyframe": keyframe,
+        "machine_made": bool(machine_made),
     }
 
 
 _VOCABULARIES: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[int, int], Vocabulary]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 _VOCABULARIES_LOCK = threading.Lock()
 _VOCABULARIES_MAX = 64
 
@@ -113,8 +171,9 @@ def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int
     return list(items.values())
 
 
-def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
-               as_of: int | None = None) -> tuple[list[Item], int]:
+def read_items(
+    store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None = None
+) -> tuple[list[Item], int]:
     """Items for ``ids`` in the order given, each once (a repeated id is served at its first
     place, so repeats cannot multiply an answer), at ``as_of`` (head when None); 404 on any miss."""
     wanted = list(dict.fromkeys(int(i) for i in ids))
@@ -122,11 +181,15 @@ def read_items(store: Store, ref: ProjectRef, ids: Sequence[int],
         rev = resolve_revision(conn, ref, as_of)
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
-        rows = [row for row in conn.execute(
-            select(*_FILE_COLUMNS, files.c.project_id)
-            .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
-            .where(files.c.id.in_(wanted), visible(files, rev))
-        ) if row.project_id == ref.id]
+        rows = [
+            row
+            for row in conn.execute(
+                select(*_FILE_COLUMNS, files.c.project_id)
+                .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
+                .where(files.c.id.in_(wanted), visible(files, rev))
+            )
+            if row.project_id == ref.id
+        ]
         found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
     missing = [i for i in wanted if i not in found]
     if missing:
@@ -140,16 +203,26 @@ def missing_files(store: Store, ref: ProjectRef, ids: Sequence[int]) -> list[int
     found: set[int] = set()
     with store.engine.connect() as conn:
         for start in range(0, len(wanted), 1000):
-            chunk = wanted[start:start + 1000]
-            found.update(conn.execute(
-                select(files.c.id).where(files.c.id.in_(chunk), files.c.project_id == ref.id,
-                                         files.c.deleted_rev.is_(None))
-            ).scalars())
+            chunk = wanted[start : start + 1000]
+            found.update(
+                conn.execute(
+                    select(files.c.id).where(
+                        files.c.id.in_(chunk), files.c.project_id == ref.id, files.c.deleted_rev.is_(None)
+                    )
+                ).scalars()
+            )
     return [i for i in wanted if i not in found]
 
 
-def page_items(store: Store, ds: DatasetRef, *, query: str | None = None, as_of: int | None = None,
-               after: int | None = None, limit: int = 500) -> tuple[list[Item], int]:
+def page_items(
+    store: Store,
+    ds: DatasetRef,
+    *,
+    query: str | None = None,
+    as_of: int | None = None,
+    after: int | None = None,
+    limit: int = 500,
+) -> tuple[list[Item], int]:
     """One keyset page of a slice: items with file id > ``after``, in id order."""
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
@@ -214,13 +287,12 @@ class ItemBatch:
     """Items read at one revision, each with its blob bytes when ``inline`` (fetched lazily,
     in order, so a large batch is streamed rather than held)."""
 
-    pairs: Iterator[tuple[dict[str, Any], bytes | None]]
+    pairs: Iterator[tuple[Item, bytes | None]]
     revision: int
     inline: bool
 
 
-def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None,
-               blobs: str) -> ItemBatch:
+def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None, blobs: str) -> ItemBatch:
     """Items by id with their blobs: ``inline`` (bytes), ``url`` (a blob route URL) or ``none``."""
     found, rev = read_items(store, ref, ids, as_of)
     return with_blobs(store, ref, found, rev, blobs)
@@ -237,7 +309,7 @@ def with_blobs(store: Store, ref: ProjectRef, found: list[Item], rev: int, blobs
     if blobs != "inline":
         return ItemBatch(((item, None) for item in found), rev, False)
 
-    def pairs() -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    def pairs() -> Iterator[tuple[Item, bytes | None]]:
         fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
         for item in found:
             yield item, (next(fetched) if item["file"]["sha256"] else None)

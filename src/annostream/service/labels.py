@@ -42,8 +42,13 @@ def load_vocabulary(conn: Connection, project_id: int, rev: int | None) -> Vocab
     for row in conn.execute(
         select(labels_table).where(labels_table.c.project_id == project_id, visible(labels_table, rev))
     ):
-        entry = {"db_id": row.id, "id": row.label_index, "name": row.name, "color": row.color,
-                 "spec": row.spec or {}}
+        entry = {
+            "db_id": row.id,
+            "id": row.label_index,
+            "name": row.name,
+            "color": row.color,
+            "spec": row.spec or {},
+        }
         vocab.by_id[row.id] = entry
         vocab.by_name[row.name] = entry
         vocab.by_name.setdefault(row.name.lower(), entry)
@@ -57,9 +62,9 @@ def load_vocabulary(conn: Connection, project_id: int, rev: int | None) -> Vocab
     if group_rows:
         by_group_id = {g.id: vocab.groups[g.name] for g in group_rows}
         for opt in conn.execute(
-            select(attribute_options).where(
-                attribute_options.c.group_id.in_(list(by_group_id)), visible(attribute_options, rev)
-            ).order_by(attribute_options.c.id)
+            select(attribute_options)
+            .where(attribute_options.c.group_id.in_(list(by_group_id)), visible(attribute_options, rev))
+            .order_by(attribute_options.c.id)
         ):
             by_group_id[opt.group_id]["options"].append(opt.name)
     return vocab
@@ -89,31 +94,44 @@ def check_attributes(vocab: Vocabulary, values: dict[str, Any], where: str) -> d
     return values
 
 
-def ensure_labels(conn: Connection, project_id: int, rev: int, specs: list[LabelCreate],
-                  extra: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+def ensure_labels(
+    conn: Connection,
+    project_id: int,
+    rev: int,
+    specs: list[LabelCreate],
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, int]:
     """Create the labels that do not exist yet (by exact name); return name -> row id."""
     existing = {
         r.name: r.id
         for r in conn.execute(
             select(labels_table.c.name, labels_table.c.id).where(
-                labels_table.c.project_id == project_id, labels_table.c.deleted_rev.is_(None))
+                labels_table.c.project_id == project_id, labels_table.c.deleted_rev.is_(None)
+            )
         )
     }
     next_index = (
-        conn.execute(select(func.max(labels_table.c.label_index))
-                     .where(labels_table.c.project_id == project_id))
-        .scalar() or 0
+        conn.execute(
+            select(func.max(labels_table.c.label_index)).where(labels_table.c.project_id == project_id)
+        ).scalar()
+        or 0
     )
     for spec in specs:
         if spec.name in existing:
             continue
         next_index += 1
-        existing[spec.name] = inserted_id(conn.execute(
-            insert(labels_table).values(
-                project_id=project_id, label_index=next_index, name=spec.name, color=spec.color,
-                spec=(extra or {}).get(spec.name, {}), created_rev=rev,
+        existing[spec.name] = inserted_id(
+            conn.execute(
+                insert(labels_table).values(
+                    project_id=project_id,
+                    label_index=next_index,
+                    name=spec.name,
+                    color=spec.color,
+                    spec=(extra or {}).get(spec.name, {}),
+                    created_rev=rev,
+                )
             )
-        ))
+        )
     return existing
 
 
@@ -146,15 +164,15 @@ def create_attribute_group(store: Store, ref: ProjectRef, spec: AttributeGroupCr
         if spec.name in load_vocabulary(conn, ref.id, None).groups:
             raise Conflict(f"attribute group '{spec.name}' already exists")
         rev = begin_commit(conn, ref.id, f"attribute group {spec.name}")
-        group_id = inserted_id(conn.execute(
-            insert(attribute_groups).values(
-                project_id=ref.id, name=spec.name, kind=spec.kind, created_rev=rev
-            )
-        ))
-        for option in spec.options:
+        group_id = inserted_id(
             conn.execute(
-                insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev)
+                insert(attribute_groups).values(
+                    project_id=ref.id, name=spec.name, kind=spec.kind, created_rev=rev
+                )
             )
+        )
+        for option in spec.options:
+            conn.execute(insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev))
     return {"name": spec.name, "kind": spec.kind, "options": list(spec.options)}
 
 
@@ -164,8 +182,9 @@ def current_revision(store: Store, ref: ProjectRef) -> int:
 
 
 @implements("label_counts")
-def label_counts(store: Store, ref: ProjectRef, dataset: str, query: str | None = None,
-                 as_of: int | None = None) -> dict[str, Any]:
+def label_counts(
+    store: Store, ref: ProjectRef, dataset: str, query: str | None = None, as_of: int | None = None
+) -> dict[str, Any]:
     """Per label of the vocabulary at the revision: how many files of the slice (``dataset``,
     filtered by ``query``) hold it, and its instances there; unused labels count zero. One
     grouped query over the versioned per-(file, label) counts."""
@@ -179,13 +198,22 @@ def label_counts(store: Store, ref: ProjectRef, dataset: str, query: str | None 
         counted = {
             row.label_id: (int(row.files), int(row.instances))
             for row in conn.execute(
-                select(file_label_counts.c.label_id,
-                       func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
-                       func.sum(file_label_counts.c.count).label("instances"))
+                select(
+                    file_label_counts.c.label_id,
+                    func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
+                    func.sum(file_label_counts.c.count).label("instances"),
+                )
                 .where(file_label_counts.c.file_id.in_(in_slice), visible(file_label_counts, rev))
                 .group_by(file_label_counts.c.label_id)
             )
         }
-    rows = [{"id": e["id"], "name": e["name"], "files": counted.get(db_id, (0, 0))[0],
-             "instances": counted.get(db_id, (0, 0))[1]} for db_id, e in vocab.by_id.items()]
+    rows = [
+        {
+            "id": e["id"],
+            "name": e["name"],
+            "files": counted.get(db_id, (0, 0))[0],
+            "instances": counted.get(db_id, (0, 0))[1],
+        }
+        for db_id, e in vocab.by_id.items()
+    ]
     return {"dataset": ds.name, "revision": rev, "labels": sorted(rows, key=lambda r: r["id"])}

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import func, insert, or_, select, update
@@ -78,14 +78,20 @@ def create_server_admin_key(store: Store) -> dict[str, Any]:
 def has_server_admin_key(store: Store) -> bool:
     """Whether the store holds a live server admin key (``serve --init`` mints one only if not)."""
     with store.engine.connect() as conn:
-        return conn.execute(select(api_keys.c.id).where(
-            api_keys.c.project_id.is_(None), api_keys.c.revoked_at.is_(None)).limit(1)).first() is not None
+        return (
+            conn.execute(
+                select(api_keys.c.id)
+                .where(api_keys.c.project_id.is_(None), api_keys.c.revoked_at.is_(None))
+                .limit(1)
+            ).first()
+            is not None
+        )
 
 
 def _touch(store: Store, key_id: int, last: datetime | None) -> None:
     """Record a key's use, at most once a minute (a write per request would serialise reads)."""
-    now = datetime.now(timezone.utc)
-    if last is not None and (last if last.tzinfo else last.replace(tzinfo=timezone.utc)) > now - TOUCH_EVERY:
+    now = datetime.now(UTC)
+    if last is not None and (last if last.tzinfo else last.replace(tzinfo=UTC)) > now - TOUCH_EVERY:
         return
     with store.engine.begin() as conn:
         conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
@@ -135,22 +141,26 @@ def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> d
     if not principal.is_superuser:
         raise Forbidden("only a server admin key can create projects")
     with store.engine.begin() as conn:
-        exists = conn.execute(
-            select(projects.c.id).where(projects.c.string_id == spec.string_id)
-        ).first()
+        exists = conn.execute(select(projects.c.id).where(projects.c.string_id == spec.string_id)).first()
         if exists:
             raise Conflict(f"project '{spec.string_id}' already exists")
-        project_id = inserted_id(conn.execute(
-            insert(projects).values(
-                string_id=spec.string_id,
-                name=spec.name or spec.string_id,
-                is_public=spec.is_public,
-                head_rev=0,
+        project_id = inserted_id(
+            conn.execute(
+                insert(projects).values(
+                    string_id=spec.string_id,
+                    name=spec.name or spec.string_id,
+                    is_public=spec.is_public,
+                    head_rev=0,
+                )
             )
-        ))
+        )
     key = _new_key(store, project_id, "admin")
-    return {"string_id": spec.string_id, "name": spec.name or spec.string_id,
-            "is_public": spec.is_public, "admin_key": key}
+    return {
+        "string_id": spec.string_id,
+        "name": spec.name or spec.string_id,
+        "is_public": spec.is_public,
+        "admin_key": key,
+    }
 
 
 def create_key(store: Store, ref: ProjectRef, role: Role) -> dict[str, Any]:
@@ -168,8 +178,16 @@ def list_keys(store: Store, ref: ProjectRef | None) -> list[dict[str, Any]]:
     never a secret nor its hash."""
     with store.engine.connect() as conn:
         rows = conn.execute(select(api_keys).where(_keys_of(ref)).order_by(api_keys.c.id)).all()
-    return [{"client_id": r.client_id, "role": r.role, "created_at": _iso(r.created_at),
-             "last_used_at": _iso(r.last_used_at), "revoked_at": _iso(r.revoked_at)} for r in rows]
+    return [
+        {
+            "client_id": r.client_id,
+            "role": r.role,
+            "created_at": _iso(r.created_at),
+            "last_used_at": _iso(r.last_used_at),
+            "revoked_at": _iso(r.revoked_at),
+        }
+        for r in rows
+    ]
 
 
 def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str, Any]:
@@ -180,7 +198,7 @@ def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str
         if row is None:
             where = f"project '{ref.string_id}'" if ref else "this server"
             raise NotFound(f"no key '{client_id[:64]}' on {where}", {"client_id": client_id[:64]})
-        revoked = row.revoked_at or datetime.now(timezone.utc)
+        revoked = row.revoked_at or datetime.now(UTC)
         conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
     return {"client_id": client_id, "role": row.role, "revoked_at": _iso(revoked)}
 
@@ -188,7 +206,7 @@ def revoke_key(store: Store, ref: ProjectRef | None, client_id: str) -> dict[str
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def list_projects(store: Store, principal: Principal) -> list[dict[str, Any]]:
@@ -218,7 +236,13 @@ def list_projects(store: Store, principal: Principal) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
     return [
-        {"string_id": r.string_id, "name": r.name, "is_public": r.is_public,
-         "revision": r.head_rev, "datasets": r.datasets, "files": r.files}
+        {
+            "string_id": r.string_id,
+            "name": r.name,
+            "is_public": r.is_public,
+            "revision": r.head_rev,
+            "datasets": r.datasets,
+            "files": r.files,
+        }
         for r in rows
     ]

@@ -63,17 +63,23 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 # --- tags ------------------------------------------------------------------------------
 
+
 def _tag_dict(row: Any) -> dict[str, Any]:
-    return {"name": row.name, "rev": row.rev, "created_at": row.created_at.isoformat()
-            if row.created_at else None}
+    return {
+        "name": row.name,
+        "rev": row.rev,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }
 
 
 def create_tag(store: Store, ref: ProjectRef, name: str, rev: int | None = None) -> dict[str, Any]:
     """Name revision ``rev`` (the head when None). A name cannot start with a digit, so
     ``as_of`` can tell a tag from a revision number."""
     if not _TAG_NAME.match(name):
-        raise InvalidInput(f"name: '{name}' is not a tag name (a letter or _, then letters, "
-                           "digits, _ . -)", {"field": "name"})
+        raise InvalidInput(
+            f"name: '{name}' is not a tag name (a letter or _, then letters, digits, _ . -)",
+            {"field": "name"},
+        )
     with store.engine.begin() as conn:
         head = head_revision(conn, ref.id)
         rev = head if rev is None else rev
@@ -81,28 +87,37 @@ def create_tag(store: Store, ref: ProjectRef, name: str, rev: int | None = None)
             raise NotFound(f"revision {rev} does not exist (head is {head})", {"rev": rev})
         if not revision_readable(conn, ref.id, rev):
             raise NotFound(f"revision {rev} was garbage collected", {"rev": rev})
-        taken = conn.execute(select(revision_tags.c.rev).where(
-            revision_tags.c.project_id == ref.id, revision_tags.c.name == name)).first()
+        taken = conn.execute(
+            select(revision_tags.c.rev).where(
+                revision_tags.c.project_id == ref.id, revision_tags.c.name == name
+            )
+        ).first()
         if taken is not None:
-            raise Conflict(f"tag '{name}' already points at revision {taken.rev}",
-                           {"tag": name, "rev": taken.rev})
+            raise Conflict(
+                f"tag '{name}' already points at revision {taken.rev}", {"tag": name, "rev": taken.rev}
+            )
         conn.execute(insert(revision_tags).values(project_id=ref.id, name=name, rev=rev))
-        row = conn.execute(select(revision_tags).where(
-            revision_tags.c.project_id == ref.id, revision_tags.c.name == name)).one()
+        row = conn.execute(
+            select(revision_tags).where(revision_tags.c.project_id == ref.id, revision_tags.c.name == name)
+        ).one()
     return _tag_dict(row)
 
 
 def list_tags(store: Store, ref: ProjectRef) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
-        rows = conn.execute(select(revision_tags).where(revision_tags.c.project_id == ref.id)
-                            .order_by(revision_tags.c.rev, revision_tags.c.name)).all()
+        rows = conn.execute(
+            select(revision_tags)
+            .where(revision_tags.c.project_id == ref.id)
+            .order_by(revision_tags.c.rev, revision_tags.c.name)
+        ).all()
     return [_tag_dict(r) for r in rows]
 
 
 def get_tag(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
     with store.engine.connect() as conn:
-        row = conn.execute(select(revision_tags).where(
-            revision_tags.c.project_id == ref.id, revision_tags.c.name == name)).first()
+        row = conn.execute(
+            select(revision_tags).where(revision_tags.c.project_id == ref.id, revision_tags.c.name == name)
+        ).first()
     if row is None:
         raise NotFound(f"tag '{name}' not found in project '{ref.string_id}'", {"tag": name})
     return _tag_dict(row)
@@ -112,8 +127,9 @@ def delete_tag(store: Store, ref: ProjectRef, name: str) -> dict[str, Any]:
     """Remove a tag (what it pointed at becomes collectable by a later gc)."""
     found = get_tag(store, ref, name)
     with store.engine.begin() as conn:
-        conn.execute(delete(revision_tags).where(
-            revision_tags.c.project_id == ref.id, revision_tags.c.name == name))
+        conn.execute(
+            delete(revision_tags).where(revision_tags.c.project_id == ref.id, revision_tags.c.name == name)
+        )
     return found
 
 
@@ -134,11 +150,16 @@ def revision_readable(conn: Connection, project_id: int, rev: int) -> bool:
     """
     if rev == 0:
         return True
-    return conn.execute(select(revisions.c.rev).where(
-        revisions.c.project_id == project_id, revisions.c.rev == rev)).first() is not None
+    return (
+        conn.execute(
+            select(revisions.c.rev).where(revisions.c.project_id == project_id, revisions.c.rev == rev)
+        ).first()
+        is not None
+    )
 
 
 # --- garbage collection ----------------------------------------------------------------
+
 
 @dataclass
 class GcReport:
@@ -153,9 +174,15 @@ class GcReport:
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cutoffs": self.cutoffs, "rows": self.rows, "revisions": self.revisions,
-                "blobs": self.blobs, "orphans": self.orphans, "staged": self.staged,
-                "dry_run": self.dry_run}
+        return {
+            "cutoffs": self.cutoffs,
+            "rows": self.rows,
+            "revisions": self.revisions,
+            "blobs": self.blobs,
+            "orphans": self.orphans,
+            "staged": self.staged,
+            "dry_run": self.dry_run,
+        }
 
 
 STAGED_GRACE = timedelta(hours=1)
@@ -168,8 +195,10 @@ def parse_older_than(text: str) -> int | timedelta:
         return int(text)
     found = _DURATION.match(text)
     if not found:
-        raise InvalidInput(f"older-than: '{text}' is neither a revision nor a duration like 7d, "
-                           "12h, 30m", {"field": "older_than"})
+        raise InvalidInput(
+            f"older-than: '{text}' is neither a revision nor a duration like 7d, 12h, 30m",
+            {"field": "older_than"},
+        )
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
@@ -178,8 +207,11 @@ def revision_before(conn: Connection, project_id: int, age: timedelta) -> int:
     cutoff = datetime.now(UTC) - age
     if conn.dialect.name == "sqlite":
         cutoff = cutoff.replace(tzinfo=None)
-    found = conn.execute(select(func.max(revisions.c.rev)).where(
-        revisions.c.project_id == project_id, revisions.c.created_at <= cutoff)).scalar()
+    found = conn.execute(
+        select(func.max(revisions.c.rev)).where(
+            revisions.c.project_id == project_id, revisions.c.created_at <= cutoff
+        )
+    ).scalar()
     return int(found or 0)
 
 
@@ -193,51 +225,92 @@ def _untagged(table: Table, project_id: Any) -> ColumnElement[bool]:
 
 
 def _collectable(table: Table, project_id: Any, cutoff: int) -> ColumnElement[bool]:
-    return and_(table.c.deleted_rev.is_not(None), table.c.deleted_rev <= cutoff,
-                _untagged(table, project_id))
+    return and_(table.c.deleted_rev.is_not(None), table.c.deleted_rev <= cutoff, _untagged(table, project_id))
 
 
-def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool,
-                counts: dict[str, int]) -> int:
+def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool, counts: dict[str, int]) -> int:
     """Delete the collectable rows of one project, children before parents."""
     in_project_files = select(files.c.id).where(files.c.project_id == project_id)
     in_project_datasets = select(datasets.c.id).where(datasets.c.project_id == project_id)
     in_project_groups = select(attribute_groups.c.id).where(attribute_groups.c.project_id == project_id)
     pid = literal(project_id)
     plan: list[tuple[str, Table, ColumnElement[bool]]] = [
-        ("instances", instances, and_(instances.c.project_id == project_id,
-                                      _collectable(instances, pid, cutoff))),
-        ("file_label_counts", file_label_counts, and_(
-            file_label_counts.c.file_id.in_(in_project_files),
-            _collectable(file_label_counts, pid, cutoff))),
-        ("file_attribute_values", file_attribute_values, and_(
-            file_attribute_values.c.file_id.in_(in_project_files),
-            _collectable(file_attribute_values, pid, cutoff))),
-        ("dataset_files", dataset_files, and_(dataset_files.c.dataset_id.in_(in_project_datasets),
-                                              _collectable(dataset_files, pid, cutoff))),
-        ("attribute_options", attribute_options, and_(
-            attribute_options.c.group_id.in_(in_project_groups),
-            _collectable(attribute_options, pid, cutoff))),
-        ("files", files, and_(
-            files.c.project_id == project_id, _collectable(files, pid, cutoff),
-            ~exists().where(instances.c.file_id == files.c.id),
-            ~exists().where(file_label_counts.c.file_id == files.c.id),
-            ~exists().where(file_attribute_values.c.file_id == files.c.id),
-            ~exists().where(dataset_files.c.file_id == files.c.id),
-        )),
-        ("labels", labels, and_(
-            labels.c.project_id == project_id, _collectable(labels, pid, cutoff),
-            ~exists().where(instances.c.label_id == labels.c.id),
-            ~exists().where(file_label_counts.c.label_id == labels.c.id),
-        )),
-        ("datasets", datasets, and_(
-            datasets.c.project_id == project_id, _collectable(datasets, pid, cutoff),
-            ~exists().where(dataset_files.c.dataset_id == datasets.c.id),
-        )),
-        ("attribute_groups", attribute_groups, and_(
-            attribute_groups.c.project_id == project_id, _collectable(attribute_groups, pid, cutoff),
-            ~exists().where(attribute_options.c.group_id == attribute_groups.c.id),
-        )),
+        (
+            "instances",
+            instances,
+            and_(instances.c.project_id == project_id, _collectable(instances, pid, cutoff)),
+        ),
+        (
+            "file_label_counts",
+            file_label_counts,
+            and_(
+                file_label_counts.c.file_id.in_(in_project_files),
+                _collectable(file_label_counts, pid, cutoff),
+            ),
+        ),
+        (
+            "file_attribute_values",
+            file_attribute_values,
+            and_(
+                file_attribute_values.c.file_id.in_(in_project_files),
+                _collectable(file_attribute_values, pid, cutoff),
+            ),
+        ),
+        (
+            "dataset_files",
+            dataset_files,
+            and_(
+                dataset_files.c.dataset_id.in_(in_project_datasets), _collectable(dataset_files, pid, cutoff)
+            ),
+        ),
+        (
+            "attribute_options",
+            attribute_options,
+            and_(
+                attribute_options.c.group_id.in_(in_project_groups),
+                _collectable(attribute_options, pid, cutoff),
+            ),
+        ),
+        (
+            "files",
+            files,
+            and_(
+                files.c.project_id == project_id,
+                _collectable(files, pid, cutoff),
+                ~exists().where(instances.c.file_id == files.c.id),
+                ~exists().where(file_label_counts.c.file_id == files.c.id),
+                ~exists().where(file_attribute_values.c.file_id == files.c.id),
+                ~exists().where(dataset_files.c.file_id == files.c.id),
+            ),
+        ),
+        (
+            "labels",
+            labels,
+            and_(
+                labels.c.project_id == project_id,
+                _collectable(labels, pid, cutoff),
+                ~exists().where(instances.c.label_id == labels.c.id),
+                ~exists().where(file_label_counts.c.label_id == labels.c.id),
+            ),
+        ),
+        (
+            "datasets",
+            datasets,
+            and_(
+                datasets.c.project_id == project_id,
+                _collectable(datasets, pid, cutoff),
+                ~exists().where(dataset_files.c.dataset_id == datasets.c.id),
+            ),
+        ),
+        (
+            "attribute_groups",
+            attribute_groups,
+            and_(
+                attribute_groups.c.project_id == project_id,
+                _collectable(attribute_groups, pid, cutoff),
+                ~exists().where(attribute_options.c.group_id == attribute_groups.c.id),
+            ),
+        ),
     ]
     for name, table, where in plan:
         if dry_run:
@@ -246,16 +319,23 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool,
             n = conn.execute(delete(table).where(where)).rowcount
         counts[name] = counts.get(name, 0) + int(n)
     tagged = select(revision_tags.c.rev).where(revision_tags.c.project_id == project_id)
-    lost = and_(revisions.c.project_id == project_id, revisions.c.rev < cutoff,
-                revisions.c.rev.not_in(tagged))
+    lost = and_(
+        revisions.c.project_id == project_id, revisions.c.rev < cutoff, revisions.c.rev.not_in(tagged)
+    )
     if dry_run:
         return int(conn.execute(select(func.count()).select_from(revisions).where(lost)).scalar_one())
     return int(conn.execute(delete(revisions).where(lost)).rowcount)
 
 
-def collect_garbage(store: Store, older_than: int | timedelta, *, project: str | None = None,
-                    keep_tags: bool = False, dry_run: bool = False,
-                    staged_grace: timedelta = STAGED_GRACE) -> GcReport:
+def collect_garbage(
+    store: Store,
+    older_than: int | timedelta,
+    *,
+    project: str | None = None,
+    keep_tags: bool = False,
+    dry_run: bool = False,
+    staged_grace: timedelta = STAGED_GRACE,
+) -> GcReport:
     """Physically delete history older than a cutoff; see the module docstring.
 
     ``older_than`` is a revision (then ``project`` is required, revisions being per project)
@@ -266,9 +346,11 @@ def collect_garbage(store: Store, older_than: int | timedelta, *, project: str |
     older than ``staged_grace``; younger ones may belong to an import still in flight.
     """
     if isinstance(older_than, int) and project is None:
-        raise InvalidInput("older-than: a revision number needs --project (revisions are per "
-                           "project); give a duration like 7d to collect every project",
-                           {"field": "older_than"})
+        raise InvalidInput(
+            "older-than: a revision number needs --project (revisions are per "
+            "project); give a duration like 7d to collect every project",
+            {"field": "older_than"},
+        )
     report = GcReport(dry_run=dry_run)
     with store.engine.begin() as conn:
         query = select(projects.c.id, projects.c.string_id, projects.c.head_rev)
@@ -278,33 +360,49 @@ def collect_garbage(store: Store, older_than: int | timedelta, *, project: str |
         if project is not None and not targets:
             raise NotFound(f"project '{project}' not found", {"project": project})
         for p in targets:
-            cutoff = (min(older_than, p.head_rev) if isinstance(older_than, int)
-                      else revision_before(conn, p.id, older_than))
+            cutoff = (
+                min(older_than, p.head_rev)
+                if isinstance(older_than, int)
+                else revision_before(conn, p.id, older_than)
+            )
             if not keep_tags:
-                tagged = conn.execute(select(revision_tags.c.name).where(
-                    revision_tags.c.project_id == p.id, revision_tags.c.rev < cutoff)).scalars().all()
+                tagged = (
+                    conn.execute(
+                        select(revision_tags.c.name).where(
+                            revision_tags.c.project_id == p.id, revision_tags.c.rev < cutoff
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
                 if tagged:
-                    raise Conflict(f"project '{p.string_id}' has tags older than the cutoff "
-                                   f"({', '.join(tagged)}): gc never removes what a tag points "
-                                   "at; pass --keep-tags or delete those tags first",
-                                   {"tags": list(tagged)})
+                    raise Conflict(
+                        f"project '{p.string_id}' has tags older than the cutoff "
+                        f"({', '.join(tagged)}): gc never removes what a tag points "
+                        "at; pass --keep-tags or delete those tags first",
+                        {"tags": list(tagged)},
+                    )
             report.cutoffs[p.string_id] = cutoff
             report.revisions += _gc_project(conn, p.id, cutoff, dry_run, report.rows)
         report.staged = expire_staged(conn, staged_grace, dry_run)
         orphans = select(blobs.c.sha256).where(
             ~exists().where(files.c.blob_sha256 == blobs.c.sha256),
-            ~exists().where(staged_blobs.c.sha256 == blobs.c.sha256,
-                            staged_blobs.c.created_at > staged_cutoff(conn, staged_grace)))
+            ~exists().where(
+                staged_blobs.c.sha256 == blobs.c.sha256,
+                staged_blobs.c.created_at > staged_cutoff(conn, staged_grace),
+            ),
+        )
         gone = conn.execute(orphans).scalars().all()
         report.blobs = len(gone)
         if not dry_run:
             for start in range(0, len(gone), 500):
-                conn.execute(delete(blobs).where(blobs.c.sha256.in_(gone[start:start + 500])))
+                conn.execute(delete(blobs).where(blobs.c.sha256.in_(gone[start : start + 500])))
     if not dry_run:
         for sha in gone:
             store.blobs.delete(sha)
-    report.orphans = _collect_orphans(store, older_than if isinstance(older_than, timedelta)
-                                      else ORPHAN_GRACE, dry_run)
+    report.orphans = _collect_orphans(
+        store, older_than if isinstance(older_than, timedelta) else ORPHAN_GRACE, dry_run
+    )
     return report
 
 
@@ -320,7 +418,7 @@ def _collect_orphans(store: Store, grace: timedelta, dry_run: bool) -> int:
     with store.engine.connect() as conn:
         named: set[str] = set()
         for start in range(0, len(aged), 500):
-            chunk = aged[start:start + 500]
+            chunk = aged[start : start + 500]
             named.update(conn.execute(select(blobs.c.sha256).where(blobs.c.sha256.in_(chunk))).scalars())
     orphans = [sha for sha in aged if sha not in named]
     temporaries = getattr(store.blobs, "temporaries", None)

@@ -64,13 +64,16 @@ def probe_image(data: bytes, where: str) -> tuple[int, int, str]:
                 width, height = img.size
                 mime = Image.MIME.get(img.format or "", "application/octet-stream")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"{where}: image has more than {limit} pixels",
-                              {"field": where, "limit": limit}) from exc
+        raise PayloadTooLarge(
+            f"{where}: image has more than {limit} pixels", {"field": where, "limit": limit}
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"{where}: not a readable image ({exc})", {"field": where}) from exc
     if width * height > limit:
-        raise PayloadTooLarge(f"{where}: image of {width}x{height} has more than {limit} pixels",
-                              {"field": where, "limit": limit})
+        raise PayloadTooLarge(
+            f"{where}: image of {width}x{height} has more than {limit} pixels",
+            {"field": where, "limit": limit},
+        )
     return width, height, mime
 
 
@@ -101,8 +104,12 @@ def probe_media(data: bytes, where: str) -> tuple[int | None, int | None, str]:
         return info.width, info.height, info.content_type
 
 
-def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]],
-                probed: list[tuple[int | None, int | None, str]] | None = None) -> list[StagedBlob]:
+def stage_blobs(
+    store: Store,
+    ref: ProjectRef,
+    payloads: list[tuple[bytes, str]],
+    probed: list[tuple[int | None, int | None, str]] | None = None,
+) -> list[StagedBlob]:
     """Stage images (bytes, where-for-errors) for ``ref``: bytes written, then rows committed.
 
     Staging the same bytes again refreshes the row's age and writes nothing new.
@@ -140,7 +147,9 @@ def stage_blobs(store: Store, ref: ProjectRef, payloads: list[tuple[bytes, str]]
     return staged
 
 
-def resolve_blob(conn: Connection, ref: ProjectRef, sha: Any, field: str) -> tuple[int | None, int | None, str]:
+def resolve_blob(
+    conn: Connection, ref: ProjectRef, sha: Any, field: str
+) -> tuple[int | None, int | None, str]:
     """(width, height, MIME type) of a blob ``ref`` may name (the scoping rule above), else 422."""
     sha = check_sha256(sha, field)
     row = conn.execute(

@@ -14,8 +14,7 @@ from typing import Any
 from annostream.errors import InvalidInput
 
 
-def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[str],
-                    where: str) -> None:
+def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[str], where: str) -> None:
     """Spans inside ``text`` with unique keys (assigned where missing); relations between
     known spans; 422 naming the field otherwise. ``items`` are InstanceIn models (mutated:
     keys are filled in)."""
@@ -23,8 +22,9 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
     if text is None:
         for i, inst in enumerate(items):
             if inst.type in ("span", "relation"):
-                raise InvalidInput(f"{where}[{i}]: a {inst.type} belongs to a text file",
-                                   {"field": f"{where}[{i}].type"})
+                raise InvalidInput(
+                    f"{where}[{i}]: a {inst.type} belongs to a text file", {"field": f"{where}[{i}].type"}
+                )
         return
     length = len(text)
     given = {i.geometry.get("key") for i in items if i.type == "span"} - {None}
@@ -32,14 +32,18 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
     for i, inst in enumerate(items):
         at = f"{where}[{i}]"
         if inst.type not in ("span", "relation", "tag", "global"):
-            raise InvalidInput(f"{at}: a text holds spans, relations, tags and globals, not a {inst.type}",
-                               {"field": f"{at}.type"})
+            raise InvalidInput(
+                f"{at}: a text holds spans, relations, tags and globals, not a {inst.type}",
+                {"field": f"{at}.type"},
+            )
         if inst.type != "span":
             continue
         end = inst.geometry.get("end")
         if isinstance(end, int) and end > length:
-            raise InvalidInput(f"{at}.geometry.end: {end} is past the end of the text ({length} characters)",
-                               {"field": f"{at}.geometry.end", "length": length})
+            raise InvalidInput(
+                f"{at}.geometry.end: {end} is past the end of the text ({length} characters)",
+                {"field": f"{at}.geometry.end", "length": length},
+            )
         key = inst.geometry.get("key")
         if key is None:
             while f"s{n}" in keys or f"s{n}" in given:
@@ -47,8 +51,10 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
             key = f"s{n}"
             inst.geometry["key"] = key
         elif key in keys:
-            raise InvalidInput(f"{at}.geometry.key: span key {key!r} is already used in this text",
-                               {"field": f"{at}.geometry.key"})
+            raise InvalidInput(
+                f"{at}.geometry.key: span key {key!r} is already used in this text",
+                {"field": f"{at}.geometry.key"},
+            )
         keys.add(key)
     for i, inst in enumerate(items):
         if inst.type != "relation":
@@ -58,4 +64,3 @@ def check_instances(items: list[Any], text: str | None, existing_keys: Iterable[
             if key not in keys:
                 field = f"{where}[{i}].geometry.{end_name}"
                 raise InvalidInput(f"{field}: no span with key {key!r} in this text", {"field": field})
-

@@ -23,8 +23,12 @@ from annostream.errors import InvalidInput, NotFound
 
 # Upload names that are probed as video (the container is found from the bytes).
 VIDEO_SUFFIXES: dict[str, str] = {
-    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
-    ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".avi": "video/x-msvideo",
 }
 
 
@@ -100,15 +104,23 @@ def probe_video(data: bytes, where: str = "file", filename: str = "") -> VideoIn
         raise
     except (av.FFmpegError, StopIteration, ValueError, OSError, EOFError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise InvalidInput(f"{where}: not a readable video ({reason})",
-                           {"field": where, "reason": reason}) from exc
+        raise InvalidInput(
+            f"{where}: not a readable video ({reason})", {"field": where, "reason": reason}
+        ) from exc
     fps = float(rate) if rate else 0.0
     index = {p: i for i, p in enumerate(pts)}
     keyframes = sorted({0, *(index[p] for p in keys if p in index)})
     duration = len(pts) / fps if fps else 0.0
-    return VideoInfo(width=width, height=height, frame_count=len(pts), fps=fps, duration=duration,
-                     codec=codec, keyframes=keyframes,
-                     content_type=VIDEO_SUFFIXES[suffix] if suffix else _content_type(container_name, codec))
+    return VideoInfo(
+        width=width,
+        height=height,
+        frame_count=len(pts),
+        fps=fps,
+        duration=duration,
+        codec=codec,
+        keyframes=keyframes,
+        content_type=VIDEO_SUFFIXES[suffix] if suffix else _content_type(container_name, codec),
+    )
 
 
 def _content_type(container: str, codec: str) -> str:
@@ -123,9 +135,11 @@ def _content_type(container: str, codec: str) -> str:
 def check_frame_number(frame_number: int, frame_count: int, file_id: Any = None) -> None:
     """404 naming the frame count when ``frame_number`` is not a frame of the video."""
     if not 0 <= frame_number < frame_count:
-        raise NotFound(f"frame {frame_number} is past the end of the video (it has {frame_count} "
-                       f"frames, 0..{frame_count - 1})",
-                       {"frame_number": frame_number, "frame_count": frame_count, "file_id": file_id})
+        raise NotFound(
+            f"frame {frame_number} is past the end of the video (it has {frame_count} "
+            f"frames, 0..{frame_count - 1})",
+            {"frame_number": frame_number, "frame_count": frame_count, "file_id": file_id},
+        )
 
 
 def check_instances(items: Iterable[Any], frame_count: int | None, where: str) -> None:
@@ -142,23 +156,30 @@ def check_instances(items: Iterable[Any], frame_count: int | None, where: str) -
         if inst.type == "event":
             end = inst.geometry.get("end")
             if isinstance(end, int) and end >= frame_count:
-                raise InvalidInput(f"{at}.geometry.end: frame {end} is past the end of the video "
-                                   f"({frame_count} frames)", {"field": f"{at}.geometry.end"})
+                raise InvalidInput(
+                    f"{at}.geometry.end: frame {end} is past the end of the video ({frame_count} frames)",
+                    {"field": f"{at}.geometry.end"},
+                )
             continue
         if inst.type in ("span", "relation"):
             raise InvalidInput(f"{at}: a {inst.type} belongs to a text", {"field": f"{at}.type"})
         if inst.type != "global" and inst.frame_number is None:
-            raise InvalidInput(f"{at}.frame_number: an instance on a video names its frame",
-                               {"field": f"{at}.frame_number"})
+            raise InvalidInput(
+                f"{at}.frame_number: an instance on a video names its frame", {"field": f"{at}.frame_number"}
+            )
         if inst.frame_number is not None and not 0 <= inst.frame_number < frame_count:
-            raise InvalidInput(f"{at}.frame_number: frame {inst.frame_number} is past the end of the "
-                               f"video ({frame_count} frames)", {"field": f"{at}.frame_number"})
+            raise InvalidInput(
+                f"{at}.frame_number: frame {inst.frame_number} is past the end of the "
+                f"video ({frame_count} frames)",
+                {"field": f"{at}.frame_number"},
+            )
 
 
 # --- tracks ------------------------------------------------------------------------------
 
+
 def _lerp_box(a: list[float], b: list[float], t: float) -> list[float]:
-    return [x + (y - x) * t for x, y in zip(a, b)]
+    return [x + (y - x) * t for x, y in zip(a, b, strict=True)]
 
 
 def interpolate_tracks(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -172,18 +193,29 @@ def interpolate_tracks(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     added = []
     for members in tracks.values():
         have = {m["frame_number"] for m in members}
-        keys = sorted((m for m in members if m["type"] == "box" and m.get("keyframe") is not False),
-                      key=lambda m: m["frame_number"])
+        keys = sorted(
+            (m for m in members if m["type"] == "box" and m.get("keyframe") is not False),
+            key=lambda m: m["frame_number"],
+        )
         for a, b in itertools.pairwise(keys):
             fa, fb = a["frame_number"], b["frame_number"]
             for k in range(fa + 1, fb):
                 if k in have:
                     continue
                 box = _lerp_box(a["bbox"], b["bbox"], (k - fa) / (fb - fa))
-                added.append({**a, "id": None, "frame_number": k, "bbox": box,
-                              "geometry": dict(zip(("x_min", "y_min", "x_max", "y_max"), box)),
-                              "area": (box[2] - box[0]) * (box[3] - box[1]),
-                              "keyframe": False, "interpolated": True, "machine_made": True})
+                added.append(
+                    {
+                        **a,
+                        "id": None,
+                        "frame_number": k,
+                        "bbox": box,
+                        "geometry": dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
+                        "area": (box[2] - box[0]) * (box[3] - box[1]),
+                        "keyframe": False,
+                        "interpolated": True,
+                        "machine_made": True,
+                    }
+                )
     if not added:
         return instances
     out = instances + added
@@ -198,7 +230,13 @@ def on_frame(instances: list[dict[str, Any]], frame_number: int) -> list[dict[st
 
 def events_in(instances: list[dict[str, Any]], first: int, last: int) -> list[dict[str, Any]]:
     """Events overlapping frames ``first``..``last`` (inclusive), as {event, start, end, ...}."""
-    return [{"event": i["label"], "start": i["geometry"]["start"], "end": i["geometry"]["end"],
-             "attributes": i.get("attributes") or {}}
-            for i in instances
-            if i["type"] == "event" and i["geometry"]["start"] <= last and i["geometry"]["end"] >= first]
+    return [
+        {
+            "event": i["label"],
+            "start": i["geometry"]["start"],
+            "end": i["geometry"]["end"],
+            "attributes": i.get("attributes") or {},
+        }
+        for i in instances
+        if i["type"] == "event" and i["geometry"]["start"] <= last and i["geometry"]["end"] >= first
+    ]

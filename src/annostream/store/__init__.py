@@ -67,8 +67,10 @@ def no_store_message(root: Path) -> str:
     nearest = find_store_below(root) if root.is_dir() else None
     if nearest is not None:
         return f"no annostream store at {root}: the nearest store below it is {nearest} (use that path)"
-    return (f"no annostream store at {root}: check the path, or create an empty store with "
-            f"'annostream init --data {root}'")
+    return (
+        f"no annostream store at {root}: check the path, or create an empty store with "
+        f"'annostream init --data {root}'"
+    )
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Store:
         create: bool = True,
         statement_timeout_s: float | None = None,
         query_budget: int | None = None,
-    ) -> "Store":
+    ) -> Store:
         """Open (and migrate) a store.
 
         The embedded default is a folder holding ``annostream.db`` (SQLite) and ``blobs/``;

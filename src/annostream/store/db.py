@@ -41,7 +41,7 @@ def normalize_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` mean psycopg 3 (SQLAlchemy would pick psycopg2)."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
+            return "postgresql+psycopg://" + url[len(plain) :]
     return url
 
 
@@ -57,13 +57,14 @@ def _sqlite_timeout(engine: Engine, timeout_s: float) -> None:
     fetched included): sqlite3 raises OperationalError('interrupted')."""
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+    def _connect(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info.setdefault(_DEADLINE_KEY, [0.0])
         dbapi_connection.set_progress_handler(
-            lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0, _PROGRESS_STEPS)
+            lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0, _PROGRESS_STEPS
+        )
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn, *_args) -> None:  # type: ignore[no-untyped-def]
+    def _start(conn: Any, *_args: Any) -> None:
         deadline = conn.connection.info.get(_DEADLINE_KEY)
         if deadline is not None:
             deadline[0] = time.monotonic() + timeout_s
@@ -71,21 +72,20 @@ def _sqlite_timeout(engine: Engine, timeout_s: float) -> None:
 
 def _limits(engine: Engine, query_budget: int | None, timeout_s: float | None) -> None:
     @event.listens_for(engine, "connect")
-    def _connect(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+    def _connect(_dbapi_connection: Any, record: Any) -> None:
         record.info[QUERY_BUDGET_KEY] = query_budget
         record.info[STATEMENT_TIMEOUT_KEY] = timeout_s
 
 
-def create_db_engine(url: str, *, statement_timeout_s: float | None = None,
-                     query_budget: int | None = None) -> Engine:
+def create_db_engine(
+    url: str, *, statement_timeout_s: float | None = None, query_budget: int | None = None
+) -> Engine:
     """An engine for ``url`` with the settings annostream relies on (orjson for JSON columns),
     and, for a server, the bounds on one statement (see the module docstring)."""
     url = normalize_url(url)
     json_options = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options)
         event.listen(engine, "connect", _sqlite_pragmas)
         if statement_timeout_s:
             _sqlite_timeout(engine, statement_timeout_s)
@@ -97,8 +97,9 @@ def create_db_engine(url: str, *, statement_timeout_s: float | None = None,
         connect_args = {}
         if statement_timeout_s:
             connect_args["options"] = f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                               connect_args=connect_args, **json_options)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **json_options
+        )
     _limits(engine, query_budget, statement_timeout_s)
     return engine
 

@@ -32,17 +32,29 @@ def _client(endpoint: str | None, region: str) -> Any:
     boto3 = require("boto3", "an S3 blob store")
     from botocore.config import Config
 
-    config = Config(max_pool_connections=POOL, retries={"max_attempts": 5, "mode": "standard"},
-                    signature_version="s3v4", s3={"addressing_style": "path"})
+    config = Config(
+        max_pool_connections=POOL,
+        retries={"max_attempts": 5, "mode": "standard"},
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+    )
     return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
 class S3BlobStore:
     """Content-addressed blobs under ``prefix/ab/abcd...`` in one bucket; safe across threads."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint: str | None = None,
-                 public_endpoint: str | None = None, region: str | None = None,
-                 redirect: bool = True, create_bucket: bool = True) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str | None = None,
+        public_endpoint: str | None = None,
+        region: str | None = None,
+        redirect: bool = True,
+        create_bucket: bool = True,
+    ) -> None:
         from boto3.s3.transfer import TransferConfig
 
         self.bucket = bucket
@@ -51,8 +63,9 @@ class S3BlobStore:
         region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.client = _client(endpoint, region)
         self._signer = self.client if not public_endpoint else _client(public_endpoint, region)
-        self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                        multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4)
+        self._transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4
+        )
         if create_bucket:
             self._ensure_bucket()
 
@@ -63,13 +76,26 @@ class S3BlobStore:
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"not an s3:// URL with a bucket: {url}")
         q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        endpoint = (q.get("endpoint") or os.environ.get("ANNOSTREAM_S3_ENDPOINT")
-                    or os.environ.get("AWS_ENDPOINT_URL") or None)
+        endpoint = (
+            q.get("endpoint")
+            or os.environ.get("ANNOSTREAM_S3_ENDPOINT")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
         public = q.get("public_endpoint") or os.environ.get("ANNOSTREAM_S3_PUBLIC_ENDPOINT") or None
-        redirect = (q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1"))
-                    not in ("0", "false", "no"))
-        return cls(parsed.netloc, parsed.path, endpoint=endpoint, public_endpoint=public,
-                   region=q.get("region"), redirect=redirect)
+        redirect = q.get("redirect", os.environ.get("ANNOSTREAM_S3_REDIRECT", "1")) not in (
+            "0",
+            "false",
+            "no",
+        )
+        return cls(
+            parsed.netloc,
+            parsed.path,
+            endpoint=endpoint,
+            public_endpoint=public,
+            region=q.get("region"),
+            redirect=redirect,
+        )
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError
@@ -83,7 +109,9 @@ class S3BlobStore:
                 self.client.create_bucket(Bucket=self.bucket)
             except ClientError as race:
                 if race.response.get("Error", {}).get("Code") not in (
-                        "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                ):
                     raise
 
     def key(self, sha256: str) -> str:

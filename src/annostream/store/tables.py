@@ -271,6 +271,11 @@ file_attribute_values = Table(
 # PostgreSQL's btree refuses entries over ~2.7 kB: its text index holds the short values only,
 # and an equality on a short value states that bound so the planner can use it.
 INDEXED_TEXT_CHARS = 1000
-Index(None, file_attribute_values.c.key, file_attribute_values.c.kind, file_attribute_values.c.text,
-      file_attribute_values.c.file_id,
-      postgresql_where=func.length(file_attribute_values.c.text) < INDEXED_TEXT_CHARS)
+Index(
+    None,
+    file_attribute_values.c.key,
+    file_attribute_values.c.kind,
+    file_attribute_values.c.text,
+    file_attribute_values.c.file_id,
+    postgresql_where=func.length(file_attribute_values.c.text) < INDEXED_TEXT_CHARS,
+)

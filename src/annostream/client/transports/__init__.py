@@ -24,8 +24,12 @@ __all__ = ["EmbeddedTransport", "HttpTransport", "Item", "Transport", "connect"]
 _SERVER_WITHOUT_SCHEME = re.compile(r"^([\w.\-]+:\d+|localhost|\d+\.\d+\.\d+\.\d+)(/.*)?$")
 
 
-def connect(host: str | None = None, client_id: str | None = None,
-            client_secret: str | None = None, retry: Retry | None = None) -> Transport:
+def connect(
+    host: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    retry: Retry | None = None,
+) -> Transport:
     """A transport for ``host``: ``http(s)://`` for a server, ``file://`` for a local folder.
 
     A host without a scheme (``127.0.0.1:8085``, ``localhost``) is a server over ``http://``;
@@ -36,8 +40,10 @@ def connect(host: str | None = None, client_id: str | None = None,
     host = host or os.environ.get("ANNOSTREAM_HOST") or "http://127.0.0.1:8085"
     if "://" not in host:
         if not _SERVER_WITHOUT_SCHEME.match(host):
-            raise ValueError(f"host '{host}' has no scheme: write 'http://{host}' for a server, "
-                             f"or 'file://{host}' for a local store folder")
+            raise ValueError(
+                f"host '{host}' has no scheme: write 'http://{host}' for a server, "
+                f"or 'file://{host}' for a local store folder"
+            )
         host = f"http://{host}"
     parsed = urlparse(host)
     if parsed.scheme in ("http", "https"):
@@ -45,6 +51,7 @@ def connect(host: str | None = None, client_id: str | None = None,
     if parsed.scheme == "file":
         # file:///abs/path, or file://rel/path (a relative folder, as people type it)
         relative = parsed.netloc not in ("", "localhost")
-        return EmbeddedTransport(parsed.netloc + parsed.path if relative else parsed.path,
-                                 client_id, client_secret)
+        return EmbeddedTransport(
+            parsed.netloc + parsed.path if relative else parsed.path, client_id, client_secret
+        )
     raise ValueError(f"unsupported host '{host}': use http(s)://... or file:///path")

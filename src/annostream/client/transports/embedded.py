@@ -48,8 +48,14 @@ def close_store(path: str | os.PathLike[str]) -> None:
 class EmbeddedTransport(Transport):
     """A store folder used in-process; with ``client_id``/``client_secret``, as that key."""
 
-    def __init__(self, path: str | os.PathLike[str], client_id: str | None = None,
-                 client_secret: str | None = None, *, create: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        create: bool = False,
+    ) -> None:
         self.path = str(Path(path).resolve())
         self.shown_path = str(path)
         self.create = create
@@ -121,22 +127,43 @@ class EmbeddedTransport(Transport):
 
         return authorize(self.store, self.principal, project, need)  # type: ignore[arg-type]
 
-    def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
-               as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]:
+    def export(
+        self,
+        project: str,
+        dataset: str,
+        fmt: str,
+        out: Path,
+        query: str | None,
+        as_of: int | None,
+        images: bool | str,
+        progress: Any = None,
+    ) -> dict[str, Any]:
         """Write the export straight into the folder ``out`` (``images="link"`` symlinks blobs)."""
         from annostream.formats import DirSink
         from annostream.service.datasets import get_dataset
         from annostream.service.export import export_slice
 
-        ds = get_dataset(self.store, self._ref(project, OPERATIONS["export"].role or "viewer"), dataset, as_of)
-        return export_slice(self.store, ds, fmt, DirSink(out), query=query, as_of=as_of, images=images,
-                            progress=progress)
+        ds = get_dataset(
+            self.store, self._ref(project, OPERATIONS["export"].role or "viewer"), dataset, as_of
+        )
+        return export_slice(
+            self.store, ds, fmt, DirSink(out), query=query, as_of=as_of, images=images, progress=progress
+        )
 
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
-                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
+    def import_source(
+        self,
+        project: str,
+        dataset: str,
+        source: Any,
+        fmt: str,
+        progress: Any = None,
+        key: str | None = None,
+        duplicates: str = "skip",
+    ) -> dict[str, Any]:
         """Stage the images in this process (in batches), then commit: ``service.imports``."""
         from annostream.service.imports import import_source
 
         ref = self._ref(project, OPERATIONS["import_records"].role or "editor")
-        return import_source(self.store, ref, dataset, source, progress=progress, fmt=fmt, key=key,
-                             duplicates=duplicates)
+        return import_source(
+            self.store, ref, dataset, source, progress=progress, fmt=fmt, key=key, duplicates=duplicates
+        )

@@ -17,8 +17,9 @@ import os
 import tempfile
 import threading
 import zipfile
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -58,9 +59,17 @@ def _loads(body: bytes) -> Any:
 class HttpTransport(Transport):
     """A server's ``/api/v2`` reached with httpx, with an API key when one is given."""
 
-    def __init__(self, host: str, client_id: str | None = None, client_secret: str | None = None,
-                 *, timeout: float = 60.0, retry: retrying.Retry | None = None, pool_size: int = 16,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry: retrying.Retry | None = None,
+        pool_size: int = 16,
+        client: httpx.Client | None = None,
+    ) -> None:
         self.host = host.rstrip("/")
         self._auth = (client_id, client_secret) if client_id and client_secret else None
         self._timeout = timeout
@@ -89,17 +98,20 @@ class HttpTransport(Transport):
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    limits = httpx.Limits(max_connections=self._pool_size,
-                                          max_keepalive_connections=self._pool_size)
+                    limits = httpx.Limits(
+                        max_connections=self._pool_size, max_keepalive_connections=self._pool_size
+                    )
                     self._client = httpx.Client(
-                        base_url=self.host, timeout=self._timeout,
+                        base_url=self.host,
+                        timeout=self._timeout,
                         transport=httpx.HTTPTransport(limits=limits),
                     )
                     self._pid = os.getpid()
         return self._client
 
-    def _request(self, method: str, path: str, *, parse: Any = None, idempotent: bool = False,
-                 **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, path: str, *, parse: Any = None, idempotent: bool = False, **kwargs: Any
+    ) -> Any:
         """``parse(response)`` (the response by default) of a request made whole under the
         retry policy; errors raised as the server sent them."""
         kwargs.setdefault("auth", self._auth or httpx.USE_CLIENT_DEFAULT)
@@ -108,8 +120,17 @@ class HttpTransport(Transport):
             _raise_for(response)
             return parse(response) if parse is not None else response
 
-        return retrying.request(self.client, self.retry, method, path, parse=checked, idempotent=idempotent,
-                                reach=self._reach, follow_redirects=False, **kwargs)
+        return retrying.request(
+            self.client,
+            self.retry,
+            method,
+            path,
+            parse=checked,
+            idempotent=idempotent,
+            reach=self._reach,
+            follow_redirects=False,
+            **kwargs,
+        )
 
     # --- the declared operations -------------------------------------------------------------
 
@@ -127,8 +148,10 @@ class HttpTransport(Transport):
             data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
             return {"content": orjson.dumps(data), "headers": {"Content-Type": "application/json"}}
         if op.body == "multipart":
-            form = {k: orjson.dumps(body.get(k) or default).decode()
-                    for k, default in (("instances", []), ("metadata", {}))}
+            form = {
+                k: orjson.dumps(body.get(k) or default).decode()
+                for k, default in (("instances", []), ("metadata", {}))
+            }
             return {"files": {"file": (body.get("filename") or "upload", body["data"])}, "data": form}
         media = "application/x-ndjson" if op.body == "ndjson" else "application/octet-stream"
         return {"content": body, "headers": {"Content-Type": media}}
@@ -142,8 +165,14 @@ class HttpTransport(Transport):
             kwargs["headers"] = {**kwargs.get("headers", {}), **headers}
         if "wait" in op.params and self._injected is None:  # a long poll: the read timeout allows for it
             kwargs["timeout"] = httpx.Timeout(self._timeout + float(args.get("wait") or 0))
-        return self._request(op.method, self.path(op, args), params=params, idempotent=op.repeatable,
-                             parse=lambda response: self._decode(op, response, args), **kwargs)
+        return self._request(
+            op.method,
+            self.path(op, args),
+            params=params,
+            idempotent=op.repeatable,
+            parse=lambda response: self._decode(op, response, args),
+            **kwargs,
+        )
 
     def _decode(self, op: Op, response: httpx.Response, args: dict[str, Any]) -> Any:
         """What ``call`` returns for ``response``, by the declared reply kind; a body that
@@ -159,8 +188,8 @@ class HttpTransport(Transport):
         if op.reply == "items":
             rev = int(response.headers["X-Revision"])
             if response.headers.get("content-type", "").startswith(frames.MEDIA_TYPE):
-                body = args["body"]
-                asked = list(body["ids"] if isinstance(body, dict) else body.ids)
+                body = args.get("body")
+                asked = None if body is None else list(body["ids"] if isinstance(body, dict) else body.ids)
                 return verified_frames(response.content, asked), rev
             return [(item, None) for item in _loads(response.content)["items"]], rev
         if op.reply == "blob" and response.is_redirect and "location" in response.headers:
@@ -176,16 +205,33 @@ class HttpTransport(Transport):
                 _raise_for(reply)
                 return verified_blob(args["sha256"], reply.content)
 
-            return retrying.request(self.client, self.retry, "GET", location, parse=fetched, idempotent=True,
-                                    reach=self._reach, auth=None)
+            return retrying.request(
+                self.client,
+                self.retry,
+                "GET",
+                location,
+                parse=fetched,
+                idempotent=True,
+                reach=self._reach,
+                auth=None,
+            )
         if op.reply == "blob":
             return verified_blob(args["sha256"], response.content)
         return response.content
 
     # --- transfers -------------------------------------------------------------------------
 
-    def export(self, project: str, dataset: str, fmt: str, out: Path, query: str | None,
-               as_of: int | None, images: bool | str, progress: Any = None) -> dict[str, Any]:
+    def export(
+        self,
+        project: str,
+        dataset: str,
+        fmt: str,
+        out: Path,
+        query: str | None,
+        as_of: int | None,
+        images: bool | str,
+        progress: Any = None,
+    ) -> dict[str, Any]:
         """Stream the export's zip to a temporary file in ``out``, then unpack it there.
 
         ``progress(bytes_received, None)``: the zip is made on the fly, its size is unknown.
@@ -193,13 +239,20 @@ class HttpTransport(Transport):
         op = OPERATIONS["export"]
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        params = {k: _query_value(v) for k, v in
-                  {"format": fmt, "query": query, "as_of": as_of, "images": bool(images)}.items() if v is not None}
+        params = {
+            k: _query_value(v)
+            for k, v in {"format": fmt, "query": query, "as_of": as_of, "images": bool(images)}.items()
+            if v is not None
+        }
         with tempfile.TemporaryFile(dir=out) as spool:
             try:
-                with self.client.stream("GET", self.path(op, {"project": project, "dataset": dataset}),
-                                        params=params, timeout=None,
-                                        auth=self._auth or httpx.USE_CLIENT_DEFAULT) as response:
+                with self.client.stream(
+                    "GET",
+                    self.path(op, {"project": project, "dataset": dataset}),
+                    params=params,
+                    timeout=None,
+                    auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+                ) as response:
                     if response.status_code >= 400:
                         response.read()
                         _raise_for(response)
@@ -210,7 +263,9 @@ class HttpTransport(Transport):
                         if progress:
                             progress(received, None)
             except httpx.TransportError as exc:
-                raise TransportError(f"export from {self.host} broke off: {exc}", {"host": self.host}) from exc
+                raise TransportError(
+                    f"export from {self.host} broke off: {exc}", {"host": self.host}
+                ) from exc
             spool.seek(0)
             from annostream.formats import DirSink
 
@@ -219,14 +274,24 @@ class HttpTransport(Transport):
                 for info in archive.infolist():
                     if not info.is_dir():
                         with archive.open(info) as member:
-                            sink.write(info.filename, iter(lambda m=member: m.read(1 << 20), b""))
-        return orjson.loads((out / EXPORT_MANIFEST).read_bytes())
+                            sink.write(info.filename, iter(partial(member.read, 1 << 20), b""))
+        manifest: dict[str, Any] = orjson.loads((out / EXPORT_MANIFEST).read_bytes())
+        return manifest
 
     def _stage(self, project: str, data: bytes | None) -> str:
-        return self.call("stage_blob", project=project, body=data)["sha256"]
+        sha256: str = self.call("stage_blob", project=project, body=data)["sha256"]
+        return sha256
 
-    def import_source(self, project: str, dataset: str, source: Any, fmt: str, progress: Any = None,
-                      key: str | None = None, duplicates: str = "skip") -> dict[str, Any]:
+    def import_source(
+        self,
+        project: str,
+        dataset: str,
+        source: Any,
+        fmt: str,
+        progress: Any = None,
+        key: str | None = None,
+        duplicates: str = "skip",
+    ) -> dict[str, Any]:
         """Read every record first (so bad input fails before anything is sent), then stage
         each image (``stage_blob``) and post the records as NDJSON: the server commits once.
 
@@ -259,8 +324,18 @@ class HttpTransport(Transport):
             attempt = 1
             while True:
                 try:
-                    return self.call("import_records", project=project, dataset=dataset, format=fmt,
-                                     duplicates=duplicates, key=key, body=_Rewound(body))
+                    return cast(
+                        "dict[str, Any]",
+                        self.call(
+                            "import_records",
+                            project=project,
+                            dataset=dataset,
+                            format=fmt,
+                            duplicates=duplicates,
+                            key=key,
+                            body=_Rewound(body),
+                        ),
+                    )
                 except (TransportError, httpx.StreamError):
                     if key is None or attempt >= 4:
                         raise

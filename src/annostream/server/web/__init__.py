@@ -21,5 +21,6 @@ def install(app: FastAPI, thumbnail_dir: Path | None = None) -> None:
     app.state.thumbnail_dir = Path(thumbnail_dir or tempfile.mkdtemp(prefix="annostream-thumbs-"))
     app.state.thumbnail_dir.mkdir(parents=True, exist_ok=True)
     app.include_router(pages.router)
-    app.mount("/explore/static", StaticFiles(directory=Path(__file__).parent / "static"),
-              name="explore-static")
+    app.mount(
+        "/explore/static", StaticFiles(directory=Path(__file__).parent / "static"), name="explore-static"
+    )

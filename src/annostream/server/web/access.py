@@ -78,10 +78,22 @@ def verify_key(request: Request, project: str, client_id: str, client_secret: st
 
 
 def keep_key(response: Response, request: Request, project: str, value: str) -> None:
-    response.set_cookie(KEY_COOKIE, value, max_age=COOKIE_MAX_AGE, path=project_path(project),
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        KEY_COOKIE,
+        value,
+        max_age=COOKIE_MAX_AGE,
+        path=project_path(project),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
 
 
 def forget_key(response: Response, request: Request, project: str) -> None:
-    response.delete_cookie(KEY_COOKIE, path=project_path(project), httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(
+        KEY_COOKIE,
+        path=project_path(project),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )

@@ -41,13 +41,19 @@ GRID_SIZE = 256
 CHANGES_PAGE = 200
 QueryText = Annotated[str, Query(max_length=10_000)]
 
-_ENV = Environment(loader=PackageLoader("annostream.server.web", "templates"), autoescape=True,
-                   trim_blocks=True, lstrip_blocks=True)
+_ENV = Environment(
+    loader=PackageLoader("annostream.server.web", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; img-src 'self' data:; style-src 'self'; "
-                                "script-src 'self'; connect-src 'self'; form-action 'self'; "
-                                "frame-ancestors 'none'; base-uri 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self' data:; style-src 'self'; "
+        "script-src 'self'; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
@@ -64,8 +70,9 @@ def _url(path: str, **params: Any) -> str:
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def render(name: str, status: int = 200, headers: dict[str, str] | None = None,
-           **context: Any) -> HTMLResponse:
+def render(
+    name: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
     html = _ENV.get_template(name).render(url=_url, **context)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
@@ -104,15 +111,20 @@ def _tile(project: str, item: Item, colors: dict[int, str], rev: int) -> dict[st
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{project}/thumb/{GRID_SIZE}/{f['sha256']}" if picture else None
     return {
-        "id": item["id"], "name": f["name"], "type": f["type"], "text": f["text"],
+        "id": item["id"],
+        "name": f["name"],
+        "type": f["type"],
+        "text": f["text"],
         "instances": len(item["instances"]),
         "svg": Markup(overlay.svg(f["width"], f["height"], item["instances"], href, colors=colors))
-        if picture else None,
+        if picture
+        else None,
         "link": _url(f"/explore/p/{project}/f/{item['id']}", as_of=rev),
     }
 
 
 # --- index and project --------------------------------------------------------------------
+
 
 @router.get("/")
 def index(request: Request) -> HTMLResponse:
@@ -140,13 +152,24 @@ def project_page(request: Request, project: str) -> HTMLResponse:
         label_list, _ = _colors(store, ref, None)
     except AnnostreamError as exc:
         return _refused(request, project, exc)
-    return render("project.html", project=ref, datasets=found, tags=tags, head=head, labels=label_list,
-                  has_key=bool(request.cookies.get(access.KEY_COOKIE)))
+    return render(
+        "project.html",
+        project=ref,
+        datasets=found,
+        tags=tags,
+        head=head,
+        labels=label_list,
+        has_key=bool(request.cookies.get(access.KEY_COOKIE)),
+    )
 
 
 @router.post("/p/{project}/key")
-def give_key(request: Request, project: str, client_id: Annotated[str, Form(max_length=200)],
-             client_secret: Annotated[str, Form(max_length=200)]) -> Response:
+def give_key(
+    request: Request,
+    project: str,
+    client_id: Annotated[str, Form(max_length=200)],
+    client_secret: Annotated[str, Form(max_length=200)],
+) -> Response:
     """The key prompt's form: a key that reads this project is kept in the cookie."""
     try:
         access.check_same_origin(request)
@@ -172,9 +195,17 @@ def forget(request: Request, project: str) -> Response:
 
 # --- a dataset: the grid, and what changed --------------------------------------------------
 
+
 @router.get("/p/{project}/d/{dataset:path}")
-def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of: str | None = None,
-         after: int | None = None, fragment: bool = False) -> HTMLResponse:
+def grid(
+    request: Request,
+    project: str,
+    dataset: str,
+    q: QueryText = "",
+    as_of: str | None = None,
+    after: int | None = None,
+    fragment: bool = False,
+) -> HTMLResponse:
     """Thumbnails of a slice with their instances; ``fragment=1`` answers one page of tiles
     (the infinite scroll), with the next page's URL in ``X-Next-Page``."""
     store = _store(request)
@@ -187,8 +218,15 @@ def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of:
         head = labels.current_revision(store, ref)
     except AnnostreamError as exc:
         return _refused(request, project, exc)
-    base: dict[str, Any] = {"project": ref, "dataset": ds.name, "q": q, "as_of": as_of or "",
-                            "labels": label_list, "tags": tags, "head": head}
+    base: dict[str, Any] = {
+        "project": ref,
+        "dataset": ds.name,
+        "q": q,
+        "as_of": as_of or "",
+        "labels": label_list,
+        "tags": tags,
+        "head": head,
+    }
     try:
         count, pinned = datasets.slice_count(store, ds, q, rev)
         page, _ = items.page_items(store, ds, query=q, as_of=pinned, after=after, limit=PAGE)
@@ -196,33 +234,52 @@ def grid(request: Request, project: str, dataset: str, q: QueryText = "", as_of:
         detail = exc.detail if isinstance(exc.detail, dict) else {}
         line, column = int(detail.get("line") or 1), int(detail.get("column") or 1)
         text = (q.splitlines() or [""])[min(line, max(len(q.splitlines()), 1)) - 1]
-        return render("dataset.html", 400, **base, error={
-            "message": exc.message, "line": line, "column": column, "text": text,
-            "caret": " " * (column - 1) + "^"})
+        return render(
+            "dataset.html",
+            400,
+            **base,
+            error={
+                "message": exc.message,
+                "line": line,
+                "column": column,
+                "text": text,
+                "caret": " " * (column - 1) + "^",
+            },
+        )
     except AnnostreamError as exc:
         return _refused(request, project, exc)
     tiles = [_tile(ref.string_id, item, colors, pinned) for item in page]
     path = f"/explore/p/{ref.string_id}/d/{quote(ds.name)}"
-    next_url = (_url(path, q=q, as_of=pinned, after=page[-1]["id"], fragment=1)
-                if len(page) == PAGE else None)
+    next_url = _url(path, q=q, as_of=pinned, after=page[-1]["id"], fragment=1) if len(page) == PAGE else None
     if fragment:
         return render("tiles.html", tiles=tiles, headers={"X-Next-Page": next_url or ""})
-    return render("dataset.html", **base, count=count, revision=pinned, tiles=tiles, next_url=next_url,
-                  next_page=next_url and _url(path, q=q, as_of=pinned, after=page[-1]["id"]),
-                  changes_url=_url(f"/explore/p/{ref.string_id}/changes", d=ds.name, q=q))
+    return render(
+        "dataset.html",
+        **base,
+        count=count,
+        revision=pinned,
+        tiles=tiles,
+        next_url=next_url,
+        next_page=next_url and _url(path, q=q, as_of=pinned, after=page[-1]["id"]),
+        changes_url=_url(f"/explore/p/{ref.string_id}/changes", d=ds.name, q=q),
+    )
 
 
 @router.get("/p/{project}/changes")
-def changed_since(request: Request, project: str, d: str, since: str | None = None,
-                  q: QueryText = "") -> HTMLResponse:
+def changed_since(
+    request: Request, project: str, d: str, since: str | None = None, q: QueryText = ""
+) -> HTMLResponse:
     """The change feed of a dataset (and query) after a revision or tag, one page of it."""
     store = _store(request)
     try:
         ref = access.authorize_page(request, project, "changes")
         tags = revisions.list_tags(store, ref)
         start = _as_of(store, ref, since) if since else None
-        page = (changes.changes(store, ref, start, dataset=d, query=q or None, limit=CHANGES_PAGE)
-                if start is not None else None)
+        page = (
+            changes.changes(store, ref, start, dataset=d, query=q or None, limit=CHANGES_PAGE)
+            if start is not None
+            else None
+        )
         label_list, colors = _colors(store, ref, None)
     except QueryError as exc:
         return render("error.html", 400, project=project, message=exc.message)
@@ -238,16 +295,35 @@ def changed_since(request: Request, project: str, d: str, since: str | None = No
         for rev, ids in by_rev.items():
             found, _ = items.read_items(store, ref, sorted(set(ids)), rev)
             tiles.update({(rev, it["id"]): _tile(ref.string_id, it, colors, rev) for it in found})
-        events = [{**e, "tile": tiles.get((e["rev"], e["file_id"])),
-                   "link": _url(f"/explore/p/{ref.string_id}/f/{e['file_id']}", as_of=e["rev"] - 1)}
-                  for e in page["events"]]
-    more = (_url(f"/explore/p/{ref.string_id}/changes", d=d, q=q, since=page["cursor"])
-            if page is not None and page["cursor"] < page["head"] else None)
-    return render("changes.html", project=ref, dataset=d, q=q, since=since or "", tags=tags, page=page,
-                  events=events, labels=label_list, more=more)
+        events = [
+            {
+                **e,
+                "tile": tiles.get((e["rev"], e["file_id"])),
+                "link": _url(f"/explore/p/{ref.string_id}/f/{e['file_id']}", as_of=e["rev"] - 1),
+            }
+            for e in page["events"]
+        ]
+    more = (
+        _url(f"/explore/p/{ref.string_id}/changes", d=d, q=q, since=page["cursor"])
+        if page is not None and page["cursor"] < page["head"]
+        else None
+    )
+    return render(
+        "changes.html",
+        project=ref,
+        dataset=d,
+        q=q,
+        since=since or "",
+        tags=tags,
+        page=page,
+        events=events,
+        labels=label_list,
+        more=more,
+    )
 
 
 # --- one file -------------------------------------------------------------------------------
+
 
 @router.get("/p/{project}/f/{file_id}")
 def file_page(request: Request, project: str, file_id: int, as_of: str | None = None) -> HTMLResponse:
@@ -267,13 +343,27 @@ def file_page(request: Request, project: str, file_id: int, as_of: str | None = 
     for inst in item["instances"]:
         if inst["type"] == "global":
             attributes.update(inst["attributes"])
-    return render("file.html", project=ref, item=item, file=f, revision=pinned, labels=label_list,
-                  svg=Markup(overlay.svg(f["width"], f["height"], item["instances"], href, colors=colors,
-                                         css_class="overlay full")) if picture else None,
-                  attributes=attributes, colors=colors)
+    return render(
+        "file.html",
+        project=ref,
+        item=item,
+        file=f,
+        revision=pinned,
+        labels=label_list,
+        svg=Markup(
+            overlay.svg(
+                f["width"], f["height"], item["instances"], href, colors=colors, css_class="overlay full"
+            )
+        )
+        if picture
+        else None,
+        attributes=attributes,
+        colors=colors,
+    )
 
 
 # --- pictures ---------------------------------------------------------------------------------
+
 
 def _blob_for_page(request: Request, project: str, sha256: str) -> tuple[ProjectRef, dict[str, Any]]:
     ref = access.authorize_page(request, project, "get_blob")
@@ -284,8 +374,12 @@ def _blob_for_page(request: Request, project: str, sha256: str) -> tuple[Project
 
 def _cache_headers(ref: ProjectRef, sha256: str) -> dict[str, str]:
     scope = "public" if ref.is_public else "private"
-    return {"Cache-Control": f"{scope}, {IMMUTABLE}", "ETag": f'"{sha256}"',
-            "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
+    return {
+        "Cache-Control": f"{scope}, {IMMUTABLE}",
+        "ETag": f'"{sha256}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
 
 
 @router.get("/p/{project}/thumb/{size}/{sha256}")
@@ -299,8 +393,11 @@ def thumbnail(request: Request, project: str, size: int, sha256: str) -> Respons
         path, made = thumbs.thumbnail(_store(request), request.app.state.thumbnail_dir, sha256, size)
     except AnnostreamError as exc:
         return Response(exc.message, status_code=exc.status, media_type="text/plain")
-    return FileResponse(path, media_type=thumbs.MEDIA_TYPE,
-                        headers={**_cache_headers(ref, sha256), "X-Thumbnail": "made" if made else "cached"})
+    return FileResponse(
+        path,
+        media_type=thumbs.MEDIA_TYPE,
+        headers={**_cache_headers(ref, sha256), "X-Thumbnail": "made" if made else "cached"},
+    )
 
 
 @router.get("/p/{project}/blob/{sha256}")

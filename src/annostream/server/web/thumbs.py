@@ -91,8 +91,9 @@ def thumbnail(store: Store, cache_dir: Path, sha256: str, size: int) -> tuple[Pa
         try:
             data = render(store.blobs.get(sha256), size)
         except (OSError, Image.DecompressionBombError) as exc:
-            raise InvalidInput(f"this blob cannot be decoded as an image ({exc})",
-                               {"sha256": sha256}) from exc
+            raise InvalidInput(
+                f"this blob cannot be decoded as an image ({exc})", {"sha256": sha256}
+            ) from exc
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
