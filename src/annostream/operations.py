@@ -77,8 +77,11 @@ class Op:
     # Parameters carried as HTTP headers: parameter name -> header name.
     headers: dict[str, str] = field(default_factory=dict)
     summary: str = ""
-    # A long poll (its ``wait`` > 0 holds the request open): capped per caller on the server.
+    # A long poll (its ``wait`` > 0 holds the request open): capped per caller and per
+    # server process on the server.
     long_poll: bool = False
+    # The form fields of a ``multipart`` body that hold JSON (the one file part aside).
+    form_fields: tuple[str, ...] = ("instances", "metadata")
     # Whether making the request twice does what once does (client retries depend on it);
     # None: as its method says (GET and HEAD are).
     idempotent: bool | None = None

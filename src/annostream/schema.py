@@ -50,6 +50,16 @@ INT32_MAX = (1 << 31) - 1
 # for a revision, or -1 is a 422 naming the field, never a 500 from the database driver.
 Id64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Rev = Annotated[int, Field(ge=0, le=INT32_MAX)]
+# Frame numbers and track ids are int32 columns too.
+FrameNumber = Annotated[int, Field(ge=0, le=INT32_MAX)]
+TrackId = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+# Bounded text columns (store/tables.py) get the same bound here, so an over-long value is a
+# 422 naming its field on every database (SQLite would store it, PostgreSQL refuse it).
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+# A label colour: CSS hex (#rgb, #rgba, #rrggbb, #rrggbbaa) or a colour keyword, in 16 characters.
+Color = Annotated[
+    str, Field(max_length=16, pattern=r"^(#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})|[a-zA-Z]{1,16})$")
+]
 
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -128,7 +138,7 @@ class _Strict(BaseModel):
 
 class ProjectCreate(_Strict):
     string_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=200)
     is_public: bool = False
 
 
@@ -141,14 +151,14 @@ class DatasetCreate(_Strict):
 
 
 class LabelCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    color: str | None = None
+    name: Name
+    color: Color | None = None
 
 
 class AttributeGroupCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     kind: AttributeKind = "select"
-    options: list[str] = Field(default_factory=list)
+    options: list[Name] = Field(default_factory=list, max_length=10_000)
 
 
 # --- what the store sends out ------------------------------------------------------------
@@ -258,11 +268,11 @@ class InstanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: InstanceType
-    label: str | None = None
+    label: Name | None = None
     geometry: dict[str, Any] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
-    frame_number: int | None = None
-    track_id: int | None = None
+    frame_number: FrameNumber | None = None
+    track_id: TrackId | None = None
     # On a track: an annotated keyframe (default) or a stored interpolated instance.
     keyframe: bool | None = None
     machine_made: bool = False

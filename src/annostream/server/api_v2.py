@@ -68,7 +68,7 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
     return handle
 
 
-def _documented(op: Op) -> dict[str, Any]:
+def documented(op: Op) -> dict[str, Any]:
     """OpenAPI parameters of ``op`` from its declaration (the handler itself declares none)."""
     schema = op.args_model.model_json_schema()
     required = set(schema.get("required", ()))
@@ -96,7 +96,7 @@ def build_router() -> APIRouter:
             status_code=op.status,
             name=op.name,
             summary=op.summary or None,
-            openapi_extra=_documented(op),
+            openapi_extra=documented(op),
             responses=RESPONSES_BY_REPLY[op.reply],
         )
     return router
