@@ -89,6 +89,7 @@ SERVER_MADE: dict[str, tuple[str, ...]] = {
     "labels.schema_name": (),
 }
 
+
 def test_every_bounded_column_is_accounted_for() -> None:
     assert set(BOUNDED) == set(EDGE) | set(SERVER_MADE), "a bounded column without a bound at the edge"
     assert not set(EDGE) & set(SERVER_MADE)
@@ -153,7 +154,10 @@ def _png() -> bytes:
             "editor",
             "POST",
             f"{P}/datasets/Default/import",
-            {"json": {"images": [], "annotations": [], "categories": []}, "headers": {"Idempotency-Key": LONG}},
+            {
+                "json": {"images": [], "annotations": [], "categories": []},
+                "headers": {"Idempotency-Key": LONG},
+            },
             "key",
         ),
     ],
@@ -187,7 +191,9 @@ def world_superuser(world: World) -> dict[str, str]:
         ({"type": "tag", "label": "cat", "track_id": 2**31}, "track_id"),
     ],
 )
-def test_over_long_or_wide_instance_values_are_422(world: World, instance: dict[str, Any], field: str) -> None:
+def test_over_long_or_wide_instance_values_are_422(
+    world: World, instance: dict[str, Any], field: str
+) -> None:
     with world.client() as http:
         r = http.post(
             f"{P}/files/{world.file_ids['priv']}/instances",

@@ -4,9 +4,9 @@ project's admin, revoked key, malformed key} x {public, private project}, each c
 The routes come from the app's own OpenAPI document, and ``POLICY`` must name each of them:
 the native API's policy is generated from its operation table (annostream/operations.py),
 the Diffgram routes' from theirs (server/diffgram_compat.py), the meta routes are listed
-here, and a route without a policy fails ``test_every_route_has_a_policy``, so none can escape the matrix. A cell is *allowed* when
-the answer is neither 401 nor 403 (nor a 5xx); a refused cell must be exactly 401 (who are
-you?) or 403 (you may not).
+here, and a route without a policy fails ``test_every_route_has_a_policy``, so none can
+escape the matrix. A cell is *allowed* when the answer is neither 401 nor 403 (nor a 5xx); a
+refused cell must be exactly 401 (who are you?) or 403 (you may not).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ reading (a chunked body declares no length), so an oversized body costs the serv
 one cap's worth of reading and answers 413 ``too_large``. Bodies are read only here, and only
 after the route's policy dependency has let the caller in (server/api_v2.py,
 server/diffgram_compat.py). The JSON form fields of a multipart upload are held in memory,
-so each is capped at the ``json`` cap whatever the upload cap is; the file part is spooled.
+so each is capped at the ``json`` cap whatever the upload cap is (the file part is spooled),
+and so is each line of an NDJSON body (the body is spooled, its lines parsed one by one).
 A body that must be read before its project is known (a legacy route naming the project
 inside its body) is read only from an authenticated or anonymous caller, under
 ``PRE_AUTH_BYTES``.
@@ -115,9 +116,17 @@ async def read_body(request: Request, op: Op, limits: BodyLimits, cap: int | Non
         return await _multipart(capped, op.form_fields, min(cap, limits.json))
     if op.body == "ndjson":
         spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (handed to the caller, who closes it)
+        line = 0  # bytes since the last newline: each line is parsed in memory, so it is capped
         try:
             async for chunk in capped.stream():
                 spool.write(chunk)
+                end = chunk.rfind(b"\n")
+                line = line + len(chunk) if end < 0 else len(chunk) - end - 1
+                if line > limits.json:
+                    raise PayloadTooLarge(
+                        f"an NDJSON line over the {limits.json} byte limit of json requests",
+                        {"limit": limits.json, "family": "json"},
+                    )
         except BaseException:
             spool.close()
             raise
