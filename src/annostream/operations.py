@@ -82,6 +82,9 @@ class Op:
     long_poll: bool = False
     # The form fields of a ``multipart`` body that hold JSON (the one file part aside).
     form_fields: tuple[str, ...] = ("instances", "metadata")
+    # A server-level operation only a server admin key may call: decided by the policy before
+    # the body is read, like a role.
+    superuser: bool = False
     # Whether making the request twice does what once does (client retries depend on it);
     # None: as its method says (GET and HEAD are).
     idempotent: bool | None = None
@@ -129,7 +132,16 @@ OPERATIONS: dict[str, Op] = {
     for op in (
         # projects, keys, vocabulary
         _op("list_projects", "GET", "/projects", None),
-        _op("create_project", "POST", "/projects", None, body="json", model=ProjectCreate, status=201),
+        _op(
+            "create_project",
+            "POST",
+            "/projects",
+            None,
+            body="json",
+            model=ProjectCreate,
+            status=201,
+            superuser=True,
+        ),
         _op("get_project", "GET", _P, "viewer"),
         _op("create_key", "POST", _P + "/keys", "admin", body="json", model=KeyCreate, status=201),
         _op(

@@ -30,18 +30,21 @@ CALLERS = ("anonymous", "viewer", "editor", "admin", "foreign", "revoked", "malf
 VISIBILITY = ("pub", "priv")
 NOWHERE = 2**62  # an id no store holds: an allowed caller gets 404, not a side effect
 
-# Who may call what. The native API's policy is its operation table's (``Op.role``; the two
-# server-level operations decide in the service: listing shows each caller what it may read,
-# only server admin keys create projects).
+# Who may call what. The native API's policy is its operation table's (``Op.role``, or
+# ``Op.superuser``: only server admin keys create projects; listing projects is server-level
+# and shows each caller what it may read).
 # Kinds: "open" (anyone, no credentials read), "any" (any valid or no credentials),
 # "superuser" (server admin keys), "signature" (a valid signature, nothing else), or the
 # least project role: "viewer" (anonymous too on public projects), "editor", "admin".
-SERVER_LEVEL = {"list_projects": "any", "create_project": "superuser"}
+SERVER_LEVEL = {"list_projects": "any"}
 # The Diffgram routes' policy is their own table's (server/diffgram_compat.py); the one
 # without a role is granted by its signature alone.
 UNROLED_LEGACY = {"signed_blob": "signature"}
 POLICY: dict[tuple[str, str], str] = {
-    **{(op.method, API_PREFIX + op.path): op.role or SERVER_LEVEL[op.name] for op in OPERATIONS.values()},
+    **{
+        (op.method, API_PREFIX + op.path): op.role or ("superuser" if op.superuser else SERVER_LEVEL[op.name])
+        for op in OPERATIONS.values()
+    },
     **{(op.method, op.path): op.role or UNROLED_LEGACY[op.name] for op in DIFFGRAM_OPERATIONS.values()},
     ("GET", "/healthz"): "open",
     ("GET", "/"): "open",
