@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from annostream.errors import InvalidInput
 from annostream.schema import (
     AttributeGroupCreate,
     BlobMode,
@@ -109,9 +110,14 @@ class Op:
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
     def bind(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Validated path and query arguments (422 naming the field), without ``body``."""
+        """Validated path and query arguments (422 naming the field), without ``body``. No
+        text argument holds NUL: each is stored or looked up, and PostgreSQL refuses it."""
         given = {k: v for k, v in args.items() if k != "body"}
-        return dict(validate(self.args_model, given))
+        bound = dict(validate(self.args_model, given))
+        for name, value in bound.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidInput(f"{name}: must not contain NUL", {"field": name})
+        return bound
 
     def bind_body(self, body: Any) -> Any:
         """The body as the service takes it: a model instance for ``json`` bodies."""

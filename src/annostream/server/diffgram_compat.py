@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
 from annostream.operations import API_PREFIX, FileId, Op
-from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, validate
+from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, NoNul, validate
 from annostream.server import signing
 from annostream.server.api_v2 import documented
 from annostream.server.app import FastJSONResponse, public_base_url
@@ -73,7 +73,7 @@ class _ListMetadata(_Lenient):
     page: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1
     limit: Annotated[int, Field(ge=0, le=10_000)] = 100
     file_view_mode: str = Field(default="annotation", max_length=100)
-    query: str | None = Field(default=None, max_length=10_000)
+    query: Annotated[str, NoNul] | None = Field(default=None, max_length=10_000)
 
 
 class _ListRequest(_Lenient):
@@ -86,7 +86,7 @@ class _FileExists(_Lenient):
 
 class _FileView(_Lenient):
     file_id: Id64
-    project_string_id: str = Field(min_length=1, max_length=100)
+    project_string_id: Annotated[str, NoNul] = Field(min_length=1, max_length=100)
 
 
 class _UploadPacket(_Lenient):
