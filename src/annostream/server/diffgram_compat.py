@@ -233,39 +233,6 @@ def endpoint(op: Op, handler: Handler) -> Callable[..., Coroutine[Any, Any, Resp
     return handle
 
 
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic JSON schema with its ``$defs`` inlined (an OpenAPI body has no ``$defs``)."""
-    defs = schema.pop("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return walk(defs[node["$ref"].rsplit("/", 1)[1]])
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return dict(walk(schema))
-
-
-def _openapi(op: Op) -> dict[str, Any]:
-    """Parameters and request body of ``op`` for the OpenAPI document."""
-    doc = documented(op)
-    if op.body == "json" and op.model is not None:
-        schema = _inline_refs(op.model.model_json_schema())
-        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
-    elif op.body == "multipart":
-        fields = {name: {"type": "string"} for name in op.form_fields}
-        schema = {
-            "type": "object",
-            "properties": {"file": {"type": "string", "format": "binary"}, **fields},
-            "required": ["file", *op.form_fields],
-        }
-        doc["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
-    return doc
-
-
 class CollapseSlashes:
     """ASGI middleware: ``//api/...`` becomes ``/api/...``.
 
@@ -296,7 +263,7 @@ def build_router() -> APIRouter:
             methods=[op.method],
             status_code=op.status,
             name=f"diffgram_{op.name}",
-            openapi_extra=_openapi(op),
+            openapi_extra=documented(op),
             responses=RESPONSES_BY_REPLY[op.reply],
         )
     return router
