@@ -90,14 +90,18 @@ def test_long_polls_are_capped_per_caller(world: World) -> None:
     with world.client() as http:
         head = http.get("/api/v2/projects/pub", headers=key).json()["revision"]
         params = {"since": head, "wait": 20}  # long enough to be seen on a loaded machine
-        holders = [
-            threading.Thread(
-                target=lambda: httpx.get(
+        held: list[object] = []
+
+        def hold() -> None:
+            try:
+                r = httpx.get(
                     f"{world.url}/api/v2/projects/pub/changes", params=params, headers=key, timeout=30
                 )
-            )
-            for _ in range(LONG_POLLS)
-        ]
+                held.append((r.status_code, r.text[:200]))
+            except httpx.HTTPError as exc:
+                held.append(exc)
+
+        holders = [threading.Thread(target=hold) for _ in range(LONG_POLLS)]
         for t in holders:
             t.start()
         refused = None
@@ -107,7 +111,7 @@ def test_long_polls_are_capped_per_caller(world: World) -> None:
             r = http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05}, headers=key)
             if r.status_code == 429:
                 refused = r
-        assert refused is not None, "the cap was never reached"
+        assert refused is not None, f"the cap was never reached; the holders got {held}"
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["code"] == "too_many_requests"
         # another caller is not held back by this one; a poll without a wait takes no slot
