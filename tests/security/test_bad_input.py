@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -269,3 +270,52 @@ def test_credentials_are_never_echoed(world: World, header: str) -> None:
         r = http.get(f"{P}/datasets", headers={"Authorization": header})
     assert r.status_code == 401, r.text
     assert "s3cr3t" not in r.text and "czNjcjN0" not in r.text
+
+
+NUL_BASIC = {"Authorization": "Basic " + base64.b64encode(b"as_a\x00b:secret").decode()}
+
+
+@pytest.mark.parametrize(
+    "method, path, headers, status",
+    [
+        ("GET", "/api/v2/projects/a%00b", {}, 404),
+        ("GET", "/api/v2/projects/a%00b/datasets", {}, 404),
+        ("GET", "/api/project/a%00b/labels", {}, 404),
+        ("GET", f"{P}", NUL_BASIC, 401),
+        ("GET", "/api/v2/projects", NUL_BASIC, 401),
+        ("GET", "/api/project/pub/labels", NUL_BASIC, 401),
+    ],
+)
+def test_nul_in_a_project_or_a_key_is_404_or_401(
+    world: World, method: str, path: str, headers: dict, status: int
+) -> None:
+    """No project or key has NUL in its name: found nowhere, never a database error."""
+    with world.client() as http:
+        r = http.request(method, path, headers=headers)
+    assert r.status_code == status, r.text
+
+
+@pytest.mark.parametrize(
+    "path, params, field",
+    [
+        ("/explore/p/pub/d/a%00b", {}, "dataset"),
+        ("/explore/p/pub/d/Default", {"q": 'file.name = "\x00"'}, "q"),
+        ("/explore/p/pub/d/Default", {"as_of": str(BIG)}, "as_of"),
+        ("/explore/p/pub/d/Default", {"as_of": str(2**31)}, "as_of"),
+        ("/explore/p/pub/d/Default", {"after": str(BIG)}, "after"),
+        ("/explore/p/pub/changes", {"d": "Default", "since": str(2**31)}, "since"),
+        ("/explore/p/pub/changes", {"d": "a\x00"}, "d"),
+        (f"/explore/p/pub/f/{BIG}", {}, "file_id"),
+        ("/explore/p/pub/thumb/128/a%00b", {}, "sha256"),
+        ("/explore/p/pub/blob/a%00b", {}, "sha256"),
+    ],
+)
+def test_explorer_pages_refuse_what_the_api_refuses(
+    world: World, path: str, params: dict, field: str
+) -> None:
+    """The explorer's pages take the API's bounds: NUL and numbers past int64 (ids) or int32
+    (revisions) are a 422 naming the argument (they were 500s on PostgreSQL)."""
+    with world.client() as http:
+        r = http.get(path, params=params)
+    assert r.status_code == 422, r.text
+    assert field in r.text
