@@ -21,6 +21,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import CursorResult, Engine, create_engine, event
 
+from annostream.store import timings
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -101,6 +103,7 @@ def create_db_engine(
             url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **json_options
         )
     _limits(engine, query_budget, statement_timeout_s)
+    timings.instrument_engine(engine)
     return engine
 
 
