@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,12 +36,13 @@ from annostream.client.transports import EmbeddedTransport, HttpTransport
 from annostream.demo import build_photo_coco
 from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
+from annostream.store.cache import CACHE_ENV
 from annostream.store.timings import ENV as TIMINGS_ENV
 from benchmarks import epoch
 from tests import services as svc
 
 PROJECT = "bench"
-STACKS = ("sqlite+local", "postgresql+s3")
+STACKS = ("sqlite+local", "postgresql+s3", "postgresql+s3, blob cache")
 PHASES = ("request", "database", "object_store", "framing")
 
 
@@ -73,7 +75,10 @@ def import_photos(store_dir: Path, annotations: Path) -> dict[str, Any]:
 
 
 def server_timings(url: str) -> dict[str, dict[str, float]]:
+    """The server's phase sums so far (all zero from a server without ``/debug/timings``)."""
     reply = httpx.get(f"{url}/debug/timings", timeout=10.0)
+    if reply.status_code == 404:
+        return {p: {"seconds": 0.0, "count": 0} for p in (*PHASES, "cpu")}
     reply.raise_for_status()
     return dict(reply.json())
 
@@ -159,14 +164,14 @@ def summary(results: dict[str, dict[str, Samples]]) -> dict[str, Any]:
 
 
 def print_summary(summ: dict[str, Any]) -> None:
-    head = f"{'':28s} {'items/s':>8s} {'range':>13s} {'sqlite/this':>16s}  server ms/item: "
+    head = f"{'':38s} {'items/s':>8s} {'range':>13s} {'sqlite/this':>16s}  server ms/item: "
     print(head + " ".join(f"{p:>12s}" for p in (*PHASES, "cpu")) + "  stmts/item")
     for name, row in summ.items():
         lo, hi = row["range"]
         rlo, rhi = row["ratio_range"]
         ms = row["server_ms_per_item"]
         print(
-            f"{name:28s} {row['items_per_s']:8,.0f} {lo:6,.0f}-{hi:<6,.0f} "
+            f"{name:38s} {row['items_per_s']:8,.0f} {lo:6,.0f}-{hi:<6,.0f} "
             f"{row['sqlite_over_this']:5.2f}x ({rlo:.2f}-{rhi:.2f})  "
             + " ".join(f"{ms[p]:12.3f}" for p in (*PHASES, "cpu"))
             + f"  {row['statements_per_item']:9.3f}"
@@ -174,22 +179,40 @@ def print_summary(summ: dict[str, Any]) -> None:
 
 
 def measure(
-    work: Path, images: int, rounds: int, workers: int = 2, batch: int = 32, passes: int = 5
+    work: Path,
+    images: int,
+    rounds: int,
+    workers: int = 2,
+    batch: int = 32,
+    passes: int = 5,
+    before: Path | None = None,
 ) -> dict[str, Any]:
-    """Build both stores under ``work``, serve them, run the rounds; the summary."""
+    """Build the stores under ``work``, serve them, run the rounds; the summary. With
+    ``before`` (a source tree's ``src``), each stack is also served by that code, interleaved."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     annotations = build_photo_coco(work / "source", images)
     env = {TIMINGS_ENV: "1"}
     with pg_and_s3(work / "services") as services, contextlib.ExitStack() as stack:
-        stores = {STACKS[0]: work / "sqlite", STACKS[1]: services.make_store_dir(work / "pg")}
-        keys = {name: import_photos(folder, annotations) for name, folder in stores.items()}
-        urls = {name: stack.enter_context(running_server(folder, env=env)) for name, folder in stores.items()}
-        for name, url in urls.items():  # warm: connections, vocabulary, the object store's pool
-            metadata_pass(url, keys[name], 1, batch)
-            epoch.ours_epoch(url, PROJECT, keys[name], workers, batch)
+        sqlite, pg = work / "sqlite", services.make_store_dir(work / "pg")
+        keys = {folder: import_photos(folder, annotations) for folder in (sqlite, pg)}
+        cache = {CACHE_ENV: str(work / "blob-cache")}
+        variants = {STACKS[0]: (sqlite, env), STACKS[1]: (pg, env), STACKS[2]: (pg, {**env, **cache})}
+        if before is not None:
+            old = {"PYTHONPATH": os.pathsep.join([str(before), *sys.path])}
+            for name in STACKS[:2]:
+                folder, _ = variants[name]
+                variants[f"{name} (before)"] = (folder, old)
+        urls = {
+            name: stack.enter_context(running_server(folder, env=variant_env))
+            for name, (folder, variant_env) in variants.items()
+        }
+        by_name = {name: keys[folder] for name, (folder, _) in variants.items()}
+        for name, url in urls.items():  # warm: connections, vocabulary, pools, the blob cache
+            metadata_pass(url, by_name[name], 1, batch)
+            epoch.ours_epoch(url, PROJECT, by_name[name], workers, batch)
         load0 = os.getloadavg()
-        results = run_rounds(urls, keys, rounds, workers, batch, passes)
+        results = run_rounds(urls, by_name, rounds, workers, batch, passes)
         load1 = os.getloadavg()
     summ = summary(results)
     summ["conditions"] = {
@@ -214,10 +237,13 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=5, help="metadata-only passes per round")
     parser.add_argument("--work", type=Path, default=None, help="where data is built (a temporary dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument(
+        "--before", type=Path, default=None, help="also serve with this src tree, interleaved"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="annostream-stacks-") as tmp:
         work = args.work or Path(tmp) / "stacks"
-        summ = measure(work, args.images, args.rounds, args.workers, args.batch, args.passes)
+        summ = measure(work, args.images, args.rounds, args.workers, args.batch, args.passes, args.before)
     c = summ["conditions"]
     print(
         f"{c['images']} photos, {c['rounds']} interleaved rounds, {c['dataloader_workers']} DataLoader "

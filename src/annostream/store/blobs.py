@@ -126,9 +126,10 @@ def get_many(store: BlobStore, shas: Iterable[str]) -> Iterator[bytes]:
 def open_blob_store(url: str) -> BlobStore:
     """A blob store from a URL: a plain path or ``file://`` (local), ``s3://bucket/prefix``."""
     if url.startswith("s3://"):
+        from annostream.store.cache import cached_if_configured
         from annostream.store.s3 import S3BlobStore
 
-        return S3BlobStore.from_url(url)
+        return cached_if_configured(S3BlobStore.from_url(url))
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" in url:
