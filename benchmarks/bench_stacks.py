@@ -4,11 +4,16 @@ One set of real photographs (as in ``make demo``) is imported into a store on ea
 server process per store serves it with ``ANNOSTREAM_TIMINGS=1``, so its ``/debug/timings``
 reports where its time went (database, object store, framing; see store/timings.py). In
 interleaved rounds (SQLite, PostgreSQL + S3, SQLite, ...) each stack streams one
-``to_pytorch`` epoch with images (DataLoader workers, the bench's decoder) and a few
-metadata-only passes (``items:batch`` without blobs); reported: items/s (median, range),
+``to_pytorch`` epoch with images (DataLoader workers, the bench's decoder), then a few
+passes of ``items:batch`` on one client thread without decoding, blobs inline (what the
+server sustains) and metadata-only (no blobs); reported: items/s (median, range),
 the per-round ratio to SQLite + local, and the server's milliseconds per item by phase.
+PostgreSQL + S3 is served twice: as configured by default, and with the read-through blob
+cache (``ANNOSTREAM_BLOB_CACHE``, store/cache.py), warmed by one pass first. ``--before
+DIR`` also serves both stacks with the code in ``DIR`` (another checkout's ``src``) in the
+same rounds, for before/after figures taken in the same minutes.
 
-    python -m benchmarks.bench_stacks [--images 200] [--rounds 5]
+    python -m benchmarks.bench_stacks [--images 200] [--rounds 5] [--before ../old/src]
 
 Uses ``ANNOSTREAM_TEST_PG_URL`` / ``ANNOSTREAM_TEST_S3_ENDPOINT`` when set (as CI exports
 them), else starts PostgreSQL and moto on loopback itself (tests/services.py).
@@ -44,6 +49,8 @@ from tests import services as svc
 PROJECT = "bench"
 STACKS = ("sqlite+local", "postgresql+s3", "postgresql+s3, blob cache")
 PHASES = ("request", "database", "object_store", "framing")
+# to_pytorch epochs with images; items:batch with blobs inline, one client thread; without blobs.
+MODES = ("images", "inline", "metadata")
 
 
 @contextlib.contextmanager
@@ -83,14 +90,15 @@ def server_timings(url: str) -> dict[str, dict[str, float]]:
     return dict(reply.json())
 
 
-def metadata_pass(url: str, key: dict[str, Any], passes: int, batch: int) -> int:
-    """``passes`` sequential reads of every item without blobs (``items:batch``); items read."""
+def items_pass(url: str, key: dict[str, Any], passes: int, batch: int, blobs: bool = False) -> int:
+    """``passes`` sequential reads of every item (``items:batch``, blobs inline or none), on one
+    client thread without decoding: the server's rate; items read."""
     transport = HttpTransport(url, key["client_id"], key["client_secret"])
     ids, _ = transport.ids(PROJECT, "Default", None, None)
     n = 0
     for _ in range(passes):
         for start in range(0, len(ids), batch):
-            n += len(transport.items(PROJECT, ids[start : start + batch].tolist(), None, False))
+            n += len(transport.items(PROJECT, ids[start : start + batch].tolist(), None, blobs))
     return n
 
 
@@ -125,8 +133,9 @@ def record(samples: Samples, rate: float, per_item: dict[str, float]) -> None:
 def run_rounds(
     urls: dict[str, str], keys: dict[str, dict[str, Any]], rounds: int, workers: int, batch: int, passes: int
 ) -> dict[str, dict[str, Samples]]:
-    """Interleaved rounds: each stack's image epoch, then each stack's metadata passes."""
-    out = {mode: {s: Samples() for s in urls} for mode in ("images", "metadata")}
+    """Interleaved rounds: each stack's image epoch, then each stack's passes with blobs
+    inline, then without."""
+    out = {mode: {s: Samples() for s in urls} for mode in MODES}
     for r in range(rounds):
         line = []
         for stack, url in urls.items():
@@ -136,11 +145,14 @@ def run_rounds(
             )
             record(out["images"][stack], rate, per_item)
             line.append(f"{stack} images {rate:,.0f}/s")
-        for stack, url in urls.items():
-            key = keys[stack]
-            rate, per_item, _ = measured(url, lambda url=url, key=key: metadata_pass(url, key, passes, batch))
-            record(out["metadata"][stack], rate, per_item)
-            line.append(f"{stack} metadata {rate:,.0f}/s")
+        for mode, blobs in (("inline", True), ("metadata", False)):
+            for stack, url in urls.items():
+                key = keys[stack]
+                rate, per_item, _ = measured(
+                    url, lambda url=url, key=key, blobs=blobs: items_pass(url, key, passes, batch, blobs)
+                )
+                record(out[mode][stack], rate, per_item)
+                line.append(f"{stack} {mode} {rate:,.0f}/s")
         print(f"round {r + 1}/{rounds} (load {os.getloadavg()[0]:.1f}): " + ", ".join(line), flush=True)
     return out
 
@@ -209,7 +221,7 @@ def measure(
         }
         by_name = {name: keys[folder] for name, (folder, _) in variants.items()}
         for name, url in urls.items():  # warm: connections, vocabulary, pools, the blob cache
-            metadata_pass(url, by_name[name], 1, batch)
+            items_pass(url, by_name[name], 1, batch, True)
             epoch.ours_epoch(url, PROJECT, by_name[name], workers, batch)
         load0 = os.getloadavg()
         results = run_rounds(urls, by_name, rounds, workers, batch, passes)
@@ -220,7 +232,7 @@ def measure(
         "rounds": rounds,
         "dataloader_workers": workers,
         "batch": batch,
-        "metadata_passes": passes,
+        "passes": passes,
         "decoder": epoch.DECODER,
         "load_before": load0,
         "load_after": load1,
@@ -234,7 +246,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--passes", type=int, default=5, help="metadata-only passes per round")
+    parser.add_argument("--passes", type=int, default=5, help="items:batch passes per round and mode")
     parser.add_argument("--work", type=Path, default=None, help="where data is built (a temporary dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
     parser.add_argument(
