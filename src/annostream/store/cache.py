@@ -12,8 +12,10 @@ times the bound. Off unless ``ANNOSTREAM_BLOB_CACHE`` names a folder
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from annostream.store.sha import sha256_hex
 CACHE_ENV = "ANNOSTREAM_BLOB_CACHE"
 CACHE_BYTES_ENV = "ANNOSTREAM_BLOB_CACHE_BYTES"
 DEFAULT_BYTES = 8 << 30
+STALE_TEMPORARY_S = 3600.0
 
 
 class CachedBlobStore:
@@ -41,13 +44,15 @@ class CachedBlobStore:
         self._lock = threading.Lock()
         self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
         self._bytes = 0
-        for path in self.local.temporaries():
-            path.unlink(missing_ok=True)
+        for temporary in self.local.temporaries():  # a killed writer's (not a live writer's)
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - temporary.stat().st_mtime > STALE_TEMPORARY_S:
+                    temporary.unlink()
         held = []
         for sha, mtime in self.local.scan():
-            path = self.local.local_path(sha)
-            assert path is not None
-            held.append((mtime, sha, path.stat().st_size))
+            blob = self.local.local_path(sha)
+            with contextlib.suppress(FileNotFoundError):  # evicted meanwhile by another process
+                held.append((mtime, sha, blob.stat().st_size if blob else 0))
         for _, sha, size in sorted(held):
             self._note(sha, size)
 
@@ -77,7 +82,10 @@ class CachedBlobStore:
         """Keep a copy of ``data`` fetched as ``sha``, if its bytes are what the name says."""
         if sha256_hex(data) != sha:
             return
-        self.local.put(data)
+        try:
+            self.local.put(data)
+        except OSError:  # a full or read-only disk costs the copy, never the read
+            return
         self._note(sha, len(data))
 
     def cached_bytes(self) -> int:
