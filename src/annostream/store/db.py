@@ -8,6 +8,9 @@ progress handler that interrupts a statement past its deadline; PostgreSQL:
 ``statement_timeout``), and a query cost budget that the query compiler reads from each
 connection's ``info`` (``QUERY_BUDGET_KEY``). An engine made without them (embedded use,
 the store's owner) is unbounded.
+
+A pooled PostgreSQL connection is pinged before use only when it sat idle for a second or
+more (``PING_AFTER_IDLE_S``), not on every checkout: a ping is a round trip.
 """
 
 from __future__ import annotations
