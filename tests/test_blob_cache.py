@@ -1,5 +1,5 @@
-"""The read-through blob cache over each stack's blob store (a folder; S3 via moto), the
-shared S3 fetch pool, and idle PostgreSQL connections replaced after the server dropped them."""
+"""The read-through blob cache over each stack's blob store (a folder; S3 via moto), in a
+forked child too, and idle PostgreSQL connections replaced after the server dropped them."""
 
 from __future__ import annotations
 
@@ -106,24 +106,19 @@ def test_a_store_opened_with_the_cache_streams_the_same_items(
         assert cached.items("coco-dataset", ids, None, True) == expected
 
 
-@pytest.mark.parametrize("stack", ["pg"], indirect=True)
-def test_s3_fetch_pool_works_in_a_forked_child(stack: str, services: Any) -> None:
-    """The pool of GET threads is per process: a forked DataLoader worker gets its own."""
-    url = services.blobs_url()
-    store: Any = open_blob_store(url)
-    shas = [store.put(d)[0] for d in _blobs(20)]
-    assert [sha256_hex(b) for b in store.get_many(shas)] == shas  # the parent's pool exists now
+def test_reads_work_in_a_forked_child(remote: BlobStore, tmp_path: Path) -> None:
+    """A DataLoader worker forked from an embedded store: the cache's lock and the S3 pool of
+    GET threads are the child's own, whatever the parent's threads held at the fork."""
+    cache = CachedBlobStore(remote, tmp_path / "cache")
+    shas = [remote.put(d)[0] for d in _blobs(20)]
+    assert [sha256_hex(b) for b in cache.get_many(shas[:10])] == shas[:10]  # the parent's pool exists
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    child = ctx.Process(target=lambda: _fetch_in_child_with(store, shas, out))
+    child = ctx.Process(target=lambda: out.put([sha256_hex(b) for b in cache.get_many(shas)]))
     child.start()
     child.join(60)
     assert child.exitcode == 0
     assert out.get(timeout=5) == shas
-
-
-def _fetch_in_child_with(store: Any, shas: list[str], out: Any) -> None:
-    out.put([sha256_hex(b) for b in store.get_many(shas)])
 
 
 @pytest.mark.parametrize("stack", ["pg"], indirect=True)

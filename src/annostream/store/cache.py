@@ -42,6 +42,7 @@ class CachedBlobStore:
         self.local = LocalBlobStore(root)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
         self._bytes = 0
         for temporary in self.local.temporaries():  # a killed writer's (not a live writer's)
@@ -56,10 +57,17 @@ class CachedBlobStore:
         for _, sha, size in sorted(held):
             self._note(sha, size)
 
+    def _locked(self) -> threading.Lock:
+        """The lock, made anew in a forked child (a DataLoader worker of an embedded store):
+        another thread of the parent may have held it at the fork, and would never release it."""
+        if self._pid != os.getpid():
+            self._lock, self._pid = threading.Lock(), os.getpid()
+        return self._lock
+
     def _note(self, sha: str, size: int) -> None:
         """Count ``sha`` as held and most recently used; evict the least used past the bound."""
         evicted = []
-        with self._lock:
+        with self._locked():
             if sha in self._sizes:
                 self._sizes.move_to_end(sha)
             else:
@@ -73,7 +81,7 @@ class CachedBlobStore:
             self.local.delete(old)
 
     def _forget(self, sha: str) -> None:
-        with self._lock:
+        with self._locked():
             size = self._sizes.pop(sha, None)
             if size is not None:
                 self._bytes -= size
@@ -90,7 +98,7 @@ class CachedBlobStore:
 
     def cached_bytes(self) -> int:
         """Bytes this process counts as held in the folder."""
-        with self._lock:
+        with self._locked():
             return self._bytes
 
     def _local_read(self, sha: str) -> bytes | None:
