@@ -424,9 +424,9 @@ def metadata_figures(b: Bench, large: Built, small: Built) -> None:
 def stack_figures(b: Bench) -> None:
     """PostgreSQL + S3 (moto) beside SQLite + local blobs, with the server's time split."""
     quick = b.cfg is QUICK
-    images, rounds = (40, 1) if quick else (200, max(b.cfg.repeats, 5))
+    images, rounds, passes = (40, 1, 1) if quick else (200, max(b.cfg.repeats, 5), 3)
     b.log(f"stacks: {images} photos on SQLite+local and PostgreSQL+S3, {rounds} interleaved rounds")
-    summ = bench_stacks.measure(b.work / "stacks", images, rounds, b.cfg.workers, b.cfg.batch_size)
+    summ = bench_stacks.measure(b.work / "stacks", images, rounds, b.cfg.workers, b.cfg.batch_size, passes)
     labels = {
         "images": "to_pytorch epoch, images",
         "inline": "items:batch, blobs inline",
