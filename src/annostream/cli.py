@@ -222,6 +222,9 @@ def serve(
         # longer than clients keep idle connections (httpx: 5 s), so that the client
         # always closes first and never sends a request on a connection being closed
         timeout_keep_alive=65,
+        # the supervisor kills a worker that does not answer its ping in time; a worker still
+        # importing on a loaded machine is slow, not hung (5 s, the default, restarts it forever)
+        timeout_worker_healthcheck=60,
     )
 
 
