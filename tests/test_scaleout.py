@@ -53,14 +53,18 @@ def _answering_workers(url: str) -> set[int]:
     A worker may still be starting on a loaded machine: the wait is on that condition (bounded
     by the test timeout), not on a fixed window; a worker that dies meanwhile fails at once.
     """
-    first = httpx.get(f"{url}/healthz").json()["pid"]
+
+    def pid(_: int) -> int:
+        return int(httpx.get(f"{url}/healthz", timeout=60).json()["pid"])  # a loaded machine is slow
+
+    first = pid(0)
     supervisor = psutil.Process(first).parent()
     assert supervisor is not None
     workers = {p.pid for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())}
     pids = {first}
     while pids < workers:
         with ThreadPoolExecutor(8) as pool:  # fresh connections, spread over the workers
-            pids |= set(pool.map(lambda _: httpx.get(f"{url}/healthz").json()["pid"], range(16)))
+            pids |= set(pool.map(pid, range(16)))
         alive = {p.pid for p in supervisor.children()}
         assert workers <= alive, f"a server worker exited while starting: {workers - alive}"
         time.sleep(0.1)
