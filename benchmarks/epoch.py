@@ -7,6 +7,7 @@ returns images per second over the whole epoch, worker start-up included.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -306,14 +307,21 @@ def write_litdata_chunks(images_dir: Path, annotations: Path, out: Path) -> None
     inputs = [
         (str(images_dir / img["file_name"]), orjson.dumps(by_id.get(img["id"], []))) for img in coco["images"]
     ]
-    litdata.optimize(
-        fn=_litdata_sample,
-        inputs=inputs,
-        output_dir=str(out),
-        chunk_bytes="32MB",
-        num_workers=1,
-        mode="overwrite",
-    )
+    # optimize sets the process-wide start method to spawn (force=True): every later DataLoader
+    # would then pickle its dataset into spawned workers (the Diffgram SDK's holds a thread pool
+    # and cannot be pickled; MDS workers lose the torchvision stand-in). Put it back after.
+    method = multiprocessing.get_start_method(allow_none=True)
+    try:
+        litdata.optimize(
+            fn=_litdata_sample,
+            inputs=inputs,
+            output_dir=str(out),
+            chunk_bytes="32MB",
+            num_workers=1,
+            mode="overwrite",
+        )
+    finally:
+        multiprocessing.set_start_method(method, force=True)
 
 
 def _litdata_decoded(sample: dict[str, bytes]) -> tuple[torch.Tensor, Any]:
