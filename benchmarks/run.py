@@ -70,7 +70,7 @@ QUICK = Config(
     diffgram_items=40,
     repeats=1,
     concurrency_files=300,
-    clients=(1, 4),
+    clients=(2,),
     query_peer_files=None,
 )
 SERVER_FORMS = (1, 2)  # annostream serve --workers N
