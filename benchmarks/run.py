@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_server_cpu, epoch, meta
+from benchmarks import bench_server_cpu, bench_stacks, epoch, meta
 from benchmarks.data import Built, build_images, build_metadata
 from benchmarks.proxy import delayed
 
@@ -517,7 +517,7 @@ def concurrency_figures(b: Bench) -> None:
     if isinstance(results, str):
         b.add(
             Row(
-                "9. concurrent metadata streaming",
+                "10. concurrent metadata streaming",
                 "loopback",
                 None,
                 None,
@@ -532,7 +532,7 @@ def concurrency_figures(b: Bench) -> None:
         cpu = bench_concurrency.summary(runs, "server_cpu_ms_per_item")
         b.add(
             Row(
-                f"9. concurrent metadata streaming, {clients} client{'s' if clients > 1 else ''}",
+                f"10. concurrent metadata streaming, {clients} client{'s' if clients > 1 else ''}",
                 f"loopback, --workers {workers}",
                 rate[0],
                 None,
@@ -557,20 +557,20 @@ def query_figures(b: Bench) -> None:
     missing = query_peers.fiftyone_missing()
     if missing:
         b.log(f"[yellow]FiftyOne query peer skipped: {missing}[/yellow]")
-        b.add(Row("10. queries vs FiftyOne", "-", None, None, "s", "faster", note=missing))
+        b.add(Row("11. queries vs FiftyOne", "-", None, None, "s", "faster", note=missing))
         return
     got = b.attempt(
         "FiftyOne queries",
         lambda: query_peers.compare(b.work, n, b.cfg.per_file, b.cfg.query_rounds, b.log),
     )
     if isinstance(got, str):
-        b.add(Row("10. queries vs FiftyOne", "-", None, None, "s", "faster", note=got))
+        b.add(Row("11. queries vs FiftyOne", "-", None, None, "s", "faster", note=got))
         return
     label = f"{n // 1000}k files / {n * b.cfg.per_file / 1e6:g}M boxes"
     fo = got["fiftyone"]
     b.add(
         Row(
-            f"10. building the set: import json vs FiftyOne {fo['version']} add_samples ({label})",
+            f"11. building the set: import json vs FiftyOne {fo['version']} add_samples ({label})",
             "in-process",
             got["ours_files_per_s"],
             fo["samples_per_s"],
@@ -585,7 +585,7 @@ def query_figures(b: Bench) -> None:
             per_round = [t / o for o, t in zip(ours[what], theirs[what], strict=True)]
             b.add(
                 Row(
-                    f"10. query '{query}' to {what.replace('_', ' ')} vs FiftyOne ({label})",
+                    f"11. query '{query}' to {what.replace('_', ' ')} vs FiftyOne ({label})",
                     "loopback",
                     statistics.median(ours[what]),
                     statistics.median(theirs[what]),
@@ -594,6 +594,38 @@ def query_figures(b: Bench) -> None:
                     higher_is_better=False,
                     note=f"median of {got['rounds']} rounds; per-round ratio "
                     f"{min(per_round):.2f}-{max(per_round):.2f}{agree}",
+                )
+            )
+
+
+def stack_figures(b: Bench) -> None:
+    """PostgreSQL + S3 (moto) beside SQLite + local blobs, with the server's time split."""
+    quick = b.cfg is QUICK
+    images, rounds, passes = (40, 1, 1) if quick else (200, max(b.cfg.repeats, 5), 3)
+    b.log(f"stacks: {images} photos on SQLite+local and PostgreSQL+S3, {rounds} interleaved rounds")
+    summ = bench_stacks.measure(b.work / "stacks", images, rounds, b.cfg.workers, b.cfg.batch_size, passes)
+    labels = {
+        "images": "to_pytorch epoch, images",
+        "inline": "items:batch, blobs inline",
+        "metadata": "items:batch, metadata only",
+    }
+    for mode, label in labels.items():
+        base = summ[f"{mode} {bench_stacks.STACKS[0]}"]
+        for stack in bench_stacks.STACKS[1:]:
+            row = summ[f"{mode} {stack}"]
+            ms = row["server_ms_per_item"]
+            lo, hi = row["ratio_range"]
+            b.add(
+                Row(
+                    f"9. {stack} vs SQLite+local ({label}, {images} photos)",
+                    "loopback",
+                    row["items_per_s"],
+                    base["items_per_s"],
+                    "items/s",
+                    ">= 0.5x",
+                    note=f"median of {rounds} rounds; per-round {1 / hi:.2f}-{1 / lo:.2f}x; server ms/item: "
+                    f"database {ms['database']:.2f}, object store {ms['object_store']:.2f}, framing "
+                    f"{ms['framing'] - ms['object_store']:.2f}",
                 )
             )
 
@@ -613,7 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small data, one repeat (< 2 minutes)")
     parser.add_argument("--work", type=Path, default=Path("bench-data"), help="where data is built")
     parser.add_argument(
-        "--only", choices=["images", "metadata", "concurrency", "queries"], help="run one group of figures"
+        "--only",
+        choices=["images", "metadata", "stacks", "concurrency", "queries"],
+        help="run one group of figures",
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -629,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         large = build_metadata(args.work / "meta-large", cfg.meta_files, cfg.per_file)
         small = build_metadata(args.work / "meta-small", cfg.meta_small_files, cfg.per_file)
         metadata_figures(b, large, small)
+    if args.only in (None, "stacks"):
+        b.attempt("stacks", lambda: stack_figures(b))
     if args.only in (None, "concurrency"):
         concurrency_figures(b)
     if args.only in (None, "queries"):
