@@ -29,15 +29,19 @@ from annostream.errors import (
     QueryError,
     Unauthorized,
 )
+from annostream.operations import OPERATIONS
 from annostream.schema import Item
+from annostream.server.replies import picture_response
 from annostream.server.web import access, thumbs
-from annostream.service import changes, datasets, items, labels, projects, revisions
+from annostream.service import changes, datasets, derived, dispatch, items, labels, projects, revisions
 from annostream.service.projects import ProjectRef
+from annostream.service.video import check_frame_number
 from annostream.store import Store
 
 router = APIRouter(prefix="/explore", include_in_schema=False)
 PAGE = 48
 GRID_SIZE = 256
+SCRUB_SIZE = 1024  # the size of the frames a video's page shows (one of get_frame's sizes)
 CHANGES_PAGE = 200
 QueryText = Annotated[str, Query(max_length=10_000)]
 
@@ -325,20 +329,41 @@ def changed_since(
 # --- one file -------------------------------------------------------------------------------
 
 
+def _frame_number(frame: str | None, item: Item) -> int | None:
+    """The frame a video's page opens at (0 by default); None for a file that is no video."""
+    f = item["file"]
+    if f["type"] != "video" or not f["sha256"] or not f["frame_count"] or not f["width"]:
+        return None
+    text = (frame or "0").strip()
+    if not text.isdigit() or len(text) > 10:
+        raise InvalidInput("frame: a frame number is a whole number >= 0", {"field": "frame"})
+    check_frame_number(int(text), f["frame_count"], item["id"])
+    return int(text)
+
+
 @router.get("/p/{project}/f/{file_id}")
-def file_page(request: Request, project: str, file_id: int, as_of: str | None = None) -> HTMLResponse:
+def file_page(
+    request: Request, project: str, file_id: int, as_of: str | None = None, frame: str | None = None
+) -> HTMLResponse:
+    """One file: its picture with its instances drawn, or for a video a frame scrubber (the
+    frame from ``get_frame``, the instances of that frame drawn over it)."""
     store = _store(request)
     try:
         ref = access.authorize_page(request, project, "items_batch")
         rev = _as_of(store, ref, as_of)
         found, pinned = items.read_items(store, ref, [file_id], rev)
         label_list, colors = _colors(store, ref, pinned)
+        shown_frame = _frame_number(frame, found[0])
     except AnnostreamError as exc:
         return _refused(request, project, exc)
     item = found[0]
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{ref.string_id}/blob/{f['sha256']}" if picture else None
+    frame_src = None
+    if shown_frame is not None:
+        frame_src = _url(f"/explore/p/{ref.string_id}/frame/{f['sha256']}", size=SCRUB_SIZE) + "&number="
+        href, picture = f"{frame_src}{shown_frame}", True
     attributes: dict[str, Any] = {}
     for inst in item["instances"]:
         if inst["type"] == "global":
@@ -352,13 +377,24 @@ def file_page(request: Request, project: str, file_id: int, as_of: str | None = 
         labels=label_list,
         svg=Markup(
             overlay.svg(
-                f["width"], f["height"], item["instances"], href, colors=colors, css_class="overlay full"
+                f["width"],
+                f["height"],
+                item["instances"],
+                href,
+                colors=colors,
+                css_class="overlay full",
+                frame=shown_frame,
             )
         )
         if picture
         else None,
         attributes=attributes,
         colors=colors,
+        frame=shown_frame,
+        frame_src=frame_src,
+        on_frame=sum(
+            1 for s in overlay.shapes(item["instances"]) if shown_frame is not None and s.frame == shown_frame
+        ),
     )
 
 
@@ -398,6 +434,23 @@ def thumbnail(request: Request, project: str, size: int, sha256: str) -> Respons
         media_type=thumbs.MEDIA_TYPE,
         headers={**_cache_headers(ref, sha256), "X-Thumbnail": "made" if made else "cached"},
     )
+
+
+@router.get("/p/{project}/frame/{sha256}")
+def frame(request: Request, project: str, sha256: str, number: str = "0", size: str = "1024") -> Response:
+    """One frame of a video of the project as a JPEG (the file page's scrubber): the API's
+    ``get_frame``, authorised as it and run by its one service function."""
+    op = OPERATIONS["get_frame"]
+    try:
+        ref = access.authorize_page(request, project, op.name)
+        args = op.bind({"project": project, "sha256": sha256, "number": number, "size": size})
+        picture: derived.Picture = dispatch.run(_store(request), ref, op, args)
+    except AnnostreamError as exc:
+        return Response(exc.message, status_code=exc.status, media_type="text/plain")
+    scope = "public" if ref.is_public else "private"
+    response = picture_response(picture, request, f"{scope}, {IMMUTABLE}")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @router.get("/p/{project}/blob/{sha256}")

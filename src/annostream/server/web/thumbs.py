@@ -1,66 +1,29 @@
-"""Thumbnails made on demand and cached on disk by (blob sha256, size).
+"""Thumbnails of a project's images, made on demand and cached by (blob sha256, size).
 
 Invariants: a size is one of ``SIZES`` (no caller chooses how big a decode is); a blob is
-decoded at most once per size, however many requests ask at once: a per-key lock within the
-process and an exclusive ``flock`` on a per-key lock file across server processes, with the
-cache looked at again under the lock. A thumbnail appears in the cache by an atomic rename,
-so a reader never sees half a file. The cache holds only derived bytes: deleting it is safe.
+decoded at most once per size, however many requests or server processes ask at once, and
+a thumbnail never goes stale (the cache and its locking are ``service.derived``'s).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
-import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 
 from annostream.errors import InvalidInput
+from annostream.service import derived
 from annostream.store import Store
 
 SIZES: tuple[int, ...] = (128, 256, 512)
 MEDIA_TYPE = "image/jpeg"
 
 
-class _KeyLocks:
-    """One lock per key, alive while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, int], tuple[threading.Lock, int]] = {}
-
-    @contextlib.contextmanager
-    def hold(self, key: tuple[str, int]) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
-
-
-_LOCKS = _KeyLocks()
-
-
 def check_size(size: int) -> int:
     if size not in SIZES:
         raise InvalidInput(f"size: must be one of {list(SIZES)}", {"field": "size"})
     return size
-
-
-def cache_path(cache_dir: Path, sha256: str, size: int) -> Path:
-    return cache_dir / sha256[:2] / f"{sha256}-{size}.jpg"
 
 
 def render(data: bytes, size: int) -> bytes:
@@ -80,21 +43,13 @@ def thumbnail(store: Store, cache_dir: Path, sha256: str, size: int) -> tuple[Pa
     The caller has already checked that the blob is readable by whoever asked.
     """
     check_size(size)
-    path = cache_path(cache_dir, sha256, size)
-    if path.is_file():
-        return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _LOCKS.hold((sha256, size)), open(path.with_suffix(".lock"), "a+b") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        if path.is_file():
-            return path, False
+
+    def make() -> bytes:
         try:
-            data = render(store.blobs.get(sha256), size)
+            return render(store.blobs.get(sha256), size)
         except (OSError, Image.DecompressionBombError) as exc:
             raise InvalidInput(
                 f"this blob cannot be decoded as an image ({exc})", {"sha256": sha256}
             ) from exc
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return path, True
+
+    return derived.cached(cache_dir, f"{sha256}-{size}.jpg", make)
