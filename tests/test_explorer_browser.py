@@ -1,5 +1,6 @@
 """The explorer in headless Chromium (Debian's package, driven by Playwright): what a person
-sees. ``ANNOSTREAM_SCREENSHOTS=1`` also writes the README's screenshots of the demo dataset."""
+sees, a video's frame scrubber included. ``ANNOSTREAM_SCREENSHOTS=1`` also writes the
+README's screenshots of the demo dataset and the demo's video."""
 
 from __future__ import annotations
 
@@ -250,6 +251,7 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
 
     from annostream.client.transports import EmbeddedTransport
     from annostream.demo import build_photo_coco
+    from annostream.demo_video import build_demo_video
     from annostream.formats.coco import read_coco
     from annostream.server.launch import running_server
 
@@ -257,6 +259,9 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
     local = EmbeddedTransport(tmp_path / "store")
     local.create_project("demo", "annostream demo", True)
     local.import_source("demo", "Default", read_coco(ann, tmp_path / "source" / "images"), "coco")
+    video, tracked = build_demo_video()
+    local.create_label("demo", "crossing", None)
+    clip = local.upload_file("demo", "Video", "cat_crossing.mp4", video, tracked, {})
     with running_server(tmp_path / "store") as url:
         context = chromium.new_context(viewport={"width": 1100, "height": 640})
         page = context.new_page()
@@ -267,6 +272,12 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
         page.goto(f"{url}/explore/p/demo/f/3")
         page.wait_for_load_state("networkidle")
         shots["explorer-file.png"] = page.screenshot()
+        page.goto(f"{url}/explore/p/demo/f/{clip['id']}?frame=16")
+        page.click("#frame-next")
+        page.click("#frame-prev")  # the scrubber has moved and come back: frame 16, a keyframe
+        page.wait_for_selector('#picture svg[data-shown="16"]')
+        page.wait_for_load_state("networkidle")
+        shots["explorer-video.png"] = page.screenshot()
         context.close()
     for name, data in shots.items():
         image = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=256, dither=Image.Dither.NONE)
