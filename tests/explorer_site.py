@@ -54,12 +54,24 @@ def video_instances() -> list[dict[str, Any]]:
         for k in range(8)
     ]
     return track + [
-        {"type": "box", "label": "dog", "frame_number": 4,
-         "geometry": {"x_min": 90, "y_min": 10, "x_max": 120, "y_max": 30}},
-        {"type": "polygon", "label": "cat", "frame_number": 4,
-         "geometry": {"points": [[40, 2], [70, 5], [55, 28]]}},
-        {"type": "keypoints", "label": "dog", "frame_number": 4,
-         "geometry": {"points": [[10, 25, 2], [20, 28, 2], [30, 26, 0]]}},
+        {
+            "type": "box",
+            "label": "dog",
+            "frame_number": 4,
+            "geometry": {"x_min": 90, "y_min": 10, "x_max": 120, "y_max": 30},
+        },
+        {
+            "type": "polygon",
+            "label": "cat",
+            "frame_number": 4,
+            "geometry": {"points": [[40, 2], [70, 5], [55, 28]]},
+        },
+        {
+            "type": "keypoints",
+            "label": "dog",
+            "frame_number": 4,
+            "geometry": {"points": [[10, 25, 2], [20, 28, 2], [30, 26, 0]]},
+        },
     ]
 
 

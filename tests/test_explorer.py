@@ -404,10 +404,16 @@ def test_a_video_frame_is_that_frame_as_an_immutable_jpeg(site: Site) -> None:
             assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text
             assert _frame_number_shown(r.content) == k
             assert r.headers["cache-control"] == "private, max-age=31536000, immutable"
-            again = c.get(f"/explore/p/seen/frame/{sha}", params={"number": k}, headers={"If-None-Match": r.headers["etag"]})
+            again = c.get(
+                f"/explore/p/seen/frame/{sha}",
+                params={"number": k},
+                headers={"If-None-Match": r.headers["etag"]},
+            )
             assert again.status_code == 304
             api = httpx.get(
-                f"{site.url}/api/v2/projects/seen/blobs/{sha}/frame", params={"number": k, "size": 1024}, auth=auth
+                f"{site.url}/api/v2/projects/seen/blobs/{sha}/frame",
+                params={"number": k, "size": 1024},
+                auth=auth,
             )
             assert api.status_code == 200 and api.content == r.content  # one cached picture for both
         small = c.get(f"/explore/p/seen/frame/{sha}", params={"number": 3, "size": 256})
@@ -456,7 +462,9 @@ def iter_items_shas(site: Site) -> Iterator[str]:
     auth = (site.viewer["client_id"], site.viewer["client_secret"])
     ids = httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids", auth=auth).content
     found = httpx.post(
-        f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": list(memoryview(ids).cast("q"))}, auth=auth
+        f"{site.url}/api/v2/projects/seen/items:batch",
+        json={"ids": list(memoryview(ids).cast("q"))},
+        auth=auth,
     ).json()["items"]
     return (i["file"]["sha256"] for i in found)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from annostream.client.progress import waiting
 from annostream.client.sample import make_sample
 from annostream.client.video import VideoCache
 from annostream.schema import Item
@@ -181,9 +182,11 @@ class ClipView(_Units):
 
 def _frame_ids(view: Dataset, query: str | None, step: int) -> np.ndarray:
     project = view.project
-    pairs, _ = project.transport.frame_ids(
-        project.string_id, view.name, view.query, query, view.revision, step
-    )
+    where = f" where {query}" if query else ""
+    doing = f"{view!r}: {view._where()} is listing the frames of its videos{where}"
+    rev = view.revision
+    with waiting(doing, view.progress):
+        pairs, _ = project.transport.frame_ids(project.string_id, view.name, view.query, query, rev, step)
     if view._explicit_ids:  # an index range of the view: its own files only
         pairs = pairs[np.isin(pairs[:, 0], view.ids)]
     return pairs

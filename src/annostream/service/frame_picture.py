@@ -80,7 +80,9 @@ def render_frame(store: Store, video: dict[str, Any], number: int, size: int) ->
     except NotFound:
         raise
     except Exception as exc:  # FFmpeg's errors have no common base worth naming here
-        raise InvalidInput(f"frame {number} of this video cannot be decoded ({exc})", {"sha256": sha256}) from exc
+        raise InvalidInput(
+            f"frame {number} of this video cannot be decoded ({exc})", {"sha256": sha256}
+        ) from exc
     image = Image.fromarray(rgb)
     image.thumbnail((size, size))
     out = io.BytesIO()
@@ -89,7 +91,9 @@ def render_frame(store: Store, video: dict[str, Any], number: int, size: int) ->
 
 
 @implements("get_frame")
-def get_frame(store: Store, ref: ProjectRef, sha256: str, number: int = 0, size: int = 512) -> derived.Picture:
+def get_frame(
+    store: Store, ref: ProjectRef, sha256: str, number: int = 0, size: int = 512
+) -> derived.Picture:
     """Frame ``number`` of the project's video blob ``sha256``, at most ``size`` pixels a side."""
     video = _video_file(store, ref, sha256)
     check_frame_number(number, video["frame_count"], video["id"])
