@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from annostream.client.progress import waiting
-from annostream.client.sample import make_sample
+from annostream.client.sample import SampleDict, make_sample
 from annostream.client.video import VideoCache
 from annostream.schema import Item
 from annostream.service.video import events_in, interpolate_tracks, on_frame
@@ -146,12 +146,12 @@ class FrameView(_Units):
     track_ids, instances, events}``, one per selected frame."""
 
     def sample(self, item: dict[str, Any], k: int) -> dict[str, Any]:
-        return {
-            "image": self.frame(item, k),
-            "file": item["file"],
-            "events": events_in(item["instances"], k, k),
+        return SampleDict(  # a dict that a notebook shows as the frame with its instances drawn
+            image=self.frame(item, k),
+            file=item["file"],
+            events=events_in(item["instances"], k, k),
             **frame_target(item, k),
-        }
+        )
 
     def __repr__(self) -> str:
         return f"<FrameView {len(self)} frames of {self.view!r}>"
