@@ -53,7 +53,8 @@ def video_instances() -> list[dict[str, Any]]:
         }
         for k in range(8)
     ]
-    return track + [
+    return [
+        *track,
         {
             "type": "box",
             "label": "dog",
