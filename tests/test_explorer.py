@@ -489,3 +489,37 @@ def test_concurrent_requests_decode_a_frame_once_per_size(site: Site) -> None:
     assert [r.status_code for r in results] == [200] * n
     assert sorted(r.headers["x-derived"] for r in results) == ["cached"] * (n - 2) + ["made"] * 2
     assert all(_frame_number_shown(r.content) == 9 for r in results)
+
+
+def test_the_cache_of_frames_stays_under_its_bound_and_remakes_what_it_dropped(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annostream.service import derived, dispatch
+    from annostream.service.projects import LOCAL
+
+    store = Store.open(site.store_dir)
+    store.derived_dir = tmp_path / "cache"
+    sha = site.video["sha256"]
+
+    def frame(k: int) -> derived.Picture:
+        return dispatch.call(
+            store, LOCAL, "get_frame", {"project": "seen", "sha256": sha, "number": k, "size": 256}
+        )
+
+    monkeypatch.setattr(derived, "_made_since_sweep", 0)
+    monkeypatch.setattr(derived, "SWEEP_EVERY", 4)
+    first = frame(0)
+    bound = len(first.data) * 6
+    monkeypatch.setattr(derived, "MAX_BYTES", bound)
+    made = [first.made] + [frame(k).made for k in range(1, VIDEO_FRAMES)]
+    assert all(made)  # 16 pictures made, a sweep after every 4th
+    kept = {p.name: p.stat().st_size for p in (tmp_path / "cache").rglob("*.jpg")}
+    assert sum(kept.values()) <= bound and 0 < len(kept) < VIDEO_FRAMES
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.lock")) == sorted(
+        name.replace(".jpg", ".lock") for name in kept
+    )
+    dropped = next(k for k in range(VIDEO_FRAMES) if f"{sha}-f{k}-256.jpg" not in kept)
+    again = frame(dropped)
+    assert again.made and _frame_number_shown(again.data) == dropped
+    assert not frame(dropped).made  # cached again
+    store.close()

@@ -68,7 +68,7 @@ def blob_response(blob: BlobRead, request: Request) -> Response:
 
 
 def picture_response(picture: Picture, request: Request, cache_control: str = PRIVATE_IMMUTABLE) -> Response:
-    """A derived picture (a cached file named by immutable inputs): immutable, with its ETag."""
+    """A derived picture (made from immutable inputs, so immutable), with its ETag."""
     headers = {
         "ETag": picture.etag,
         "Cache-Control": cache_control,
@@ -77,7 +77,7 @@ def picture_response(picture: Picture, request: Request, cache_control: str = PR
     }
     if request.headers.get("if-none-match", "") == picture.etag:
         return Response(status_code=304, headers=headers)
-    return FileResponse(picture.path, media_type=picture.media_type, headers=headers)
+    return Response(picture.data, media_type=picture.media_type, headers=headers)
 
 
 def _next_parts(pairs: Iterator[tuple[Item, bytes | None]]) -> list[bytes]:

@@ -3,8 +3,8 @@
 Invariants: only a blob that some video file of the project uses is decoded (the same scope
 as ``get_blob``: a foreign or unknown hash is the same 404); the frame number is checked
 against the probed frame count before anything is read (404 naming the count); a frame is
-decoded at most once per (blob sha256, frame, size) and cached as derived bytes
-(``service.derived``), so the reply is immutable; a video whose frames are larger than the
+decoded at most once per (blob sha256, frame, size) while it is cached as derived bytes
+(``service.derived``, bounded), so the reply is immutable; a video whose frames are larger than the
 image pixel limit is refused (413) rather than decoded. Decoding is the SDK's own
 (``client.video``: seek to the keyframe at or before the frame, decode forward), with a
 small per-process cache of open decoders so scrubbing forward decodes each frame once.
@@ -103,9 +103,9 @@ def get_frame(
             f"{LIMITS.max_image_pixels} pixels",
             {"limit": "ANNOSTREAM_MAX_IMAGE_PIXELS"},
         )
-    path, made = derived.cached(
+    data, made = derived.cached(
         derived.folder(store),
         f"{sha256}-f{number}-{size}.jpg",
         lambda: render_frame(store, video, number, size),
     )
-    return derived.Picture(path, MEDIA_TYPE, f'"{sha256}-f{number}-{size}"', made)
+    return derived.Picture(data, MEDIA_TYPE, f'"{sha256}-f{number}-{size}"', made)

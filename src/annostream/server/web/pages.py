@@ -426,11 +426,11 @@ def thumbnail(request: Request, project: str, size: int, sha256: str) -> Respons
         ref, info = _blob_for_page(request, project, sha256)
         if not (info["content_type"] or "").startswith("image/"):
             raise NotFound("this file has no picture to make a thumbnail of", {"sha256": sha256})
-        path, made = thumbs.thumbnail(_store(request), request.app.state.thumbnail_dir, sha256, size)
+        data, made = thumbs.thumbnail(_store(request), request.app.state.thumbnail_dir, sha256, size)
     except AnnostreamError as exc:
         return Response(exc.message, status_code=exc.status, media_type="text/plain")
-    return FileResponse(
-        path,
+    return Response(
+        data,
         media_type=thumbs.MEDIA_TYPE,
         headers={**_cache_headers(ref, sha256), "X-Thumbnail": "made" if made else "cached"},
     )

@@ -1,8 +1,9 @@
 """Thumbnails of a project's images, made on demand and cached by (blob sha256, size).
 
-Invariants: a size is one of ``SIZES`` (no caller chooses how big a decode is); a blob is
-decoded at most once per size, however many requests or server processes ask at once, and
-a thumbnail never goes stale (the cache and its locking are ``service.derived``'s).
+Invariants: a size is one of ``SIZES`` (no caller chooses how big a decode is); while its
+thumbnail is cached a blob is decoded at most once per size, however many requests or server
+processes ask at once, and a thumbnail never goes stale (the cache, its bound and its
+locking are ``service.derived``'s).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def render(data: bytes, size: int) -> bytes:
     return out.getvalue()
 
 
-def thumbnail(store: Store, cache_dir: Path, sha256: str, size: int) -> tuple[Path, bool]:
-    """The cached thumbnail's path, and whether this call made it (False: it was there).
+def thumbnail(store: Store, cache_dir: Path, sha256: str, size: int) -> tuple[bytes, bool]:
+    """The thumbnail's JPEG bytes, and whether this call made them (False: they were cached).
 
     The caller has already checked that the blob is readable by whoever asked.
     """
