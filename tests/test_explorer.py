@@ -382,8 +382,11 @@ def test_a_video_file_page_lists_its_instances_by_frame(tmp_path: Path) -> None:
         page = c.get(f"/explore/p/v/f/{video['id']}")
         assert page.status_code == 200 and "12 frames" in page.text and "<td>3</td>" in page.text
         grid = c.get("/explore/p/v/d/Default")
-        assert _count(grid.text) == 1 and 'class="nopic"' in grid.text  # no thumbnail of a video
-        assert c.get(f"/explore/p/v/thumb/128/{video['sha256']}").status_code == 404
+        assert _count(grid.text) == 1 and 'class="nopic"' not in grid.text
+        first = f"/explore/p/v/frame/{video['sha256']}?number=0&amp;size=256"  # its tile: frame 0
+        assert first in grid.text and 'data-frame="3"' not in grid.text  # with frame 0's instances
+        assert c.get(first.replace("&amp;", "&")).headers["content-type"] == "image/jpeg"
+        assert c.get(f"/explore/p/v/thumb/128/{video['sha256']}").status_code == 404  # no image thumbnail
 
 
 # --- a video's frames (the scrubber's pictures) --------------------------------------------

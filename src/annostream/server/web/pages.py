@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -35,7 +35,7 @@ from annostream.server.replies import picture_response
 from annostream.server.web import access, thumbs
 from annostream.service import changes, datasets, derived, dispatch, items, labels, projects, revisions
 from annostream.service.projects import ProjectRef
-from annostream.service.video import check_frame_number
+from annostream.service.video import check_frame_number, on_frame
 from annostream.store import Store
 
 router = APIRouter(prefix="/explore", include_in_schema=False)
@@ -110,19 +110,28 @@ def _colors(store: Store, ref: ProjectRef, rev: int | None) -> tuple[list[dict[s
     return [{**lab, "swatch": colors[lab["id"]]} for lab in found], colors
 
 
+def _is_video(item: Item) -> bool:
+    """Whether the file is a probed video whose frames can be shown (``get_frame``)."""
+    f = item["file"]
+    return f["type"] == "video" and bool(f["sha256"]) and bool(f["frame_count"]) and bool(f["width"])
+
+
 def _tile(project: str, item: Item, colors: dict[int, str], rev: int) -> dict[str, Any]:
+    """A grid tile: an image's thumbnail, or a video's first frame, with the instances on it."""
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{project}/thumb/{GRID_SIZE}/{f['sha256']}" if picture else None
+    drawn = item["instances"]
+    if _is_video(item):
+        href = _url(f"/explore/p/{project}/frame/{f['sha256']}", number=0, size=GRID_SIZE)
+        picture, drawn = True, on_frame(cast(list[dict[str, Any]], item["instances"]), 0)
     return {
         "id": item["id"],
         "name": f["name"],
         "type": f["type"],
         "text": f["text"],
         "instances": len(item["instances"]),
-        "svg": Markup(overlay.svg(f["width"], f["height"], item["instances"], href, colors=colors))
-        if picture
-        else None,
+        "svg": Markup(overlay.svg(f["width"], f["height"], drawn, href, colors=colors)) if picture else None,
         "link": _url(f"/explore/p/{project}/f/{item['id']}", as_of=rev),
     }
 
@@ -332,7 +341,7 @@ def changed_since(
 def _frame_number(frame: str | None, item: Item) -> int | None:
     """The frame a video's page opens at (0 by default); None for a file that is no video."""
     f = item["file"]
-    if f["type"] != "video" or not f["sha256"] or not f["frame_count"] or not f["width"]:
+    if not _is_video(item):
         return None
     text = (frame or "0").strip()
     if not text.isdigit() or len(text) > 10:
