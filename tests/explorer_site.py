@@ -42,7 +42,8 @@ VIDEO_FRAMES = 16
 
 def video_instances() -> list[dict[str, Any]]:
     """A track of boxes on frames 0..7, and on frame 4 a second box, a polygon and keypoints;
-    frames 8.. hold nothing (frame k shows its number, see tests/videos.py)."""
+    a second track annotated on frames 8 and 12 only (boxes interpolated on 9..11, not stored);
+    frames 13.. hold nothing (frame k shows its number, see tests/videos.py)."""
     track = [
         {
             "type": "box",
@@ -53,8 +54,19 @@ def video_instances() -> list[dict[str, Any]]:
         }
         for k in range(8)
     ]
+    sparse = [
+        {
+            "type": "box",
+            "label": "dog",
+            "frame_number": k,
+            "track_id": 2,
+            "geometry": {"x_min": x, "y_min": 4, "x_max": x + 20, "y_max": 24},
+        }
+        for k, x in ((8, 60), (12, 100))
+    ]
     return [
         *track,
+        *sparse,
         {
             "type": "box",
             "label": "dog",

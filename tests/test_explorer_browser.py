@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from annostream.service.video import interpolate_tracks
 from tests import browser
 from tests.explorer_site import VIDEO_FRAMES, Site, site_fixture  # noqa: F401  (the fixture `site`)
 
@@ -142,7 +143,7 @@ def _assert_drawn_where_they_are(page: Any, instances: list[dict[str, Any]], wid
     box = svg.bounding_box()
     scale = box["width"] / width
     assert box["height"] == pytest.approx(height * scale, abs=1.0)
-    drawn = page.locator("#picture .inst:not(.off)")
+    drawn = page.locator("#picture .inst:not(.off):not(.interpolated)")
     assert drawn.count() == len(instances)
     by_id = {i["id"]: i for i in instances}
 
@@ -215,7 +216,7 @@ def test_scrubbing_a_video_draws_each_frames_instances_where_they_are(site: Site
     (video,) = _items(site, [site.video["id"]])
     f = video["file"]
     on = {k: [i for i in video["instances"] if i["frame_number"] == k] for k in range(VIDEO_FRAMES)}
-    assert len(on[0]) == 1 and len(on[4]) == 4 and not on[9]  # frames with one, several and none
+    assert len(on[0]) == 1 and len(on[4]) == 4 and not on[14]  # frames with one, several and none
     page.goto(f"{site.url}/explore/p/seen/f/{video['id']}")
     assert page.locator("#key-prompt").is_visible() and page.locator("#scrubber").count() == 0
     _give_key(page, site.viewer)
@@ -227,7 +228,7 @@ def test_scrubbing_a_video_draws_each_frames_instances_where_they_are(site: Site
         ("slider", lambda: page.locator("#frame").fill("5"), 5),
         ("prev", lambda: page.click("#frame-prev"), 4),
         ("keyboard", lambda: page.locator("#frame").press("End"), VIDEO_FRAMES - 1),
-        ("slider back", lambda: page.locator("#frame").fill("9"), 9),
+        ("slider back", lambda: page.locator("#frame").fill("14"), 14),
         ("slider", lambda: page.locator("#frame").fill("7"), 7),
     ]
     for how, move, k in steps:
@@ -239,6 +240,22 @@ def test_scrubbing_a_video_draws_each_frames_instances_where_they_are(site: Site
         assert current == [str(k)] * len(on[k]), how
     page.goto(f"{site.url}/explore/p/seen/f/{video['id']}?frame=4")  # a link to a frame opens there
     _frame_shown(page, 4)
+    _assert_drawn_where_they_are(page, on[4], f["width"], f["height"])
+    # A track's boxes between its keyframes: hidden until asked for, then drawn dashed where the
+    # SDK's ds.frames(interpolate=True) puts them (the same interpolation).
+    filled = [i for i in interpolate_tracks(video["instances"]) if i.get("interpolated")]
+    page.locator("#frame").fill("10")
+    _frame_shown(page, 10)
+    assert not on[10] and page.locator("#picture .inst.interpolated:visible").count() == 0
+    page.check("#interpolate")
+    shown = page.locator("#picture .inst.interpolated:visible")
+    (want,) = [i for i in filled if i["frame_number"] == 10]
+    assert shown.count() == 1 and shown.get_attribute("stroke-dasharray")
+    x, y, w, h = (float(shown.get_attribute(a)) for a in ("x", "y", "width", "height"))
+    assert (x, y, x + w, y + h) == pytest.approx(tuple(want["bbox"]), abs=0.01)
+    page.locator("#frame").fill("4")
+    _frame_shown(page, 4)
+    assert page.locator("#picture .inst.interpolated:visible").count() == 0  # none on frame 4
     _assert_drawn_where_they_are(page, on[4], f["width"], f["height"])
 
 
@@ -273,9 +290,11 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
         page.wait_for_load_state("networkidle")
         shots["explorer-file.png"] = page.screenshot()
         page.goto(f"{url}/explore/p/demo/f/{clip['id']}?frame=16")
-        page.click("#frame-next")
-        page.click("#frame-prev")  # the scrubber has moved and come back: frame 16, a keyframe
-        page.wait_for_selector('#picture svg[data-shown="16"]')
+        page.check("#interpolate")
+        page.locator("#frame").fill("20")  # between two keyframes: the track's box, dashed
+        page.wait_for_selector('#picture svg[data-shown="20"]')
+        assert page.locator("#picture .inst.interpolated:visible").count() == 1
+        page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_load_state("networkidle")
         shots["explorer-video.png"] = page.screenshot()
         context.close()

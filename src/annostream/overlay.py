@@ -52,6 +52,7 @@ class Shape:
     instance_id: int
     extra: tuple[float, ...] = ()
     frame: int | None = None  # a video's frame number, None on an image
+    interpolated: bool = False  # a track's box between two keyframes, computed, not stored
 
 
 def _xy(points: Iterable[Any]) -> tuple[tuple[float, float], ...]:
@@ -95,7 +96,9 @@ def shapes(instances: Iterable[Mapping[str, Any]], colors: Mapping[int, str] | N
             x0, y0, x1, y1 = (float(v) for v in inst["bbox"])
             out.append(Shape("rect", ((x0, y0), (x1, y1)), label, color, iid))
         if inst.get("frame_number") is not None and len(out) > start:
-            out[-1] = replace(out[-1], frame=int(inst["frame_number"]))
+            out[-1] = replace(
+                out[-1], frame=int(inst["frame_number"]), interpolated=bool(inst.get("interpolated"))
+            )
     return out
 
 
@@ -110,9 +113,12 @@ def _attr(value: str) -> str:
 def _svg_shape(s: Shape, radius: float, frame: int | None = None) -> str:
     off = " off" if frame is not None and s.frame != frame else ""
     on_frame = "" if s.frame is None else f' data-frame="{s.frame}"'
+    interpolated = " interpolated" if s.interpolated else ""
+    dashed = ' stroke-dasharray="5 4"' if s.interpolated else ""
     common = (
-        f'class="inst inst-{s.kind}{off}" data-instance="{s.instance_id}" data-label="{_attr(s.label)}"'
-        f'{on_frame} stroke="{s.color}" vector-effect="non-scaling-stroke"'
+        f'class="inst inst-{s.kind}{off}{interpolated}" data-instance="{s.instance_id}" '
+        f'data-label="{_attr(s.label)}"{on_frame} stroke="{s.color}"{dashed} '
+        'vector-effect="non-scaling-stroke"'
     )
     title = f"<title>{html.escape(s.label)}</title>"
     if s.kind == "rect":
@@ -148,7 +154,8 @@ def svg(
     """An SVG of the image at ``href`` (any URL, a data: URL included) with its instances.
 
     On a video (``frame`` given), every instance carries ``data-frame`` and those of other
-    frames get the class ``off`` (a page hides them, and shows them as it scrubs).
+    frames get the class ``off`` (a page hides them, and shows them as it scrubs); a track's
+    interpolated box (``interpolated: True``) gets the class ``interpolated`` and a dashed line.
     The result is safe to embed in HTML as is: numbers are formatted, text is escaped.
     """
     w, h = max(int(width or 1), 1), max(int(height or 1), 1)

@@ -35,7 +35,7 @@ from annostream.server.replies import picture_response
 from annostream.server.web import access, thumbs
 from annostream.service import changes, datasets, derived, dispatch, items, labels, projects, revisions
 from annostream.service.projects import ProjectRef
-from annostream.service.video import check_frame_number, on_frame
+from annostream.service.video import check_frame_number, interpolate_tracks, on_frame
 from annostream.store import Store
 
 router = APIRouter(prefix="/explore", include_in_schema=False)
@@ -369,10 +369,11 @@ def file_page(
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{ref.string_id}/blob/{f['sha256']}" if picture else None
-    frame_src = None
+    frame_src, drawn = None, cast(list[dict[str, Any]], item["instances"])
     if shown_frame is not None:
         frame_src = _url(f"/explore/p/{ref.string_id}/frame/{f['sha256']}", size=SCRUB_SIZE) + "&number="
         href, picture = f"{frame_src}{shown_frame}", True
+        drawn = interpolate_tracks(drawn)  # as ds.frames(interpolate=True) reads them; hidden at first
     attributes: dict[str, Any] = {}
     for inst in item["instances"]:
         if inst["type"] == "global":
@@ -388,7 +389,7 @@ def file_page(
             overlay.svg(
                 f["width"],
                 f["height"],
-                item["instances"],
+                drawn,
                 href,
                 colors=colors,
                 css_class="overlay full",
@@ -404,6 +405,7 @@ def file_page(
         on_frame=sum(
             1 for s in overlay.shapes(item["instances"]) if shown_frame is not None and s.frame == shown_frame
         ),
+        interpolated=len(drawn) - len(item["instances"]),
     )
 
 

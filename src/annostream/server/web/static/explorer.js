@@ -36,8 +36,9 @@ document.addEventListener("DOMContentLoaded", () => {
 // The frame scrubber of a video's page: the slider, the buttons and the arrow keys pick a
 // frame; its picture comes from the frame route (immutable, so the browser caches it) and
 // the instances drawn are those whose data-frame is that frame (the server drew them all,
-// the others carry the class "off"). Once the frame's picture has loaded, the SVG says which
-// frame it shows in data-shown.
+// the others carry the class "off"; a track's interpolated boxes show only while the
+// "interpolate" box is ticked). Once the frame's picture has loaded, the SVG says which frame
+// it shows in data-shown.
 document.addEventListener("DOMContentLoaded", () => {
   const scrubber = document.getElementById("scrubber");
   const svg = document.querySelector("#picture svg");
@@ -55,7 +56,7 @@ document.addEventListener("DOMContentLoaded", () => {
     svg.querySelectorAll(".inst[data-frame]").forEach((el) => {
       const on = Number(el.dataset.frame) === k;
       el.classList.toggle("off", !on);
-      if (on) drawn += 1;
+      if (on && !el.classList.contains("interpolated")) drawn += 1;
     });
     document.getElementById("frame-instances").textContent = String(drawn);
     document.querySelectorAll("#instances tr[data-frame]").forEach((row) => {
@@ -76,6 +77,10 @@ document.addEventListener("DOMContentLoaded", () => {
     here.searchParams.set("frame", String(k));
     window.history.replaceState(null, "", here);
   };
+  const interpolate = document.getElementById("interpolate");
+  if (interpolate) {
+    interpolate.addEventListener("change", () => svg.classList.toggle("interpolating", interpolate.checked));
+  }
   range.addEventListener("input", () => show(Number(range.value)));
   document.getElementById("frame-prev").addEventListener("click", () => show(wanted - 1));
   document.getElementById("frame-next").addEventListener("click", () => show(wanted + 1));
