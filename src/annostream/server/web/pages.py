@@ -121,10 +121,10 @@ def _tile(project: str, item: Item, colors: dict[int, str], rev: int) -> dict[st
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{project}/thumb/{GRID_SIZE}/{f['sha256']}" if picture else None
-    drawn = item["instances"]
+    drawn = cast(list[dict[str, Any]], item["instances"])
     if _is_video(item):
         href = _url(f"/explore/p/{project}/frame/{f['sha256']}", number=0, size=GRID_SIZE)
-        picture, drawn = True, on_frame(cast(list[dict[str, Any]], item["instances"]), 0)
+        picture, drawn = True, on_frame(drawn, 0)
     return {
         "id": item["id"],
         "name": f["name"],
@@ -346,7 +346,7 @@ def _frame_number(frame: str | None, item: Item) -> int | None:
     text = (frame or "0").strip()
     if not text.isdigit() or len(text) > 10:
         raise InvalidInput("frame: a frame number is a whole number >= 0", {"field": "frame"})
-    check_frame_number(int(text), f["frame_count"], item["id"])
+    check_frame_number(int(text), f["frame_count"] or 0, item["id"])
     return int(text)
 
 
