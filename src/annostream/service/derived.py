@@ -95,6 +95,8 @@ def _file_lock(path: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
 _GUARD = threading.Lock()
 _made_since_sweep = 0
 
