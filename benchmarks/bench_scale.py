@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import platform
 import random
 import shutil
 import statistics
@@ -338,8 +339,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every stack asked for; the rows of all (results also written to ``args.out``)."""
-    results = []
+    """Every stack asked for; the rows of all (also written to ``args.out``, which
+    ``python -m benchmarks.report`` renders)."""
+    results, t0 = [], time.perf_counter()
     with contextlib.ExitStack() as es:
         work = args.work or Path(es.enter_context(tempfile.TemporaryDirectory(prefix="annostream-scale-")))
         work.mkdir(parents=True, exist_ok=True)
@@ -350,11 +352,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 shutil.rmtree(work / stack, ignore_errors=True)
     all_rows = [r for res in results for r in rows(res)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {"results": results, "rows": all_rows, "date": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2
-        )
-    )
+    doc = {
+        "mode": "scale",
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": time.perf_counter() - t0,
+        "results": results,
+        "rows": all_rows,
+    }
+    args.out.write_text(json.dumps(doc, indent=2))
     return all_rows
 
 

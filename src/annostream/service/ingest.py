@@ -207,12 +207,14 @@ def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> Non
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """``rows`` (dicts with the same keys) inserted in one ``executemany`` on the driver.
+    """``rows`` (dicts with the same keys) inserted in one batch on the driver, in the
+    caller's transaction: SQLite ``executemany``, PostgreSQL ``COPY``.
 
     What SQLAlchemy's executemany does per row (building each parameter set, one bind
-    processor per value) costs more than SQLite's insert itself at import scale; here JSON
-    columns are serialised with orjson (as the engine's serializer does) and the driver gets
-    tuples. Other dialects take SQLAlchemy's path."""
+    processor per value; on psycopg one pipelined statement per row) costs more than the
+    insert itself at import scale. Here JSON columns are serialised with orjson (as the
+    engine's serializer does) and the driver gets plain tuples. Other dialects take
+    SQLAlchemy's path."""
     if not rows:
         return
     dialect = conn.dialect.name
@@ -220,19 +222,23 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         conn.execute(insert(table), rows)
         return
     keys = list(rows[0])
-    json_cols = {i for i, k in enumerate(keys) if isinstance(table.c[k].type, JSON)}
-    mark = "?" if dialect == "sqlite" else "%s"
-    marks = [
-        f"CAST({mark} AS JSON)" if i in json_cols and dialect != "sqlite" else mark for i in range(len(keys))
-    ]
-    quote = conn.dialect.identifier_preparer.quote
-    sql = f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) VALUES ({', '.join(marks)})"
     params = [list(r.values()) for r in rows]
-    for i in json_cols:
+    for i, key in enumerate(keys):
+        if isinstance(table.c[key].type, JSON):
+            for p in params:
+                if p[i] is not None:
+                    p[i] = orjson.dumps(p[i]).decode()
+    quote = conn.dialect.identifier_preparer.quote
+    columns = f"{quote(table.name)} ({', '.join(quote(k) for k in keys)})"
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in keys)
+        conn.exec_driver_sql(f"INSERT INTO {columns} VALUES ({marks})", [tuple(p) for p in params])
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f"COPY {columns} FROM STDIN") as copy:
         for p in params:
-            if p[i] is not None:
-                p[i] = orjson.dumps(p[i]).decode()
-    conn.exec_driver_sql(sql, [tuple(p) for p in params])
+            copy.write_row(p)
 
 
 def derive_new(conn: Connection, rows: list[dict[str, Any]], rev: int) -> None:
