@@ -112,6 +112,49 @@ def queries(url: str, built: Built, repeat: int) -> dict[str, Any]:
     return out
 
 
+def in_process(path: Path, repeat: int, n_random: int, seed: int = 1) -> dict[str, Any]:
+    """The same reads on the embedded transport, as wall and CPU seconds of this process: with
+    SQLite the database runs in this process, so its CPU time is what the reads cost whatever
+    else the machine is doing (a loaded machine stretches the wall time, not this)."""
+    from annostream import Project
+
+    project = Project(PROJECT, host=f"file://{path.resolve()}")
+    ds = project.dataset("Default")
+    out: dict[str, Any] = {"load": _load()}
+
+    def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    for query in QUERIES:
+        firsts, counts = [], []
+        for n in range(repeat + 1):
+            view = ds.slice(query)
+            first = timed(lambda view=view: next(iter(view)))  # type: ignore[misc]
+            view = ds.slice(query)
+            count = timed(view.count)
+            if n:  # the first run warms up
+                firsts.append(first)
+                counts.append(count)
+        out[query] = {
+            "first_item": {
+                "wall": statistics.median(w for w, _ in firsts),
+                "cpu": statistics.median(c for _, c in firsts),
+            },
+            "count": {
+                "wall": statistics.median(w for w, _ in counts),
+                "cpu": statistics.median(c for _, c in counts),
+            },
+        }
+    total = len(ds.ids)
+    rng = random.Random(seed)
+    reads = sorted((timed(lambda: ds[rng.randrange(total)]) for _ in range(n_random)), key=lambda t: t[1])
+    out["random_cpu_p50"] = reads[len(reads) // 2][1]
+    out["random_wall_p50"] = sorted(w for w, _ in reads)[len(reads) // 2]
+    return out
+
+
 def random_access(url: str, built: Built, n: int, seed: int = 1) -> dict[str, Any]:
     """``ds[i]`` at ``n`` random indices of the whole dataset: the id list first, then each item."""
     ds = meta._project(url, built.project, built.key).dataset("Default")
@@ -165,6 +208,8 @@ def measure(built: Built, small: Built | None, work: Path, args: argparse.Namesp
             "s": min(meta.first_batch(url, built.project, built.key) for _ in range(3)),
             "load": _load(),
         }
+        log(f"the same reads in-process, wall and CPU ({_load()})")
+        figures["in_process"] = in_process(built.store, args.repeat, args.random)
         if args.export:
             log(f"export then load ({_load()})")
             figures["export_then_load"] = export_then_load(url, built, work / "export")
@@ -273,6 +318,33 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                     higher=False,
                 )
             )
+    ip = result.get("in_process", {})
+    for query in QUERIES:
+        for what in ("first_item", "count") if query in ip else ():
+            t = ip[query][what]
+            out.append(
+                row(
+                    f"9. query '{query}' to {what.replace('_', ' ')}, CPU in-process",
+                    t["cpu"],
+                    "CPU-s",
+                    targets[what],
+                    note=f"embedded; wall {t['wall']:.3f} s at {ip['load']}",
+                    link="in-process",
+                    higher=False,
+                )
+            )
+    if ip:
+        out.append(
+            row(
+                "9. random ds[i] p50, CPU in-process",
+                ip["random_cpu_p50"],
+                "CPU-s",
+                "< 5 ms",
+                note=f"embedded; wall p50 {ip['random_wall_p50'] * 1000:.1f} ms at {ip['load']}",
+                link="in-process",
+                higher=False,
+            )
+        )
     if "random" in result:
         r = result["random"]
         out.append(
@@ -334,6 +406,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--work", type=Path, default=None, help="where stores are built (default: a temp dir)"
     )
+    parser.add_argument(
+        "--in-process-only",
+        type=Path,
+        default=None,
+        metavar="STORE",
+        help="only the in-process reads of a built store",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "scale.json")
     return parser.parse_args(argv)
 
@@ -366,6 +445,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.in_process_only is not None:
+        print(json.dumps(in_process(args.in_process_only, args.repeat, args.random), indent=2))
+        return 0
     for r in run(args):
         ratio = f" ({r['ratio']:.0f}x)" if r["ratio"] else ""
         figure = f"{r['figure']} [{r['link']}]: {r['ours']:.4g} {r['unit']}{ratio}"
