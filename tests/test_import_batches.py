@@ -187,3 +187,25 @@ def test_records_naming_one_blob_are_each_checked(server_store: tuple[str, Path]
         sizes = conn.execute(select(files.c.width, files.c.height).where(files.c.project_id == ref.id)).all()
     assert [tuple(s) for s in sizes] == [(width, height)] * 2
     store.close()
+
+
+def test_a_large_import_refreshes_the_planner_statistics(
+    server_store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, ref, sha = _project(server_store)
+    monkeypatch.setattr(imports, "ANALYZE_ROWS", 10)
+    records = _records(sha, 12)
+    imports.commit_records(
+        store, ref, "Default", ImportSource([{"name": n} for n in LABELS], GROUPS, iter(records), 12)
+    )
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            stats = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'instances'"
+            ).scalar_one()
+        else:
+            stats = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'instances'"
+            ).scalar_one()
+    assert stats > 0
+    store.close()
