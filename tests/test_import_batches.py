@@ -122,13 +122,16 @@ def test_batched_import_derives_what_a_refresh_would(
     assert [sorted(by_file.get(i, Counter()).values()) for i in ids] == [
         sorted(c.values()) for c in expected_names
     ]
-    # A refresh from the instances, in a later commit, finds nothing to change.
+    # A refresh from the instances, in a later commit, finds nothing to change (revisions are
+    # per project: only this project's files are looked at).
     with store.engine.connect() as conn, conn.begin() as tx:
         rev = begin_commit(conn, ref.id, "refresh")
         refresh_derived(conn, ids, rev)
         changed = [
             conn.execute(
-                select(func.count()).select_from(t).where((t.c.created_rev == rev) | (t.c.deleted_rev == rev))
+                select(func.count())
+                .select_from(t)
+                .where(t.c.file_id.in_(ids), (t.c.created_rev == rev) | (t.c.deleted_rev == rev))
             ).scalar_one()
             for t in (file_label_counts, file_attribute_values)
         ]
