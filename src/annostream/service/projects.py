@@ -99,6 +99,8 @@ def _touch(store: Store, key_id: int, last: datetime | None) -> None:
 
 def authenticate(store: Store, client_id: str, secret: str) -> Principal:
     """Turn presented credentials into a principal, or raise 401 (revoked keys included)."""
+    if "\x00" in client_id:  # no key holds one (and PostgreSQL cannot even compare it)
+        raise Unauthorized("invalid API key")
     with store.engine.connect() as conn:
         row = conn.execute(
             select(api_keys).where(api_keys.c.client_id == client_id, api_keys.c.revoked_at.is_(None))
@@ -113,6 +115,8 @@ def authenticate(store: Store, client_id: str, secret: str) -> Principal:
 
 def authorize(store: Store, principal: Principal, project_string_id: str, need: Role) -> ProjectRef:
     """The project, if ``principal`` holds at least role ``need`` on it; else 401/403/404."""
+    if "\x00" in project_string_id:  # no project is named so (and PostgreSQL cannot compare it)
+        raise NotFound("no project has NUL in its name", {"project": project_string_id})
     with store.engine.connect() as conn:
         row = conn.execute(select(projects).where(projects.c.string_id == project_string_id)).first()
     if row is None:
