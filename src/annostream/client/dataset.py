@@ -1,10 +1,12 @@
 """A dataset, or any slice of it, as a lazy sequence of samples.
 
 A view is (dataset, query, revision). Nothing is fetched until it is needed: the first
-``ds[0]`` or the start of an iteration on a fresh view reads one keyset page of items (the
-first ``batch_size``) and pins the view to the revision the server read it at; ``len``,
-random access past that page, and the rest of an iteration fetch the view's id list once
-(compact int64, one request) at that same revision, so every read is consistent with it.
+``ds[0]`` or the start of an iteration on a fresh view reads a keyset page of one item and
+pins the view to the revision the server read it at; an iteration goes on with keyset pages
+growing eightfold until ``batch_size`` items are read (the first item costs one item, a full
+pass two small requests more). ``len``, random access past those pages, and the rest of an
+iteration fetch the view's id list once (compact int64, one request) at that same revision,
+so every read is consistent with it.
 Items then come in batches with a window of requests in flight, blobs inline in the same
 response.
 """
@@ -79,6 +81,12 @@ def _and(a: str | None, b: str | None) -> str | None:
     return f"({a}) and ({b})"
 
 
+# A fresh view's first keyset page holds this many items; each next one this many times as
+# many, up to ``batch_size`` items in all (then the id list takes over).
+_FIRST_PAGE = 1
+_PAGE_GROWTH = 8
+
+
 class Dataset:
     """A lazy view of a dataset: ``len(ds)``, ``ds[7]``, ``ds[10:20]``, ``for s in ds``."""
 
@@ -135,18 +143,27 @@ class Dataset:
 
     def _first_page(self) -> list[tuple[Item, bytes | None]] | None:
         """The view's first items without its id list (a fresh dataset or query view read
-        without a disk cache); None where the ids are known or wanted anyway. The page's
-        revision pins the view; a page shorter than asked for is the whole view."""
-        if self._ids is not None or self.project.disk_cache is not None:
-            return None
+        without a disk cache): the first item at least, and what ``_next_page`` has added;
+        None where the ids are known or wanted anyway. The first page's revision pins the
+        view."""
         if self._first is None:
-            pairs, rev = self.project.transport.page(
-                self.project.string_id, self.name, self.query, self._as_of, None, self.batch_size, True
-            )
-            self._first, self._as_of = cast("list[tuple[Item, bytes | None]]", pairs), rev
-            if len(pairs) < self.batch_size:
-                self._ids = np.array([item["id"] for item, _ in pairs], dtype=np.int64)
+            if self._ids is not None or self.project.disk_cache is not None:
+                return None
+            self._next_page(_FIRST_PAGE)
         return self._first
+
+    def _next_page(self, limit: int) -> None:
+        """Read the keyset page of ``limit`` items after those held in ``self._first`` (at the
+        pinned revision) onto them; a page shorter than asked for ends the view (its id list
+        is then known)."""
+        held = self._first or []
+        after = held[-1][0]["id"] if held else None
+        pairs, rev = self.project.transport.page(
+            self.project.string_id, self.name, self.query, self._as_of, after, limit, True
+        )
+        self._first, self._as_of = held + cast("list[tuple[Item, bytes | None]]", pairs), rev
+        if len(pairs) < limit:
+            self._ids = np.array([item["id"] for item, _ in self._first], dtype=np.int64)
 
     @property
     def revision(self) -> int:
@@ -338,10 +355,16 @@ class Dataset:
             yield from batch
 
     def __iter__(self) -> Iterator[Sample]:
-        page = self._first_page() or []
-        for item, blob in page:
-            yield make_sample(item, blob, self.decode)
-        rest = np.arange(len(page), len(self.ids)) if page else None
+        done = 0
+        while (page := self._first_page()) is not None and done < len(page):
+            for item, blob in page[done:]:
+                yield make_sample(item, blob, self.decode)
+            done = len(page)
+            size = min(done * _PAGE_GROWTH, self.batch_size - done)
+            if self._ids is not None or size <= 0:
+                break
+            self._next_page(size)
+        rest = np.arange(done, len(self.ids)) if done else None
         for item, blob in self.iter_raw(rest):
             yield make_sample(item, blob, self.decode)
 

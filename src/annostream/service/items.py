@@ -234,10 +234,12 @@ def page_items(
         )
         if after is not None:
             stmt = stmt.where(files.c.id > after)
+        # Ordered by the (dataset_id, file_id) index SQLite walks, so LIMIT stops the walk; by
+        # files.c.id (the same values) it sorts every match of the slice first.
         rows: list[Any] = []
         for condition in page_conditions(conn, ds, query, rev, after):
             part = stmt if condition is None else stmt.where(condition)
-            rows += conn.execute(part.order_by(files.c.id).limit(limit - len(rows))).all()
+            rows += conn.execute(part.order_by(dataset_files.c.file_id).limit(limit - len(rows))).all()
             if len(rows) >= limit:
                 break
         return _items(conn, ds.project, rows, rev), rev
