@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event
 
 from annostream import InvalidInput, NotFound, Project, QueryError
+from annostream.client.transports import EmbeddedTransport
 from annostream.service import datasets
 from annostream.service.datasets import DatasetRef
 from annostream.service.items import page_items
@@ -25,18 +26,21 @@ def editor(request: pytest.FixtureRequest, server_store: tuple[str, Path], serve
     return new_project(request.param, server_client, server_store[1], prefix="fi")
 
 
-def _upload(editor: Project, n: int) -> list[int]:
-    """``n`` files; file i holds i % 4 cats and rain on every third one."""
+def _upload(editor: Project, n: int, score: bool = False) -> list[int]:
+    """``n`` files; file i holds i % 4 cats, rain on every third one (and with ``score``, a
+    score of i % 4)."""
     made = []
     for i in range(n):
         cats = [box(1, 1, 5, 5) for _ in range(i % 4)]
-        rain = {"attributes": {"weather": "rain"}} if i % 3 == 0 else {}
+        attributes: dict[str, Any] = {"weather": "rain"} if i % 3 == 0 else {}
+        if score:
+            attributes["score"] = i % 4
         made.append(
             editor.upload(
                 "Default",
                 data=png(color=(i, 2, 3)),
                 filename=f"{i:02d}.png",
-                instances=[*cats, box(2, 2, 6, 6, label="dog", **rain)],
+                instances=[*cats, box(2, 2, 6, 6, label="dog", attributes=attributes)],
             )["id"]
         )
     return made
@@ -143,7 +147,7 @@ def test_page_refuses_unknown_things_and_bad_queries(editor: Project) -> None:
     assert info.value.status == 400 and info.value.detail["column"] > 0
 
 
-@pytest.mark.parametrize("query", ["labels.cat > 2", "attributes.weather = rain"])
+@pytest.mark.parametrize("query", ["labels.cat > 2", "attributes.weather = rain", "attributes.score > 2.5"])
 def test_first_page_plan_stops_at_its_limit(
     stack: str, server_store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, query: str
 ) -> None:
@@ -153,7 +157,8 @@ def test_first_page_plan_stops_at_its_limit(
     if stack != "sqlite":
         pytest.skip("the plan checked is SQLite's")
     editor = new_project("embedded", "", server_store[1], prefix="plan")
-    made = _upload(editor, 6)  # after "00.png": "03.png" is the first with 3 cats, or with rain
+    EmbeddedTransport(server_store[1]).create_attribute_group(editor.string_id, "score", "number", [])
+    made = _upload(editor, 6, score=True)  # after "00.png", "03.png" is the first with each
     monkeypatch.setattr(datasets, "PROBE_WINDOW", 2)
     store = editor.transport.store
     ref = authorize(store, LOCAL, editor.string_id, "viewer")

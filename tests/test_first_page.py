@@ -24,6 +24,7 @@ QUERIES = [
     "attributes.weather = rain",
     "attributes.weather != rain",
     "attributes.tags = b",
+    "attributes.score > 1",
     "labels.cat >= 1 and attributes.weather = sun",
     "labels.cat > 1 or labels.dog > 2",
     "labels.cat > 99",

@@ -54,6 +54,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -515,7 +516,11 @@ class Compiler:
 
     def _carrying(self, key: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
         fav = file_attribute_values
-        rows = select(fav.c.file_id).where(fav.c.key == key, condition, visible(fav, self.rev))
+        # A probe looks the file's few rows up by file id: "|| ''" hides the key from the
+        # (key, kind, number) index, which SQLite without statistics would range-scan per file.
+        sqlite_probe = self.probe and self.conn.dialect.name == "sqlite"
+        named = fav.c.key.concat(literal_column("''")) if sqlite_probe else fav.c.key
+        rows = select(fav.c.file_id).where(named == key, condition, visible(fav, self.rev))
         return self._has_row(fav.c.file_id, rows)
 
     def _has_row(self, file_id: Any, rows: Select[Any]) -> ColumnElement[bool]:
