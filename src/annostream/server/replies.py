@@ -91,6 +91,11 @@ class _Framer:
         # Elsewhere (S3): fetched concurrently where the store can, in record order, as taken.
         self._fetched: Iterator[bytes] = iter(()) if self._local else get_many(self.store, shas)
 
+    @property
+    def done(self) -> bool:
+        """Whether every record has been put in a buffer."""
+        return self._next == len(self.records)
+
     def chunk(self) -> bytearray | None:
         """The next buffer of whole records; None after the last."""
         start = end = self._next
@@ -137,29 +142,28 @@ class _Framer:
 
 
 class FramedResponse(Response):
-    """Items with their blobs, framed, with a Content-Length: one worker-thread hop encodes
-    the headers and fills the first buffer, one more per following buffer; each buffer goes to
-    the socket as one message, uncopied."""
+    """Items with their blobs, framed, with a Content-Length. Made where the batch was read
+    (a worker thread: ``render`` runs there), it encodes the headers and fills the first
+    buffer at once; each following buffer takes one more worker-thread hop. Every buffer goes
+    to the socket as one message, uncopied."""
 
     media_type = frames.MEDIA_TYPE
 
     def __init__(self, batch: ItemBatch) -> None:
         super().__init__(headers={"X-Revision": str(batch.revision)}, media_type=frames.MEDIA_TYPE)
-        self.batch = batch
+        self.framer = _Framer(batch)
+        self.headers["content-length"] = str(self.framer.length)
+        self.first = self.framer.chunk()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        framer, first = await run_in_threadpool(self._start)
-        self.headers["content-length"] = str(framer.length)
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        chunk = first
+        chunk, self.first = self.first, None
         while chunk is not None:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = await run_in_threadpool(framer.chunk)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    def _start(self) -> tuple[_Framer, bytearray | None]:
-        framer = _Framer(self.batch)
-        return framer, framer.chunk()
+            more = not self.framer.done
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            chunk = await run_in_threadpool(self.framer.chunk) if more else None
+        if self.framer.length == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def render(op: Op, result: Any, request: Request) -> Response:
