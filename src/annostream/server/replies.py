@@ -4,7 +4,7 @@ function returned. The HTTP transport decodes exactly these (client/transports/h
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -87,9 +87,10 @@ class _Framer:
         self.length = sum(len(h) + n for h, _, n in self.records)
         self._next = 0
         shas = [sha for _, sha, _ in self.records if sha is not None]
-        self._local = not shas or self.store.local_path(shas[0]) is not None
-        # Elsewhere (S3): fetched concurrently where the store can, in record order, as taken.
-        self._fetched: Iterator[bytes] = iter(()) if self._local else get_many(self.store, shas)
+        # On local disk a blob is read by its path; elsewhere (S3) fetched concurrently where
+        # the store can, in record order, as the buffers take them.
+        self._local_file: Callable[[str], str] | None = getattr(self.store, "local_file", None)
+        self._fetched: Iterator[bytes] = iter(()) if self._local_file else get_many(self.store, shas)
 
     @property
     def done(self) -> bool:
@@ -119,15 +120,14 @@ class _Framer:
         return buffer
 
     def _read_into(self, sha: str, target: memoryview) -> None:
-        path = self.store.local_path(sha) if self._local else None
-        if path is None:
+        if self._local_file is None:
             data = next(self._fetched)
             if len(data) != len(target):
                 raise BlobSizeMismatch(f"blob {sha} has {len(data)} bytes, the store records {len(target)}")
             target[:] = data
             return
         extra = bytearray(1)  # a byte past the recorded size means the file is longer
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(self._local_file(sha), os.O_RDONLY)
         try:
             got = 0
             while got < len(target):
