@@ -80,10 +80,12 @@ class _Framer:
         for item in batch.items:
             file = item["file"]
             sha, size = file["sha256"], file["size"]
-            if sha is not None and size is None:  # no blob row: learn the size from the bytes
+            if sha is None:
+                self.records.append((frames.encode_header(item, None), None, 0))
+                continue
+            if size is None:  # no blob row: learn the size from the bytes
                 size = len(self.store.get(sha))
-            header = frames.encode_header(item, size if sha is not None else None)
-            self.records.append((header, sha, size if sha is not None else 0))
+            self.records.append((frames.encode_header(item, size), sha, size))
         self.length = sum(len(h) + n for h, _, n in self.records)
         self._next = 0
         shas = [sha for _, sha, _ in self.records if sha is not None]

@@ -215,9 +215,7 @@ def read_items(
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
         rows = [
-            row
-            for row in conn.execute(_FILES_BY_ID, {"ids": wanted, "rev": rev}).all()
-            if row[-1] == ref.id
+            row for row in conn.execute(_FILES_BY_ID, {"ids": wanted, "rev": rev}).all() if row[-1] == ref.id
         ]
         found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
     missing = [i for i in wanted if i not in found]

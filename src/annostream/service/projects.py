@@ -136,6 +136,7 @@ def authenticate(store: Store, client_id: str, secret: str) -> Principal:
     with store.engine.connect() as conn:
         row = conn.execute(_LIVE_KEY, {"client_id": client_id}).first()
     who = _principal_of(row, client_id, secret)
+    assert row is not None  # _principal_of refused a missing key
     _touch(store, row.key_id, row.last_used_at)
     return who
 
@@ -147,7 +148,9 @@ def authorize(store: Store, principal: Principal, project_string_id: str, need: 
     return _grant(principal, row, project_string_id, need)
 
 
-def authorize_key(store: Store, client_id: str, secret: str, project_string_id: str, need: Role) -> ProjectRef:
+def authorize_key(
+    store: Store, client_id: str, secret: str, project_string_id: str, need: Role
+) -> ProjectRef:
     """``authorize(authenticate(...), ...)`` in one statement: the project joined with the live
     key (a key revoked by any process is refused by the very next request, as there is no cache).
     Where the project is missing, the key alone decides between 401 and 404, as before."""
