@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_server_cpu, epoch, meta
+from benchmarks import bench_server_cpu, bench_stacks, epoch, meta
 from benchmarks.data import Built, build_images, build_metadata
 from benchmarks.proxy import delayed
 
@@ -436,6 +436,38 @@ def metadata_figures(b: Bench, large: Built, small: Built) -> None:
     )
 
 
+def stack_figures(b: Bench) -> None:
+    """PostgreSQL + S3 (moto) beside SQLite + local blobs, with the server's time split."""
+    quick = b.cfg is QUICK
+    images, rounds, passes = (40, 1, 1) if quick else (200, max(b.cfg.repeats, 5), 3)
+    b.log(f"stacks: {images} photos on SQLite+local and PostgreSQL+S3, {rounds} interleaved rounds")
+    summ = bench_stacks.measure(b.work / "stacks", images, rounds, b.cfg.workers, b.cfg.batch_size, passes)
+    labels = {
+        "images": "to_pytorch epoch, images",
+        "inline": "items:batch, blobs inline",
+        "metadata": "items:batch, metadata only",
+    }
+    for mode, label in labels.items():
+        base = summ[f"{mode} {bench_stacks.STACKS[0]}"]
+        for stack in bench_stacks.STACKS[1:]:
+            row = summ[f"{mode} {stack}"]
+            ms = row["server_ms_per_item"]
+            lo, hi = row["ratio_range"]
+            b.add(
+                Row(
+                    f"9. {stack} vs SQLite+local ({label}, {images} photos)",
+                    "loopback",
+                    row["items_per_s"],
+                    base["items_per_s"],
+                    "items/s",
+                    ">= 0.5x",
+                    note=f"median of {rounds} rounds; per-round {1 / hi:.2f}-{1 / lo:.2f}x; server ms/item: "
+                    f"database {ms['database']:.2f}, object store {ms['object_store']:.2f}, framing "
+                    f"{ms['framing'] - ms['object_store']:.2f}",
+                )
+            )
+
+
 def render(rows: list[Row], title: str) -> Table:
     table = Table("figure", "link", "annostream", "baseline", "unit", "ratio", "target", title=title)
     for r in rows:
@@ -450,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small data, one repeat (< 2 minutes)")
     parser.add_argument("--work", type=Path, default=Path("bench-data"), help="where data is built")
-    parser.add_argument("--only", choices=["images", "metadata"], help="run one group of figures")
+    parser.add_argument("--only", choices=["images", "metadata", "stacks"], help="run one group of figures")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     console = Console(width=max(150, Console().width))
@@ -465,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         large = build_metadata(args.work / "meta-large", cfg.meta_files, cfg.per_file)
         small = build_metadata(args.work / "meta-small", cfg.meta_small_files, cfg.per_file)
         metadata_figures(b, large, small)
+    if args.only in (None, "stacks"):
+        b.attempt("stacks", lambda: stack_figures(b))
     mode = "quick" if args.quick else "full"
     machine = (
         f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "

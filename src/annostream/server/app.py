@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,7 +43,7 @@ from annostream.errors import (
     Unauthorized,
 )
 from annostream.limits import LIMITS
-from annostream.store import Store
+from annostream.store import Store, timings
 from annostream.store.db import is_timeout
 
 if TYPE_CHECKING:
@@ -211,12 +212,47 @@ def create_app(
             )
         return FastJSONResponse({"status": "ready", "pid": os.getpid()})
 
+    if timings.ENABLED:
+        _install_timings(app)
+
     from annostream.server import api_v2, diffgram_compat
 
     app.include_router(api_v2.build_router())
     diffgram_compat.install(app)
     web.install(app, thumbnail_dir)
     return app
+
+
+class _RequestTimer:
+    """ASGI middleware: each HTTP request's time to its last body message, as ``request``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                timings.add("request", time.perf_counter() - t0)
+
+        await self.app(scope, receive, timed_send)
+
+
+def _install_timings(app: FastAPI) -> None:
+    """``GET /debug/timings`` (this process's phase sums, see store/timings.py) and the
+    ``request`` phase, timed from a request's start to its last byte sent. Only mounted when
+    ``ANNOSTREAM_TIMINGS=1``: a server started without it has neither."""
+
+    app.add_middleware(_RequestTimer)
+
+    @app.get("/debug/timings", tags=["meta"], include_in_schema=False)
+    def debug_timings() -> dict[str, dict[str, float]]:
+        return timings.snapshot()
 
 
 def _chain_stop_signals(stopping: threading.Event) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from annostream.store import timings
 from annostream.store.sha import check_sha256, sha256_hex
 
 
@@ -108,21 +110,29 @@ class LocalBlobStore:
 
 
 def get_many(store: BlobStore, shas: Iterable[str]) -> Iterator[bytes]:
-    """Blobs in order; concurrently where the backend can (``get_many``), else one by one."""
+    """Blobs in order; concurrently where the backend can (``get_many``), else one by one.
+    The time the caller waits for each is the ``object_store`` phase (when timings are on)."""
     many = getattr(store, "get_many", None)
-    if many is not None:
-        yield from many(shas)
+    blobs = iter(many(shas)) if many is not None else (store.get(sha) for sha in shas)
+    if not timings.ENABLED:
+        yield from blobs
         return
-    for sha in shas:
-        yield store.get(sha)
+    while True:
+        t0 = time.perf_counter()
+        data = next(blobs, None)
+        timings.add("object_store", time.perf_counter() - t0, 0 if data is None else 1)
+        if data is None:
+            return
+        yield data
 
 
 def open_blob_store(url: str) -> BlobStore:
     """A blob store from a URL: a plain path or ``file://`` (local), ``s3://bucket/prefix``."""
     if url.startswith("s3://"):
+        from annostream.store.cache import cached_if_configured
         from annostream.store.s3 import S3BlobStore
 
-        return S3BlobStore.from_url(url)
+        return cached_if_configured(S3BlobStore.from_url(url))
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" in url:

@@ -8,6 +8,9 @@ progress handler that interrupts a statement past its deadline; PostgreSQL:
 ``statement_timeout``), and a query cost budget that the query compiler reads from each
 connection's ``info`` (``QUERY_BUDGET_KEY``). An engine made without them (embedded use,
 the store's owner) is unbounded.
+
+A pooled PostgreSQL connection is pinged before use only when it sat idle for a second or
+more (``PING_AFTER_IDLE_S``), not on every checkout: a ping is a round trip.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import CursorResult, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
+
+from annostream.store import timings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -77,6 +83,30 @@ def _limits(engine: Engine, query_budget: int | None, timeout_s: float | None) -
         record.info[STATEMENT_TIMEOUT_KEY] = timeout_s
 
 
+# A pooled connection idle longer than this is pinged before use (a database restarted
+# meanwhile has closed it); one used more recently is not: a ping per checkout would be a
+# round trip more per request, and a statement on a connection dropped within that second
+# fails as 503 (database unavailable), which clients retry.
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE_KEY = "annostream_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE_KEY] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE_KEY)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool discards it and connects afresh
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
 def create_db_engine(
     url: str, *, statement_timeout_s: float | None = None, query_budget: int | None = None
 ) -> Engine:
@@ -97,10 +127,10 @@ def create_db_engine(
         connect_args = {}
         if statement_timeout_s:
             connect_args["options"] = f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"
-        engine = create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **json_options
-        )
+        engine = create_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args, **json_options)
+        _ping_when_idle(engine)
     _limits(engine, query_budget, statement_timeout_s)
+    timings.instrument_engine(engine)
     return engine
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from annostream.store.sha import check_sha256, sha256_hex
 MULTIPART_THRESHOLD = 8 << 20
 MULTIPART_CHUNK = 8 << 20
 POOL = 32
+FETCHERS = 16  # concurrent GETs of one process, within POOL connections
 
 
 def _client(endpoint: str | None, region: str) -> Any:
@@ -66,6 +68,9 @@ class S3BlobStore:
         self._transfer = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4
         )
+        self._fetchers: ThreadPoolExecutor | None = None
+        self._fetchers_lock = threading.Lock()
+        self._fetchers_pid = 0
         if create_bucket:
             self._ensure_bucket()
 
@@ -141,9 +146,15 @@ class S3BlobStore:
         return self.open(sha256).read()
 
     def get_many(self, shas: Iterable[str]) -> Iterator[bytes]:
-        """Many blobs in order, fetched concurrently: one round trip each would dominate."""
-        with ThreadPoolExecutor(max_workers=min(16, POOL)) as pool:
-            yield from pool.map(self.get, shas)
+        """Many blobs in order, fetched concurrently (FETCHERS at a time, on threads shared by
+        every call and sized within the client's connection pool): a round trip each would
+        dominate."""
+        with self._fetchers_lock:
+            if self._fetchers is None or self._fetchers_pid != os.getpid():  # none yet, or forked
+                self._fetchers = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="s3-get")
+                self._fetchers_pid = os.getpid()
+            fetchers = self._fetchers
+        yield from fetchers.map(self.get, shas)
 
     def open(self, sha256: str) -> BinaryIO:
         from botocore.exceptions import ClientError
