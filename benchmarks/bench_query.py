@@ -11,7 +11,6 @@ Target: under 200 ms each for the count predicate. Not a test.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import tempfile
 import time
@@ -38,9 +37,9 @@ from annostream.store.tables import (
     labels,
     projects,
 )
+from benchmarks import synthetic
+from benchmarks.synthetic import LABELS
 
-LABELS = ["cat", "dog", "person", "car", "traffic light", "bicycle", "bird", "boat", "bus", "truck"]
-TYPES = ["box", "box", "box", "polygon", "point"]
 QUERIES = [
     "labels.cat > 2",
     "labels.cat = 0",
@@ -54,6 +53,15 @@ QUERIES = [
 BATCH = 50_000
 
 
+def _insert_files(conn: Any, ds_id: int, rows: list[dict[str, Any]]) -> None:
+    """Files and their dataset membership (before the instances that point at them)."""
+    if rows:
+        conn.execute(insert(files), rows)
+        conn.execute(
+            insert(dataset_files), [{"dataset_id": ds_id, "file_id": r["id"], "created_rev": 1} for r in rows]
+        )
+
+
 def _insert_instances(conn: Any, batch: list[dict[str, Any]]) -> None:
     """Instances of whole files, with their rows of the attribute index."""
     conn.execute(insert(instances), batch)
@@ -63,7 +71,6 @@ def _insert_instances(conn: Any, batch: list[dict[str, Any]]) -> None:
 
 
 def build(store: Store, n_files: int, per_file: int, seed: int = 0) -> DatasetRef:
-    rnd = random.Random(seed)
     with store.engine.begin() as conn:
         pid = conn.execute(
             insert(projects).values(string_id="bench", name="bench", is_public=False, head_rev=1)
@@ -84,65 +91,57 @@ def build(store: Store, n_files: int, per_file: int, seed: int = 0) -> DatasetRe
         gid = conn.execute(
             insert(attribute_groups).values(project_id=pid, name="weather", kind="select", created_rev=1)
         ).inserted_primary_key[0]
-        for option in ("rain", "sun", "fog"):
+        for option in synthetic.WEATHER:
             conn.execute(insert(attribute_options).values(group_id=gid, name=option, created_rev=1))
         ds_id = conn.execute(
             insert(datasets).values(project_id=pid, name="all", created_rev=1)
         ).inserted_primary_key[0]
 
-        file_rows = [
-            {
-                "id": i,
-                "project_id": pid,
-                "type": "image",
-                "original_filename": f"img_{i:07d}.jpg",
-                "width": rnd.choice([640, 1024, 1920]),
-                "height": 480,
-                "metadata": {"split": "val" if rnd.random() < 0.2 else "train"},
-                "created_rev": 1,
-            }
-            for i in range(1, n_files + 1)
-        ]
-        for start in range(0, len(file_rows), BATCH):
-            conn.execute(insert(files), file_rows[start : start + BATCH])
-        member_rows = [{"dataset_id": ds_id, "file_id": i, "created_rev": 1} for i in range(1, n_files + 1)]
-        for start in range(0, len(member_rows), BATCH):
-            conn.execute(insert(dataset_files), member_rows[start : start + BATCH])
-        del file_rows, member_rows
-
+        label_id = dict(zip(LABELS, label_ids, strict=True))
         batch: list[dict[str, Any]] = []
+        file_rows: list[dict[str, Any]] = []
         count_rows: list[dict[str, Any]] = []
-        weights = [3, 2, 2, 1, 1, 1, 1, 1, 1, 1]
-        for file_id in range(1, n_files + 1):
-            k = max(0, round(rnd.gauss(per_file, 3)))
-            chosen = rnd.choices(label_ids, weights=weights, k=k)
-            for label_id in chosen:
-                attrs = {"weather": rnd.choice(("rain", "sun", "fog"))} if rnd.random() < 0.05 else {}
+        for f in synthetic.files(n_files, per_file, seed):
+            file_rows.append(
+                {
+                    "id": f.index,
+                    "project_id": pid,
+                    "type": "image",
+                    "original_filename": f.name,
+                    "width": f.width,
+                    "height": f.height,
+                    "metadata": {"split": f.split},
+                    "created_rev": 1,
+                }
+            )
+            for box in f.boxes:
                 batch.append(
                     {
                         "project_id": pid,
-                        "file_id": file_id,
-                        "label_id": label_id,
-                        "type": rnd.choice(TYPES),
+                        "file_id": f.index,
+                        "label_id": label_id[box.label],
+                        "type": "box",
                         "geometry": {},
-                        "attributes": attrs,
+                        "attributes": {"weather": box.weather} if box.weather else {},
                         "created_rev": 1,
                         "deleted_rev": None,
                     }
                 )
-            for label_id, count in Counter(chosen).items():
+            for name, count in Counter(b.label for b in f.boxes).items():
                 count_rows.append(
                     {
-                        "file_id": file_id,
-                        "label_id": label_id,
+                        "file_id": f.index,
+                        "label_id": label_id[name],
                         "count": count,
                         "created_rev": 1,
                         "deleted_rev": None,
                     }
                 )
             if len(batch) >= BATCH:  # whole files only: their attribute index rows go with them
+                _insert_files(conn, ds_id, file_rows)
                 _insert_instances(conn, batch)
-                batch = []
+                batch, file_rows = [], []
+        _insert_files(conn, ds_id, file_rows)
         if batch:
             _insert_instances(conn, batch)
         for start in range(0, len(count_rows), BATCH):

@@ -7,6 +7,7 @@ returns images per second over the whole epoch, worker start-up included.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -297,6 +298,9 @@ def _litdata_sample(item: tuple[str, bytes]) -> dict[str, bytes]:
 
 
 def write_litdata_chunks(images_dir: Path, annotations: Path, out: Path) -> None:
+    """LitData's ``optimize`` output of the JPEGs. ``optimize`` forces the process-wide
+    multiprocessing start method to spawn; the one in force before is put back, or every later
+    DataLoader in the run (every source's) would start its workers by spawning."""
     import litdata
 
     coco = orjson.loads(annotations.read_bytes())
@@ -306,29 +310,44 @@ def write_litdata_chunks(images_dir: Path, annotations: Path, out: Path) -> None
     inputs = [
         (str(images_dir / img["file_name"]), orjson.dumps(by_id.get(img["id"], []))) for img in coco["images"]
     ]
-    litdata.optimize(
-        fn=_litdata_sample,
-        inputs=inputs,
-        output_dir=str(out),
-        chunk_bytes="32MB",
-        num_workers=1,
-        mode="overwrite",
-    )
+    # Spawned workers would pickle each dataset (the Diffgram SDK's holds a thread pool and
+    # cannot be pickled; MDS workers would lose the torchvision stand-in).
+    method = multiprocessing.get_start_method(allow_none=True)
+    try:
+        litdata.optimize(
+            fn=_litdata_sample,
+            inputs=inputs,
+            output_dir=str(out),
+            chunk_bytes="32MB",
+            num_workers=1,
+            mode="overwrite",
+        )
+    finally:
+        multiprocessing.set_start_method(method, force=True)
 
 
 def _litdata_decoded(sample: dict[str, bytes]) -> tuple[torch.Tensor, Any]:
     return decode(sample["jpg"]), orjson.loads(sample["json"])
 
 
-def litdata_epoch(input_dir: str, workers: int, batch_size: int) -> Epoch:
+def litdata_epoch(
+    input_dir: str, workers: int, batch_size: int, storage_options: dict[str, Any] | None = None
+) -> Epoch:
     """One epoch through LitData's StreamingDataset and its own StreamingDataLoader (its
-    documented pairing), each sample decoded with the bench decoder."""
+    documented pairing), each sample decoded with the bench decoder. ``input_dir`` is a local
+    folder or an ``s3://`` URL; ``storage_options`` go to its boto3 client (an endpoint)."""
     import litdata
 
+    if str((storage_options or {}).get("endpoint_url", "")).startswith("http://"):
+        _litdata_allow_http()
     cache = tempfile.mkdtemp(prefix="litdata-cache-")
     try:
         dataset = litdata.StreamingDataset(
-            input_dir=input_dir, cache_dir=cache, shuffle=False, transform=_litdata_decoded
+            input_dir=input_dir,
+            cache_dir=cache,
+            shuffle=False,
+            transform=_litdata_decoded,
+            storage_options=storage_options or {},
         )
         loader = litdata.StreamingDataLoader(
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=as_list
@@ -336,6 +355,77 @@ def litdata_epoch(input_dir: str, workers: int, batch_size: int) -> Epoch:
         return _run(loader)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def _litdata_allow_http() -> None:
+    """LitData (0.2.76) fetches chunks through obstore with fixed client options that lack
+    ``allow_http``, so a plain-HTTP endpoint (moto on loopback) fails with "builder error";
+    its workers are forked, so adding the option here reaches them."""
+    from litdata.streaming import downloader
+
+    downloader._OBSTORE_CLIENT_OPTIONS = {**downloader._OBSTORE_CLIENT_OPTIONS, "allow_http": True}
+
+
+def litdata_s3_options(endpoint_url: str, key_id: str, secret: str, region: str) -> dict[str, Any]:
+    """LitData's ``storage_options`` for an S3-compatible endpoint (passed to boto3's client)."""
+    return {
+        "endpoint_url": endpoint_url,
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
+        "region_name": region,
+    }
+
+
+# --- Deep Lake 4 (a Bytes column of the JPEGs, read through its PyTorch dataset) ------------
+
+
+def write_deeplake(
+    images_dir: Path, annotations: Path, url: str, creds: dict[str, str] | None = None
+) -> None:
+    """The JPEGs' bytes untouched and their annotations as JSON text, appended 256 rows at a
+    time and committed; ``url`` is ``file://...`` or ``s3://...`` (``creds`` with its endpoint)."""
+    import deeplake
+
+    coco = orjson.loads(annotations.read_bytes())
+    by_id: dict[int, list[Any]] = {}
+    for ann in coco["annotations"]:
+        by_id.setdefault(ann["image_id"], []).append(ann)
+    ds = deeplake.create(url, creds=creds or {})
+    ds.add_column("jpg", deeplake.types.Bytes())
+    ds.add_column("json", deeplake.types.Text())
+    images = coco["images"]
+    for start in range(0, len(images), 256):
+        part = images[start : start + 256]
+        ds.append(
+            {
+                "jpg": [(images_dir / img["file_name"]).read_bytes() for img in part],
+                "json": [orjson.dumps(by_id.get(img["id"], [])).decode() for img in part],
+            }
+        )
+    ds.commit()
+
+
+def _deeplake_decoded(row: Any) -> tuple[torch.Tensor, Any]:
+    return decode(row["jpg"]), orjson.loads(row["json"])
+
+
+def deeplake_epoch(url: str, workers: int, batch_size: int, creds: dict[str, str] | None = None) -> Epoch:
+    """One epoch through Deep Lake's ``ds.pytorch()`` (its documented DataLoader adapter),
+    each row decoded with the bench decoder."""
+    import deeplake
+
+    ds = deeplake.open_read_only(url, creds=creds or {})
+    return _run(_loader(ds.pytorch(transform=_deeplake_decoded), workers, batch_size))
+
+
+def deeplake_s3_creds(endpoint_url: str, key_id: str, secret: str, region: str) -> dict[str, str]:
+    """Deep Lake's ``creds`` for an S3-compatible endpoint."""
+    return {
+        "endpoint_url": endpoint_url,
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
+        "aws_region": region,
+    }
 
 
 # --- pinning: the client on one core, every server and delay line on another ------------------

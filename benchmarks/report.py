@@ -25,7 +25,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {results['machine']}; decoder {results['decoder']}; "
         f"{results['config']['workers']} DataLoader workers; run {results['date']} "
-        f"({results['seconds']:.0f} s, {results['mode']}).",
+        f"({results['seconds']:.0f} s, {results['mode']}"
+        + (f"; load average {results['load'][0]:.1f} at the end" if "load" in results else "")
+        + ").",
         "",
         "| figure | link | annostream | baseline | unit | ratio | target |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",

@@ -43,14 +43,37 @@ class Config:
     per_file: int
     diffgram_items: int
     repeats: int
+    concurrency_files: int
+    clients: tuple[int, ...]
+    query_peer_files: int | None  # None: FiftyOne skipped (its own venv and a mongod)
     workers: int = 2
     batch_size: int = 32
+    query_rounds: int = 5
 
 
 FULL = Config(
-    images=3000, meta_files=100_000, meta_small_files=1_000, per_file=10, diffgram_items=300, repeats=3
+    images=3000,
+    meta_files=100_000,
+    meta_small_files=1_000,
+    per_file=10,
+    diffgram_items=300,
+    repeats=3,
+    concurrency_files=5_000,
+    clients=(1, 4, 16),
+    query_peer_files=100_000,
 )
-QUICK = Config(images=240, meta_files=3_000, meta_small_files=300, per_file=10, diffgram_items=40, repeats=1)
+QUICK = Config(
+    images=240,
+    meta_files=3_000,
+    meta_small_files=300,
+    per_file=10,
+    diffgram_items=40,
+    repeats=1,
+    concurrency_files=300,
+    clients=(2,),
+    query_peer_files=None,
+)
+SERVER_FORMS = (1, 2)  # annostream serve --workers N
 
 
 @dataclass
@@ -162,6 +185,42 @@ def _epoch_row(
     return Row(figure, link, med_ours, statistics.median(base), "img/s", target, note=note)
 
 
+def s3_peers(
+    b: Bench, stack: contextlib.ExitStack, built: Built, lit_dir: Path, lit_ok: Any
+) -> dict[str, Callable[[int, int], epoch.Epoch] | str]:
+    """A moto S3 endpoint on loopback holding LitData's chunks and a Deep Lake dataset of the
+    same JPEGs; each peer's epoch runner, or why it cannot run."""
+    from benchmarks import s3
+
+    assert built.images_dir is not None and built.annotations is not None
+    images_dir, annotations = built.images_dir, built.annotations
+    endpoint = b.attempt("moto S3 endpoint", lambda: stack.enter_context(s3.moto_endpoint()))
+    if isinstance(endpoint, str):
+        return {"litdata s3": endpoint, "deeplake s3": endpoint}
+    keys = (endpoint.url, s3.KEY_ID, s3.SECRET, s3.REGION)
+    out: dict[str, Callable[[int, int], epoch.Epoch] | str] = {}
+    lit_url = _note(lit_ok) or b.attempt(
+        "litdata chunks to S3", lambda: endpoint.upload_dir(lit_dir, "litdata")
+    )
+    if isinstance(lit_url, str) and lit_url.startswith("s3://"):
+        out["litdata s3"] = functools.partial(_litdata_s3, lit_url, epoch.litdata_s3_options(*keys))
+    else:
+        out["litdata s3"] = lit_url
+    creds = epoch.deeplake_s3_creds(*keys)
+    dl_url = f"s3://{s3.BUCKET}/deeplake"
+    made = b.attempt("deeplake on S3", lambda: epoch.write_deeplake(images_dir, annotations, dl_url, creds))
+    out["deeplake s3"] = made if isinstance(made, str) else functools.partial(_deeplake_s3, dl_url, creds)
+    return out
+
+
+def _litdata_s3(url: str, options: dict[str, Any], workers: int, batch_size: int) -> epoch.Epoch:
+    return epoch.litdata_epoch(url, workers, batch_size, options)
+
+
+def _deeplake_s3(url: str, creds: dict[str, str], workers: int, batch_size: int) -> epoch.Epoch:
+    return epoch.deeplake_epoch(url, workers, batch_size, creds)
+
+
 def image_figures(b: Bench, built: Built) -> None:
     from annostream.server.launch import running_server
 
@@ -177,8 +236,13 @@ def image_figures(b: Bench, built: Built) -> None:
     mds_ok = b.attempt("mds shards", lambda: epoch.write_mds_shards(images_dir, annotations, mds_dir))
     shutil.rmtree(lit_dir, ignore_errors=True)
     lit_ok = b.attempt("litdata chunks", lambda: epoch.write_litdata_chunks(images_dir, annotations, lit_dir))
+    dl_dir = b.work / "deeplake"
+    shutil.rmtree(dl_dir, ignore_errors=True)
+    dl_url = f"file://{dl_dir.resolve()}"
+    dl_ok = b.attempt("deeplake dataset", lambda: epoch.write_deeplake(images_dir, annotations, dl_url))
     w, bs = cfg.workers, cfg.batch_size
     with contextlib.ExitStack() as stack:
+        remote = s3_peers(b, stack, built, lit_dir, lit_ok)
         url = stack.enter_context(running_server(built.store))
         links = {"loopback": url, "20 ms": stack.enter_context(delayed(url, RTT_MS))}
         sources: dict[str, Callable[[], epoch.Epoch]] = {
@@ -198,6 +262,11 @@ def image_figures(b: Bench, built: Built) -> None:
             sources["mds"] = functools.partial(epoch.mds_epoch, mds_dir, w, bs)
         if not isinstance(lit_ok, str):
             sources["litdata"] = functools.partial(epoch.litdata_epoch, str(lit_dir), w, bs)
+        if not isinstance(dl_ok, str):
+            sources["deeplake"] = functools.partial(epoch.deeplake_epoch, dl_url, w, bs)
+        for name, run in remote.items():
+            if not isinstance(run, str):
+                sources[name] = functools.partial(run, w, bs)
         b.log(
             f"epochs ({built.files} JPEGs, {w} workers, decoder {epoch.DECODER}): "
             f"{cfg.repeats} interleaved rounds of {', '.join(sources)}, unpinned then pinned"
@@ -245,16 +314,23 @@ def image_figures(b: Bench, built: Built) -> None:
                     cfg.repeats,
                 )
             )
-            b.add(
-                _epoch_row(
-                    "7. epoch: ours vs LitData (optimize chunks, local dir)",
-                    f"loopback, {mode}",
-                    ours,
-                    rates.get("litdata"),
-                    err("litdata") or (None if "litdata" in rates else _note(lit_ok)),
-                    cfg.repeats,
-                )
+            peers = (
+                ("LitData (optimize chunks, local dir)", "litdata", lit_ok),
+                ("LitData (optimize chunks, S3 via moto)", "litdata s3", remote.get("litdata s3")),
+                ("Deep Lake 4 (ds.pytorch, local dir)", "deeplake", dl_ok),
+                ("Deep Lake 4 (ds.pytorch, S3 via moto)", "deeplake s3", remote.get("deeplake s3")),
             )
+            for title, name, made in peers:
+                b.add(
+                    _epoch_row(
+                        f"7. epoch: ours vs {title}",
+                        f"loopback, {mode}",
+                        ours,
+                        rates.get(name),
+                        err(name) or (None if name in rates else _note(made)),
+                        cfg.repeats,
+                    )
+                )
         for link, link_url in links.items():
             b.log(f"diffgram SDK epoch over {link} (first {cfg.diffgram_items} files, unpinned)")
             dg = b.attempt(
@@ -299,7 +375,7 @@ def image_figures(b: Bench, built: Built) -> None:
         local = cpu.get("local_read_ms_per_item")
         b.add(
             Row(
-                "9. client CPU per item, no decode (vs local disk open + read)",
+                "8. client CPU per item, no decode (vs local disk open + read)",
                 "loopback",
                 med,
                 local[0] if local else None,
@@ -436,6 +512,107 @@ def metadata_figures(b: Bench, large: Built, small: Built) -> None:
     )
 
 
+def concurrency_figures(b: Bench) -> None:
+    """1, 4 and 16 concurrent metadata-only streaming clients against one server process and
+    against ``--workers 2``: aggregate items/s and the server's CPU per item."""
+    from benchmarks import bench_concurrency
+
+    cfg = b.cfg
+    built = build_metadata(b.work / "meta-concurrency", cfg.concurrency_files, cfg.per_file)
+    b.log(
+        f"concurrent clients ({cfg.concurrency_files} files, {', '.join(map(str, cfg.clients))} clients, "
+        f"--workers {' and '.join(map(str, SERVER_FORMS))}, {cfg.repeats} interleaved rounds)"
+    )
+    results = b.attempt(
+        "concurrency",
+        lambda: bench_concurrency.measure(
+            built.store, built.project, built.key, list(cfg.clients), list(SERVER_FORMS), cfg.repeats, b.log
+        ),
+    )
+    if isinstance(results, str):
+        b.add(
+            Row(
+                "10. concurrent metadata streaming",
+                "loopback",
+                None,
+                None,
+                "items/s",
+                "reported",
+                note=results,
+            )
+        )
+        return
+    for (workers, clients), runs in results.items():
+        rate = bench_concurrency.summary(runs, "items_per_s")
+        cpu = bench_concurrency.summary(runs, "server_cpu_ms_per_item")
+        b.add(
+            Row(
+                f"10. concurrent metadata streaming, {clients} client{'s' if clients > 1 else ''}",
+                f"loopback, --workers {workers}",
+                rate[0],
+                None,
+                "items/s",
+                "reported",
+                note=f"range {rate[1]:,.0f}-{rate[2]:,.0f}; server {cpu[0]:.3f} CPU-ms/item "
+                f"({cpu[1]:.3f}-{cpu[2]:.3f})",
+                extra={"server_cpu_ms_per_item": cpu[0]},
+            )
+        )
+
+
+def query_figures(b: Bench) -> None:
+    """The same queries on the same set in annostream (HTTP) and FiftyOne, to first item and to
+    count, and each side's building rate."""
+    from benchmarks import query_peers
+
+    n = b.cfg.query_peer_files
+    if n is None:
+        b.log("FiftyOne query peer skipped in --quick (its own virtual environment and a mongod)")
+        return
+    missing = query_peers.fiftyone_missing()
+    if missing:
+        b.log(f"[yellow]FiftyOne query peer skipped: {missing}[/yellow]")
+        b.add(Row("11. queries vs FiftyOne", "-", None, None, "s", "faster", note=missing))
+        return
+    got = b.attempt(
+        "FiftyOne queries",
+        lambda: query_peers.compare(b.work, n, b.cfg.per_file, b.cfg.query_rounds, b.log),
+    )
+    if isinstance(got, str):
+        b.add(Row("11. queries vs FiftyOne", "-", None, None, "s", "faster", note=got))
+        return
+    label = f"{n // 1000}k files / {n * b.cfg.per_file / 1e6:g}M boxes"
+    fo = got["fiftyone"]
+    b.add(
+        Row(
+            f"11. building the set: import json vs FiftyOne {fo['version']} add_samples ({label})",
+            "in-process",
+            got["ours_files_per_s"],
+            fo["samples_per_s"],
+            "files/s",
+            ">= 1.0x",
+        )
+    )
+    for query in query_peers.QUERIES:
+        ours, theirs = got["timings"][f"ours http|{query}"], got["timings"][f"fiftyone|{query}"]
+        agree = "" if ours["n"] == theirs["n"] else f"; counts differ: {ours['n']} vs {theirs['n']}"
+        for what in ("first_item", "count"):
+            per_round = [t / o for o, t in zip(ours[what], theirs[what], strict=True)]
+            b.add(
+                Row(
+                    f"11. query '{query}' to {what.replace('_', ' ')} vs FiftyOne ({label})",
+                    "loopback",
+                    statistics.median(ours[what]),
+                    statistics.median(theirs[what]),
+                    "s",
+                    ">= 1.0x",
+                    higher_is_better=False,
+                    note=f"median of {got['rounds']} rounds; per-round ratio "
+                    f"{min(per_round):.2f}-{max(per_round):.2f}{agree}",
+                )
+            )
+
+
 def stack_figures(b: Bench) -> None:
     """PostgreSQL + S3 (moto) beside SQLite + local blobs, with the server's time split."""
     quick = b.cfg is QUICK
@@ -482,7 +659,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small data, one repeat (< 2 minutes)")
     parser.add_argument("--work", type=Path, default=Path("bench-data"), help="where data is built")
-    parser.add_argument("--only", choices=["images", "metadata", "stacks"], help="run one group of figures")
+    parser.add_argument(
+        "--only",
+        choices=["images", "metadata", "stacks", "concurrency", "queries"],
+        help="run one group of figures",
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     console = Console(width=max(150, Console().width))
@@ -499,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
         metadata_figures(b, large, small)
     if args.only in (None, "stacks"):
         b.attempt("stacks", lambda: stack_figures(b))
+    if args.only in (None, "concurrency"):
+        concurrency_figures(b)
+    if args.only in (None, "queries"):
+        query_figures(b)
     mode = "quick" if args.quick else "full"
     machine = (
         f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "
@@ -515,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
                 "config": asdict(cfg),
                 "decoder": epoch.DECODER,
                 "seconds": time.perf_counter() - t0,
+                "load": os.getloadavg(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "rows": [{**asdict(r), "ratio": r.ratio} for r in b.rows],
             },

@@ -48,6 +48,22 @@ def jpeg(width: int, height: int, color: tuple[int, int, int]) -> bytes:
     return out.getvalue()
 
 
+def _store_a_hostile_colour(store_dir: Path, label: str, color: str) -> None:
+    """A colour the API now refuses (422), written as a store from before that check holds it:
+    the pages must still never let it into their markup."""
+    from sqlalchemy import update
+
+    from annostream.store import Store
+    from annostream.store.tables import labels
+
+    store = Store.open(store_dir)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(update(labels).where(labels.c.name == label).values(color=color))
+    finally:
+        store.close()
+
+
 @pytest.fixture(scope="module", name="site")
 def site_fixture(
     tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Path], Path]
@@ -65,7 +81,8 @@ def site_fixture(
     other_viewer = local.create_key("other", "viewer")
 
     local.create_project("open", "Open <b>data</b>", True)
-    local.create_label("open", EVIL, '#0"onclick=x')
+    local.create_label("open", EVIL, "#000")
+    _store_a_hostile_colour(store_dir, EVIL, '#0"onclick=x')
     local.create_label("open", "car", "#123456")
     box = {"type": "box", "label": EVIL, "geometry": {"x_min": 4, "y_min": 6, "x_max": 40, "y_max": 30}}
     local.upload_file("open", "Default", f"{EVIL}.jpg", jpeg(64, 48, (200, 40, 40)), [box], {"note": EVIL})

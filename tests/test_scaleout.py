@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import httpx
 import orjson
+import psutil
 import pytest
 
 from annostream import Project
@@ -33,12 +34,7 @@ def _stream(url: str, source: Source) -> list[tuple[bytes, bytes | None]]:
 def test_two_processes_one_port_four_clients(source: Source) -> None:
     """Every client gets every item exactly once, and all four see identical samples."""
     with running_server(source.store_dir, workers=2) as url:
-        pids: set[int] = set()
-        deadline = time.monotonic() + 30
-        while len(pids) < 2 and time.monotonic() < deadline:
-            with ThreadPoolExecutor(8) as pool:  # fresh connections, spread over the workers
-                pids |= set(pool.map(lambda _: httpx.get(f"{url}/healthz").json()["pid"], range(16)))
-        assert len(pids) == 2, "two server processes answer on one port"
+        assert len(_answering_workers(url)) == 2, "two server processes answer on one port"
         with ThreadPoolExecutor(4) as pool:
             runs = list(pool.map(lambda _: _stream(url, source), range(4)))
     expected_names = sorted(img["file_name"] for img in source.coco["images"])
@@ -49,6 +45,31 @@ def test_two_processes_one_port_four_clients(source: Source) -> None:
     for item, blob in runs[0]:
         name = orjson.loads(item)["file"]["name"]
         assert blob == (source.images_dir / name).read_bytes()
+
+
+def _answering_workers(url: str) -> set[int]:
+    """The pids answering /healthz, polled until every worker of the supervisor has answered.
+
+    A worker may still be starting on a loaded machine: the wait is on that condition (bounded
+    by the test timeout), not on a fixed window; a worker that dies meanwhile fails at once.
+    """
+
+    def pid(_: int) -> int:
+        return int(httpx.get(f"{url}/healthz", timeout=60).json()["pid"])  # a loaded machine is slow
+
+    first = pid(0)
+    supervisor = psutil.Process(first).parent()
+    assert supervisor is not None
+    workers = {p.pid for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())}
+    pids = {first}
+    while pids < workers:
+        with ThreadPoolExecutor(8) as pool:  # fresh connections, spread over the workers
+            pids |= set(pool.map(pid, range(16)))
+        alive = {p.pid for p in supervisor.children()}
+        assert workers <= alive, f"a server worker exited while starting: {workers - alive}"
+        time.sleep(0.1)
+    assert pids == workers, "only the supervisor's workers answer"
+    return pids
 
 
 @pytest.mark.parametrize("stack", ["pg"], indirect=True)

@@ -222,6 +222,9 @@ def serve(
         # longer than clients keep idle connections (httpx: 5 s), so that the client
         # always closes first and never sends a request on a connection being closed
         timeout_keep_alive=65,
+        # the supervisor kills a worker that does not answer its ping in time; a worker still
+        # importing on a loaded machine is slow, not hung (5 s, the default, restarts it forever)
+        timeout_worker_healthcheck=60,
     )
 
 
@@ -267,24 +270,32 @@ def keys_create(
     )
 
 
+KeysProjectOpt = Annotated[
+    str | None,
+    typer.Option("--project", help="Project string id; without it (local stores only), server admin keys."),
+]
+
+
+def _keys_transport(
+    project: str | None, data: Path | None, host: str | None, client_id: str | None, client_secret: str | None
+) -> Transport:
+    """The transport for a keys command; server admin keys live only in a local store."""
+    if project is None and data is None:
+        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
+    return _transport(data, host, client_id, client_secret)
+
+
 @keys_app.command("list")
 def keys_list(
-    project: Annotated[
-        str | None,
-        typer.Option(
-            "--project", help="Project string id; without it (local stores only), the server admin keys."
-        ),
-    ] = None,
+    project: KeysProjectOpt = None,
     data: DataOpt = None,
     host: HostOpt = None,
     client_id: IdOpt = None,
     client_secret: SecretOpt = None,
 ) -> None:
     """List a project's keys: ids, roles, created, last used, revoked (never secrets)."""
-    if project is None and data is None:
-        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
     try:
-        rows = _transport(data, host, client_id, client_secret).list_keys(project)
+        rows = _keys_transport(project, data, host, client_id, client_secret).list_keys(project)
     except AnnostreamError as exc:
         _fail(exc)
 
@@ -307,22 +318,15 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The client_id of the key to revoke.")],
-    project: Annotated[
-        str | None,
-        typer.Option(
-            "--project", help="Project string id; without it (local stores only), a server admin key."
-        ),
-    ] = None,
+    project: KeysProjectOpt = None,
     data: DataOpt = None,
     host: HostOpt = None,
     client_id: IdOpt = None,
     client_secret: SecretOpt = None,
 ) -> None:
     """Revoke a key: every request with it is refused (401) from now on."""
-    if project is None and data is None:
-        raise typer.BadParameter("--project is needed on a server (server admin keys: --data DIR)")
     try:
-        revoked = _transport(data, host, client_id, client_secret).revoke_key(project, key_id)
+        revoked = _keys_transport(project, data, host, client_id, client_secret).revoke_key(project, key_id)
     except AnnostreamError as exc:
         _fail(exc)
     out.print(

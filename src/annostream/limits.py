@@ -31,6 +31,7 @@ class Limits:
     statement_timeout_s: float
     query_budget: int
     long_polls_per_caller: int
+    long_polls_per_process: int
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -39,6 +40,7 @@ class Limits:
             statement_timeout_s=_env("ANNOSTREAM_STATEMENT_TIMEOUT_S", 30.0),
             query_budget=int(_env("ANNOSTREAM_QUERY_BUDGET", 64)),
             long_polls_per_caller=int(_env("ANNOSTREAM_LONG_POLLS_PER_CALLER", 8)),
+            long_polls_per_process=int(_env("ANNOSTREAM_MAX_LONG_POLLS", 64)),
         )
 
 

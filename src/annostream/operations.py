@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from annostream.errors import InvalidInput
 from annostream.schema import (
     AttributeGroupCreate,
     BlobMode,
@@ -77,8 +78,14 @@ class Op:
     # Parameters carried as HTTP headers: parameter name -> header name.
     headers: dict[str, str] = field(default_factory=dict)
     summary: str = ""
-    # A long poll (its ``wait`` > 0 holds the request open): capped per caller on the server.
+    # A long poll (its ``wait`` > 0 holds the request open): capped per caller and per
+    # server process on the server.
     long_poll: bool = False
+    # The form fields of a ``multipart`` body that hold JSON (the one file part aside).
+    form_fields: tuple[str, ...] = ("instances", "metadata")
+    # A server-level operation only a server admin key may call: decided by the policy before
+    # the body is read, like a role.
+    superuser: bool = False
     # Whether making the request twice does what once does (client retries depend on it);
     # None: as its method says (GET and HEAD are).
     idempotent: bool | None = None
@@ -103,9 +110,14 @@ class Op:
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
     def bind(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Validated path and query arguments (422 naming the field), without ``body``."""
+        """Validated path and query arguments (422 naming the field), without ``body``. No
+        text argument holds NUL: each is stored or looked up, and PostgreSQL refuses it."""
         given = {k: v for k, v in args.items() if k != "body"}
-        return dict(validate(self.args_model, given))
+        bound = dict(validate(self.args_model, given))
+        for name, value in bound.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidInput(f"{name}: must not contain NUL", {"field": name})
+        return bound
 
     def bind_body(self, body: Any) -> Any:
         """The body as the service takes it: a model instance for ``json`` bodies."""
@@ -126,7 +138,16 @@ OPERATIONS: dict[str, Op] = {
     for op in (
         # projects, keys, vocabulary
         _op("list_projects", "GET", "/projects", None),
-        _op("create_project", "POST", "/projects", None, body="json", model=ProjectCreate, status=201),
+        _op(
+            "create_project",
+            "POST",
+            "/projects",
+            None,
+            body="json",
+            model=ProjectCreate,
+            status=201,
+            superuser=True,
+        ),
         _op("get_project", "GET", _P, "viewer"),
         _op("create_key", "POST", _P + "/keys", "admin", body="json", model=KeyCreate, status=201),
         _op(

@@ -10,7 +10,15 @@ import re
 from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeVar
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from annostream.errors import InvalidInput
 
@@ -50,6 +58,37 @@ INT32_MAX = (1 << 31) - 1
 # for a revision, or -1 is a 422 naming the field, never a 500 from the database driver.
 Id64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Rev = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (PostgreSQL text cannot hold it)")
+    return value
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds NUL in any string, key or value, at any depth."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+# Text that reaches the database (stored, or compared in a lookup) holds no NUL.
+NoNul = AfterValidator(_no_nul)
+# Frame numbers and track ids are int32 columns too.
+FrameNumber = Annotated[int, Field(ge=0, le=INT32_MAX)]
+TrackId = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+# Bounded text columns (store/tables.py) get the same bound here, so an over-long value is a
+# 422 naming its field on every database (SQLite would store it, PostgreSQL refuse it).
+Name = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+# A label colour: CSS hex (#rgb, #rgba, #rrggbb, #rrggbbaa) or a colour keyword, in 16 characters.
+Color = Annotated[
+    str, Field(max_length=16, pattern=r"^(#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})|[a-zA-Z]{1,16})$")
+]
 
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -128,7 +167,7 @@ class _Strict(BaseModel):
 
 class ProjectCreate(_Strict):
     string_id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$")
-    name: str | None = None
+    name: Annotated[str, NoNul] | None = Field(default=None, max_length=200)
     is_public: bool = False
 
 
@@ -141,14 +180,14 @@ class DatasetCreate(_Strict):
 
 
 class LabelCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    color: str | None = None
+    name: Name
+    color: Color | None = None
 
 
 class AttributeGroupCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     kind: AttributeKind = "select"
-    options: list[str] = Field(default_factory=list)
+    options: list[Name] = Field(default_factory=list, max_length=10_000)
 
 
 # --- what the store sends out ------------------------------------------------------------
@@ -258,11 +297,11 @@ class InstanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: InstanceType
-    label: str | None = None
+    label: Name | None = None
     geometry: dict[str, Any] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
-    frame_number: int | None = None
-    track_id: int | None = None
+    frame_number: FrameNumber | None = None
+    track_id: TrackId | None = None
     # On a track: an annotated keyframe (default) or a stored interpolated instance.
     keyframe: bool | None = None
     machine_made: bool = False
@@ -270,6 +309,14 @@ class InstanceIn(BaseModel):
     area: float | None = None
     # Explicit [x_min, y_min, x_max, y_max]; computed from the geometry when absent.
     bbox: list[float] | None = Field(default=None, min_length=4, max_length=4)
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_without_nul(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # attribute values are indexed as text (service/attribute_index.py)
+        if has_nul(value):
+            raise ValueError("attribute names and values must not contain NUL")
+        return value
 
 
 class InstancesWrite(_Strict):
@@ -283,5 +330,5 @@ class ItemsBatchRequest(_Strict):
 
 
 class TagCreate(_Strict):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, Field(min_length=1, max_length=100), NoNul]
     rev: Rev | None = None

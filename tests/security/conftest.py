@@ -2,8 +2,8 @@
 
 ``world`` is built once per stack: projects ``pub`` (public) and ``priv`` (private), each
 with admin, editor and viewer keys and a few real images; ``other`` (private) whose admin is
-the foreign caller; a revoked key; a malformed credential. The server runs with a small
-long-poll cap and import body cap, so both can be reached in a test.
+the foreign caller; a revoked key; a malformed credential. The server runs with small
+long-poll caps (per caller, per process) and body caps, so each can be reached in a test.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
 
-LONG_POLLS = 2
+LONG_POLLS = 2  # per caller
+LONG_POLLS_PER_PROCESS = 6
 IMPORT_CAP = 32 << 20  # bytes; test_memory sends an editor's import over it
+UPLOAD_CAP = 64 << 20  # and an editor's Diffgram upload over this one
+JSON_CAP = 16 << 20  # and a JSON form field over this one
 
 
 def basic(key: dict[str, str]) -> dict[str, str]:
@@ -91,7 +94,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, new_store_dir: Callable[[Pat
     keys, shas, file_ids, instance_ids = build_world(root, store_dir)
     env = {
         "ANNOSTREAM_LONG_POLLS_PER_CALLER": str(LONG_POLLS),
+        "ANNOSTREAM_MAX_LONG_POLLS": str(LONG_POLLS_PER_PROCESS),
         "ANNOSTREAM_MAX_IMPORT_BYTES": str(IMPORT_CAP),
+        "ANNOSTREAM_MAX_UPLOAD_BYTES": str(UPLOAD_CAP),
+        "ANNOSTREAM_MAX_JSON_BYTES": str(JSON_CAP),
     }
     with running_server(store_dir, env=env) as url:
         yield World(url, store_dir, keys, shas, file_ids, instance_ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -107,6 +108,89 @@ def test_diffgram_upload_refuses_a_bad_directory_id(world: World) -> None:
             assert "directory_id" in r.json()["error"]["message"]
 
 
+TXT = ("a.txt", b"line\x00", "text/plain")
+DG_UPLOAD = "/api/walrus/v1/project/priv/input/from_local"
+
+
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, field",
+    [
+        ("POST", f"{P}/labels", {"json": {"name": "a\x00b"}}, 422, "name"),
+        ("POST", f"{P}/tags", {"json": {"name": "t\x00"}}, 422, "name"),
+        ("POST", f"{P}/attribute_groups", {"json": {"name": "g\x00"}}, 422, "name"),
+        ("POST", f"{P}/attribute_groups", {"json": {"name": "g", "options": ["o\x00"]}}, 422, "options.0"),
+        ("GET", f"{P}/datasets/Default/count", {"params": {"query": 'file.name = "a\x00"'}}, 422, "query"),
+        ("GET", f"{P}/changes", {"params": {"dataset": "d\x00"}}, 422, "dataset"),
+        ("GET", f"{P}/datasets/a%00b", {}, 422, "dataset"),
+        ("GET", f"{P}/tags/a%00b", {}, 422, "name"),
+        ("POST", f"{P}/datasets/Default/files", {"files": {"file": TXT}}, 422, "file"),
+        ("GET", "/api/project/priv/user/u/working_dir/view", {"params": {"name": "a\x00"}}, 400, "name"),
+        (
+            "POST",
+            "/api/project/priv/user/u/file/list",
+            {"json": {"metadata": {"query": 'file.name = "\x00"'}}},
+            400,
+            "metadata.query",
+        ),
+        ("POST", DG_UPLOAD, {"files": {"file": TXT}, "data": {"json": "{}"}}, 400, "file"),
+    ],
+)
+def test_nul_in_text_is_refused_naming_the_field(
+    world: World, method: str, path: str, kwargs: dict, status: int, field: str
+) -> None:
+    """PostgreSQL text cannot hold NUL: a name, query, path segment or text file with one was
+    a 500 there (stored as is on SQLite); now refused alike on both stacks."""
+    with world.client() as http:
+        r = http.request(method, path, headers=basic(world.keys["priv:editor"]), **kwargs)
+    assert r.status_code == status, r.text
+    assert _field(r) == field, r.text
+
+
+def test_nul_in_instance_attributes_is_refused(world: World) -> None:
+    with world.client() as http:
+        editor = basic(world.keys["priv:editor"])
+        assert http.post(
+            f"{P}/attribute_groups", headers=editor, json={"name": "note", "kind": "text"}
+        ).status_code in (
+            201,
+            409,
+        )
+        r = http.post(
+            f"{P}/files/{world.file_ids['priv']}/instances",
+            headers=editor,
+            json={"instances": [{"type": "global", "attributes": {"note": "x\x00y"}}]},
+        )
+    assert r.status_code == 422, r.text
+    assert _field(r) == "instances.0.attributes", r.text
+
+
+@pytest.mark.parametrize(
+    "packet, field",
+    [
+        ({"instance_list": [{"type": "tag", "name": "cat", "points": 5}]}, "instance_list[0].points"),
+        (
+            {"instance_list": [{"type": "polygon", "name": "cat", "points": [1, 2]}]},
+            "instance_list[0].points[0]",
+        ),
+        ({"frame_packet_map": {str(2**31): []}}, f"frame_packet_map[{2**31}]"),
+        (
+            {"instance_list": [{"type": "tag", "name": "cat", "frame_number": 2**31}]},
+            "instances[0].frame_number",
+        ),
+    ],
+)
+def test_diffgram_upload_refuses_malformed_instances(world: World, packet: dict, field: str) -> None:
+    with world.client() as http:
+        r = http.post(
+            DG_UPLOAD,
+            headers=basic(world.keys["priv:editor"]),
+            files={"file": ("a.png", png(), "image/png")},
+            data={"json": orjson.dumps(packet).decode()},
+        )
+    assert r.status_code == 400, r.text
+    assert _field(r).startswith(field), r.text
+
+
 @pytest.mark.parametrize("sig", ["é" * 64, "\u2603", "00" * 32, ""])
 def test_signed_blob_urls_refuse_any_forged_signature(world: World, sig: str) -> None:
     with world.client() as http:
@@ -186,3 +270,52 @@ def test_credentials_are_never_echoed(world: World, header: str) -> None:
         r = http.get(f"{P}/datasets", headers={"Authorization": header})
     assert r.status_code == 401, r.text
     assert "s3cr3t" not in r.text and "czNjcjN0" not in r.text
+
+
+NUL_BASIC = {"Authorization": "Basic " + base64.b64encode(b"as_a\x00b:secret").decode()}
+
+
+@pytest.mark.parametrize(
+    "method, path, headers, status",
+    [
+        ("GET", "/api/v2/projects/a%00b", {}, 404),
+        ("GET", "/api/v2/projects/a%00b/datasets", {}, 404),
+        ("GET", "/api/project/a%00b/labels", {}, 404),
+        ("GET", f"{P}", NUL_BASIC, 401),
+        ("GET", "/api/v2/projects", NUL_BASIC, 401),
+        ("GET", "/api/project/pub/labels", NUL_BASIC, 401),
+    ],
+)
+def test_nul_in_a_project_or_a_key_is_404_or_401(
+    world: World, method: str, path: str, headers: dict, status: int
+) -> None:
+    """No project or key has NUL in its name: found nowhere, never a database error."""
+    with world.client() as http:
+        r = http.request(method, path, headers=headers)
+    assert r.status_code == status, r.text
+
+
+@pytest.mark.parametrize(
+    "path, params, field",
+    [
+        ("/explore/p/pub/d/a%00b", {}, "dataset"),
+        ("/explore/p/pub/d/Default", {"q": 'file.name = "\x00"'}, "q"),
+        ("/explore/p/pub/d/Default", {"as_of": str(BIG)}, "as_of"),
+        ("/explore/p/pub/d/Default", {"as_of": str(2**31)}, "as_of"),
+        ("/explore/p/pub/d/Default", {"after": str(BIG)}, "after"),
+        ("/explore/p/pub/changes", {"d": "Default", "since": str(2**31)}, "since"),
+        ("/explore/p/pub/changes", {"d": "a\x00"}, "d"),
+        (f"/explore/p/pub/f/{BIG}", {}, "file_id"),
+        ("/explore/p/pub/thumb/128/a%00b", {}, "sha256"),
+        ("/explore/p/pub/blob/a%00b", {}, "sha256"),
+    ],
+)
+def test_explorer_pages_refuse_what_the_api_refuses(
+    world: World, path: str, params: dict, field: str
+) -> None:
+    """The explorer's pages take the API's bounds: NUL and numbers past int64 (ids) or int32
+    (revisions) are a 422 naming the argument (they were 500s on PostgreSQL)."""
+    with world.client() as http:
+        r = http.get(path, params=params)
+    assert r.status_code == 422, r.text
+    assert field in r.text

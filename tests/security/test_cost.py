@@ -1,5 +1,6 @@
 """Bounded cost: a query budget, a statement timeout, /healthz answering beside a heavy
-query, a cap on concurrent long polls per caller, repeated ids served once (issue 13)."""
+query, caps on concurrent long polls per caller and per server process, repeated ids served
+once (issue 13)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from annostream import frames
 from annostream.server.launch import running_server
 from annostream.store.db import create_db_engine, is_timeout
 from benchmarks.data import build_metadata
-from tests.security.conftest import LONG_POLLS, World, basic
+from tests.security.conftest import LONG_POLLS, LONG_POLLS_PER_PROCESS, World, basic
 
 HEAVY = " or ".join(["instances.count > 99"] * 200)  # inside the parser's limits, as in the issue
 
@@ -88,25 +89,29 @@ def test_long_polls_are_capped_per_caller(world: World) -> None:
     key = basic(world.keys["pub:viewer"])
     with world.client() as http:
         head = http.get("/api/v2/projects/pub", headers=key).json()["revision"]
-        params = {"since": head, "wait": 10}  # long enough to be seen on a loaded machine
-        holders = [
-            threading.Thread(
-                target=lambda: httpx.get(
+        params = {"since": head, "wait": 20}  # long enough to be seen on a loaded machine
+        held: list[object] = []
+
+        def hold() -> None:
+            try:
+                r = httpx.get(
                     f"{world.url}/api/v2/projects/pub/changes", params=params, headers=key, timeout=30
                 )
-            )
-            for _ in range(LONG_POLLS)
-        ]
+                held.append((r.status_code, r.text[:200]))
+            except httpx.HTTPError as exc:
+                held.append(exc)
+
+        holders = [threading.Thread(target=hold) for _ in range(LONG_POLLS)]
         for t in holders:
             t.start()
         refused = None
         time.sleep(0.3)  # let the holders reach the server
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 18
         while refused is None and time.monotonic() < deadline:
             r = http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05}, headers=key)
             if r.status_code == 429:
                 refused = r
-        assert refused is not None, "the cap was never reached"
+        assert refused is not None, f"the cap was never reached; the holders got {held}"
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["code"] == "too_many_requests"
         # another caller is not held back by this one; a poll without a wait takes no slot
@@ -123,6 +128,50 @@ def test_long_polls_are_capped_per_caller(world: World) -> None:
         for t in holders:
             t.join()
         r = http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05}, headers=key)
+        assert r.status_code == 200, r.text
+
+
+ANONYMOUS_CALLERS = 40  # each from its own loopback address: 40 callers, one poll each
+
+
+def test_long_polls_are_capped_per_server_process(world: World) -> None:
+    """Many anonymous callers, each within its own cap, cannot hold more than the process's
+    long polls together; the rest get 429 + Retry-After, while /healthz and polls that do not
+    wait are answered as usual."""
+    with world.client() as http:
+        head = http.get("/api/v2/projects/pub").json()["revision"]
+    url = f"{world.url}/api/v2/projects/pub/changes"
+    answers: dict[str, httpx.Response] = {}
+
+    def poll(address: str) -> None:
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(transport=transport, timeout=60) as client:
+            answers[address] = client.get(url, params={"since": head, "wait": 20})
+
+    addresses = [f"127.0.0.{10 + i}" for i in range(ANONYMOUS_CALLERS)]
+    pollers = [threading.Thread(target=poll, args=(a,)) for a in addresses]
+    for t in pollers:
+        t.start()
+    deadline = time.monotonic() + 15
+    while len(answers) < ANONYMOUS_CALLERS - LONG_POLLS_PER_PROCESS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # the process is full now: what does not wait is still served, a new long poll is not
+    with world.client() as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/api/v2/projects/pub/changes", params={"since": head}).status_code == 200
+        key = basic(world.keys["pub:viewer"])
+        full = http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 1}, headers=key)
+    for t in pollers:
+        t.join()
+    statuses = sorted(r.status_code for r in answers.values())
+    assert statuses == [200] * LONG_POLLS_PER_PROCESS + [429] * (ANONYMOUS_CALLERS - LONG_POLLS_PER_PROCESS)
+    refused = next(r for r in answers.values() if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["detail"] == {"limit": LONG_POLLS_PER_PROCESS, "scope": "server"}
+    assert full.status_code == 429 and full.json()["error"]["detail"]["scope"] == "server", full.text
+    # the slots came back when the waits ended
+    with world.client() as http:
+        r = http.get("/api/v2/projects/pub/changes", params={"since": head, "wait": 0.05})
         assert r.status_code == 200, r.text
 
 

@@ -3,10 +3,10 @@ project's admin, revoked key, malformed key} x {public, private project}, each c
 
 The routes come from the app's own OpenAPI document, and ``POLICY`` must name each of them:
 the native API's policy is generated from its operation table (annostream/operations.py),
-the legacy and meta routes are listed here, and a route without a policy fails
-``test_every_route_has_a_policy``, so none can escape the matrix. A cell is *allowed* when
-the answer is neither 401 nor 403 (nor a 5xx); a refused cell must be exactly 401 (who are
-you?) or 403 (you may not).
+the Diffgram routes' from theirs (server/diffgram_compat.py), the meta routes are listed
+here, and a route without a policy fails ``test_every_route_has_a_policy``, so none can
+escape the matrix. A cell is *allowed* when the answer is neither 401 nor 403 (nor a 5xx); a
+refused cell must be exactly 401 (who are you?) or 403 (you may not).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from PIL import Image
 
 from annostream.operations import API_PREFIX, OPERATIONS
 from annostream.server.app import create_app
+from annostream.server.diffgram_compat import DIFFGRAM_OPERATIONS
 from annostream.service.projects import ROLE_RANK
 from annostream.store import Store
 from tests.security.conftest import World
@@ -29,30 +30,25 @@ CALLERS = ("anonymous", "viewer", "editor", "admin", "foreign", "revoked", "malf
 VISIBILITY = ("pub", "priv")
 NOWHERE = 2**62  # an id no store holds: an allowed caller gets 404, not a side effect
 
-# Who may call what. The native API's policy is its operation table's (``Op.role``; the two
-# server-level operations decide in the service: listing shows each caller what it may read,
-# only server admin keys create projects). The rest are the routes outside the table.
+# Who may call what. The native API's policy is its operation table's (``Op.role``, or
+# ``Op.superuser``: only server admin keys create projects; listing projects is server-level
+# and shows each caller what it may read).
 # Kinds: "open" (anyone, no credentials read), "any" (any valid or no credentials),
 # "superuser" (server admin keys), "signature" (a valid signature, nothing else), or the
 # least project role: "viewer" (anonymous too on public projects), "editor", "admin".
-SERVER_LEVEL = {"list_projects": "any", "create_project": "superuser"}
+SERVER_LEVEL = {"list_projects": "any"}
+# The Diffgram routes' policy is their own table's (server/diffgram_compat.py); the one
+# without a role is granted by its signature alone.
+UNROLED_LEGACY = {"signed_blob": "signature"}
 POLICY: dict[tuple[str, str], str] = {
-    **{(op.method, API_PREFIX + op.path): op.role or SERVER_LEVEL[op.name] for op in OPERATIONS.values()},
+    **{
+        (op.method, API_PREFIX + op.path): op.role or ("superuser" if op.superuser else SERVER_LEVEL[op.name])
+        for op in OPERATIONS.values()
+    },
+    **{(op.method, op.path): op.role or UNROLED_LEGACY[op.name] for op in DIFFGRAM_OPERATIONS.values()},
     ("GET", "/healthz"): "open",
     ("GET", "/"): "open",
     ("GET", "/readyz"): "open",
-    ("GET", "/api/project/{project}/user/{username}/working_dir/view"): "viewer",
-    ("POST", "/api/v1/project/{project}/directory/list"): "viewer",
-    ("POST", "/api/project/{project}/user/{username}/file/list"): "viewer",
-    ("POST", "/api/v1/project/{project}/file/exists"): "viewer",
-    ("GET", "/api/v1/project/{project}/labels/view/name_to_file_id"): "viewer",
-    ("GET", "/api/v1/project/{project}/labels-schema"): "viewer",
-    ("GET", "/api/project/{project}/labels"): "viewer",
-    ("POST", "/api/v1/project/{project}/attribute/template/list"): "viewer",
-    ("POST", "/api/project/{project}/file/{file_id}/annotation/list"): "viewer",
-    ("POST", "/api/v1/file/view"): "viewer",
-    ("POST", "/api/walrus/v1/project/{project}/input/from_local"): "editor",
-    ("GET", "/api/v2/projects/{project}/blobs/{sha256}/signed"): "signature",
 }
 
 

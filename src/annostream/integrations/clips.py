@@ -48,14 +48,14 @@ class UnitPipeline:
 
         if self.target is None:
             return self.transform(sample) if self.transform is not None else sample
-        if self.target == "detection":
+        if isinstance(self.target, str):  # "detection", the one name __init__ lets through
             target = (
                 [self._detection(t) for t in sample["targets"]]
                 if "clip" in sample
                 else self._detection(sample)
             )
         else:
-            target = self.target(sample)  # type: ignore[operator]
+            target = self.target(sample)
         pixels = torch.from_numpy(sample["clip"] if "clip" in sample else sample["image"])
         if self.transform is not None:
             pixels = self.transform(pixels)

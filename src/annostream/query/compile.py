@@ -39,6 +39,7 @@ from sqlalchemy import (
     Connection,
     Float,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -489,10 +490,10 @@ class Compiler:
             return self._carrying(key, or_(*[self._value(fav, "=", v) for v in converted]))
         return self._carrying(key, self._value(fav, op, converted[0]))
 
-    def _value(self, fav: Any, op: str, value: Any) -> ColumnElement[bool]:
+    def _value(self, fav: Table, op: str, value: Any) -> ColumnElement[bool]:
         """An index row holding a value of ``value``'s JSON type that compares ``op`` to it."""
         if isinstance(value, bool):
-            return fav.c.kind == ("true" if value else "false")  # type: ignore[no-any-return]
+            return fav.c.kind == ("true" if value else "false")
         if isinstance(value, (int, float)):
             return and_(fav.c.kind == "number", _sql_op(fav.c.number, op, float(value)))
         condition = and_(fav.c.kind == "text", _sql_op(fav.c.text, op, value))

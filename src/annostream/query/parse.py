@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -145,9 +146,9 @@ def _parser() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
-def _expected(names: object) -> list[str]:
+def _expected(names: Iterable[object]) -> list[str]:
     try:
-        items = list(names)  # type: ignore[call-overload]
+        items = list(names)
     except TypeError:
         return []
     readable = {_TERMINAL_NAMES.get(str(n), str(n).strip("_").lower()) for n in items}
@@ -341,7 +342,9 @@ class _Builder:
             return self.build(inner[0])
         if kind == "bare":
             self._count_term()
-            return Has(self._field(self._path(tree.children[0])))  # type: ignore[arg-type]
+            path = tree.children[0]
+            assert isinstance(path, Tree)
+            return Has(self._field(self._path(path)))
         if kind == "comparison":
             self._count_term()
             return self._comparison(tree)
@@ -358,12 +361,10 @@ class _Builder:
         assert isinstance(op_tok, Token)
         op = OPERATORS[str(op_tok)]
         left, right = self._operand(left_node), self._operand(right_node)
-        left_is_field = isinstance(left, _Path) and left.namespace() is not None
-        right_is_field = isinstance(right, _Path) and right.namespace() is not None
-        if left_is_field:
-            return Compare(self._field(left), op, self._value(right))  # type: ignore[arg-type]
-        if right_is_field:
-            return Compare(self._field(right), MIRRORED[op], self._value(left))  # type: ignore[arg-type]
+        if isinstance(left, _Path) and left.namespace() is not None:
+            return Compare(self._field(left), op, self._value(right))
+        if isinstance(right, _Path) and right.namespace() is not None:
+            return Compare(self._field(right), MIRRORED[op], self._value(left))
         if isinstance(left, _Path):
             self._field(left)  # raises: unknown field, with suggestions
         if isinstance(right, _Path):

@@ -93,11 +93,45 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
     return handle
 
 
-def _documented(op: Op) -> dict[str, Any]:
-    """OpenAPI parameters of ``op`` from its declaration (the handler itself declares none)."""
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$defs`` inlined (an OpenAPI body has no ``$defs``)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
+def _body_schema(op: Op) -> tuple[str, dict[str, Any]] | None:
+    """The media type and schema of ``op``'s request body, by its declared kind."""
+    if op.body == "json" and op.model is not None:
+        return "application/json", _inline_refs(op.model.model_json_schema())
+    if op.body == "any_json":
+        return "application/json", {}
+    if op.body == "raw":
+        return "application/octet-stream", {"type": "string", "format": "binary"}
+    if op.body == "ndjson":
+        return "application/x-ndjson", {"type": "string"}
+    if op.body == "multipart":
+        fields = {name: {"type": "string"} for name in op.form_fields}
+        properties = {"file": {"type": "string", "format": "binary"}, **fields}
+        return "multipart/form-data", {"type": "object", "properties": properties, "required": ["file"]}
+    return None
+
+
+def documented(op: Op) -> dict[str, Any]:
+    """OpenAPI parameters and request body of ``op`` from its declaration (the handler itself
+    declares none, so that nothing of the body is read before the policy has run)."""
     schema = op.args_model.model_json_schema()
     required = set(schema.get("required", ()))
-    return {
+    doc: dict[str, Any] = {
         "parameters": [
             {
                 "name": op.headers.get(name, name),
@@ -108,6 +142,11 @@ def _documented(op: Op) -> dict[str, Any]:
             for name, prop in schema["properties"].items()
         ]
     }
+    body = _body_schema(op)
+    if body is not None:
+        media, body_schema = body
+        doc["requestBody"] = {"required": True, "content": {media: {"schema": body_schema}}}
+    return doc
 
 
 def build_router() -> APIRouter:
@@ -121,7 +160,7 @@ def build_router() -> APIRouter:
             status_code=op.status,
             name=op.name,
             summary=op.summary or None,
-            openapi_extra=_documented(op),
+            openapi_extra=documented(op),
             responses=RESPONSES_BY_REPLY[op.reply],
         )
     return router

@@ -1,10 +1,22 @@
-"""The routes and JSON shapes that Diffgram's own SDK (``diffgram==0.15.0``) calls, translated
-to the service layer (docs/diffgram.md). Nothing else in annostream knows about them.
+"""The routes that Diffgram's own SDK (``diffgram==0.15.0``) calls, declared once in
+``DIFFGRAM_OPERATIONS`` and translated to the service layer (docs/diffgram.md).
 
 Mapping: a Diffgram *directory* is one of our datasets (``directory_id`` = dataset id), a
 ``label_file`` id is our stable label id, a file id is our file id, and a slice query is our
 query language. Image URLs point at our blob route with a signed, expiring token
 (server/signing.py), because the SDK downloads images with no credentials.
+
+Each declaration is an ``Op`` as the native API's are (annostream/operations.py), with the
+route's full path, and every route is made the same way as /api/v2's (server/api_v2.py):
+1. the policy dependency authenticates the caller (``Basic None:None`` is anonymous, as the
+   SDK sends it) and grants the project in the path at the declared ``role`` before a byte of
+   the body is read; ``file_view`` names its project inside its body, so it authenticates
+   first, reads at most ``limits.PRE_AUTH_BYTES``, then authorizes; ``signed_blob`` has no
+   role: its signature is the grant;
+2. path and query parameters are validated against the declaration;
+3. the body is read only by ``limits.read_body`` under its family's cap (413);
+4. the handler runs in a worker thread and its reply is Diffgram's JSON shape.
+Bad input is a 400 naming the field, not a 422: the SDK shows the message of a 400 only.
 """
 
 from __future__ import annotations
@@ -13,37 +25,30 @@ import base64
 import binascii
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from functools import partial
 from typing import Annotated, Any
 
-import orjson
-from fastapi import (
-    APIRouter,
-    Body,
-    Depends,
-    FastAPI,
-    File,
-    Form,
-    Path,
-    Query,
-    Request,
-    UploadFile,
-)
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from annostream.errors import BadRequest, Forbidden, InvalidInput
-from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, Instance, Item, Role
+from annostream.operations import API_PREFIX, FileId, Op
+from annostream.schema import ERROR_RESPONSES, INT64_MAX, Id64, NoNul, validate
 from annostream.server import signing
-from annostream.server.app import public_base_url
+from annostream.server.api_v2 import documented
+from annostream.server.app import FastJSONResponse, public_base_url
 from annostream.server.auth import principal
-from annostream.server.replies import BLOB_RESPONSES, blob_response
-from annostream.service import datasets, ingest, items, labels, projects
+from annostream.server.diffgram_shapes import directory_json, file_json, frame_packets, instance_in
+from annostream.server.limits import PRE_AUTH_BYTES, read_body
+from annostream.server.replies import RESPONSES_BY_REPLY, blob_response
+from annostream.service import datasets, dispatch, ingest, items, labels, projects
 from annostream.service.datasets import DatasetRef
+from annostream.service.dispatch import Subject
 from annostream.service.projects import ANONYMOUS, LOCAL, Principal, ProjectRef
 from annostream.store import Store
-
-router = APIRouter(tags=["diffgram"], responses=ERROR_RESPONSES)
 
 _ANONYMOUS_BASIC = "None:None"
 _OK_LOG: dict[str, Any] = {"success": True, "error": {}, "info": {}}
@@ -52,6 +57,180 @@ DEFAULT_SCHEMA_ID = 1
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+# --- what the SDK sends -------------------------------------------------------------------
+
+
+class _Lenient(BaseModel):
+    """SDK packets carry keys we do not use: they are ignored, the ones we use are checked."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _ListMetadata(_Lenient):
+    directory_id: Id64 | None = None
+    page: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1
+    limit: Annotated[int, Field(ge=0, le=10_000)] = 100
+    file_view_mode: str = Field(default="annotation", max_length=100)
+    query: Annotated[str, NoNul] | None = Field(default=None, max_length=10_000)
+
+
+class _ListRequest(_Lenient):
+    metadata: _ListMetadata
+
+
+class _FileExists(_Lenient):
+    file_id_list: list[Id64] = Field(max_length=10_000)
+
+
+class _FileView(_Lenient):
+    file_id: Id64
+    project_string_id: Annotated[str, NoNul] = Field(min_length=1, max_length=100)
+
+
+class _UploadPacket(_Lenient):
+    """The ``json`` form field of ``from_local``."""
+
+    directory_id: Id64 | None = None
+    instance_list: list[Any] | None = Field(default=None, max_length=100_000)
+    frame_packet_map: dict[str, Any] | None = None
+    parent_file_id: Any = None
+
+
+# --- the declarations ---------------------------------------------------------------------
+
+_PU = "/api/project/{project}/user/{username}"
+_V1 = "/api/v1/project/{project}"
+SchemaId = (Id64 | None, None)
+
+DIFFGRAM_OPERATIONS: dict[str, Op] = {
+    op.name: op
+    for op in (
+        Op(
+            "working_dir_view",
+            "GET",
+            _PU + "/working_dir/view",
+            "viewer",
+            params={"name": (str | None, Field(default=None, max_length=200))},
+        ),
+        Op("directory_list", "POST", _V1 + "/directory/list", "viewer"),
+        Op("file_list", "POST", _PU + "/file/list", "viewer", body="json", model=_ListRequest),
+        Op("file_exists", "POST", _V1 + "/file/exists", "viewer", body="json", model=_FileExists),
+        Op(
+            "name_to_file_id",
+            "GET",
+            _V1 + "/labels/view/name_to_file_id",
+            "viewer",
+            params={"schema_id": SchemaId},
+        ),
+        Op("label_schemas", "GET", _V1 + "/labels-schema", "viewer"),
+        Op("label_list", "GET", "/api/project/{project}/labels", "viewer", params={"schema_id": SchemaId}),
+        Op("attribute_list", "POST", _V1 + "/attribute/template/list", "viewer"),
+        Op(
+            "annotation_list",
+            "POST",
+            "/api/project/{project}/file/{file_id}/annotation/list",
+            "viewer",
+            params={"file_id": FileId},
+        ),
+        # The project is named in the body: authenticated, then read under PRE_AUTH_BYTES.
+        Op("file_view", "POST", "/api/v1/file/view", "viewer", body="json", model=_FileView),
+        Op(
+            "from_local",
+            "POST",
+            "/api/walrus/v1/project/{project}/input/from_local",
+            "editor",
+            body="multipart",
+            family="upload",
+            form_fields=("json",),
+        ),
+        # No role: a valid, unexpired signature is the grant.
+        Op(
+            "signed_blob",
+            "GET",
+            API_PREFIX + "/projects/{project}/blobs/{sha256}/signed",
+            None,
+            params={
+                "expires": (int, Field(ge=0, le=INT64_MAX)),
+                "sig": (str, Field(max_length=128)),
+            },
+            reply="blob",
+        ),
+    )
+}
+
+Handler = Callable[..., Any]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(name: str) -> Callable[[Handler], Handler]:
+    """Register the handler of the declared route ``name``: ``fn(request, subject, **args)``."""
+
+    def register(fn: Handler) -> Handler:
+        if name not in DIFFGRAM_OPERATIONS:
+            raise RuntimeError(f"@handles({name!r}): no such declared diffgram route")
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+# --- policy and the route pipeline ---------------------------------------------------------
+
+
+def legacy_principal(request: Request) -> Principal:
+    """Like ``auth.principal``, except that ``Basic None:None`` means anonymous.
+
+    The SDK sends that header on its non-session calls when it was built without keys,
+    which is how it reaches a public project.
+    """
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "basic":
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            if base64.b64decode(value.strip(), validate=True).decode() == _ANONYMOUS_BASIC:
+                return ANONYMOUS
+    return principal(request)
+
+
+def _names_project_in_body(op: Op) -> bool:
+    return op.role is not None and "project" not in op.path_params
+
+
+def policy(op: Op) -> Callable[[Request], Subject]:
+    """FastAPI dependency for ``op``: the caller (401 on bad credentials), granted ``op.role``
+    on the project in the path (401/403/404); the principal itself for ``file_view`` (its
+    handler authorizes once the small body is read); anonymous for ``signed_blob``."""
+
+    def grant(request: Request) -> Subject:
+        if op.role is None:
+            return ANONYMOUS  # the signature is the grant: credentials are not even read
+        who = legacy_principal(request)
+        if _names_project_in_body(op):
+            return who
+        return dispatch.authorize(request.app.state.store, who, op, request.path_params)
+
+    grant.__name__ = f"policy_{op.name}"
+    return grant
+
+
+def endpoint(op: Op, handler: Handler) -> Callable[..., Coroutine[Any, Any, Response]]:
+    """The route of ``op``: validate, read the body (capped), run the handler off the loop."""
+    cap = PRE_AUTH_BYTES if _names_project_in_body(op) else None
+
+    async def handle(request: Request, subject: Any = Depends(policy(op))) -> Response:  # noqa: B008
+        try:
+            given = {k: v for k, v in request.query_params.items() if k in op.query_params}
+            args = op.bind({**given, **request.path_params})
+            if op.body != "none":
+                args["body"] = op.bind_body(await read_body(request, op, request.app.state.limits, cap))
+            result = await anyio.to_thread.run_sync(partial(handler, request, subject, **args))
+        except InvalidInput as exc:  # the SDK shows the text of a 400 only
+            raise BadRequest(exc.message, exc.detail) from exc
+        return result if isinstance(result, Response) else FastJSONResponse(result)
+
+    handle.__name__ = op.name
+    return handle
 
 
 class CollapseSlashes:
@@ -71,195 +250,82 @@ class CollapseSlashes:
         await self.app(scope, receive, send)
 
 
+def build_router() -> APIRouter:
+    """One route per declared diffgram route, in declaration order."""
+    missing = sorted(set(DIFFGRAM_OPERATIONS) - set(HANDLERS))
+    if missing:
+        raise RuntimeError(f"declared diffgram routes without a handler: {missing}")
+    router = APIRouter(tags=["diffgram"], responses=ERROR_RESPONSES)
+    for op in DIFFGRAM_OPERATIONS.values():
+        router.add_api_route(
+            op.path,
+            endpoint(op, HANDLERS[op.name]),
+            methods=[op.method],
+            status_code=op.status,
+            name=f"diffgram_{op.name}",
+            openapi_extra=documented(op),
+            responses=RESPONSES_BY_REPLY[op.reply],
+        )
+    return router
+
+
 def install(app: FastAPI) -> None:
     """Add the legacy routes and the slash collapsing to ``app``."""
     app.add_middleware(CollapseSlashes)
-    app.include_router(router)
+    app.include_router(build_router())
 
 
-def legacy_principal(request: Request) -> Principal:
-    """Like ``auth.principal``, except that ``Basic None:None`` means anonymous.
-
-    The SDK sends that header on its non-session calls when it was built without keys,
-    which is how it reaches a public project.
-    """
-    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "basic":
-        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-            if base64.b64decode(value.strip(), validate=True).decode() == _ANONYMOUS_BASIC:
-                return ANONYMOUS
-    return principal(request)
-
-
-Caller = Annotated[Principal, Depends(legacy_principal)]
+# --- the handlers: translations to the service layer ---------------------------------------
 
 
 def _store(request: Request) -> Store:
     return request.app.state.store
 
 
-def _project(request: Request, who: Principal, project: str, need: Role = "viewer") -> ProjectRef:
-    return projects.authorize(_store(request), who, project, need)
-
-
 def _directory(request: Request, ref: ProjectRef, directory_id: int | None) -> DatasetRef:
     if directory_id is None:
         return datasets.default_dataset(_store(request), ref)
-    return datasets.get_dataset_by_id(_store(request), ref, _int64(directory_id, "directory_id"))
+    return datasets.get_dataset_by_id(_store(request), ref, directory_id)
 
 
-def _int64(value: Any, field: str) -> int:
-    """An id from a loosely typed packet: a non-negative int64, else 400 naming the field."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, str))
-        or not str(value).isdigit()
-        or int(value) > INT64_MAX
-    ):
-        raise BadRequest(f"{field}: must be an integer id in [0, 2**63)", {"field": field})
-    return int(value)
+def _signer(request: Request, project: str) -> Callable[[str], str]:
+    """Signed, expiring URLs of ``project``'s blobs, at the configured public URL."""
+
+    def signed_url(sha256: str) -> str:
+        expires, sig = signing.sign(request.app.state.signing_secret, project, sha256)
+        return (
+            f"{public_base_url(request)}{API_PREFIX}/projects/{project}/blobs/{sha256}/signed"
+            f"?expires={expires}&sig={sig}"
+        )
+
+    return signed_url
 
 
-def _directory_json(ds: DatasetRef) -> dict[str, Any]:
-    """A ``WorkingDir`` as Diffgram serialises it; every key becomes an SDK attribute, so no
-    key may shadow one of the SDK's own (``project``, ``file_id_list``, ``get`` ...)."""
-    return {
-        "id": ds.id,
-        "directory_id": ds.id,
-        "nickname": ds.name,
-        "jobs_to_sync": {"job_ids": []},
-        "has_changes": None,
-        "created_time": None,
-    }
-
-
-# --- rendering our items as Diffgram files ------------------------------------------------
-
-
-def _signed_url(request: Request, project: str, sha256: str) -> str:
-    expires, sig = signing.sign(request.app.state.signing_secret, project, sha256)
-    return (
-        f"{public_base_url(request)}/api/v2/projects/{project}/blobs/{sha256}/signed"
-        f"?expires={expires}&sig={sig}"
-    )
-
-
-def _xy(points: list[list[float]]) -> list[dict[str, float]]:
-    return [{"x": p[0], "y": p[1]} for p in points]
-
-
-def _instance_json(inst: Instance) -> dict[str, Any]:
-    """One of our instances in Diffgram's shape: ``label_file`` and flat box coordinates."""
-    out: dict[str, Any] = {
-        "id": inst["id"],
-        "type": inst["type"],
-        "number": inst["track_id"],
-        "frame_number": inst["frame_number"],
-        "machine_made": inst["machine_made"],
-        "attribute_groups": inst["attributes"],
-    }
-    if inst["type"] != "global":
-        out["label_file_id"] = inst["label_id"]
-        out["label_file"] = {"id": inst["label_id"], "label": {"name": inst["label"]}}
-    if inst["bbox"] is not None:
-        out.update(zip(("x_min", "y_min", "x_max", "y_max"), inst["bbox"], strict=True))
-    geom = inst["geometry"] or {}
-    if inst["type"] in ("polygon", "line"):
-        out["points"] = _xy(geom["points"])
-    elif inst["type"] == "point":
-        out["points"] = [{"x": geom["x"], "y": geom["y"]}]
-    elif inst["type"] == "keypoints":
-        out["nodes"] = [
-            {"x": p[0], "y": p[1], "visibility": p[2] if len(p) > 2 else 2} for p in geom["points"]
-        ]
-    return out
-
-
-def _file_json(request: Request, project: str, item: Item, with_instances: bool) -> dict[str, Any]:
-    """An item as Diffgram's ``file_serialized``; images get a signed, expiring URL."""
-    f = item["file"]
-    image = None
-    if f["type"] in ("image", "frame") and f["sha256"]:
-        image = {
-            "url_signed": _signed_url(request, project, f["sha256"]),
-            "width": f["width"],
-            "height": f["height"],
-            "original_filename": f["name"],
-            "content_type": f["content_type"],
-        }
-    video = None
-    if f["type"] == "video" and f["sha256"]:
-        video = {
-            "url_signed": _signed_url(request, project, f["sha256"]),
-            "width": f["width"],
-            "height": f["height"],
-            "frame_count": f["frame_count"],
-            "fps": f["fps"],
-            "original_filename": f["name"],
-            "content_type": f["content_type"],
-        }
-    out: dict[str, Any] = {
-        "id": f["id"],
-        "type": f["type"],
-        "original_filename": f["name"],
-        "state": "added",
-        "image": image,
-        "video": video,
-        "text": f["text"],
-        "frame_number": f["frame_number"],
-        "parent_id": f["parent_id"],
-    }
-    if with_instances:
-        out["instance_list"] = [_instance_json(i) for i in item["instances"]]
-    return out
-
-
-# --- Project() start-up, directories, listings --------------------------------------------
-
-
-@router.get("/api/project/{project}/user/{username}/working_dir/view")
+@handles("working_dir_view")
 def working_dir_view(
-    request: Request, who: Caller, project: str, username: str, name: str | None = None
+    request: Request, ref: ProjectRef, project: str, username: str, name: str | None = None
 ) -> dict[str, Any]:
     """One directory by name, or the default one (``username`` is always "legacy")."""
-    ref = _project(request, who, project)
     store = _store(request)
     ds = datasets.get_dataset(store, ref, name) if name else datasets.default_dataset(store, ref)
-    return {"success": True, "working_dir": _directory_json(ds)}
+    return {"success": True, "working_dir": directory_json(ds)}
 
 
-@router.post("/api/v1/project/{project}/directory/list")
-def directory_list(request: Request, who: Caller, project: str) -> dict[str, Any]:
-    ref = _project(request, who, project)
+@handles("directory_list")
+def directory_list(request: Request, ref: ProjectRef, project: str) -> dict[str, Any]:
     store = _store(request)
     listed = [DatasetRef(d["id"], d["name"], ref) for d in datasets.list_datasets(store, ref)]
     default = datasets.default_dataset(store, ref) if listed else None
     return {
         "success": True,
-        "default_directory": _directory_json(default) if default else None,
-        "directory_list": [_directory_json(d) for d in listed],
+        "default_directory": directory_json(default) if default else None,
+        "directory_list": [directory_json(d) for d in listed],
     }
 
 
-class _ListMetadata(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    directory_id: Id64 | None = None
-    page: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1
-    limit: Annotated[int, Field(ge=0, le=10_000)] = 100
-    file_view_mode: str = "annotation"
-    query: str | None = None
-
-
-class _ListRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    metadata: _ListMetadata
-
-
-@router.post("/api/project/{project}/user/{username}/file/list")
+@handles("file_list")
 def file_list(
-    request: Request, who: Caller, project: str, username: str, body: _ListRequest
+    request: Request, ref: ProjectRef, project: str, username: str, body: _ListRequest
 ) -> dict[str, Any]:
     """A directory's (or slice's) files in file-id order.
 
@@ -267,7 +333,6 @@ def file_list(
     so a second page would come back unfiltered. Other modes page with ``limit``.
     """
     meta = body.metadata
-    ref = _project(request, who, project)
     ds = _directory(request, ref, meta.directory_id)
     ids, _ = datasets.slice_ids(_store(request), ds, meta.query, dialect="diffgram")
     if meta.file_view_mode == "ids_only":
@@ -280,8 +345,9 @@ def file_list(
     total_pages = max(1, math.ceil(len(ids) / limit))
     start = (max(1, meta.page) - 1) * limit
     found, _ = items.read_items(_store(request), ref, ids[start : start + limit].tolist())
+    signed = _signer(request, ref.string_id)
     return {
-        "file_list": [_file_json(request, project, it, meta.file_view_mode == "annotation") for it in found],
+        "file_list": [file_json(it, meta.file_view_mode == "annotation", signed) for it in found],
         "metadata": {
             "page": meta.page,
             "next_page": meta.page + 1 if meta.page < total_pages else None,
@@ -291,35 +357,24 @@ def file_list(
     }
 
 
-@router.post("/api/v1/project/{project}/file/exists")
-def file_exists(
-    request: Request,
-    who: Caller,
-    project: str,
-    file_id_list: Annotated[list[Id64], Body(embed=True, max_length=10_000)],
-) -> dict[str, Any]:
-    ref = _project(request, who, project)
-    missing = items.missing_files(_store(request), ref, file_id_list)
+@handles("file_exists")
+def file_exists(request: Request, ref: ProjectRef, project: str, body: _FileExists) -> dict[str, Any]:
+    missing = items.missing_files(_store(request), ref, body.file_id_list)
     return {"result": {"exists": not missing, "missing_files": missing}}
 
 
-# --- labels and attributes ----------------------------------------------------------------
-
-
-@router.get("/api/v1/project/{project}/labels/view/name_to_file_id")
+@handles("name_to_file_id")
 def name_to_file_id(
-    request: Request, who: Caller, project: str, schema_id: Annotated[Id64 | None, Query()] = None
+    request: Request, ref: ProjectRef, project: str, schema_id: int | None = None
 ) -> dict[str, Any]:
     """Label name -> label_file id, which is our stable label id."""
-    ref = _project(request, who, project)
     mapping = {lab["name"]: lab["id"] for lab in labels.list_labels(_store(request), ref)}
     return {"log": _OK_LOG, "name_to_file_id": mapping}
 
 
-@router.get("/api/v1/project/{project}/labels-schema")
-def label_schemas(request: Request, who: Caller, project: str) -> list[dict[str, Any]]:
+@handles("label_schemas")
+def label_schemas(request: Request, ref: ProjectRef, project: str) -> list[dict[str, Any]]:
     """One schema per project: we have a single vocabulary, so it is always the default."""
-    ref = _project(request, who, project)
     return [
         {
             "id": DEFAULT_SCHEMA_ID,
@@ -331,11 +386,10 @@ def label_schemas(request: Request, who: Caller, project: str) -> list[dict[str,
     ]
 
 
-@router.get("/api/project/{project}/labels")
+@handles("label_list")
 def label_list(
-    request: Request, who: Caller, project: str, schema_id: Annotated[Id64 | None, Query()] = None
+    request: Request, ref: ProjectRef, project: str, schema_id: int | None = None
 ) -> dict[str, Any]:
-    ref = _project(request, who, project)
     return {
         "labels_out": [
             {"id": lab["id"], "colour": lab["color"], "label": {"name": lab["name"]}}
@@ -344,9 +398,8 @@ def label_list(
     }
 
 
-@router.post("/api/v1/project/{project}/attribute/template/list")
-def attribute_list(request: Request, who: Caller, project: str) -> dict[str, Any]:
-    ref = _project(request, who, project)
+@handles("attribute_list")
+def attribute_list(request: Request, ref: ProjectRef, project: str) -> dict[str, Any]:
     groups = labels.list_attribute_groups(_store(request), ref)
     return {
         "attribute_group_list": [
@@ -360,144 +413,48 @@ def attribute_list(request: Request, who: Caller, project: str) -> dict[str, Any
     }
 
 
-# --- files: one with its instances, by id, and uploads ------------------------------------
-
-
-@router.post("/api/project/{project}/file/{file_id}/annotation/list")
-def annotation_list(
-    request: Request, who: Caller, project: str, file_id: Annotated[Id64, Path()]
-) -> dict[str, Any]:
+@handles("annotation_list")
+def annotation_list(request: Request, ref: ProjectRef, project: str, file_id: int) -> dict[str, Any]:
     """One file with its instances (what every ``directory[i]`` asks for)."""
-    ref = _project(request, who, project)
     found, _ = items.read_items(_store(request), ref, [file_id])
-    return {"success": True, "file_serialized": _file_json(request, project, found[0], True)}
+    return {"success": True, "file_serialized": file_json(found[0], True, _signer(request, ref.string_id))}
 
 
-@router.post("/api/v1/file/view")
-def file_view(
-    request: Request, who: Caller, file_id: Annotated[Id64, Body()], project_string_id: Annotated[str, Body()]
-) -> dict[str, Any]:
-    ref = _project(request, who, project_string_id)
-    found, _ = items.read_items(_store(request), ref, [file_id])
-    return {"log": _OK_LOG, "file": _file_json(request, project_string_id, found[0], False)}
+@handles("file_view")
+def file_view(request: Request, who: Principal, body: _FileView) -> dict[str, Any]:
+    ref = projects.authorize(_store(request), who, body.project_string_id, "viewer")
+    found, _ = items.read_items(_store(request), ref, [body.file_id])
+    return {"log": _OK_LOG, "file": file_json(found[0], False, _signer(request, ref.string_id))}
 
 
-def _instance_in(raw: Any, at: str, label_names: dict[int, str]) -> dict[str, Any]:
-    """A Diffgram instance as one of ours (the service validates the result)."""
-    if not isinstance(raw, dict):
-        raise BadRequest(
-            f"{at} is {raw!r}: the diffgram SDK sends null for an instance that already has a "
-            "label_file_id; give 'name' instead, or pass convert_names_to_label_files=False",
-            {"field": at},
-        )
-    kind = raw.get("type")
-    label = raw.get("name")
-    if raw.get("label_file_id") is not None:
-        label = label_names.get(_int64(raw["label_file_id"], f"{at}.label_file_id"))
-        if label is None:
-            raise BadRequest(f"{at}.label_file_id: unknown label {raw['label_file_id']}", {"field": at})
-    points = raw.get("points") or []
-    if kind == "box":
-        geometry = {k: raw.get(k) for k in ("x_min", "y_min", "x_max", "y_max")}
-    elif kind in ("polygon", "line"):
-        geometry = {"points": [[p["x"], p["y"]] for p in points]}
-    elif kind == "point":
-        first = points[0] if points else raw
-        geometry = {"x": first.get("x"), "y": first.get("y")}
-    elif kind in ("tag", "global"):
-        geometry = {}
-    else:
-        raise BadRequest(
-            f"{at}.type: '{kind}' cannot be uploaded through the diffgram routes "
-            "(box, polygon, line, point, tag and global can)",
-            {"field": f"{at}.type"},
-        )
-    out: dict[str, Any] = {
-        "type": kind,
-        "label": label,
-        "geometry": geometry,
-        "attributes": raw.get("attribute_groups") or {},
-        "machine_made": bool(raw.get("machine_made", False)),
-    }
-    if raw.get("frame_number") is not None:
-        out["frame_number"] = raw["frame_number"]
-    return out
-
-
-def _frame_packets(frame_map: Any, label_names: dict[int, str]) -> list[dict[str, Any]]:
-    """A video's ``frame_packet_map`` ({frame number: [instances]}) as instances on frames;
-    an instance's ``number`` is its track."""
-    if frame_map is None:
-        return []
-    if not isinstance(frame_map, dict):
-        raise BadRequest(
-            "frame_packet_map: expected an object of frame number -> instance list",
-            {"field": "frame_packet_map"},
-        )
-    out = []
-    for key, raws in frame_map.items():
-        at = f"frame_packet_map[{key}]"
-        if not str(key).isdigit() or not isinstance(raws, list):
-            raise BadRequest(f"{at}: keys are frame numbers, values lists of instances", {"field": at})
-        for i, raw in enumerate(raws):
-            inst = _instance_in(raw, f"{at}[{i}]", label_names)
-            inst["frame_number"] = int(key)
-            if isinstance(raw.get("number"), int):
-                inst["track_id"] = raw["number"]
-            out.append(inst)
-    return out
-
-
-@router.post("/api/walrus/v1/project/{project}/input/from_local")
-def from_local(
-    request: Request,
-    who: Caller,
-    project: str,
-    file: Annotated[UploadFile, File()],
-    packet_json: Annotated[str, Form(alias="json")],
-) -> dict[str, Any]:
+@handles("from_local")
+def from_local(request: Request, ref: ProjectRef, project: str, body: dict[str, Any]) -> dict[str, Any]:
     """``project.file.from_local(path, instance_list=...)``: one file and its instances."""
-    ref = _project(request, who, project, "editor")
-    try:
-        packet = orjson.loads(packet_json)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"json: not valid JSON ({exc})", {"field": "json"}) from exc
-    if packet.get("parent_file_id") is not None:
+    if "json" not in body:
+        raise BadRequest("json: Field required", {"field": "json"})
+    packet = validate(_UploadPacket, body["json"], "json")
+    if packet.parent_file_id is not None:
         raise BadRequest("compound children (parent_file_id) are not supported here")
-    ds = _directory(request, ref, packet.get("directory_id"))
+    ds = _directory(request, ref, packet.directory_id)
     names = {lab["id"]: lab["name"] for lab in labels.list_labels(_store(request), ref)}
     converted = [
-        _instance_in(raw, f"instance_list[{i}]", names)
-        for i, raw in enumerate(packet.get("instance_list") or [])
+        instance_in(raw, f"instance_list[{i}]", names) for i, raw in enumerate(packet.instance_list or [])
     ]
-    converted += _frame_packets(packet.get("frame_packet_map"), names)
-    try:
-        added = ingest.add_file(
-            _store(request), ref, ds.name, file.filename or "upload", file.file.read(), converted
-        )
-    except InvalidInput as exc:  # the SDK shows the text of a 400 only
-        raise BadRequest(exc.message, exc.detail) from exc
+    converted += frame_packets(packet.frame_packet_map, names)
+    added = ingest.add_file(_store(request), ref, ds.name, body["filename"], body["data"], converted)
     return {
         "log": _OK_LOG,
         "file": {"id": added["id"], "type": added["type"], "original_filename": added["name"]},
     }
 
 
-# --- signed blobs -------------------------------------------------------------------------
-
-
-@router.get(
-    "/api/v2/projects/{project}/blobs/{sha256}/signed", response_class=Response, responses=BLOB_RESPONSES
-)
+@handles("signed_blob")
 def signed_blob(
-    request: Request,
-    project: str,
-    sha256: str,
-    expires: Annotated[int, Query(ge=0, le=INT64_MAX)],
-    sig: Annotated[str, Query(max_length=128)],
+    request: Request, who: Principal, project: str, sha256: str, expires: int, sig: str
 ) -> Response:
     """Blob bytes for whoever holds a valid, unexpired signature: the signature is the grant,
     made for a caller that was authorised to read the item."""
     if not signing.verify(request.app.state.signing_secret, project, sha256, expires, sig):
         raise Forbidden("invalid or expired signature")
-    return blob_response(items.open_blob(_store(request), _project(request, LOCAL, project), sha256), request)
+    ref = projects.authorize(_store(request), LOCAL, project, "viewer")
+    return blob_response(items.open_blob(_store(request), ref, sha256), request)

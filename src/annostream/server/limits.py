@@ -3,7 +3,13 @@
 The cap is checked against ``Content-Length`` before a byte is read, and counted again while
 reading (a chunked body declares no length), so an oversized body costs the server at most
 one cap's worth of reading and answers 413 ``too_large``. Bodies are read only here, and only
-after the route's policy dependency has let the caller in (server/api_v2.py).
+after the route's policy dependency has let the caller in (server/api_v2.py,
+server/diffgram_compat.py). The JSON form fields of a multipart upload are held in memory,
+so each is capped at the ``json`` cap whatever the upload cap is (the file part is spooled),
+and so is each line of an NDJSON body (the body is spooled, its lines parsed one by one).
+A body that must be read before its project is known (a legacy route naming the project
+inside its body) is read only from an authenticated or anonymous caller, under
+``PRE_AUTH_BYTES``.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from typing import IO, Any
 
 import orjson
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
 from annostream.errors import InvalidInput, PayloadTooLarge
 from annostream.operations import Family, Op
 
 MiB = 1 << 20
+PRE_AUTH_BYTES = 64 << 10  # a body read before authorization (its project is named inside it)
 
 
 @dataclass(frozen=True)
@@ -76,14 +84,19 @@ def _json(data: bytes) -> Any:
         raise InvalidInput(f"body: not valid JSON ({exc})", {"field": "body"}) from exc
 
 
-async def _multipart(request: Request, cap: int) -> dict[str, Any]:
-    """One ``file`` part plus the JSON form fields ``instances`` and ``metadata``."""
-    form = await request.form(max_files=1, max_fields=8, max_part_size=cap)
+async def _multipart(request: Request, fields: tuple[str, ...], field_cap: int) -> dict[str, Any]:
+    """One ``file`` part plus the JSON form ``fields``, each at most ``field_cap`` bytes."""
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=field_cap)
+    except StarletteHTTPException as exc:  # a field over its cap, or a malformed multipart body
+        if "exceeded maximum size" in str(exc.detail):
+            raise _too_large(field_cap, "json") from exc
+        raise InvalidInput(f"body: {exc.detail}", {"field": "body"}) from exc
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidInput("file: Field required", {"field": "file"})
     body: dict[str, Any] = {"filename": upload.filename or "upload", "data": await upload.read()}
-    for name in ("instances", "metadata"):
+    for name in fields:
         value = form.get(name)
         if isinstance(value, str) and value:
             try:
@@ -94,18 +107,26 @@ async def _multipart(request: Request, cap: int) -> dict[str, Any]:
     return body
 
 
-async def read_body(request: Request, op: Op, limits: BodyLimits) -> Any:
+async def read_body(request: Request, op: Op, limits: BodyLimits, cap: int | None = None) -> Any:
     """``op``'s body as its service function takes it (for ``ndjson``: a spooled binary file
-    the caller closes), refusing what is over the cap of ``op.family``."""
-    cap = limits.cap(op.family)
+    the caller closes), refusing what is over the cap of ``op.family`` (or ``cap``, lower)."""
+    cap = min(cap, limits.cap(op.family)) if cap is not None else limits.cap(op.family)
     capped = _capped(request, cap, op.family)
     if op.body == "multipart":
-        return await _multipart(capped, cap)
+        return await _multipart(capped, op.form_fields, min(cap, limits.json))
     if op.body == "ndjson":
         spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (handed to the caller, who closes it)
+        line = 0  # bytes since the last newline: each line is parsed in memory, so it is capped
         try:
             async for chunk in capped.stream():
                 spool.write(chunk)
+                end = chunk.rfind(b"\n")
+                line = line + len(chunk) if end < 0 else len(chunk) - end - 1
+                if line > limits.json:
+                    raise PayloadTooLarge(
+                        f"an NDJSON line over the {limits.json} byte limit of json requests",
+                        {"limit": limits.json, "family": "json"},
+                    )
         except BaseException:
             spool.close()
             raise

@@ -5,8 +5,9 @@ transport through ``call``, so a key obeys the same roles in-process as over the
 Policy, stated once: an operation with a ``role`` needs that role on the project in its
 path (``projects.authorize``: superusers hold admin, a key its own role on its own project,
 anyone may read a public project); an operation without one is server-level and its service
-function decides from the principal (only a superuser creates projects, listings are
-filtered to what the caller may read).
+function decides from the principal (listings are filtered to what the caller may read),
+except that one declared ``superuser`` (creating a project) is refused here to anyone but a
+server admin, before its body is read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from annostream.errors import Forbidden, Unauthorized
 from annostream.operations import OPERATIONS, Op
 from annostream.service import handlers  # noqa: F401  (registers the implementations)
 from annostream.service.projects import ANONYMOUS, Principal, ProjectRef, authenticate, authorize_key
@@ -29,7 +31,12 @@ if missing:
 
 
 def authorize(store: Store, who: Principal, op: Op, path_args: Mapping[str, Any]) -> Subject:
-    """What ``op`` runs as: the project granted to ``who`` at ``op.role``, or ``who`` itself."""
+    """What ``op`` runs as: the project granted to ``who`` at ``op.role``, or ``who`` itself
+    (a server admin, where ``op.superuser`` says only one may call it)."""
+    if op.superuser and not who.is_superuser:
+        if who.kind == "anonymous":
+            raise Unauthorized(f"{op.name} needs a server admin key")
+        raise Forbidden(f"{op.name}: only a server admin key may call it")
     if op.role is None:
         return who
     return authorize_project(store, who, str(path_args["project"]), op.role)
@@ -42,8 +49,8 @@ def authorize_credentials(
     the key and the project are read in one statement (``projects.authorize_key``)."""
     if credentials is None:
         return authorize(store, ANONYMOUS, op, path_args)
-    if op.role is None:
-        return authenticate(store, *credentials)
+    if op.role is None or op.superuser:
+        return authorize(store, authenticate(store, *credentials), op, path_args)
     return authorize_key(store, *credentials, str(path_args["project"]), op.role)
 
 

@@ -263,9 +263,12 @@ def probe_upload(filename: str, data: bytes, where: str = "file") -> Probe:
     """What an upload is, by its name's suffix and its bytes; 422 when it is not readable."""
     if filename.lower().endswith(".txt"):
         try:
-            return Probe("text", None, None, "text/plain; charset=utf-8", text=data.decode("utf-8"))
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInput(f"{where}: '{filename}' is not UTF-8 text", {"field": where}) from exc
+        if "\x00" in text:  # binary, and no database text column can hold it
+            raise InvalidInput(f"{where}: '{filename}' holds NUL: not a text file", {"field": where})
+        return Probe("text", None, None, "text/plain; charset=utf-8", text=text)
     if video.is_video_name(filename):
         info = video.probe_video(data, where, filename)
         return Probe("video", info.width, info.height, info.content_type, video=info)

@@ -133,6 +133,8 @@ _PROJECT_WITH_KEY = (
 
 def authenticate(store: Store, client_id: str, secret: str) -> Principal:
     """Turn presented credentials into a principal, or raise 401 (revoked keys included)."""
+    if "\x00" in client_id:  # no key holds one (and PostgreSQL cannot even compare it)
+        raise Unauthorized("invalid API key")
     with store.engine.connect() as conn:
         row = conn.execute(_LIVE_KEY, {"client_id": client_id}).first()
     who = _principal_of(row, client_id, secret)
@@ -143,6 +145,8 @@ def authenticate(store: Store, client_id: str, secret: str) -> Principal:
 
 def authorize(store: Store, principal: Principal, project_string_id: str, need: Role) -> ProjectRef:
     """The project, if ``principal`` holds at least role ``need`` on it; else 401/403/404."""
+    if "\x00" in project_string_id:  # no project is named so (and PostgreSQL cannot compare it)
+        raise NotFound("no project has NUL in its name", {"project": project_string_id})
     with store.engine.connect() as conn:
         row = conn.execute(select(*_PROJECT_COLUMNS).where(projects.c.string_id == project_string_id)).first()
     return _grant(principal, row, project_string_id, need)
@@ -154,6 +158,8 @@ def authorize_key(
     """``authorize(authenticate(...), ...)`` in one statement: the project joined with the live
     key (a key revoked by any process is refused by the very next request, as there is no cache).
     Where the project is missing, the key alone decides between 401 and 404, as before."""
+    if "\x00" in client_id or "\x00" in project_string_id:  # refused as each check alone refuses it
+        return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
     with store.engine.connect() as conn:
         row = conn.execute(_PROJECT_WITH_KEY, {"client_id": client_id, "project": project_string_id}).first()
     if row is None:

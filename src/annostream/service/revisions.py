@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Table,
@@ -234,90 +235,38 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool, c
     in_project_datasets = select(datasets.c.id).where(datasets.c.project_id == project_id)
     in_project_groups = select(attribute_groups.c.id).where(attribute_groups.c.project_id == project_id)
     pid = literal(project_id)
-    plan: list[tuple[str, Table, ColumnElement[bool]]] = [
-        (
-            "instances",
-            instances,
-            and_(instances.c.project_id == project_id, _collectable(instances, pid, cutoff)),
-        ),
-        (
-            "file_label_counts",
-            file_label_counts,
-            and_(
-                file_label_counts.c.file_id.in_(in_project_files),
-                _collectable(file_label_counts, pid, cutoff),
-            ),
-        ),
-        (
-            "file_attribute_values",
-            file_attribute_values,
-            and_(
-                file_attribute_values.c.file_id.in_(in_project_files),
-                _collectable(file_attribute_values, pid, cutoff),
-            ),
-        ),
-        (
-            "dataset_files",
-            dataset_files,
-            and_(
-                dataset_files.c.dataset_id.in_(in_project_datasets), _collectable(dataset_files, pid, cutoff)
-            ),
-        ),
-        (
-            "attribute_options",
-            attribute_options,
-            and_(
-                attribute_options.c.group_id.in_(in_project_groups),
-                _collectable(attribute_options, pid, cutoff),
-            ),
-        ),
-        (
-            "files",
+
+    def step(
+        table: Table, scope: ColumnElement[bool], *children: Column[Any]
+    ) -> tuple[Table, ColumnElement[bool]]:
+        """Rows of ``table`` in the project that gc may take: collectable, and no child row names them."""
+        unused = [~exists().where(child == table.c.id) for child in children]
+        return table, and_(scope, _collectable(table, pid, cutoff), *unused)
+
+    plan = [
+        step(instances, instances.c.project_id == project_id),
+        step(file_label_counts, file_label_counts.c.file_id.in_(in_project_files)),
+        step(file_attribute_values, file_attribute_values.c.file_id.in_(in_project_files)),
+        step(dataset_files, dataset_files.c.dataset_id.in_(in_project_datasets)),
+        step(attribute_options, attribute_options.c.group_id.in_(in_project_groups)),
+        step(
             files,
-            and_(
-                files.c.project_id == project_id,
-                _collectable(files, pid, cutoff),
-                ~exists().where(instances.c.file_id == files.c.id),
-                ~exists().where(file_label_counts.c.file_id == files.c.id),
-                ~exists().where(file_attribute_values.c.file_id == files.c.id),
-                ~exists().where(dataset_files.c.file_id == files.c.id),
-            ),
+            files.c.project_id == project_id,
+            instances.c.file_id,
+            file_label_counts.c.file_id,
+            file_attribute_values.c.file_id,
+            dataset_files.c.file_id,
         ),
-        (
-            "labels",
-            labels,
-            and_(
-                labels.c.project_id == project_id,
-                _collectable(labels, pid, cutoff),
-                ~exists().where(instances.c.label_id == labels.c.id),
-                ~exists().where(file_label_counts.c.label_id == labels.c.id),
-            ),
-        ),
-        (
-            "datasets",
-            datasets,
-            and_(
-                datasets.c.project_id == project_id,
-                _collectable(datasets, pid, cutoff),
-                ~exists().where(dataset_files.c.dataset_id == datasets.c.id),
-            ),
-        ),
-        (
-            "attribute_groups",
-            attribute_groups,
-            and_(
-                attribute_groups.c.project_id == project_id,
-                _collectable(attribute_groups, pid, cutoff),
-                ~exists().where(attribute_options.c.group_id == attribute_groups.c.id),
-            ),
-        ),
+        step(labels, labels.c.project_id == project_id, instances.c.label_id, file_label_counts.c.label_id),
+        step(datasets, datasets.c.project_id == project_id, dataset_files.c.dataset_id),
+        step(attribute_groups, attribute_groups.c.project_id == project_id, attribute_options.c.group_id),
     ]
-    for name, table, where in plan:
+    for table, where in plan:
         if dry_run:
             n = conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
         else:
             n = conn.execute(delete(table).where(where)).rowcount
-        counts[name] = counts.get(name, 0) + int(n)
+        counts[table.name] = counts.get(table.name, 0) + int(n)
     tagged = select(revision_tags.c.rev).where(revision_tags.c.project_id == project_id)
     lost = and_(
         revisions.c.project_id == project_id, revisions.c.rev < cutoff, revisions.c.rev.not_in(tagged)

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import Response
 
-from annostream.errors import Forbidden, NotFound
+from annostream.errors import Forbidden, InvalidInput, NotFound
 from annostream.operations import OPERATIONS
-from annostream.schema import ProjectCreate
+from annostream.schema import INT32_MAX, INT64_MAX, ProjectCreate
 from annostream.server.auth import KEY_COOKIE, page_principal
 from annostream.service import dispatch, projects
 from annostream.service.projects import Principal, ProjectRef
@@ -44,10 +44,27 @@ def _as_operation(request: Request, who: Principal, project: str, operation: str
     return granted
 
 
+# Page arguments that are ids (int64) or revisions (int32) when they are numbers.
+_NUMBERS = {"after": INT64_MAX, "file_id": INT64_MAX, "as_of": INT32_MAX, "since": INT32_MAX}
+
+
+def check_arguments(request: Request) -> None:
+    """422 naming the argument for what no page can take: NUL anywhere (PostgreSQL cannot
+    compare it), a number past its column's range (as the API's declarations refuse them)."""
+    for name, value in (*request.path_params.items(), *request.query_params.items()):
+        text = str(value)
+        if "\x00" in text:
+            raise InvalidInput(f"{name}: must not contain NUL", {"field": name})
+        bound = _NUMBERS.get(name)
+        if bound is not None and text.strip().lstrip("-").isdigit() and not 0 <= int(text) <= bound:
+            raise InvalidInput(f"{name}: must be a number in [0, {bound}]", {"field": name})
+
+
 def authorize_page(request: Request, project: str, operation: str) -> ProjectRef:
     """The project, if whoever asks may run the API ``operation`` the page shows; else
-    401/403/404, exactly as the API would answer."""
+    401/403/404, exactly as the API would answer; 422 for arguments no page takes."""
     project_path(project)
+    check_arguments(request)
     return _as_operation(request, page_principal(request), project, operation)
 
 

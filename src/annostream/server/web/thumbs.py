@@ -3,8 +3,10 @@
 Invariants: a size is one of ``SIZES`` (no caller chooses how big a decode is); a blob is
 decoded at most once per size, however many requests ask at once: a per-key lock within the
 process and an exclusive ``flock`` on a per-key lock file across server processes, with the
-cache looked at again under the lock. A thumbnail appears in the cache by an atomic rename,
-so a reader never sees half a file. The cache holds only derived bytes: deleting it is safe.
+cache looked at again under the lock. The lock file is removed by its holder before it lets
+go, and a waiter that then finds its file unlinked locks afresh, so no lock file stays behind.
+A thumbnail appears in the cache by an atomic rename, so a reader never sees half a file. The
+cache holds only derived bytes: deleting it is safe.
 """
 
 from __future__ import annotations
@@ -53,6 +55,28 @@ class _KeyLocks:
 _LOCKS = _KeyLocks()
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` across processes; the file is gone once released."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break  # still the file at ``path``: not unlinked by the holder we waited on
+        except FileNotFoundError:
+            pass  # unlinked by that holder: lock the next file
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def check_size(size: int) -> int:
     if size not in SIZES:
         raise InvalidInput(f"size: must be one of {list(SIZES)}", {"field": "size"})
@@ -84,8 +108,7 @@ def thumbnail(store: Store, cache_dir: Path, sha256: str, size: int) -> tuple[Pa
     if path.is_file():
         return path, False
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _LOCKS.hold((sha256, size)), open(path.with_suffix(".lock"), "a+b") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+    with _LOCKS.hold((sha256, size)), _file_lock(path.with_suffix(".lock")):
         if path.is_file():
             return path, False
         try:
