@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import orjson
 
 from annostream.client.transports import EmbeddedTransport
 from annostream.demo import build_photo_coco
+from annostream.formats import ImportSource
 from annostream.formats.coco import read_coco
 
 PROJECT = "bench"
@@ -128,3 +130,65 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
             )
             refresh_derived(conn, list(ids), rev)
     return Built(root, PROJECT, "Default", _viewer(local), n_files, n_files * per_file)
+
+
+WEATHER = ("rain", "sun", "fog")
+
+
+def tiny_jpeg() -> bytes:
+    """One small JPEG (640x480) that every metadata-only record of the scale store names."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 120, 150)).save(out, "JPEG", quality=50)
+    return out.getvalue()
+
+
+def scale_source(n_files: int, per_file: int, seed: int = 0) -> ImportSource:
+    """``n_files`` import records from one seeded generator, ``per_file`` instances each: boxes
+    with labels, plus one global instance carrying the file-level ``weather`` attribute.
+
+    Records name one shared 640x480 JPEG (the first record carries its bytes, which the import
+    stages; the rest name it by sha256), so the store holds metadata and one blob.
+    """
+    import hashlib
+
+    jpeg = tiny_jpeg()
+    sha = hashlib.sha256(jpeg).hexdigest()
+    rng = random.Random(seed)
+    weights = [1, 3, 2, 2, 1, 1, 1, 1, 1, 1]
+
+    def records() -> Iterator[dict[str, Any]]:
+        for i in range(1, n_files + 1):
+            boxes: list[dict[str, Any]] = []
+            for label in rng.choices(LABELS, weights=weights, k=per_file - 1):
+                x, y = rng.uniform(0, 560), rng.uniform(0, 400)
+                w, h = rng.uniform(8, 80), rng.uniform(8, 80)
+                boxes.append(
+                    {
+                        "type": "box",
+                        "label": label,
+                        "geometry": {"x_min": x, "y_min": y, "x_max": x + w, "y_max": y + h},
+                    }
+                )
+            boxes.append({"type": "global", "attributes": {"weather": rng.choice(WEATHER)}})
+            rec: dict[str, Any] = {
+                "where": f"record {i}",
+                "name": f"{i:08d}.jpg",
+                "metadata": {"split": "val" if i % 5 == 0 else "train"},
+                "instances": boxes,
+            }
+            if i == 1:
+                rec["data"] = jpeg
+            else:
+                rec["sha256"] = sha
+            yield rec
+
+    return ImportSource(
+        [{"name": n} for n in LABELS],
+        [{"name": "weather", "kind": "select", "options": list(WEATHER)}],
+        records(),
+        n_files,
+    )

@@ -22,10 +22,14 @@ def _ratio(row: dict[str, Any]) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    head = [f"Machine: {results['machine']}"]
+    if "decoder" in results:
+        head.append(f"decoder {results['decoder']}")
+    if "workers" in results.get("config", {}):
+        head.append(f"{results['config']['workers']} DataLoader workers")
     lines = [
-        f"Machine: {results['machine']}; decoder {results['decoder']}; "
-        f"{results['config']['workers']} DataLoader workers; run {results['date']} "
-        f"({results['seconds']:.0f} s, {results['mode']}"
+        "; ".join(head)
+        + f"; run {results['date']} ({results['seconds']:.0f} s, {results['mode']}"
         + (f"; load average {results['load'][0]:.1f} at the end" if "load" in results else "")
         + ").",
         "",

@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_server_cpu, bench_stacks, epoch, meta
+from benchmarks import bench_scale, bench_server_cpu, bench_stacks, epoch, meta
 from benchmarks.data import Built, build_images, build_metadata
 from benchmarks.proxy import delayed
 
@@ -661,8 +661,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("bench-data"), help="where data is built")
     parser.add_argument(
         "--only",
-        choices=["images", "metadata", "stacks", "concurrency", "queries"],
+        choices=["images", "metadata", "stacks", "concurrency", "queries", "scale"],
         help="run one group of figures",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        metavar="FILES",
+        help="also build a FILES-file metadata store (10 instances each) through the import pipeline on "
+        "SQLite and PostgreSQL, and measure it (benchmarks/bench_scale.py; 1000000 for the full figure)",
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -684,6 +692,20 @@ def main(argv: list[str] | None = None) -> int:
         concurrency_figures(b)
     if args.only in (None, "queries"):
         query_figures(b)
+    if args.scale and args.only in (None, "scale"):
+        b.log(f"scale: {args.scale:,} files through the import pipeline, SQLite and PostgreSQL")
+        scale = bench_scale.parse(
+            [
+                "--files",
+                str(args.scale),
+                "--small",
+                str(min(cfg.meta_files, args.scale)),
+                "--work",
+                str(args.work / "scale"),
+            ]
+        )
+        for row in bench_scale.run(scale):
+            b.add(Row(**{k: v for k, v in row.items() if k != "ratio"}))
     mode = "quick" if args.quick else "full"
     machine = (
         f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "

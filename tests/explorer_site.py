@@ -1,6 +1,7 @@
-"""A store and server for the explorer's tests: a private project with a COCO import, a second
-private project (whose key must see nothing of the first), and a public project holding a
-label named like an attack, a tag, a later upload and one large image."""
+"""A store and server for the explorer's tests: a private project with a COCO import and a
+video with instances on some of its frames, a second private project (whose key must see
+nothing of the first), and a public project holding a label named like an attack, a tag, a
+later upload and one large image."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from annostream.client.transports import EmbeddedTransport
 from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
 from tests.conftest import make_coco
+from tests.videos import make_video
 
 EVIL = '<script>alert("x")</script>'
 ODD = "odd näme <x>?q=1#%20&y"  # a dataset name with non-ASCII, markup and URL syntax (slashes are refused)
@@ -32,6 +34,58 @@ class Site:
     other_viewer: dict[str, str]
     big_sha: str
     hidden_sha: str  # a picture only the private project "other" holds
+    video: dict[str, Any]  # the upload reply of the private project's video (dataset "Videos")
+
+
+VIDEO_FRAMES = 16
+
+
+def video_instances() -> list[dict[str, Any]]:
+    """A track of boxes on frames 0..7, and on frame 4 a second box, a polygon and keypoints;
+    a second track annotated on frames 8 and 12 only (boxes interpolated on 9..11, not stored);
+    frames 13.. hold nothing (frame k shows its number, see tests/videos.py)."""
+    track = [
+        {
+            "type": "box",
+            "label": "cat",
+            "frame_number": k,
+            "track_id": 1,
+            "geometry": {"x_min": 2 + 8 * k, "y_min": 3, "x_max": 14 + 8 * k, "y_max": 20},
+        }
+        for k in range(8)
+    ]
+    sparse = [
+        {
+            "type": "box",
+            "label": "dog",
+            "frame_number": k,
+            "track_id": 2,
+            "geometry": {"x_min": x, "y_min": 4, "x_max": x + 20, "y_max": 24},
+        }
+        for k, x in ((8, 60), (12, 100))
+    ]
+    return [
+        *track,
+        *sparse,
+        {
+            "type": "box",
+            "label": "dog",
+            "frame_number": 4,
+            "geometry": {"x_min": 90, "y_min": 10, "x_max": 120, "y_max": 30},
+        },
+        {
+            "type": "polygon",
+            "label": "cat",
+            "frame_number": 4,
+            "geometry": {"points": [[40, 2], [70, 5], [55, 28]]},
+        },
+        {
+            "type": "keypoints",
+            "label": "dog",
+            "frame_number": 4,
+            "geometry": {"points": [[10, 25, 2], [20, 28, 2], [30, 26, 0]]},
+        },
+    ]
 
 
 def png(width: int, height: int) -> bytes:
@@ -76,6 +130,8 @@ def site_fixture(
     coco = json.loads(ann.read_text())
     local.import_source("seen", "Default", read_coco(coco, root / "coco" / "images"), "coco")
     viewer = local.create_key("seen", "viewer")
+    local.create_dataset("seen", "Videos")
+    video = local.upload_file("seen", "Videos", "clip.mp4", make_video(VIDEO_FRAMES), video_instances(), {})
     local.create_project("other", None, False)
     hidden = local.upload_file("other", "Default", "hidden.jpg", jpeg(40, 30, (1, 2, 3)), [], {})
     other_viewer = local.create_key("other", "viewer")
@@ -92,4 +148,4 @@ def site_fixture(
     big = local.upload_file("open", "Default", "big.png", png(2400, 1800), [], {})
     local.import_source("open", ODD, read_coco(coco, root / "coco" / "images"), "coco")
     with running_server(store_dir) as url:
-        yield Site(url, store_dir, coco, viewer, other_viewer, big["sha256"], hidden["sha256"])
+        yield Site(url, store_dir, coco, viewer, other_viewer, big["sha256"], hidden["sha256"], video)

@@ -1,5 +1,6 @@
 """The explorer over real HTTP (no browser): access, refusals, escaping, keyset pages,
-thumbnails made once per (blob, size). Runs on both stacks."""
+thumbnails made once per (blob, size), a video's frames made once per (blob, frame, size).
+Runs on both stacks."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
+from annostream.client.transports import EmbeddedTransport
+from annostream.errors import Forbidden
 from annostream.server.web import thumbs
 from annostream.store import Store
-from tests.explorer_site import EVIL, ODD, Site, site_fixture  # noqa: F401  (the fixture `site`)
+from tests.explorer_site import (  # noqa: F401  (the fixture `site`)
+    EVIL,
+    ODD,
+    VIDEO_FRAMES,
+    Site,
+    site_fixture,
+)
 
 
 def _client(site: Site) -> httpx.Client:
@@ -372,5 +382,145 @@ def test_a_video_file_page_lists_its_instances_by_frame(tmp_path: Path) -> None:
         page = c.get(f"/explore/p/v/f/{video['id']}")
         assert page.status_code == 200 and "12 frames" in page.text and "<td>3</td>" in page.text
         grid = c.get("/explore/p/v/d/Default")
-        assert _count(grid.text) == 1 and 'class="nopic"' in grid.text  # no thumbnail of a video
-        assert c.get(f"/explore/p/v/thumb/128/{video['sha256']}").status_code == 404
+        assert _count(grid.text) == 1 and 'class="nopic"' not in grid.text
+        first = f"/explore/p/v/frame/{video['sha256']}?number=0&amp;size=256"  # its tile: frame 0
+        assert first in grid.text and 'data-frame="3"' not in grid.text  # with frame 0's instances
+        assert c.get(first.replace("&amp;", "&")).headers["content-type"] == "image/jpeg"
+        assert c.get(f"/explore/p/v/thumb/128/{video['sha256']}").status_code == 404  # no image thumbnail
+
+
+# --- a video's frames (the scrubber's pictures) --------------------------------------------
+
+
+def _frame_number_shown(data: bytes) -> int:
+    from tests.videos import read_number
+
+    return read_number(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+
+
+def test_a_video_frame_is_that_frame_as_an_immutable_jpeg(site: Site) -> None:
+    sha = site.video["sha256"]
+    auth = (site.viewer["client_id"], site.viewer["client_secret"])
+    with _with_key(site, "seen", site.viewer) as c:
+        for k in (0, 5, VIDEO_FRAMES - 1, 2):  # forward, to the end, and back behind a keyframe
+            r = c.get(f"/explore/p/seen/frame/{sha}", params={"number": k})
+            assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text
+            assert _frame_number_shown(r.content) == k
+            assert r.headers["cache-control"] == "private, max-age=31536000, immutable"
+            again = c.get(
+                f"/explore/p/seen/frame/{sha}",
+                params={"number": k},
+                headers={"If-None-Match": r.headers["etag"]},
+            )
+            assert again.status_code == 304
+            api = httpx.get(
+                f"{site.url}/api/v2/projects/seen/blobs/{sha}/frame",
+                params={"number": k, "size": 1024},
+                auth=auth,
+            )
+            assert api.status_code == 200 and api.content == r.content  # one cached picture for both
+        small = c.get(f"/explore/p/seen/frame/{sha}", params={"number": 3, "size": 256})
+        assert Image.open(io.BytesIO(small.content)).size == (128, 32)  # never upscaled
+    # The embedded transport runs the same operation in-process.
+    local = EmbeddedTransport(site.store_dir, site.viewer["client_id"], site.viewer["client_secret"])
+    assert _frame_number_shown(local.call("get_frame", project="seen", sha256=sha, number=7)) == 7
+
+
+def test_frame_requests_are_refused_as_the_api_refuses_them(site: Site) -> None:
+    sha = site.video["sha256"]
+    image_sha = next(iter_items_shas(site))
+    with _with_key(site, "seen", site.viewer) as c:
+        for params, status, says in [
+            ({"number": VIDEO_FRAMES}, 404, f"it has {VIDEO_FRAMES} frames"),
+            ({"number": 2**31}, 422, "number"),
+            ({"number": -1}, 422, "number"),
+            ({"number": "x"}, 422, "number"),
+            ({"number": 1, "size": 300}, 422, "size"),
+            ({"number": 1, "size": 4096}, 422, "size"),
+        ]:
+            r = c.get(f"/explore/p/seen/frame/{sha}", params=params)
+            assert r.status_code == status and says in r.text, (params, r.status_code, r.text)
+        for other in (image_sha, site.hidden_sha, "0" * 64, "../" + sha):  # no video of this project
+            r = c.get(f"/explore/p/seen/frame/{other}", params={"number": 0})
+            assert r.status_code == 404, (other, r.text)
+        page = c.get(f"/explore/p/seen/f/{site.video['id']}", params={"frame": VIDEO_FRAMES})
+        assert page.status_code == 404 and "0..15" in page.text
+        assert c.get(f"/explore/p/seen/f/{site.video['id']}", params={"frame": "-1"}).status_code == 422
+    url = f"/explore/p/seen/frame/{sha}?number=1"
+    api = f"/api/v2/projects/seen/blobs/{sha}/frame?number=1"
+    other = (site.other_viewer["client_id"], site.other_viewer["client_secret"])
+    with _client(site) as c:
+        assert c.get(url).status_code == 401 and c.get(api).status_code == 401
+        assert c.get(url, auth=other).status_code == 403 and c.get(api, auth=other).status_code == 403
+        c.cookies.set("annostream_key", ":".join(other), path="/explore/p/seen/")
+        r = c.get(url)
+        assert r.status_code == 403 and r.headers["content-type"].startswith("text/plain")
+    foreign = EmbeddedTransport(site.store_dir, *other)
+    with pytest.raises(Forbidden):
+        foreign.call("get_frame", project="seen", sha256=sha, number=1)
+
+
+def iter_items_shas(site: Site) -> Iterator[str]:
+    """The blobs of the private project's images (not its video)."""
+    auth = (site.viewer["client_id"], site.viewer["client_secret"])
+    ids = httpx.get(f"{site.url}/api/v2/projects/seen/datasets/Default/ids", auth=auth).content
+    found = httpx.post(
+        f"{site.url}/api/v2/projects/seen/items:batch",
+        json={"ids": list(memoryview(ids).cast("q"))},
+        auth=auth,
+    ).json()["items"]
+    return (i["file"]["sha256"] for i in found)
+
+
+def test_concurrent_requests_decode_a_frame_once_per_size(site: Site) -> None:
+    url = f"{site.url}/explore/p/seen/frame/{site.video['sha256']}"
+    auth = (site.viewer["client_id"], site.viewer["client_secret"])
+    n = 12
+    barrier = threading.Barrier(n)
+    results: list[httpx.Response] = []
+
+    def fetch(size: int) -> None:
+        with httpx.Client(timeout=60, auth=auth) as c:
+            barrier.wait()
+            results.append(c.get(url, params={"number": 9, "size": size}))
+
+    threads = [threading.Thread(target=fetch, args=(size,)) for size in (512, 256) * (n // 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [200] * n
+    assert sorted(r.headers["x-derived"] for r in results) == ["cached"] * (n - 2) + ["made"] * 2
+    assert all(_frame_number_shown(r.content) == 9 for r in results)
+
+
+def test_the_cache_of_frames_stays_under_its_bound_and_remakes_what_it_dropped(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annostream.service import derived, dispatch
+    from annostream.service.projects import LOCAL
+
+    store = Store.open(site.store_dir)
+    store.derived_dir = tmp_path / "cache"
+    sha = site.video["sha256"]
+
+    def frame(k: int) -> derived.Picture:
+        return dispatch.call(
+            store, LOCAL, "get_frame", {"project": "seen", "sha256": sha, "number": k, "size": 256}
+        )
+
+    monkeypatch.setattr(derived, "_made_since_sweep", 0)
+    monkeypatch.setattr(derived, "SWEEP_EVERY", 4)
+    first = frame(0)
+    bound = len(first.data) * 6
+    monkeypatch.setattr(derived, "MAX_BYTES", bound)
+    made = [first.made] + [frame(k).made for k in range(1, VIDEO_FRAMES)]
+    assert all(made)  # 16 pictures made, a sweep after every 4th
+    kept = {p.name: p.stat().st_size for p in (tmp_path / "cache").rglob("*.jpg")}
+    assert sum(kept.values()) <= bound and 0 < len(kept) < VIDEO_FRAMES
+    assert not list((tmp_path / "cache").rglob("*.lock")), "no lock file outlives its picture's making"
+    dropped = next(k for k in range(VIDEO_FRAMES) if f"{sha}-f{k}-256.jpg" not in kept)
+    again = frame(dropped)
+    assert again.made and _frame_number_shown(again.data) == dropped
+    assert not frame(dropped).made  # cached again
+    store.close()

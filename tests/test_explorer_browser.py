@@ -1,5 +1,6 @@
 """The explorer in headless Chromium (Debian's package, driven by Playwright): what a person
-sees. ``ANNOSTREAM_SCREENSHOTS=1`` also writes the README's screenshots of the demo dataset."""
+sees, a video's frame scrubber included. ``ANNOSTREAM_SCREENSHOTS=1`` also writes the
+README's screenshots of the demo dataset and the demo's video."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from annostream.service.video import interpolate_tracks
 from tests import browser
-from tests.explorer_site import Site, site_fixture  # noqa: F401  (the fixture `site`)
+from tests.explorer_site import VIDEO_FRAMES, Site, site_fixture  # noqa: F401  (the fixture `site`)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -127,35 +129,37 @@ def test_a_query_error_shows_its_message_under_its_column(site: Site, page: Any)
     assert lefts[0] == pytest.approx(lefts[1], abs=1.0) or column > len(query)
 
 
-def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> None:
+def _items(site: Site, ids: list[int]) -> list[dict[str, Any]]:
     auth = (site.viewer["client_id"], site.viewer["client_secret"])
-    found = httpx.post(
-        f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": _api_ids(site, "seen")}, auth=auth
-    ).json()["items"]
-    item = max(found, key=lambda i: (len({x["type"] for x in i["instances"]}), len(i["instances"])))
-    page.goto(f"{site.url}/explore/p/seen/")
-    _give_key(page, site.viewer)
-    page.goto(f"{site.url}/explore/p/seen/f/{item['id']}")
+    reply = httpx.post(f"{site.url}/api/v2/projects/seen/items:batch", json={"ids": ids}, auth=auth)
+    return list(reply.json()["items"])
+
+
+def _assert_drawn_where_they_are(page: Any, instances: list[dict[str, Any]], width: int, height: int) -> None:
+    """The picture's visible overlays are exactly ``instances``, each where its coordinates
+    land on the picture (the shape's own coordinates, not its stroke's outline, mapped to the
+    screen by the browser)."""
     svg = page.locator("#picture svg")
     box = svg.bounding_box()
-    scale = box["width"] / item["file"]["width"]
-    assert box["height"] == pytest.approx(item["file"]["height"] * scale, abs=1.0)
-    drawn = page.locator("#picture .inst")
-    assert drawn.count() == len(item["instances"])
-    by_id = {i["id"]: i for i in item["instances"]}
+    scale = box["width"] / width
+    assert box["height"] == pytest.approx(height * scale, abs=1.0)
+    drawn = page.locator("#picture .inst:not(.off):not(.interpolated)")
+    assert drawn.count() == len(instances)
+    by_id = {i["id"]: i for i in instances}
 
     def on_screen(x: float, y: float) -> tuple[float, float]:
         return box["x"] + x * scale, box["y"] + y * scale
 
-    # Each shape's own coordinates (not its stroke's outline), mapped to the screen by the
-    # browser, must land where the instance's coordinates land on the picture.
     to_screen = (
         "(e, pts) => pts.map(([x, y]) => { const p = e.ownerSVGElement.createSVGPoint(); "
         "p.x = x; p.y = y; const q = p.matrixTransform(e.getScreenCTM()); return [q.x, q.y]; })"
     )
+    seen = set()
     for n in range(drawn.count()):
         el = drawn.nth(n)
+        assert el.is_visible()
         inst = by_id[int(el.get_attribute("data-instance"))]
+        seen.add(inst["id"])
         if inst["type"] == "box":
             x, y, w, h = (float(el.get_attribute(a)) for a in ("x", "y", "width", "height"))
             corners = el.evaluate(to_screen, [[x, y], [x + w, y + h]])
@@ -179,7 +183,80 @@ def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> N
         assert len(corners) == len(want)
         for got, expected in zip(corners, want, strict=True):
             assert tuple(got) == pytest.approx(expected, abs=1.0)
+    assert seen == set(by_id)
+
+
+def test_a_file_page_draws_each_instance_where_it_is(site: Site, page: Any) -> None:
+    found = _items(site, _api_ids(site, "seen"))
+    item = max(found, key=lambda i: (len({x["type"] for x in i["instances"]}), len(i["instances"])))
+    page.goto(f"{site.url}/explore/p/seen/")
+    _give_key(page, site.viewer)
+    page.goto(f"{site.url}/explore/p/seen/f/{item['id']}")
+    _assert_drawn_where_they_are(page, item["instances"], item["file"]["width"], item["file"]["height"])
     assert page.locator("#instances tbody tr").count() == len(item["instances"])
+
+
+def _frame_shown(page: Any, k: int) -> None:
+    """Wait until the scrubber shows frame ``k``, and check the picture is that very frame."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.videos import read_number
+
+    page.wait_for_selector(f'#picture svg[data-shown="{k}"]')
+    assert page.locator("#frame").input_value() == str(k)
+    assert f"frame={k}" in page.url
+    href = page.locator("#picture svg image").get_attribute("href")
+    picture = page.request.get(f"{page.url.split('/explore/')[0]}{href}")  # the page's own cookies
+    assert picture.ok and picture.headers["content-type"] == "image/jpeg"
+    assert read_number(np.asarray(Image.open(io.BytesIO(picture.body())).convert("RGB"))) == k
+
+
+def test_scrubbing_a_video_draws_each_frames_instances_where_they_are(site: Site, page: Any) -> None:
+    (video,) = _items(site, [site.video["id"]])
+    f = video["file"]
+    on = {k: [i for i in video["instances"] if i["frame_number"] == k] for k in range(VIDEO_FRAMES)}
+    assert len(on[0]) == 1 and len(on[4]) == 4 and not on[14]  # frames with one, several and none
+    page.goto(f"{site.url}/explore/p/seen/f/{video['id']}")
+    assert page.locator("#key-prompt").is_visible() and page.locator("#scrubber").count() == 0
+    _give_key(page, site.viewer)
+    page.goto(f"{site.url}/explore/p/seen/f/{video['id']}")
+    _frame_shown(page, 0)
+    _assert_drawn_where_they_are(page, on[0], f["width"], f["height"])
+    steps = [
+        ("next", lambda: page.click("#frame-next"), 1),
+        ("slider", lambda: page.locator("#frame").fill("5"), 5),
+        ("prev", lambda: page.click("#frame-prev"), 4),
+        ("keyboard", lambda: page.locator("#frame").press("End"), VIDEO_FRAMES - 1),
+        ("slider back", lambda: page.locator("#frame").fill("14"), 14),
+        ("slider", lambda: page.locator("#frame").fill("7"), 7),
+    ]
+    for how, move, k in steps:
+        move()
+        _frame_shown(page, k)
+        _assert_drawn_where_they_are(page, on[k], f["width"], f["height"])
+        assert int(page.locator("#frame-instances").inner_text()) == len(on[k]), how
+        current = page.locator("#instances tr.current").evaluate_all("els => els.map(e => e.dataset.frame)")
+        assert current == [str(k)] * len(on[k]), how
+    page.goto(f"{site.url}/explore/p/seen/f/{video['id']}?frame=4")  # a link to a frame opens there
+    _frame_shown(page, 4)
+    _assert_drawn_where_they_are(page, on[4], f["width"], f["height"])
+    # A track's boxes between its keyframes: hidden until asked for, then drawn dashed where the
+    # SDK's ds.frames(interpolate=True) puts them (the same interpolation).
+    filled = [i for i in interpolate_tracks(video["instances"]) if i.get("interpolated")]
+    page.locator("#frame").fill("10")
+    _frame_shown(page, 10)
+    assert not on[10] and page.locator("#picture .inst.interpolated:visible").count() == 0
+    page.check("#interpolate")
+    shown = page.locator("#picture .inst.interpolated:visible")
+    (want,) = [i for i in filled if i["frame_number"] == 10]
+    assert shown.count() == 1 and shown.get_attribute("stroke-dasharray")
+    x, y, w, h = (float(shown.get_attribute(a)) for a in ("x", "y", "width", "height"))
+    assert (x, y, x + w, y + h) == pytest.approx(tuple(want["bbox"]), abs=0.01)
+    page.locator("#frame").fill("4")
+    _frame_shown(page, 4)
+    assert page.locator("#picture .inst.interpolated:visible").count() == 0  # none on frame 4
+    _assert_drawn_where_they_are(page, on[4], f["width"], f["height"])
 
 
 @pytest.mark.skipif(
@@ -191,6 +268,7 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
 
     from annostream.client.transports import EmbeddedTransport
     from annostream.demo import build_photo_coco
+    from annostream.demo_video import build_demo_video
     from annostream.formats.coco import read_coco
     from annostream.server.launch import running_server
 
@@ -198,6 +276,9 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
     local = EmbeddedTransport(tmp_path / "store")
     local.create_project("demo", "annostream demo", True)
     local.import_source("demo", "Default", read_coco(ann, tmp_path / "source" / "images"), "coco")
+    video, tracked = build_demo_video()
+    local.create_label("demo", "crossing", None)
+    clip = local.upload_file("demo", "Video", "cat_crossing.mp4", video, tracked, {})
     with running_server(tmp_path / "store") as url:
         context = chromium.new_context(viewport={"width": 1100, "height": 640})
         page = context.new_page()
@@ -208,6 +289,14 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
         page.goto(f"{url}/explore/p/demo/f/3")
         page.wait_for_load_state("networkidle")
         shots["explorer-file.png"] = page.screenshot()
+        page.goto(f"{url}/explore/p/demo/f/{clip['id']}?frame=16")
+        page.check("#interpolate")
+        page.locator("#frame").fill("20")  # between two keyframes: the track's box, dashed
+        page.wait_for_selector('#picture svg[data-shown="20"]')
+        assert page.locator("#picture .inst.interpolated:visible").count() == 1
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_load_state("networkidle")
+        shots["explorer-video.png"] = page.screenshot()
         context.close()
     for name, data in shots.items():
         image = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=256, dither=Image.Dither.NONE)

@@ -175,3 +175,49 @@ def test_a_bar_draws_once_the_work_is_slow(
         assert (task.completed, task.total, task.description) == (3, 10, "copying")
     with progress.waiting("counting", True):
         pass
+
+
+@pytest.mark.parametrize("transport", ["http", "embedded"])
+def test_a_video_frame_sample_shows_that_frame_with_its_instances(tmp_path: Path, transport: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from annostream.client.transports import EmbeddedTransport, HttpTransport
+    from annostream.server.app import create_app
+    from annostream.store import Store
+    from tests.explorer_site import VIDEO_FRAMES, video_instances
+    from tests.videos import make_video, read_number
+
+    local = EmbeddedTransport(tmp_path / "store", create=True)
+    local.create_project("v", None, True)
+    for name in ("cat", "dog"):
+        local.create_label("v", name, None)
+    local.upload_file("v", "Default", "clip.mp4", make_video(VIDEO_FRAMES), video_instances(), {})
+    with TestClient(create_app(Store.open(tmp_path / "store"))) as client:
+        if transport == "http":
+            project = Project("v", transport=HttpTransport(str(client.base_url), client=client))
+        else:
+            project = Project("v", host=f"file://{tmp_path / 'store'}")
+        frames = project.dataset("Default").frames()
+        sample = frames[4]
+        assert isinstance(sample, SampleDict) and sample["frame_number"] == 4
+        doc = ET.fromstring(sample._repr_html_())
+        svg = doc.find(f".//{SVG}svg")
+        drawn = [el for el in svg.iter() if "inst" in (el.get("class") or "").split()]
+        on_4 = [i for i in video_instances() if i["frame_number"] == 4]
+        assert len(drawn) == len(on_4) == 4
+        rects = sorted(
+            tuple(float(el.get(a)) for a in ("x", "y", "width", "height"))
+            for el in drawn
+            if el.tag == f"{SVG}rect"
+        )
+        want = sorted(
+            (g["x_min"], g["y_min"], g["x_max"] - g["x_min"], g["y_max"] - g["y_min"])
+            for g in (i["geometry"] for i in on_4 if i["type"] == "box")
+        )
+        assert rects == [tuple(float(v) for v in r) for r in want]
+        href = svg.find(f"{SVG}image").get("href")
+        shown = Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))).convert("RGB")
+        assert read_number(np.asarray(shown)) == 4
+        png = Image.open(io.BytesIO(sample._repr_png_()))
+        assert png.format == "PNG" and png.size == (sample["file"]["width"], sample["file"]["height"])
+        assert frames[9]._repr_html_().count('class="inst ') == 0  # a frame without instances

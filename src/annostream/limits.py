@@ -32,6 +32,7 @@ class Limits:
     query_budget: int
     long_polls_per_caller: int
     long_polls_per_process: int
+    derived_cache_bytes: int
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -41,6 +42,7 @@ class Limits:
             query_budget=int(_env("ANNOSTREAM_QUERY_BUDGET", 64)),
             long_polls_per_caller=int(_env("ANNOSTREAM_LONG_POLLS_PER_CALLER", 8)),
             long_polls_per_process=int(_env("ANNOSTREAM_MAX_LONG_POLLS", 64)),
+            derived_cache_bytes=int(_env("ANNOSTREAM_DERIVED_CACHE_BYTES", 2 * 1024**3)),
         )
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from annostream.errors import InvalidInput
 from annostream.schema import (
@@ -44,8 +44,8 @@ EXPORT_MANIFEST = "annostream-manifest.json"  # the file every export holds, rea
 # raw bytes, a multipart upload (one file plus JSON form fields), or NDJSON lines.
 BodyKind = Literal["none", "json", "any_json", "raw", "multipart", "ndjson"]
 # What a reply is: JSON, a slice's ids (int64 bytes + X-Revision), items (JSON or framed
-# with their blobs), blob bytes, or a zip stream.
-ReplyKind = Literal["json", "ids", "items", "blob", "zip"]
+# with their blobs), blob bytes, a derived picture (a cached JPEG), or a zip stream.
+ReplyKind = Literal["json", "ids", "items", "blob", "image", "zip"]
 # Which body size cap applies (server/limits.py).
 Family = Literal["json", "upload", "import"]
 
@@ -58,6 +58,15 @@ Duplicates = (Literal["skip", "keep"], "skip")
 Shapes = (Literal["auto", "box", "polygon"], "auto")
 IdempotencyKey = (str | None, Field(default=None, pattern=r"^[\x21-\x7e]{1,200}$"))
 _PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+def _digits_to_int(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 6 else value
+
+
+# A video frame served as a picture: frame numbers are int32; a size is one of a few, so no
+# caller chooses how big a picture is made, nor how many cached copies a frame may have.
+FrameSize = Annotated[Literal[256, 512, 1024], BeforeValidator(_digits_to_int)]
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,16 @@ OPERATIONS: dict[str, Op] = {
             idempotent=True,
         ),
         _op("get_blob", "GET", _P + "/blobs/{sha256}", "viewer", reply="blob"),
+        _op(
+            "get_frame",
+            "GET",
+            _P + "/blobs/{sha256}/frame",
+            "viewer",
+            params={"number": (Rev, 0), "size": (FrameSize, 512)},
+            reply="image",
+            summary="Frame `number` (0..frame_count-1) of a video blob of the project as a JPEG "
+            "at most `size` pixels a side; made once per (blob, frame, size), immutable.",
+        ),
         # writes
         _op("upload_file", "POST", _D + "/files", "editor", body="multipart", status=201, family="upload"),
         _op("remove_file", "DELETE", _D + "/files/{file_id}", "editor", params={"file_id": FileId}),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 PALETTE = (
@@ -51,6 +51,8 @@ class Shape:
     color: str
     instance_id: int
     extra: tuple[float, ...] = ()
+    frame: int | None = None  # a video's frame number, None on an image
+    interpolated: bool = False  # a track's box between two keyframes, computed, not stored
 
 
 def _xy(points: Iterable[Any]) -> tuple[tuple[float, float], ...]:
@@ -64,6 +66,7 @@ def shapes(instances: Iterable[Mapping[str, Any]], colors: Mapping[int, str] | N
         kind, g = inst.get("type"), inst.get("geometry") or {}
         color = label_color(inst.get("label_id"), (colors or {}).get(inst.get("label_id") or -1))
         label, iid = inst.get("label") or "", int(inst.get("id") or 0)
+        start = len(out)
         if kind == "box" and inst.get("bbox"):
             x0, y0, x1, y1 = (float(v) for v in inst["bbox"])
             out.append(Shape("rect", ((x0, y0), (x1, y1)), label, color, iid))
@@ -92,6 +95,10 @@ def shapes(instances: Iterable[Mapping[str, Any]], colors: Mapping[int, str] | N
         elif inst.get("bbox") and kind not in ("tag", "global"):
             x0, y0, x1, y1 = (float(v) for v in inst["bbox"])
             out.append(Shape("rect", ((x0, y0), (x1, y1)), label, color, iid))
+        if inst.get("frame_number") is not None and len(out) > start:
+            out[-1] = replace(
+                out[-1], frame=int(inst["frame_number"]), interpolated=bool(inst.get("interpolated"))
+            )
     return out
 
 
@@ -103,10 +110,15 @@ def _attr(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def _svg_shape(s: Shape, radius: float) -> str:
+def _svg_shape(s: Shape, radius: float, frame: int | None = None) -> str:
+    off = " off" if frame is not None and s.frame != frame else ""
+    on_frame = "" if s.frame is None else f' data-frame="{s.frame}"'
+    interpolated = " interpolated" if s.interpolated else ""
+    dashed = ' stroke-dasharray="5 4"' if s.interpolated else ""
     common = (
-        f'class="inst inst-{s.kind}" data-instance="{s.instance_id}" data-label="{_attr(s.label)}" '
-        f'stroke="{s.color}" vector-effect="non-scaling-stroke"'
+        f'class="inst inst-{s.kind}{off}{interpolated}" data-instance="{s.instance_id}" '
+        f'data-label="{_attr(s.label)}"{on_frame} stroke="{s.color}"{dashed} '
+        'vector-effect="non-scaling-stroke"'
     )
     title = f"<title>{html.escape(s.label)}</title>"
     if s.kind == "rect":
@@ -137,9 +149,13 @@ def svg(
     *,
     colors: Mapping[int, str] | None = None,
     css_class: str = "overlay",
+    frame: int | None = None,
 ) -> str:
     """An SVG of the image at ``href`` (any URL, a data: URL included) with its instances.
 
+    On a video (``frame`` given), every instance carries ``data-frame`` and those of other
+    frames get the class ``off`` (a page hides them, and shows them as it scrubs); a track's
+    interpolated box (``interpolated: True``) gets the class ``interpolated`` and a dashed line.
     The result is safe to embed in HTML as is: numbers are formatted, text is escaped.
     """
     w, h = max(int(width or 1), 1), max(int(height or 1), 1)
@@ -149,7 +165,7 @@ def svg(
         if href
         else ""
     )
-    body = "".join(_svg_shape(s, radius) for s in shapes(instances, colors))
+    body = "".join(_svg_shape(s, radius, frame) for s in shapes(instances, colors))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{_attr(css_class)}" viewBox="0 0 {w} {h}" '
         f'data-width="{w}" data-height="{h}" stroke-width="2">{image}'

@@ -114,9 +114,14 @@ class Dataset:
 
     # --- identity of the view ------------------------------------------------------
 
+    def _where(self) -> str:
+        host = getattr(self.project.transport, "host", None)
+        return f"the server at {host}" if host else "the local store"
+
     def _resolve(self) -> np.ndarray:
         if self._ids is None:
-            with waiting(f"reading the id list of {self!r}", self.progress):
+            doing = f"{self!r}: {self._where()} is selecting its ids (one query; the count comes with them)"
+            with waiting(doing, self.progress):
                 ids, rev = self.project.transport.ids(
                     self.project.string_id, self.name, self.query, self._as_of
                 )
@@ -222,13 +227,11 @@ class Dataset:
         for a dataset and its query slices; a view of picked ids (``ds[10:20]``) has none."""
         if self._explicit_ids:
             raise ValueError("label_counts counts a dataset or a query slice, not a view of picked ids")
-        reply = self.project.transport.call(
-            "label_counts",
-            project=self.project.string_id,
-            dataset=self.name,
-            query=self.query,
-            as_of=self.revision,
-        )
+        rev = self.revision
+        with waiting(f"{self!r}: {self._where()} is counting the labels", self.progress):
+            reply = self.project.transport.call(
+                "label_counts", project=self.project.string_id, dataset=self.name, query=self.query, as_of=rev
+            )
         return {
             row["name"]: {"files": row["files"], "instances": row["instances"]} for row in reply["labels"]
         }
@@ -237,7 +240,8 @@ class Dataset:
         """Number of files in the view, counted by the server without listing ids."""
         if self._ids is not None:
             return len(self._ids)
-        n, _ = self.project.transport.count(self.project.string_id, self.name, self.query, self._as_of)
+        with waiting(f"{self!r}: {self._where()} is counting its files", self.progress):
+            n, _ = self.project.transport.count(self.project.string_id, self.name, self.query, self._as_of)
         return n
 
     # --- reading -------------------------------------------------------------------

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from annostream.client.sample import make_sample
+from annostream.client.progress import waiting
+from annostream.client.sample import SampleDict, make_sample
 from annostream.client.video import VideoCache
 from annostream.schema import Item
 from annostream.service.video import events_in, interpolate_tracks, on_frame
@@ -145,12 +146,12 @@ class FrameView(_Units):
     track_ids, instances, events}``, one per selected frame."""
 
     def sample(self, item: dict[str, Any], k: int) -> dict[str, Any]:
-        return {
-            "image": self.frame(item, k),
-            "file": item["file"],
-            "events": events_in(item["instances"], k, k),
+        return SampleDict(  # a dict that a notebook shows as the frame with its instances drawn
+            image=self.frame(item, k),
+            file=item["file"],
+            events=events_in(item["instances"], k, k),
             **frame_target(item, k),
-        }
+        )
 
     def __repr__(self) -> str:
         return f"<FrameView {len(self)} frames of {self.view!r}>"
@@ -181,9 +182,11 @@ class ClipView(_Units):
 
 def _frame_ids(view: Dataset, query: str | None, step: int) -> np.ndarray:
     project = view.project
-    pairs, _ = project.transport.frame_ids(
-        project.string_id, view.name, view.query, query, view.revision, step
-    )
+    where = f" where {query}" if query else ""
+    doing = f"{view!r}: {view._where()} is listing the frames of its videos{where}"
+    rev = view.revision
+    with waiting(doing, view.progress):
+        pairs, _ = project.transport.frame_ids(project.string_id, view.name, view.query, query, rev, step)
     if view._explicit_ids:  # an index range of the view: its own files only
         pairs = pairs[np.isin(pairs[:, 0], view.ids)]
     return pairs

@@ -3,7 +3,9 @@
 ``progress`` arguments take: ``None`` (the default: a bar unless ``ANNOSTREAM_PROGRESS=0``),
 ``True``/``False``, or a callable ``(done, total)`` that receives the counts instead of a bar
 (``total`` is None when unknown, and ``done`` then counts bytes). A bar appears only once
-the work has taken ``DELAY`` seconds, so quick calls print nothing.
+the work has taken ``DELAY`` seconds, so quick calls print nothing. Work that has no counts
+to report (one query on the server, such as the id list of a view: the number of rows is
+known only when it ends) shows a spinner saying what it does and the time elapsed instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ ENV = "ANNOSTREAM_PROGRESS"
 DELAY = 0.5
 Callback = Callable[[int, "int | None"], None]
 ProgressArg = bool | Callback | None
+_SHOWING = threading.Lock()  # held while a bar or spinner is on screen: rich draws one at a time
+
+
+def console() -> Any:
+    """Where bars and spinners are drawn: stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def wanted(progress: ProgressArg) -> bool:
@@ -39,13 +49,12 @@ class _Bar:
 
     def __call__(self, done: int, total: int | None) -> None:
         if self.bar is None:
-            if time.monotonic() - self.started < DELAY:
+            if time.monotonic() - self.started < DELAY or not _SHOWING.acquire(blocking=False):
                 return
             self._start(total)
         self.bar.update(self.task, completed=done, total=total)
 
     def _start(self, total: int | None) -> None:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -67,7 +76,7 @@ class _Bar:
             BarColumn(),
             *counts,
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console(),
             transient=True,
         )
         self.bar.start()
@@ -76,6 +85,8 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
+            _SHOWING.release()
 
 
 @contextmanager
@@ -94,29 +105,54 @@ def reporter(description: str, progress: ProgressArg) -> Iterator[Callback | Non
         bar.close()
 
 
-@contextmanager
-def waiting(description: str, progress: ProgressArg) -> Iterator[None]:
-    """A spinner with the elapsed time for one long call that reports nothing while it runs
-    (it appears only after ``DELAY`` seconds)."""
-    if not wanted(progress):
-        yield
-        return
-    from rich.console import Console
+class Waiting:
+    """What one long call that reports no counts is doing, shown as a spinner with the
+    time elapsed once it has taken ``DELAY`` seconds (a timer thread draws it)."""
 
-    done = threading.Event()
-    status: list[Any] = []
+    def __init__(self, description: str, shown: bool) -> None:
+        self.description = description
+        self._shown = shown
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.bar: Any = None
+        self._timer: threading.Thread | None = None
 
-    def show() -> None:
-        if not done.wait(DELAY):
-            status.append(Console(stderr=True).status(description))
-            status[0].start()
+    def _show(self) -> None:
+        if self._done.wait(DELAY):
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    timer = threading.Thread(target=show, daemon=True)
-    timer.start()
-    try:
-        yield
-    finally:
-        done.set()
-        timer.join()
-        if status:
-            status[0].stop()
+        with self._lock:
+            if self._done.is_set() or not _SHOWING.acquire(blocking=False):
+                return  # done, or another bar or spinner is on screen (one at a time)
+            self.bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console(),
+                transient=True,
+            )
+            self.bar.start()
+            self.bar.add_task(self.description, total=None)
+
+    def __enter__(self) -> Waiting:
+        if self._shown:
+            self._timer = threading.Thread(target=self._show, daemon=True)
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._timer is not None:
+            self._timer.join()
+        with self._lock:
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+                _SHOWING.release()
+
+
+def waiting(description: str, progress: ProgressArg) -> Waiting:
+    """A spinner for one long call that reports no counts (a single query on the server: how
+    many rows it yields is known only when it ends), saying what it does and for how long."""
+    return Waiting(description, wanted(progress))

@@ -23,6 +23,12 @@ A Compiler with ``frame`` set (a column holding a frame number, see
 covering it, and ``frame.number`` compares it; the other terms stay file-level.
 
 ``a != b`` is ``not (a = b)`` and ``a not in [..]`` is ``not (a in [..])`` for every term.
+
+Lookups in the derived tables (a single label's count, an attribute) compile as one
+uncorrelated set of file ids (the best plan to count or list a whole slice); with ``probe``
+they compile as a correlated test per file instead (the best plan to read the first files of
+a slice in id order: each file is one index probe, so the first page costs what it reads,
+not what the whole slice holds). Both mean the same files.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    Select,
     String,
     Table,
     and_,
@@ -226,6 +233,7 @@ class Compiler:
     _datasets: list[tuple[int, str]] | None = None
     metadata_fallback: bool = False
     frame: Any = None
+    probe: bool = False
     json: _Json = field(init=False)
 
     def __post_init__(self) -> None:
@@ -355,12 +363,10 @@ class Compiler:
         pred, zero_ok = self._count_predicate(f, op, values)
         flc = file_label_counts
         if len(ids) == 1:
-            rows = (
-                select(flc.c.file_id).where(flc.c.label_id == ids[0], visible(flc, self.rev)).correlate(None)
-            )
+            rows = select(flc.c.file_id).where(flc.c.label_id == ids[0], visible(flc, self.rev))
             if zero_ok:  # no contradicting row: files without any row qualify too
-                return files.c.id.not_in(rows.where(not_(pred(flc.c.count))))
-            return files.c.id.in_(rows.where(pred(flc.c.count)))
+                return not_(self._has_row(flc.c.file_id, rows.where(not_(pred(flc.c.count)))))
+            return self._has_row(flc.c.file_id, rows.where(pred(flc.c.count)))
         total = (
             select(func.coalesce(func.sum(flc.c.count), 0))
             .where(flc.c.file_id == files.c.id, flc.c.label_id.in_(ids), visible(flc, self.rev))
@@ -503,9 +509,14 @@ class Compiler:
 
     def _carrying(self, key: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
         fav = file_attribute_values
-        return files.c.id.in_(
-            select(fav.c.file_id).where(fav.c.key == key, condition, visible(fav, self.rev)).correlate(None)
-        )
+        rows = select(fav.c.file_id).where(fav.c.key == key, condition, visible(fav, self.rev))
+        return self._has_row(fav.c.file_id, rows)
+
+    def _has_row(self, file_id: Any, rows: Select[Any]) -> ColumnElement[bool]:
+        """The file has a row in ``rows`` (ids selected by ``file_id``): a set, or a probe."""
+        if self.probe:
+            return exists(rows.where(file_id == files.c.id).correlate(files))
+        return files.c.id.in_(rows.correlate(None))
 
     def _option(self, f: Field, group: str, options: list[str], v: Value) -> str:
         text = _as_text(v)
@@ -562,9 +573,15 @@ class Compiler:
 
 
 def compile_node(
-    conn: Connection, project_id: int, node: Node, rev: int, *, dialect: Dialect = "native"
+    conn: Connection,
+    project_id: int,
+    node: Node,
+    rev: int,
+    *,
+    dialect: Dialect = "native",
+    probe: bool = False,
 ) -> ColumnElement[bool]:
-    return Compiler(conn, project_id, rev, metadata_fallback=dialect == "diffgram").compile(node)
+    return Compiler(conn, project_id, rev, metadata_fallback=dialect == "diffgram", probe=probe).compile(node)
 
 
 # What one term costs per file scanned: a count of instances or a sum over several labels is
@@ -598,13 +615,14 @@ def query_cost(node: Node) -> int:
 
 
 def compile_query(
-    conn: Connection, ds: Any, query: str, rev: int, *, dialect: Dialect = "native"
+    conn: Connection, ds: Any, query: str, rev: int, *, dialect: Dialect = "native", probe: bool = False
 ) -> ColumnElement[bool]:
     """The condition on ``files`` that ``query`` means in dataset ``ds`` at revision ``rev``.
 
     Raises QueryError (400) for text that does not parse and for names the project lacks,
     and TooCostly (400) for a query over the connection's cost budget (servers set one).
     ``dialect="diffgram"`` reads an unknown ``file.<key>`` as metadata, as Diffgram does.
+    ``probe``: derived-table lookups as a test per file (for first pages; module docstring).
     """
     node = parse(query)
     budget = conn.info.get(QUERY_BUDGET_KEY)
@@ -615,4 +633,4 @@ def compile_query(
             "split it or narrow it",
             {"cost": cost, "budget": budget},
         )
-    return compile_node(conn, ds.project.id, node, rev, dialect=dialect)
+    return compile_node(conn, ds.project.id, node, rev, dialect=dialect, probe=probe)

@@ -16,12 +16,14 @@ from annostream import frames
 from annostream.operations import Op
 from annostream.server.app import FastJSONResponse
 from annostream.server.throttle import attachment
+from annostream.service.derived import Picture
 from annostream.service.handlers import ZipExport
 from annostream.service.items import BlobRead, ItemBatch
 from annostream.store import timings
 from annostream.store.blobs import get_many
 
 FRAME_CHUNK = 1 << 20
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 
 Responses = dict[int | str, dict[str, Any]]
 BLOB_RESPONSES: Responses = {
@@ -40,6 +42,10 @@ RESPONSES_BY_REPLY: dict[str, Responses] = {
         }
     },
     "blob": BLOB_RESPONSES,
+    "image": {
+        200: {"content": {"image/jpeg": {}}, "description": "A picture made from a blob, immutable"},
+        304: {"description": "Not modified (ETag)"},
+    },
     "zip": {200: {"content": {"application/zip": {}}, "description": "A zip, made on the fly"}},
 }
 
@@ -50,7 +56,7 @@ def blob_response(blob: BlobRead, request: Request) -> Response:
     Where the blob store can presign (S3), answer 307 to a short-lived URL instead, so the
     bytes go from object storage to the client without passing through this process.
     """
-    headers = {"ETag": f'"{blob.sha256}"', "Cache-Control": "private, max-age=31536000, immutable"}
+    headers = {"ETag": f'"{blob.sha256}"', "Cache-Control": PRIVATE_IMMUTABLE}
     if request.headers.get("if-none-match", "").strip('"') == blob.sha256:
         return Response(status_code=304, headers=headers)
     url = blob.presigned_url()
@@ -62,6 +68,19 @@ def blob_response(blob: BlobRead, request: Request) -> Response:
     if path is not None:
         return FileResponse(path, media_type=blob.content_type, headers=headers)
     return Response(blob.read(), media_type=blob.content_type, headers=headers)
+
+
+def picture_response(picture: Picture, request: Request, cache_control: str = PRIVATE_IMMUTABLE) -> Response:
+    """A derived picture (made from immutable inputs, so immutable), with its ETag."""
+    headers = {
+        "ETag": picture.etag,
+        "Cache-Control": cache_control,
+        "X-Derived": "made" if picture.made else "cached",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("if-none-match", "") == picture.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(picture.data, media_type=picture.media_type, headers=headers)
 
 
 class BlobSizeMismatch(RuntimeError):
@@ -211,6 +230,8 @@ def render(op: Op, result: Any, request: Request) -> Response:
         return reply
     if op.reply == "blob":
         return blob_response(result, request)
+    if op.reply == "image":
+        return picture_response(result, request)
     if op.reply == "zip":
         done: ZipExport = result
         return StreamingResponse(

@@ -131,14 +131,49 @@ def list_datasets(store: Store, ref: ProjectRef, as_of: int | None = None) -> li
 
 
 def query_filter(
-    conn: Connection, ds: DatasetRef, query: str | None, rev: int, dialect: str = "native"
+    conn: Connection,
+    ds: DatasetRef,
+    query: str | None,
+    rev: int,
+    dialect: str = "native",
+    probe: bool = False,
 ) -> ColumnElement[bool] | None:
-    """The SQL condition on ``files`` that a query text means, or None for no query."""
+    """The SQL condition on ``files`` that a query text means, or None for no query
+    (``probe``: compiled for reading a first page, see ``annostream.query.compile``)."""
     if query is None or not query.strip():
         return None
     from annostream.query import compile_query
 
-    return compile_query(conn, ds, query, rev, dialect=dialect)  # type: ignore[arg-type]
+    return compile_query(conn, ds, query, rev, dialect=dialect, probe=probe)  # type: ignore[arg-type]
+
+
+# A first page probes at most this many files of the dataset one by one, then takes the rest
+# of the slice as a set: a broad query fills its page within the window at the cost of what
+# it reads; a narrow one pays at most the window before its (small) set.
+PROBE_WINDOW = 4096
+
+
+def page_conditions(
+    conn: Connection, ds: DatasetRef, query: str | None, rev: int, after: int | None
+) -> list[ColumnElement[bool] | None]:
+    """Conditions on ``files`` that read a slice's files with id > ``after`` in id order, to
+    be tried in turn until a page is full: the next ``PROBE_WINDOW`` files of the dataset
+    probed one by one, then the files past them as a set. Together they select the slice."""
+    probe = query_filter(conn, ds, query, rev, probe=True)
+    if probe is None:
+        return [None]
+    bound = conn.execute(
+        select(dataset_files.c.file_id)
+        .where(membership(ds, rev), dataset_files.c.file_id > (after if after is not None else -1))
+        .order_by(dataset_files.c.file_id)
+        .offset(PROBE_WINDOW)
+        .limit(1)
+    ).scalar()
+    if bound is None:
+        return [probe]
+    rest = query_filter(conn, ds, query, rev)
+    assert rest is not None
+    return [and_(probe, files.c.id < bound), and_(rest, files.c.id >= bound)]
 
 
 def slice_select(

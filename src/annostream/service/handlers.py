@@ -3,7 +3,7 @@
 Each function adapts one declaration's arguments (``store``, the granted ``ProjectRef`` or
 ``Principal``, path and query parameters, ``body``) to the domain modules, and returns what
 the operation's reply kind says: JSON-able values, ``(ids, revision)``, an ``ItemBatch``, a
-``BlobRead`` or a ``ZipExport``. No HTTP here: rendering is the server's, decoding the
+``BlobRead``, a ``derived.Picture`` or a ``ZipExport``. No HTTP here: rendering is the server's, decoding the
 client's. A new operation may register its domain function directly (labels.label_counts).
 """
 
@@ -32,6 +32,7 @@ from annostream.service import (
     changes,
     datasets,
     export,
+    frame_picture,  # noqa: F401  (registers get_frame)
     frames,  # noqa: F401  (registers frame_ids)
     imports,
     ingest,

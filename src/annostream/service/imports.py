@@ -39,11 +39,13 @@ from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     Probe,
     check_metadata,
-    insert_file,
+    derive_new,
+    file_row,
+    insert_files,
+    insert_rows,
     instance_rows,
     parse_instances,
     probe_upload,
-    refresh_derived,
 )
 from annostream.service.labels import ensure_labels, load_vocabulary
 from annostream.service.projects import ProjectRef
@@ -283,6 +285,79 @@ def _changed_besides_files(conn: Connection, ref: ProjectRef, rev: int) -> bool:
     return any(conn.execute(select(e)).scalar() for e in made)
 
 
+def _probe_cached(
+    store: Store, conn: Connection, ref: ProjectRef, rec: _Record, seen: dict[str, Probe]
+) -> Probe:
+    """:func:`_probe_blob`, asked once per image blob in an import (a blob staged or held
+    stays so for the whole transaction); a record's declared size is still checked."""
+    known = seen.get(rec.sha256) if isinstance(rec.sha256, str) else None
+    if known is None or known.type != "image":
+        probe = _probe_blob(store, conn, ref, rec)
+        if probe.type == "image":
+            seen[rec.sha256] = probe
+        return probe
+    if (rec.width, rec.height) not in ((known.width, known.height), (None, None)):
+        raise record_error(
+            rec.where, f"declared {rec.width}x{rec.height} but the image is {known.width}x{known.height}"
+        )
+    return known
+
+
+class _Batch:
+    """Files of an import with their instances, written a batch at a time: the files in one
+    statement (their ids returned in order), then their dataset rows, instances and derived
+    rows (label counts, attribute index) in one statement each."""
+
+    FILES = 1000
+    INSTANCES = 20_000
+
+    def __init__(self, conn: Connection, dataset_id: int, rev: int) -> None:
+        self.conn, self.dataset_id, self.rev = conn, dataset_id, rev
+        self.files: list[dict[str, Any]] = []
+        self.instances: list[list[dict[str, Any]]] = []
+        self.size = 0
+
+    def add(self, file: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        self.files.append(file)
+        self.instances.append(rows)
+        self.size += len(rows)
+        if len(self.files) >= self.FILES or self.size >= self.INSTANCES:
+            self.flush()
+
+    def flush(self) -> None:
+        ids = insert_files(self.conn, self.files)
+        insert_rows(
+            self.conn,
+            dataset_files,
+            [{"dataset_id": self.dataset_id, "file_id": i, "created_rev": self.rev} for i in ids],
+        )
+        rows = []
+        for file_id, file_rows in zip(ids, self.instances, strict=True):
+            for row in file_rows:
+                row["file_id"] = file_id
+            rows.extend(file_rows)
+        insert_rows(self.conn, instances, rows)
+        derive_new(self.conn, rows, self.rev)
+        self.files, self.instances, self.size = [], [], 0
+
+
+# An import writing at least this many rows refreshes the planner's statistics in its commit.
+ANALYZE_ROWS = 20_000
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """The query planner's statistics brought up to the data (SQLite: sampled, so it costs
+    milliseconds at any size): without them SQLite probes a derived table through the wrong
+    index, and a first page of ``labels.cat > 2`` costs hundreds of times what it reads."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "ANALYZE files, dataset_files, instances, file_label_counts, file_attribute_values"
+        )
+
+
 class _Unchanged(Exception):
     """Raised inside a commit that would change nothing, to roll its revision back."""
 
@@ -321,14 +396,15 @@ def commit_records(
                     .limit(1)
                 ).first()
             )
-            pending: list[int] = []
+            batch = _Batch(conn, ds.id, rev)
+            blobs: dict[str, Probe] = {}  # sha256 -> what it is, resolved once per import
             used: set[str] = set()
             for n, raw in enumerate(source.records, 1):
                 rec = _record(raw, n)
                 if rec.text is not None:  # a text file: its text is its content, no blob
                     sha, probe = None, Probe("text", None, None, "text/plain; charset=utf-8", text=rec.text)
                 else:
-                    sha, probe = rec.sha256, _probe_blob(store, conn, ref, rec)
+                    sha, probe = rec.sha256, _probe_cached(store, conn, ref, rec, blobs)
                     used.add(sha)
                     if check and _in_dataset(conn, ref, ds.id, rec.name, sha, rev):
                         counts["skipped"] += 1
@@ -336,21 +412,15 @@ def commit_records(
                 where = f"{rec.where}.instances"
                 parsed = parse_instances(rec.instances, where, vocab)
                 probe.check(parsed, where)
-                file_id = insert_file(
-                    conn, ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata
+                rows = instance_rows(ref.id, 0, probe.width, probe.height, parsed, vocab, rev, where)
+                batch.add(
+                    file_row(ref, rev, name=rec.name, sha=sha, probe=probe, metadata=rec.metadata), rows
                 )
-                conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
-                width, height = probe.width, probe.height
-                rows = instance_rows(ref.id, file_id, width, height, parsed, vocab, rev, where)
-                if rows:
-                    conn.execute(insert(instances), rows)
                 counts["files"] += 1
                 counts["instances"] += len(rows)
-                pending.append(file_id)
-                if len(pending) >= 500:
-                    refresh_derived(conn, pending, rev)
-                    pending = []
-            refresh_derived(conn, pending, rev)
+            batch.flush()
+            if counts["files"] + counts["instances"] >= ANALYZE_ROWS:
+                refresh_statistics(conn)
             release_staged(conn, ref, sorted(used))
             result = {"dataset": dataset, **counts, "revision": rev}
             if not counts["files"] and not _changed_besides_files(conn, ref, rev):

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Integer, Text, bindparam, select, typ
 
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
-from annostream.service.datasets import DatasetRef, membership, query_filter, resolve_revision
+from annostream.service.datasets import DatasetRef, membership, page_conditions, resolve_revision
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
@@ -259,12 +259,14 @@ def page_items(
             .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
             .where(membership(ds, rev), visible(files, rev))
         )
-        condition = query_filter(conn, ds, query, rev)
-        if condition is not None:
-            stmt = stmt.where(condition)
         if after is not None:
             stmt = stmt.where(files.c.id > after)
-        rows = conn.execute(stmt.order_by(files.c.id).limit(limit)).all()
+        rows: list[Any] = []
+        for condition in page_conditions(conn, ds, query, rev, after):
+            part = stmt if condition is None else stmt.where(condition)
+            rows += conn.execute(part.order_by(files.c.id).limit(limit - len(rows))).all()
+            if len(rows) >= limit:
+                break
         return _items(conn, ds.project, rows, rev), rev
 
 

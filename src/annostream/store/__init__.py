@@ -81,6 +81,9 @@ class Store:
     blobs: BlobStore
     # Set when the process serving this store shuts down: long waits (change feed) end now.
     closing: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    # Where derived pictures (thumbnails, video frames) are cached; a temporary folder when
+    # None (see service/derived.py). Only derived bytes: safe to delete.
+    derived_dir: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(

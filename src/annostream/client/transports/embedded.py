@@ -93,7 +93,7 @@ class EmbeddedTransport(Transport):
         reply = OPERATIONS[name].reply
         if reply == "items":
             return list(result.pairs), result.revision
-        if reply == "blob":
+        if reply in ("blob", "image"):
             return result.read()
         if reply == "zip":
             return b"".join(result.chunks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -29,15 +29,19 @@ from annostream.errors import (
     QueryError,
     Unauthorized,
 )
+from annostream.operations import OPERATIONS
 from annostream.schema import Item
+from annostream.server.replies import picture_response
 from annostream.server.web import access, thumbs
-from annostream.service import changes, datasets, items, labels, projects, revisions
+from annostream.service import changes, datasets, derived, dispatch, items, labels, projects, revisions
 from annostream.service.projects import ProjectRef
+from annostream.service.video import check_frame_number, interpolate_tracks, on_frame
 from annostream.store import Store
 
 router = APIRouter(prefix="/explore", include_in_schema=False)
 PAGE = 48
 GRID_SIZE = 256
+SCRUB_SIZE = 1024  # the size of the frames a video's page shows (one of get_frame's sizes)
 CHANGES_PAGE = 200
 QueryText = Annotated[str, Query(max_length=10_000)]
 
@@ -106,19 +110,28 @@ def _colors(store: Store, ref: ProjectRef, rev: int | None) -> tuple[list[dict[s
     return [{**lab, "swatch": colors[lab["id"]]} for lab in found], colors
 
 
+def _is_video(item: Item) -> bool:
+    """Whether the file is a probed video whose frames can be shown (``get_frame``)."""
+    f = item["file"]
+    return f["type"] == "video" and bool(f["sha256"]) and bool(f["frame_count"]) and bool(f["width"])
+
+
 def _tile(project: str, item: Item, colors: dict[int, str], rev: int) -> dict[str, Any]:
+    """A grid tile: an image's thumbnail, or a video's first frame, with the instances on it."""
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{project}/thumb/{GRID_SIZE}/{f['sha256']}" if picture else None
+    drawn = cast(list[dict[str, Any]], item["instances"])
+    if _is_video(item):
+        href = _url(f"/explore/p/{project}/frame/{f['sha256']}", number=0, size=GRID_SIZE)
+        picture, drawn = True, on_frame(drawn, 0)
     return {
         "id": item["id"],
         "name": f["name"],
         "type": f["type"],
         "text": f["text"],
         "instances": len(item["instances"]),
-        "svg": Markup(overlay.svg(f["width"], f["height"], item["instances"], href, colors=colors))
-        if picture
-        else None,
+        "svg": Markup(overlay.svg(f["width"], f["height"], drawn, href, colors=colors)) if picture else None,
         "link": _url(f"/explore/p/{project}/f/{item['id']}", as_of=rev),
     }
 
@@ -325,20 +338,42 @@ def changed_since(
 # --- one file -------------------------------------------------------------------------------
 
 
+def _frame_number(frame: str | None, item: Item) -> int | None:
+    """The frame a video's page opens at (0 by default); None for a file that is no video."""
+    f = item["file"]
+    if not _is_video(item):
+        return None
+    text = (frame or "0").strip()
+    if not text.isdigit() or len(text) > 10:
+        raise InvalidInput("frame: a frame number is a whole number >= 0", {"field": "frame"})
+    check_frame_number(int(text), f["frame_count"] or 0, item["id"])
+    return int(text)
+
+
 @router.get("/p/{project}/f/{file_id}")
-def file_page(request: Request, project: str, file_id: int, as_of: str | None = None) -> HTMLResponse:
+def file_page(
+    request: Request, project: str, file_id: int, as_of: str | None = None, frame: str | None = None
+) -> HTMLResponse:
+    """One file: its picture with its instances drawn, or for a video a frame scrubber (the
+    frame from ``get_frame``, the instances of that frame drawn over it)."""
     store = _store(request)
     try:
         ref = access.authorize_page(request, project, "items_batch")
         rev = _as_of(store, ref, as_of)
         found, pinned = items.read_items(store, ref, [file_id], rev)
         label_list, colors = _colors(store, ref, pinned)
+        shown_frame = _frame_number(frame, found[0])
     except AnnostreamError as exc:
         return _refused(request, project, exc)
     item = found[0]
     f = item["file"]
     picture = bool(f["sha256"]) and (f["content_type"] or "").startswith("image/") and f["width"]
     href = f"/explore/p/{ref.string_id}/blob/{f['sha256']}" if picture else None
+    frame_src, drawn = None, cast(list[dict[str, Any]], item["instances"])
+    if shown_frame is not None:
+        frame_src = _url(f"/explore/p/{ref.string_id}/frame/{f['sha256']}", size=SCRUB_SIZE) + "&number="
+        href, picture = f"{frame_src}{shown_frame}", True
+        drawn = interpolate_tracks(drawn)  # as ds.frames(interpolate=True) reads them; hidden at first
     attributes: dict[str, Any] = {}
     for inst in item["instances"]:
         if inst["type"] == "global":
@@ -352,13 +387,25 @@ def file_page(request: Request, project: str, file_id: int, as_of: str | None = 
         labels=label_list,
         svg=Markup(
             overlay.svg(
-                f["width"], f["height"], item["instances"], href, colors=colors, css_class="overlay full"
+                f["width"],
+                f["height"],
+                drawn,
+                href,
+                colors=colors,
+                css_class="overlay full",
+                frame=shown_frame,
             )
         )
         if picture
         else None,
         attributes=attributes,
         colors=colors,
+        frame=shown_frame,
+        frame_src=frame_src,
+        on_frame=sum(
+            1 for s in overlay.shapes(item["instances"]) if shown_frame is not None and s.frame == shown_frame
+        ),
+        interpolated=len(drawn) - len(item["instances"]),
     )
 
 
@@ -390,14 +437,31 @@ def thumbnail(request: Request, project: str, size: int, sha256: str) -> Respons
         ref, info = _blob_for_page(request, project, sha256)
         if not (info["content_type"] or "").startswith("image/"):
             raise NotFound("this file has no picture to make a thumbnail of", {"sha256": sha256})
-        path, made = thumbs.thumbnail(_store(request), request.app.state.thumbnail_dir, sha256, size)
+        data, made = thumbs.thumbnail(_store(request), request.app.state.thumbnail_dir, sha256, size)
     except AnnostreamError as exc:
         return Response(exc.message, status_code=exc.status, media_type="text/plain")
-    return FileResponse(
-        path,
+    return Response(
+        data,
         media_type=thumbs.MEDIA_TYPE,
         headers={**_cache_headers(ref, sha256), "X-Thumbnail": "made" if made else "cached"},
     )
+
+
+@router.get("/p/{project}/frame/{sha256}")
+def frame(request: Request, project: str, sha256: str, number: str = "0", size: str = "1024") -> Response:
+    """One frame of a video of the project as a JPEG (the file page's scrubber): the API's
+    ``get_frame``, authorised as it and run by its one service function."""
+    op = OPERATIONS["get_frame"]
+    try:
+        ref = access.authorize_page(request, project, op.name)
+        args = op.bind({"project": project, "sha256": sha256, "number": number, "size": size})
+        picture: derived.Picture = dispatch.run(_store(request), ref, op, args)
+    except AnnostreamError as exc:
+        return Response(exc.message, status_code=exc.status, media_type="text/plain")
+    scope = "public" if ref.is_public else "private"
+    response = picture_response(picture, request, f"{scope}, {IMMUTABLE}")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @router.get("/p/{project}/blob/{sha256}")

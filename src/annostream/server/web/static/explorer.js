@@ -32,3 +32,57 @@ document.addEventListener("DOMContentLoaded", () => {
   }, {rootMargin: "400px"});
   observer.observe(more);
 });
+
+// The frame scrubber of a video's page: the slider, the buttons and the arrow keys pick a
+// frame; its picture comes from the frame route (immutable, so the browser caches it) and
+// the instances drawn are those whose data-frame is that frame (the server drew them all,
+// the others carry the class "off"; a track's interpolated boxes show only while the
+// "interpolate" box is ticked). Once the frame's picture has loaded, the SVG says which frame
+// it shows in data-shown.
+document.addEventListener("DOMContentLoaded", () => {
+  const scrubber = document.getElementById("scrubber");
+  const svg = document.querySelector("#picture svg");
+  if (!scrubber || !svg) return;
+  const image = svg.querySelector("image");
+  const range = document.getElementById("frame");
+  const last = Number(range.max);
+  let wanted = Number(range.value);
+  const show = (k) => {
+    k = Math.max(0, Math.min(last, k));
+    wanted = k;
+    range.value = String(k);
+    document.getElementById("frame-number").textContent = String(k);
+    let drawn = 0;
+    svg.querySelectorAll(".inst[data-frame]").forEach((el) => {
+      const on = Number(el.dataset.frame) === k;
+      el.classList.toggle("off", !on);
+      if (on && !el.classList.contains("interpolated")) drawn += 1;
+    });
+    document.getElementById("frame-instances").textContent = String(drawn);
+    document.querySelectorAll("#instances tr[data-frame]").forEach((row) => {
+      row.classList.toggle("current", Number(row.dataset.frame) === k);
+    });
+    const src = scrubber.dataset.src + k;
+    delete svg.dataset.shown;
+    const loader = new Image();
+    loader.onload = () => {
+      if (wanted !== k) return;
+      image.setAttribute("href", src);
+      scrubber.classList.remove("failed");
+      svg.dataset.shown = String(k);
+    };
+    loader.onerror = () => { if (wanted === k) scrubber.classList.add("failed"); };
+    loader.src = src;
+    const here = new URL(window.location.href);
+    here.searchParams.set("frame", String(k));
+    window.history.replaceState(null, "", here);
+  };
+  const interpolate = document.getElementById("interpolate");
+  if (interpolate) {
+    interpolate.addEventListener("change", () => svg.classList.toggle("interpolating", interpolate.checked));
+  }
+  range.addEventListener("input", () => show(Number(range.value)));
+  document.getElementById("frame-prev").addEventListener("click", () => show(wanted - 1));
+  document.getElementById("frame-next").addEventListener("click", () => show(wanted + 1));
+  show(wanted);
+});
