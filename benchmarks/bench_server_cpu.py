@@ -3,7 +3,9 @@
 A server process serves a store of real JPEGs; one client streams epochs of ``items:batch``
 with inline blobs (the SDK's sequential read) and the server's user + system CPU seconds
 (psutil on the pid its ``/healthz`` reports) are read before and after. Also the client's
-own CPU per item over the same epochs, with no decoding (what the SDK costs besides JPEG).
+own CPU per item over the same epochs, with no decoding (what the SDK costs besides JPEG:
+HTTP, framing, the blob's sha256 check), and, as its baseline, the CPU per file of reading
+the same JPEGs from local disk (open + read), interleaved with the epochs.
 """
 
 from __future__ import annotations
@@ -35,8 +37,21 @@ def _client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(store: Path, project: str, key: dict[str, Any], epochs: int, batch: int) -> dict[str, Any]:
-    """Per epoch: server CPU s per 1,000 images, client CPU ms per item, items/s."""
+def local_read_ms(images: list[Path]) -> float:
+    """CPU ms per file of reading ``images`` whole from local disk (open + read)."""
+    c0 = _client_cpu()
+    for path in images:
+        with open(path, "rb", buffering=0) as fh:
+            fh.readall()
+    return (_client_cpu() - c0) * 1000 / max(1, len(images))
+
+
+def measure(
+    store: Path, project: str, key: dict[str, Any], epochs: int, batch: int, images_dir: Path | None = None
+) -> dict[str, Any]:
+    """Per epoch: server CPU s per 1,000 images, client CPU ms per item, items/s (and, with
+    ``images_dir``, local disk's open + read CPU ms per file, one pass after each epoch)."""
+    images = sorted(p for p in images_dir.iterdir() if p.is_file()) if images_dir is not None else []
     rows = []
     with running_server(store) as url:
         server = psutil.Process(httpx.get(f"{url}/healthz").json()["pid"])
@@ -49,13 +64,14 @@ def measure(store: Path, project: str, key: dict[str, Any], epochs: int, batch: 
             for start in range(0, len(ids), batch):
                 n += len(transport.items(project, ids[start : start + batch].tolist(), None, True))
             s1, c1, t1 = _cpu(server), _client_cpu(), time.perf_counter()
-            rows.append(
-                {
-                    "server_s_per_1000": (s1 - s0) * 1000 / n,
-                    "client_ms_per_item": (c1 - c0) * 1000 / n,
-                    "items_per_s": n / (t1 - t0),
-                }
-            )
+            row = {
+                "server_s_per_1000": (s1 - s0) * 1000 / n,
+                "client_ms_per_item": (c1 - c0) * 1000 / n,
+                "items_per_s": n / (t1 - t0),
+            }
+            if images:
+                row["local_read_ms_per_item"] = local_read_ms(images)
+            rows.append(row)
     return {
         k: (statistics.median(r[k] for r in rows), min(r[k] for r in rows), max(r[k] for r in rows))
         for k in rows[0]
@@ -70,10 +86,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         built = build_images(Path(tmp) / "cpu", args.images)
-        result = measure(built.store, built.project, built.key, args.epochs, args.batch)
+        result = measure(built.store, built.project, built.key, args.epochs, args.batch, built.images_dir)
     print(f"{built.files} images, {args.epochs} epochs, batch {args.batch}, load {os.getloadavg()[0]:.2f}")
     for name, (med, lo, hi) in result.items():
-        print(f"  {name:20s} median {med:8.4f}  range {lo:8.4f} .. {hi:8.4f}")
+        print(f"  {name:22s} median {med:8.4f}  range {lo:8.4f} .. {hi:8.4f}")
 
 
 if __name__ == "__main__":

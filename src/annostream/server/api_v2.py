@@ -1,13 +1,14 @@
 """The native wire API, ``/api/v2``, mounted from the table of operations.
 
 Every declared operation (annostream/operations.py) becomes one route made the same way:
-1. the policy dependency (``policy(op)``) authenticates the caller and grants the project
-   at the declared role, before anything of the request body is read;
+1. the policy (``policy(op)``) authenticates the caller and grants the project at the
+   declared role, before anything of the request body is read;
 2. path and query parameters are validated against the declaration (422 naming the field);
 3. the body, if the operation has one, is read under its family's size cap (server/limits.py);
 4. the service function runs (service/dispatch.py), in a worker thread or on the loop; a
    long poll holds one of its caller's few slots meanwhile (server/throttle.py);
-5. the result is rendered by the declared reply kind (server/replies.py).
+5. the result is rendered by the declared reply kind (server/replies.py), in the same worker
+   thread where the function ran in one.
 No route holds domain logic, and none is written by hand.
 """
 
@@ -17,12 +18,13 @@ from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+import anyio.to_thread
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from annostream.operations import API_PREFIX, OPERATIONS, Op
 from annostream.schema import ERROR_RESPONSES
-from annostream.server.auth import principal
+from annostream.server.auth import credentials_from_header
 from annostream.server.limits import read_body
 from annostream.server.replies import RESPONSES_BY_REPLY, render
 from annostream.server.throttle import long_poll_slot
@@ -31,25 +33,45 @@ from annostream.service.dispatch import Subject
 
 
 def policy(op: Op) -> Callable[[Request], Subject]:
-    """FastAPI dependency for ``op``: who calls (401 on bad credentials), granted what the
+    """The policy of ``op`` for a request: who calls (401 on bad credentials), granted what the
     declaration's ``role`` needs on the project in the path (401/403/404), or, for a
-    server-level operation, the principal itself."""
+    server-level operation, the principal itself. Blocking (it reads the store)."""
 
     def grant(request: Request) -> Subject:
-        who = principal(request)
-        return dispatch.authorize(request.app.state.store, who, op, request.path_params)
+        creds = credentials_from_header(request.headers.get("authorization"))
+        return dispatch.authorize_credentials(request.app.state.store, creds, op, request.path_params)
 
     grant.__name__ = f"policy_{op.name}"
     return grant
 
 
-def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
-    """The route handler of ``op``: validate, read the body (capped), run, render."""
+def _args(op: Op, request: Request) -> dict[str, Any]:
+    """``op``'s path, query and header parameters, validated (422 naming the field)."""
+    given = {k: v for k, v in request.query_params.items() if k in op.query_params}
+    given.update({k: request.headers[h] for k, h in op.headers.items() if h in request.headers})
+    return op.bind({**given, **request.path_params})
 
-    async def handle(request: Request, subject: Any = Depends(policy(op))) -> Response:  # noqa: B008
-        given = {k: v for k, v in request.query_params.items() if k in op.query_params}
-        given.update({k: request.headers[h] for k, h in op.headers.items() if h in request.headers})
-        args = op.bind({**given, **request.path_params})
+
+def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
+    """The route handler of ``op``: authorise, validate, read the body (capped), run, render.
+
+    Worker-thread hops are few, as each costs more than the small work it carries: an
+    operation without a body is authorised, run and rendered in one; one with a body in two
+    (the policy, then run and render), the body being read on the loop in between."""
+    grant = policy(op)
+    in_one_hop = op.body == "none" and not op.long_poll and not dispatch.runs_on_loop(op)
+
+    async def handle(request: Request) -> Response:
+        store = request.app.state.store
+        if in_one_hop:
+
+            def whole() -> Response:
+                subject = grant(request)
+                return render(op, dispatch.run(store, subject, op, _args(op, request)), request)
+
+            return await anyio.to_thread.run_sync(whole)
+        subject = await anyio.to_thread.run_sync(grant, request)
+        args = _args(op, request)
         body = None
         if op.body != "none":
             body = await read_body(request, op, request.app.state.limits)
@@ -57,11 +79,14 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
         slot = long_poll_slot(request) if op.long_poll and args.get("wait") else nullcontext()
         try:
             with slot:
-                result = await dispatch.run_async(request.app.state.store, subject, op, args)
+                if dispatch.runs_on_loop(op):
+                    return render(op, await dispatch.run_async(store, subject, op, args), request)
+                return await anyio.to_thread.run_sync(
+                    lambda: render(op, dispatch.run(store, subject, op, args), request)
+                )
         finally:
             if op.body == "ndjson" and body is not None:
                 body.close()
-        return render(op, result, request)
 
     handle.__name__ = op.name
     handle.__doc__ = op.summary or None

@@ -18,7 +18,7 @@ from typing import Any
 from annostream.errors import Forbidden, Unauthorized
 from annostream.operations import OPERATIONS, Op
 from annostream.service import handlers  # noqa: F401  (registers the implementations)
-from annostream.service.projects import Principal, ProjectRef
+from annostream.service.projects import ANONYMOUS, Principal, ProjectRef, authenticate, authorize_key
 from annostream.service.projects import authorize as authorize_project
 from annostream.service.registry import ASYNC_IMPLEMENTATIONS, IMPLEMENTATIONS
 from annostream.store import Store
@@ -42,10 +42,27 @@ def authorize(store: Store, who: Principal, op: Op, path_args: Mapping[str, Any]
     return authorize_project(store, who, str(path_args["project"]), op.role)
 
 
+def authorize_credentials(
+    store: Store, credentials: tuple[str, str] | None, op: Op, path_args: Mapping[str, Any]
+) -> Subject:
+    """``authorize`` for credentials as presented (None: anonymous). With a key and a project,
+    the key and the project are read in one statement (``projects.authorize_key``)."""
+    if credentials is None:
+        return authorize(store, ANONYMOUS, op, path_args)
+    if op.role is None or op.superuser:
+        return authorize(store, authenticate(store, *credentials), op, path_args)
+    return authorize_key(store, *credentials, str(path_args["project"]), op.role)
+
+
 def run(store: Store, subject: Subject, op: Op, args: dict[str, Any]) -> Any:
     """The service function of ``op`` on validated ``args`` (``project`` is in ``subject``)."""
     kwargs = {k: v for k, v in args.items() if k != "project"}
     return IMPLEMENTATIONS[op.name](store, subject, **kwargs)
+
+
+def runs_on_loop(op: Op) -> bool:
+    """Whether ``op`` has an async implementation (``run_async`` awaits it on the event loop)."""
+    return op.name in ASYNC_IMPLEMENTATIONS
 
 
 async def run_async(store: Store, subject: Subject, op: Op, args: dict[str, Any]) -> Any:

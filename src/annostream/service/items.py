@@ -11,10 +11,10 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Engine, Text, select, type_coerce
+from sqlalchemy import Connection, Engine, Integer, Text, bindparam, select, type_coerce
 
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
@@ -22,6 +22,7 @@ from annostream.service.datasets import DatasetRef, membership, page_conditions,
 from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
+from annostream.store.blobs import BlobStore, get_many
 from annostream.store.tables import blobs, dataset_files, files, instances
 from annostream.store.versioning import visible
 
@@ -36,9 +37,9 @@ _FILE_COLUMNS = (
     files.c.fps,
     files.c.duration,
     files.c.codec,
-    files.c.keyframes,
+    type_coerce(files.c.keyframes, Text),
     files.c.text,
-    files.c.metadata,
+    type_coerce(files.c.metadata, Text),
     files.c.parent_id,
     files.c.frame_number,
     files.c.created_rev,
@@ -47,26 +48,47 @@ _FILE_COLUMNS = (
 )
 
 
-def _file_dict(row: Any) -> FileInfo:
+def _file_dict(row: Sequence[Any]) -> FileInfo:
+    """A file from a row of ``_FILE_COLUMNS``, unpacked by position (see ``_instance_dict``)."""
+    (
+        file_id,
+        file_type,
+        name,
+        sha256,
+        width,
+        height,
+        frame_count,
+        fps,
+        duration,
+        codec,
+        keyframes,
+        text,
+        metadata,
+        parent_id,
+        frame_number,
+        created_rev,
+        size,
+        content_type,
+    ) = row[:18]
     return {
-        "id": row.id,
-        "name": row.original_filename,
-        "type": row.type,
-        "sha256": row.blob_sha256,
-        "size": row.size,
-        "content_type": row.content_type,
-        "width": row.width,
-        "height": row.height,
-        "frame_count": row.frame_count,
-        "fps": row.fps,
-        "duration": row.duration,
-        "codec": row.codec,
-        "keyframes": _json(row.keyframes),
-        "text": row.text,
-        "metadata": row.metadata or {},
-        "parent_id": row.parent_id,
-        "frame_number": row.frame_number,
-        "created_rev": row.created_rev,
+        "id": file_id,
+        "name": name,
+        "type": file_type,
+        "sha256": sha256,
+        "size": size,
+        "content_type": content_type,
+        "width": width,
+        "height": height,
+        "frame_count": frame_count,
+        "fps": fps,
+        "duration": duration,
+        "codec": codec,
+        "keyframes": _json(keyframes),
+        "text": text,
+        "metadata": _json(metadata) or {},
+        "parent_id": parent_id,
+        "frame_number": frame_number,
+        "created_rev": created_rev,
     }
 
 
@@ -158,15 +180,26 @@ def _vocabulary(conn: Connection, project_id: int, rev: int) -> Vocabulary:
     return vocab
 
 
+# The two statements of every batch, built once: a prebuilt statement keeps its cache key,
+# so executing it costs neither the column coercions of ``select`` nor a cache-key walk.
+_REV = cast(int, bindparam("rev", type_=Integer))  # visible() at a bound revision
+_FILES_BY_ID = (
+    select(*_FILE_COLUMNS, files.c.project_id)
+    .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
+    .where(files.c.id.in_(bindparam("ids", expanding=True)), visible(files, _REV))
+)
+_INSTANCES_OF = (
+    select(*_INSTANCE_COLUMNS)
+    .where(instances.c.file_id.in_(bindparam("ids", expanding=True)), visible(instances, _REV))
+    .order_by(instances.c.file_id, instances.c.id)
+)
+
+
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
     vocab = _vocabulary(conn, ref.id, rev)
-    items: dict[int, Item] = {r.id: {"id": r.id, "file": _file_dict(r), "instances": []} for r in file_rows}
+    items: dict[int, Item] = {r[0]: {"id": r[0], "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
-        for row in conn.execute(
-            select(*_INSTANCE_COLUMNS)
-            .where(instances.c.file_id.in_(list(items)), visible(instances, rev))
-            .order_by(instances.c.file_id, instances.c.id)
-        ).all():
+        for row in conn.execute(_INSTANCES_OF, {"ids": list(items), "rev": rev}).all():
             items[row[0]]["instances"].append(_instance_dict(row, vocab))
     return list(items.values())
 
@@ -182,13 +215,7 @@ def read_items(
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
         rows = [
-            row
-            for row in conn.execute(
-                select(*_FILE_COLUMNS, files.c.project_id)
-                .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
-                .where(files.c.id.in_(wanted), visible(files, rev))
-            )
-            if row.project_id == ref.id
+            row for row in conn.execute(_FILES_BY_ID, {"ids": wanted, "rev": rev}).all() if row[-1] == ref.id
         ]
         found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
     missing = [i for i in wanted if i not in found]
@@ -288,12 +315,26 @@ def open_blob(store: Store, ref: ProjectRef, sha256: str) -> BlobRead:
 
 @dataclass(frozen=True)
 class ItemBatch:
-    """Items read at one revision, each with its blob bytes when ``inline`` (fetched lazily,
-    in order, so a large batch is streamed rather than held)."""
+    """Items read at one revision; with ``inline``, each with its blob's bytes from ``store``,
+    read only as they are consumed (``pairs``, or straight into the reply's buffers on the
+    server), so a large batch is streamed rather than held."""
 
-    pairs: Iterator[tuple[Item, bytes | None]]
+    items: list[Item]
     revision: int
     inline: bool
+    store: BlobStore
+
+    @property
+    def pairs(self) -> Iterator[tuple[Item, bytes | None]]:
+        """(item, blob bytes or None) in order; the blobs are fetched as the pairs are taken."""
+        if not self.inline:
+            return ((item, None) for item in self.items)
+        return self._inline_pairs()
+
+    def _inline_pairs(self) -> Iterator[tuple[Item, bytes | None]]:
+        fetched = get_many(self.store, [i["file"]["sha256"] for i in self.items if i["file"]["sha256"]])
+        for item in self.items:
+            yield item, (next(fetched) if item["file"]["sha256"] else None)
 
 
 def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None, blobs: str) -> ItemBatch:
@@ -304,18 +345,8 @@ def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | N
 
 def with_blobs(store: Store, ref: ProjectRef, found: list[Item], rev: int, blobs: str) -> ItemBatch:
     """Items read at ``rev`` as a batch whose blobs are ``inline``, ``url`` or ``none``."""
-    from annostream.store.blobs import get_many
-
     if blobs == "url":
         for item in found:
             sha = item["file"]["sha256"]
             item["file"]["blob_url"] = f"/api/v2/projects/{ref.string_id}/blobs/{sha}" if sha else None
-    if blobs != "inline":
-        return ItemBatch(((item, None) for item in found), rev, False)
-
-    def pairs() -> Iterator[tuple[Item, bytes | None]]:
-        fetched = get_many(store.blobs, [i["file"]["sha256"] for i in found if i["file"]["sha256"]])
-        for item in found:
-            yield item, (next(fetched) if item["file"]["sha256"] else None)
-
-    return ItemBatch(pairs(), rev, True)
+    return ItemBatch(found, rev, blobs == "inline", store.blobs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from annostream.errors import Conflict, Forbidden, NotFound, Unauthorized
 from annostream.schema import ProjectCreate, Role
@@ -97,20 +97,50 @@ def _touch(store: Store, key_id: int, last: datetime | None) -> None:
         conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
 
 
+def _principal_of(row: Any, client_id: str, secret: str) -> Principal:
+    """The principal of a live key's row (``_KEY_COLUMNS`` by name); 401 unless ``secret`` matches."""
+    if row is None or row.key_id is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        raise Unauthorized("invalid API key")
+    if row.key_project_id is None:
+        return Principal(kind="server_admin", client_id=client_id, role="admin")
+    return Principal(kind="key", project_id=row.key_project_id, role=row.role, client_id=client_id)
+
+
+_KEY_COLUMNS = (
+    api_keys.c.id.label("key_id"),
+    api_keys.c.secret_hash,
+    api_keys.c.project_id.label("key_project_id"),
+    api_keys.c.role,
+    api_keys.c.last_used_at,
+)
+_LIVE_KEY = select(*_KEY_COLUMNS).where(
+    api_keys.c.client_id == bindparam("client_id"), api_keys.c.revoked_at.is_(None)
+)
+_PROJECT_COLUMNS = (projects.c.id, projects.c.string_id, projects.c.name, projects.c.is_public)
+# A project and the caller's live key in one statement (the key columns are NULL when the key
+# is unknown or revoked): what every authenticated request on a project reads first.
+_PROJECT_WITH_KEY = (
+    select(*_PROJECT_COLUMNS, *_KEY_COLUMNS)
+    .select_from(
+        projects.outerjoin(
+            api_keys,
+            and_(api_keys.c.client_id == bindparam("client_id"), api_keys.c.revoked_at.is_(None)),
+        )
+    )
+    .where(projects.c.string_id == bindparam("project"))
+)
+
+
 def authenticate(store: Store, client_id: str, secret: str) -> Principal:
     """Turn presented credentials into a principal, or raise 401 (revoked keys included)."""
     if "\x00" in client_id:  # no key holds one (and PostgreSQL cannot even compare it)
         raise Unauthorized("invalid API key")
     with store.engine.connect() as conn:
-        row = conn.execute(
-            select(api_keys).where(api_keys.c.client_id == client_id, api_keys.c.revoked_at.is_(None))
-        ).first()
-    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
-        raise Unauthorized("invalid API key")
-    _touch(store, row.id, row.last_used_at)
-    if row.project_id is None:
-        return Principal(kind="server_admin", client_id=client_id, role="admin")
-    return Principal(kind="key", project_id=row.project_id, role=row.role, client_id=client_id)
+        row = conn.execute(_LIVE_KEY, {"client_id": client_id}).first()
+    who = _principal_of(row, client_id, secret)
+    assert row is not None  # _principal_of refused a missing key
+    _touch(store, row.key_id, row.last_used_at)
+    return who
 
 
 def authorize(store: Store, principal: Principal, project_string_id: str, need: Role) -> ProjectRef:
@@ -118,7 +148,29 @@ def authorize(store: Store, principal: Principal, project_string_id: str, need: 
     if "\x00" in project_string_id:  # no project is named so (and PostgreSQL cannot compare it)
         raise NotFound("no project has NUL in its name", {"project": project_string_id})
     with store.engine.connect() as conn:
-        row = conn.execute(select(projects).where(projects.c.string_id == project_string_id)).first()
+        row = conn.execute(select(*_PROJECT_COLUMNS).where(projects.c.string_id == project_string_id)).first()
+    return _grant(principal, row, project_string_id, need)
+
+
+def authorize_key(
+    store: Store, client_id: str, secret: str, project_string_id: str, need: Role
+) -> ProjectRef:
+    """``authorize(authenticate(...), ...)`` in one statement: the project joined with the live
+    key (a key revoked by any process is refused by the very next request, as there is no cache).
+    Where the project is missing, the key alone decides between 401 and 404, as before."""
+    if "\x00" in client_id or "\x00" in project_string_id:  # refused as each check alone refuses it
+        return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
+    with store.engine.connect() as conn:
+        row = conn.execute(_PROJECT_WITH_KEY, {"client_id": client_id, "project": project_string_id}).first()
+    if row is None:
+        return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
+    who = _principal_of(row, client_id, secret)
+    _touch(store, row.key_id, row.last_used_at)
+    return _grant(who, row, project_string_id, need)
+
+
+def _grant(principal: Principal, row: Any, project_string_id: str, need: Role) -> ProjectRef:
+    """The policy, on the project's row (None when there is no such project)."""
     if row is None:
         raise NotFound(f"project '{project_string_id}' not found", {"project": project_string_id})
     role: Role

@@ -75,19 +75,22 @@ class LocalBlobStore:
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()
 
-    def get(self, sha256: str) -> bytes:
-        # The hot path of every inline batch: a plain string path and an unbuffered read,
-        # without pathlib's parsing or a buffered reader's extra copy.
+    def local_file(self, sha256: str) -> str:
+        """``local_path`` as a plain string, without pathlib's parsing (the hot path of every
+        inline batch: framed replies read blobs straight into their buffers from it)."""
         check_sha256(sha256)
-        path = f"{self._prefix}{sha256[:2]}{os.sep}{sha256[2:4]}{os.sep}{sha256}"
-        with open(path, "rb", buffering=0) as fh:
+        return f"{self._prefix}{sha256[:2]}{os.sep}{sha256[2:4]}{os.sep}{sha256}"
+
+    def get(self, sha256: str) -> bytes:
+        # An unbuffered read, without a buffered reader's extra copy.
+        with open(self.local_file(sha256), "rb", buffering=0) as fh:
             return fh.readall()
 
     def open(self, sha256: str) -> BinaryIO:
         return self._path(sha256).open("rb")
 
     def local_path(self, sha256: str) -> Path | None:
-        return self._path(sha256)
+        return Path(self.local_file(sha256))
 
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)

@@ -1,0 +1,111 @@
+"""The hot serving path (items:batch with inline blobs), over real server processes.
+
+A key is read from the store by every request in the same statement as the project, with no
+cache: a key revoked anywhere is refused by the very next request to every server process.
+A framed reply has a Content-Length and carries each blob whole; a blob whose bytes on disk
+are not as long as the store records cuts the reply short, so the client never takes a
+short blob (it fetches again, then fails), and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from annostream import frames
+from annostream.client.retry import Corrupt, Retry
+from annostream.client.transports import EmbeddedTransport, HttpTransport
+from annostream.errors import AnnostreamError
+from annostream.server.launch import running_server
+from tests.conftest import Source, make_coco
+
+
+def _statuses(url: str, key: dict[str, str], ids: list[int]) -> list[tuple[int, int]]:
+    """(items:batch status, dataset listing status) over 16 fresh connections each, so the
+    requests spread over every server process."""
+    auth = (key["client_id"], key["client_secret"])
+
+    def one(_: int) -> tuple[int, int]:
+        batch = httpx.post(
+            f"{url}/api/v2/projects/alpha/items:batch", json={"ids": ids, "blobs": "inline"}, auth=auth
+        )
+        listing = httpx.get(f"{url}/api/v2/projects/alpha/datasets", auth=auth)
+        return batch.status_code, listing.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(16)))
+
+
+def test_revoked_key_is_refused_at_once_by_every_worker(
+    tmp_path: Path, new_store_dir: Callable[[Path], Path]
+) -> None:
+    store_dir = new_store_dir(tmp_path / "store")
+    local = EmbeddedTransport(store_dir, create=True)
+    local.create_project("alpha", None, False)
+    local.create_dataset("alpha", "Default")
+    image = make_coco(tmp_path / "coco", 1).parent / "images"
+    path = next(image.iterdir())
+    file_id = local.upload_file("alpha", "Default", path.name, path.read_bytes(), [], {})["id"]
+    viewer = local.create_key("alpha", "viewer")
+    with running_server(store_dir, workers=2) as url:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with ThreadPoolExecutor(8) as pool:
+                pids |= set(pool.map(lambda _: httpx.get(f"{url}/healthz").json()["pid"], range(16)))
+        assert len(pids) == 2, "two server processes answer on one port"
+        assert set(_statuses(url, viewer, [file_id])) == {(200, 200)}  # used by both, just now
+        local.revoke_key("alpha", viewer["client_id"])
+        assert set(_statuses(url, viewer, [file_id])) == {(401, 401)}
+
+
+def test_framed_reply_has_a_length_and_whole_blobs(source: Source) -> None:
+    key = source.viewer
+    auth = (key["client_id"], key["client_secret"])
+    ids, _ = HttpTransport(source.url, key["client_id"], key["client_secret"]).ids(
+        "coco-dataset", "Default", None, None
+    )
+    reply = httpx.post(
+        f"{source.url}/api/v2/projects/coco-dataset/items:batch",
+        json={"ids": ids.tolist(), "blobs": "inline"},
+        auth=auth,
+    )
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith(frames.MEDIA_TYPE)
+    assert int(reply.headers["content-length"]) == len(reply.content)
+    pairs = list(frames.decode(reply.content))
+    assert [item["id"] for item, _ in pairs] == ids.tolist()
+    for item, blob in pairs:
+        assert blob == (source.images_dir / item["file"]["name"]).read_bytes()
+
+
+def test_blob_shorter_on_disk_than_recorded_is_never_served_short(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    local = EmbeddedTransport(store_dir, create=True)
+    local.create_project("alpha", None, False)
+    local.create_dataset("alpha", "Default")
+    images = make_coco(tmp_path / "coco", 3).parent / "images"
+    ids = [
+        local.upload_file("alpha", "Default", p.name, p.read_bytes(), [], {})["id"]
+        for p in sorted(images.iterdir())
+    ]
+    viewer = local.create_key("alpha", "viewer")
+    (item, _), *_ = local.items("alpha", ids[1:2], None, False)
+    sha = item["file"]["sha256"]
+    blob = store_dir / "blobs" / sha[:2] / sha[2:4] / sha
+    blob.write_bytes(blob.read_bytes()[:-100])  # damaged on disk, behind the store's back
+    with running_server(store_dir) as url:
+        transport = HttpTransport(url, viewer["client_id"], viewer["client_secret"], retry=Retry(tries=2))
+        with pytest.raises((AnnostreamError, Corrupt, httpx.HTTPError)):
+            transport.items("alpha", ids, None, True)
+        # The other files are served whole, by the same process.
+        served = transport.items("alpha", [ids[0], ids[2]], None, True)
+        assert [item["id"] for item, _ in served] == [ids[0], ids[2]]
+        for item, data in served:
+            assert data is not None and hashlib.sha256(data).hexdigest() == item["file"]["sha256"]
