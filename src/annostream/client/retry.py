@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
 import time
@@ -87,10 +88,8 @@ def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
-    try:
+    with contextlib.suppress(ValueError):  # not delta-seconds: an HTTP date, then
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

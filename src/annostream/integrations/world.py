@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 def distributed_rank() -> tuple[int, int]:
     """This process's (rank, world size): torch.distributed when initialised, else the env."""
+    from_env = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     try:
         import torch.distributed as dist
     except ImportError:  # the torch extra is not installed: only the environment can say
-        pass
-    else:
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        return from_env
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return from_env
 
 
 @dataclass(frozen=True)
