@@ -12,6 +12,13 @@ against a server on loopback, the large store's: ``labels.cat > 2`` and ``attrib
 batch beside exporting the dataset as COCO and loading it (``benchmarks.meta``); and peak RSS
 of a full metadata pass over each store, each in a fresh process. Every figure carries the
 load average when it was taken. Figures are reported, never asserted.
+
+With ``--work DIR`` the stores stay in ``DIR/<stack>/{small,large}`` and each finished build
+writes ``<name>.build.json`` beside its folder (files, instances per file, seed, the build's
+figures, the viewer key); ``--reuse`` measures a store again whose build file names the same
+files / per-file / seed instead of building it (a store of an older schema is migrated when
+opened, and that time reported), and ``--build-only`` builds (or keeps) without measuring.
+PostgreSQL's data folder stays in ``DIR/pg/services/pg`` and is started again from it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -42,21 +50,64 @@ def _load() -> str:
 
 
 @contextlib.contextmanager
-def postgres(root: Path) -> Iterator[Callable[[], str]]:
+def postgres(root: Path, reuse: bool = False) -> Iterator[Callable[[], str]]:
     """A private PostgreSQL (initdb, a free loopback port), stopped on exit; yields a maker of
-    fresh databases (their URLs)."""
+    fresh databases (their URLs). With ``reuse`` a data folder left in ``root`` is started again."""
     from tests import services
 
     root.mkdir(parents=True, exist_ok=True)
-    url = services.start_postgres(root / "pg")
+    pg = root / "pg"
+    if reuse and (pg / "pgdata").is_dir() and (pg / "options").is_file():
+        url = restart_kept_postgres(pg, root.parent)
+    else:
+        services.stop_postgres(pg)
+        shutil.rmtree(pg, ignore_errors=True)
+        for stale in root.parent.glob("*.build.json"):  # their databases went with the old server
+            stale.unlink()
+        url = services.start_postgres(pg)
     try:
         yield services.Services(url, "").create_database
     finally:
-        services.stop_postgres(root / "pg")
+        services.stop_postgres(pg)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def restart_kept_postgres(pg: Path, stores: Path) -> str:
+    """Start a kept PostgreSQL from its data folder: on its old port, or on a free one when
+    that is taken (the options and every store pointer under ``stores`` rewritten to it)."""
+    from annostream.server.launch import free_port
+    from tests import services
+
+    options = (pg / "options").read_text()
+    match = re.search(r"-p (\d+)", options)
+    assert match, f"no port in {pg / 'options'}"
+    port = int(match.group(1))
+    if not _port_free(port):
+        new = free_port()
+        (pg / "options").write_text(options.replace(f"-p {port}", f"-p {new}"))
+        for pointer in stores.glob("*/store.json"):
+            text = pointer.read_text().replace(f"@127.0.0.1:{port}/", f"@127.0.0.1:{new}/")
+            pointer.write_text(text)
+        port = new
+    services.restart_postgres(pg, down_for=0.0)
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
 
 def store_dir(path: Path, new_database: Callable[[], str] | None) -> Path:
     """An empty store folder: SQLite, or a pointer to a new PostgreSQL database (local blobs)."""
+    from annostream.client.transports.embedded import close_store
+
+    close_store(path)  # this process's open Store on an earlier build there
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     if new_database is not None:
@@ -78,6 +129,86 @@ def build(path: Path, n_files: int, per_file: int, seed: int = 0) -> tuple[Built
     key = local.create_key(PROJECT, "viewer")
     built = Built(path, PROJECT, "Default", key, result["files"], result["instances"])
     return built, {"seconds": seconds, "cpu": cpu, "rate": result["instances"] / seconds, "load": load}
+
+
+def build_file(path: Path) -> Path:
+    """Where a kept store's build figures lie: beside its folder."""
+    return path.with_name(f"{path.name}.build.json")
+
+
+def kept(path: Path, n_files: int, per_file: int, seed: int) -> tuple[Built, dict[str, Any]] | None:
+    """A store built earlier with the same files / per-file / seed (its build file says so), or
+    None. A build file is written only once its store is complete."""
+    record = build_file(path)
+    if not record.is_file() or not path.is_dir():
+        return None
+    doc = json.loads(record.read_text())
+    if (doc["files"], doc["per_file"], doc["seed"]) != (n_files, per_file, seed):
+        return None
+    built = Built(path, PROJECT, "Default", doc["key"], doc["files_built"], doc["instances"])
+    return built, doc
+
+
+def keep(built: Built, per_file: int, seed: int, figures: dict[str, Any]) -> dict[str, Any]:
+    """Write the build file of a finished store; its contents."""
+    doc = {
+        "files": built.files,
+        "per_file": per_file,
+        "seed": seed,
+        "files_built": built.files,
+        "instances": built.instances,
+        "key": built.key,
+        "build": figures,
+        "bytes": bytes_on_disk(built.store),
+        "schema": schema_version(built.store),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    build_file(built.store).write_text(json.dumps(doc, indent=2))
+    return doc
+
+
+def _database_url(path: Path) -> str:
+    pointer = path / "store.json"
+    if pointer.is_file():
+        return str(json.loads(pointer.read_text())["db"])
+    return f"sqlite:///{path / 'annostream.db'}"
+
+
+def schema_version(path: Path) -> str | None:
+    """The store's Alembic revision, read without migrating it."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(_database_url(path))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+
+def open_kept(path: Path) -> dict[str, Any]:
+    """Open a kept store once (which migrates an older schema): the seconds it took and the
+    revisions before and after; SQLite's write-ahead log is truncated after the migration."""
+    from annostream.store import Store
+
+    before = schema_version(path)
+    load = _load()
+    t0, c0 = time.perf_counter(), time.process_time()
+    Store.open(path, create=False).close()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    checkpoint(path)
+    return {"seconds": seconds, "cpu": cpu, "from": before, "to": schema_version(path), "load": load}
+
+
+def checkpoint(path: Path) -> None:
+    """Truncate a SQLite store's write-ahead log (it keeps the size of the largest transaction:
+    gigabytes after a 10M-instance import); nothing for PostgreSQL."""
+    import sqlite3
+
+    if (path / "store.json").is_file() or not (path / "annostream.db").is_file():
+        return
+    with contextlib.closing(sqlite3.connect(path / "annostream.db")) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def bytes_on_disk(path: Path) -> int:
@@ -230,26 +361,45 @@ def log(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
+def store(
+    stack: str, path: Path, n_files: int, args: argparse.Namespace, new_db: Callable[[], str] | None
+) -> tuple[Built, dict[str, Any]]:
+    """A store of ``n_files``: kept from an earlier run (with ``--reuse``, opened once to migrate
+    it, that time in ``"opened"``), or built now; and its build figures."""
+    found = kept(path, n_files, args.per_file, args.seed) if args.reuse else None
+    if found is not None:
+        built, doc = found
+        log(f"{stack}: reusing {built.files:,} files built {doc['date']} ({doc['schema']}); opening ({_load()})")
+        doc["opened"] = open_kept(path)
+        log(f"{stack}: opened in {doc['opened']['seconds']:.1f} s ({doc['opened']['from']} -> {doc['opened']['to']})")
+        return built, doc
+    log(f"{stack}: building {n_files:,} files x {args.per_file} instances ({_load()})")
+    build_file(path).unlink(missing_ok=True)
+    built, figures = build(store_dir(path, new_db), n_files, args.per_file, args.seed)
+    checkpoint(path)
+    doc = keep(built, args.per_file, args.seed, figures)
+    log(
+        f"{stack}: built {built.instances:,} instances in {figures['seconds']:.0f} s "
+        f"({figures['rate']:,.0f}/s, {figures['load']}); {doc['bytes'] / built.instances:.0f} bytes/instance"
+    )
+    return built, doc
+
+
 def run_stack(stack: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Build both stores on ``stack`` and measure; the figures as a dict."""
+    """Build (or keep) both stores on ``stack`` and measure; the figures as a dict."""
     with contextlib.ExitStack() as es:
-        new_db = es.enter_context(postgres(work / "services")) if stack == "pg" else None
+        new_db = es.enter_context(postgres(work / "services", args.reuse)) if stack == "pg" else None
         result: dict[str, Any] = {"stack": stack, "files": args.files, "per_file": args.per_file}
         small = None
         if args.small:
-            log(f"{stack}: building {args.small:,} files ({_load()})")
-            small, result["build_small"] = build(store_dir(work / "small", new_db), args.small, args.per_file)
-            log(f"{stack}: built {small.instances:,} instances at {result['build_small']['rate']:,.0f}/s")
-        log(f"{stack}: building {args.files:,} files x {args.per_file} instances ({_load()})")
-        large, result["build"] = build(store_dir(work / "large", new_db), args.files, args.per_file)
-        result["instances"] = large.instances
-        result["bytes"] = bytes_on_disk(large.store)
-        log(
-            f"{stack}: built {large.instances:,} instances in {result['build']['seconds']:.0f} s "
-            f"({result['build']['rate']:,.0f}/s, {result['build']['load']}); "
-            f"{result['bytes'] / large.instances:.0f} bytes/instance"
-        )
-        result.update(measure(large, small, work, args))
+            small, doc = store(stack, work / "small", args.small, args, new_db)
+            result["build_small"] = doc["build"]
+        large, doc = store(stack, work / "large", args.files, args, new_db)
+        result["build"], result["bytes"], result["instances"] = doc["build"], doc["bytes"], large.instances
+        if "opened" in doc:
+            result["opened"] = doc["opened"]
+        if not args.build_only:
+            result.update(measure(large, small, work, args))
         result["small_files"] = small.files if small else None
     return result
 
@@ -305,6 +455,19 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             higher=False,
         ),
     ]
+    if "opened" in result:
+        o = result["opened"]
+        out.append(
+            row(
+                f"9. opening the kept store (schema {o['from']} -> {o['to']})",
+                o["seconds"],
+                "s",
+                "reported",
+                note=f"CPU {o['cpu']:.1f} s; {o['load']}",
+                link="in-process",
+                higher=False,
+            )
+        )
     targets = {"first_item": "< 200 ms", "count": "< 1 s"}
     for query, q in result.get("queries", {}).items():
         for what, target in targets.items():
@@ -406,6 +569,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--work", type=Path, default=None, help="where stores are built (default: a temp dir)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure stores kept in --work by an earlier run with the same files/per-file/seed",
+    )
+    parser.add_argument("--build-only", action="store_true", help="build (or keep) the stores, measure nothing")
     parser.add_argument(
         "--in-process-only",
         type=Path,
