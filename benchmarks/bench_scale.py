@@ -369,9 +369,11 @@ def store(
     found = kept(path, n_files, args.per_file, args.seed) if args.reuse else None
     if found is not None:
         built, doc = found
-        log(f"{stack}: reusing {built.files:,} files built {doc['date']} ({doc['schema']}); opening ({_load()})")
-        doc["opened"] = open_kept(path)
-        log(f"{stack}: opened in {doc['opened']['seconds']:.1f} s ({doc['opened']['from']} -> {doc['opened']['to']})")
+        log(
+            f"{stack}: reusing {built.files:,} files built {doc['date']} ({doc['schema']}); opening ({_load()})"
+        )
+        opened = doc["opened"] = open_kept(path)
+        log(f"{stack}: opened in {opened['seconds']:.1f} s ({opened['from']} -> {opened['to']})")
         return built, doc
     log(f"{stack}: building {n_files:,} files x {args.per_file} instances ({_load()})")
     build_file(path).unlink(missing_ok=True)
@@ -575,7 +577,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="measure stores kept in --work by an earlier run with the same files/per-file/seed",
     )
-    parser.add_argument("--build-only", action="store_true", help="build (or keep) the stores, measure nothing")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (or keep) the stores, measure nothing"
+    )
     parser.add_argument(
         "--in-process-only",
         type=Path,

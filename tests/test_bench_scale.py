@@ -41,8 +41,10 @@ def work() -> Iterator[Path]:
 
 def _run(work: Path, stack: str, *extra: str) -> dict:
     args = bench_scale.parse(
-        ["--files", "120", "--small", "40", "--stack", stack, "--work", str(work), "--build-only"]
-        + ["--out", str(work / "out.json"), *extra]
+        [
+            *("--files", "120", "--small", "40", "--stack", stack, "--work", str(work)),
+            *("--build-only", "--out", str(work / "out.json"), *extra),
+        ]
     )
     bench_scale.run(args)
     return json.loads((work / "out.json").read_text())["results"][0]
