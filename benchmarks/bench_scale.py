@@ -370,7 +370,8 @@ def store(
     if found is not None:
         built, doc = found
         log(
-            f"{stack}: reusing {built.files:,} files built {doc['date']} ({doc['schema']}); opening ({_load()})"
+            f"{stack}: reusing {built.files:,} files built {doc['date']} ({doc['schema']}); "
+            f"opening ({_load()})"
         )
         opened = doc["opened"] = open_kept(path)
         log(f"{stack}: opened in {opened['seconds']:.1f} s ({opened['from']} -> {opened['to']})")
