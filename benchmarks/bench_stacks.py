@@ -2,7 +2,8 @@
 
 One set of real photographs (as in ``make demo``) is imported into a store on each stack; a
 server process per store serves it with ``ANNOSTREAM_TIMINGS=1``, so its ``/debug/timings``
-reports where its time went (database, object store, framing; see store/timings.py). In
+reports where its time went (database, object store, framing; see store/timings.py), and
+when the bench started moto itself, moto's own CPU per item is reported beside it. In
 interleaved rounds (SQLite, PostgreSQL + S3, SQLite, ...) each stack streams one
 ``to_pytorch`` epoch with images (DataLoader workers, the bench's decoder), then a few
 passes of ``items:batch`` on one client thread without decoding, blobs inline (what the
@@ -50,8 +51,22 @@ from tests import services as svc
 PROJECT = "bench"
 STACKS = ("sqlite+local", "postgresql+s3", "postgresql+s3, blob cache")
 PHASES = ("request", "database", "object_store", "framing")
+S3_CPU = "s3_server_cpu"  # the object store's own CPU (moto, when this bench started it)
 # to_pytorch epochs with images; items:batch with blobs inline, one client thread; without blobs.
 MODES = ("images", "inline", "metadata")
+
+
+def s3_server(root: Path) -> psutil.Process | None:
+    """The moto process this bench started under ``root`` (None: the environment's endpoint)."""
+    pid = root / "moto" / "moto.pid"
+    return psutil.Process(int(pid.read_text())) if pid.is_file() else None
+
+
+def cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 @contextlib.contextmanager
@@ -112,31 +127,39 @@ class Samples:
     """Per round: items/s, and the server's ms per item by phase."""
 
     rates: list[float] = field(default_factory=list)
-    phases: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in (*PHASES, "cpu")})
+    phases: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in (*PHASES, "cpu", S3_CPU)})
     statements: list[float] = field(default_factory=list)
 
 
-def measured(url: str, run: Any) -> tuple[float, dict[str, float], int]:
-    """Run ``run()`` (-> items), returning items/s, ms per item by phase, items."""
-    before = server_timings(url)
+def measured(url: str, run: Any, s3: psutil.Process | None = None) -> tuple[float, dict[str, float], int]:
+    """Run ``run()`` (-> items), returning items/s, ms per item by phase (and of ``s3``'s CPU),
+    items."""
+    before, s3_before = server_timings(url), cpu_seconds(s3)
     t0 = time.perf_counter()
     items = run()
     seconds = time.perf_counter() - t0
-    after = server_timings(url)
+    after, s3_after = server_timings(url), cpu_seconds(s3)
     per_item = {p: (after[p]["seconds"] - before[p]["seconds"]) * 1000 / items for p in (*PHASES, "cpu")}
+    per_item[S3_CPU] = (s3_after - s3_before) * 1000 / items
     per_item["statements"] = (after["database"]["count"] - before["database"]["count"]) / items
     return items / seconds, per_item, items
 
 
 def record(samples: Samples, rate: float, per_item: dict[str, float]) -> None:
     samples.rates.append(rate)
-    for p in (*PHASES, "cpu"):
+    for p in (*PHASES, "cpu", S3_CPU):
         samples.phases[p].append(per_item[p])
     samples.statements.append(per_item["statements"])
 
 
 def run_rounds(
-    urls: dict[str, str], keys: dict[str, dict[str, Any]], rounds: int, workers: int, batch: int, passes: int
+    urls: dict[str, str],
+    keys: dict[str, dict[str, Any]],
+    rounds: int,
+    workers: int,
+    batch: int,
+    passes: int,
+    s3: psutil.Process | None = None,
 ) -> dict[str, dict[str, Samples]]:
     """Interleaved rounds: each stack's image epoch, then each stack's passes with blobs
     inline, then without."""
@@ -146,7 +169,7 @@ def run_rounds(
         for stack, url in urls.items():
             key = keys[stack]
             rate, per_item, _ = measured(
-                url, lambda url=url, key=key: epoch.ours_epoch(url, PROJECT, key, workers, batch).images
+                url, lambda url=url, key=key: epoch.ours_epoch(url, PROJECT, key, workers, batch).images, s3
             )
             record(out["images"][stack], rate, per_item)
             line.append(f"{stack} images {rate:,.0f}/s")
@@ -154,7 +177,7 @@ def run_rounds(
             for stack, url in urls.items():
                 key = keys[stack]
                 rate, per_item, _ = measured(
-                    url, lambda url=url, key=key, blobs=blobs: items_pass(url, key, passes, batch, blobs)
+                    url, lambda url=url, key=key, blobs=blobs: items_pass(url, key, passes, batch, blobs), s3
                 )
                 record(out[mode][stack], rate, per_item)
                 line.append(f"{stack} {mode} {rate:,.0f}/s")
@@ -182,7 +205,7 @@ def summary(results: dict[str, dict[str, Samples]]) -> dict[str, Any]:
 
 def print_summary(summ: dict[str, Any]) -> None:
     head = f"{'':38s} {'items/s':>8s} {'range':>13s} {'sqlite/this':>16s}  server ms/item: "
-    print(head + " ".join(f"{p:>12s}" for p in (*PHASES, "cpu")) + "  stmts/item")
+    print(head + " ".join(f"{p:>12s}" for p in (*PHASES, "cpu", "moto cpu")) + "  stmts/item")
     for name, row in summ.items():
         lo, hi = row["range"]
         rlo, rhi = row["ratio_range"]
@@ -190,7 +213,7 @@ def print_summary(summ: dict[str, Any]) -> None:
         print(
             f"{name:38s} {row['items_per_s']:8,.0f} {lo:6,.0f}-{hi:<6,.0f} "
             f"{row['sqlite_over_this']:5.2f}x ({rlo:.2f}-{rhi:.2f})  "
-            + " ".join(f"{ms[p]:12.3f}" for p in (*PHASES, "cpu"))
+            + " ".join(f"{ms[p]:12.3f}" for p in (*PHASES, "cpu", S3_CPU))
             + f"  {row['statements_per_item']:9.3f}"
         )
 
@@ -219,7 +242,7 @@ def measure(
             old = {"PYTHONPATH": os.pathsep.join([str(before), *sys.path])}
             for name in STACKS[:2]:
                 folder, _ = variants[name]
-                variants[f"{name} (before)"] = (folder, old)
+                variants[f"{name} (before)"] = (folder, {**env, **old})
         urls = {
             name: stack.enter_context(running_server(folder, env=variant_env))
             for name, (folder, variant_env) in variants.items()
@@ -229,7 +252,7 @@ def measure(
             items_pass(url, by_name[name], 1, batch, True)
             epoch.ours_epoch(url, PROJECT, by_name[name], workers, batch)
         load0 = os.getloadavg()
-        results = run_rounds(urls, by_name, rounds, workers, batch, passes)
+        results = run_rounds(urls, by_name, rounds, workers, batch, passes, s3_server(work / "services"))
         load1 = os.getloadavg()
     summ = summary(results)
     summ["conditions"] = {

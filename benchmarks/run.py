@@ -640,7 +640,8 @@ def stack_figures(b: Bench) -> None:
                     ">= 0.5x",
                     note=f"median of {rounds} rounds; per-round {1 / hi:.2f}-{1 / lo:.2f}x; server ms/item: "
                     f"database {ms['database']:.2f}, object store {ms['object_store']:.2f}, framing "
-                    f"{ms['framing'] - ms['object_store']:.2f}",
+                    f"{ms['framing'] - ms['object_store']:.2f}; server CPU {ms['cpu']:.2f}, moto CPU "
+                    f"{ms[bench_stacks.S3_CPU]:.2f}",
                 )
             )
 
