@@ -116,8 +116,9 @@ def store_dir(path: Path, new_database: Callable[[], str] | None) -> Path:
     return path
 
 
-def build(path: Path, n_files: int, per_file: int, seed: int = 0) -> tuple[Built, dict[str, float]]:
-    """The store, imported through ``import_source``; and the build's seconds and rates."""
+def build(path: Path, n_files: int, per_file: int, seed: int = 0) -> tuple[Built, dict[str, Any]]:
+    """The store, imported through ``import_source``; and the build's seconds and rates (and
+    the load average at its start and its end)."""
     from annostream.client.transports import EmbeddedTransport
 
     local = EmbeddedTransport(path, create=True)
@@ -128,7 +129,8 @@ def build(path: Path, n_files: int, per_file: int, seed: int = 0) -> tuple[Built
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     key = local.create_key(PROJECT, "viewer")
     built = Built(path, PROJECT, "Default", key, result["files"], result["instances"])
-    return built, {"seconds": seconds, "cpu": cpu, "rate": result["instances"] / seconds, "load": load}
+    rate = result["instances"] / seconds
+    return built, {"seconds": seconds, "cpu": cpu, "rate": rate, "load": load, "load_end": _load()}
 
 
 def build_file(path: Path) -> Path:
@@ -446,7 +448,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             b["rate"],
             "instances/s",
             "reported",
-            note=b["load"],
+            note=f"{b['seconds']:.0f} s, {b['cpu']:.0f} CPU-s; {b['load']}"
+            + (f" at the start, {b['load_end']} at the end" if "load_end" in b else ""),
             link="in-process",
         ),
         row(
