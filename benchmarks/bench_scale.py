@@ -327,26 +327,38 @@ def export_then_load(url: str, built: Built, out: Path) -> dict[str, Any]:
     return {"export_s": export_s, "load_s": load_s, "rss": rss, "json_bytes": size, "load": _load()}
 
 
+PARTS = ("queries", "random", "first_batch", "in_process", "export", "rss")
+
+
 def measure(built: Built, small: Built | None, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The figures of ``args.parts`` (every part but those ``--no-export`` / ``--no-rss`` drop)."""
     from annostream.server.launch import running_server
 
+    parts = (
+        set(args.parts) - ({"export"} if not args.export else set()) - ({"rss"} if not args.rss else set())
+    )
     figures: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(running_server(built.store))
-        log(f"queries ({_load()})")
-        figures["queries"] = queries(url, built, args.repeat)
-        log(f"random ds[i] ({_load()})")
-        figures["random"] = random_access(url, built, args.random)
-        figures["first_batch"] = {
-            "s": min(meta.first_batch(url, built.project, built.key) for _ in range(3)),
-            "load": _load(),
-        }
-        log(f"the same reads in-process, wall and CPU ({_load()})")
-        figures["in_process"] = in_process(built.store, args.repeat, args.random)
-        if args.export:
+        if "queries" in parts:
+            log(f"queries ({_load()})")
+            figures["queries"] = queries(url, built, args.repeat)
+        if "random" in parts:
+            log(f"random ds[i] ({_load()})")
+            figures["random"] = random_access(url, built, args.random)
+        if "first_batch" in parts:
+            log(f"first batch ({_load()})")
+            figures["first_batch"] = {
+                "s": min(meta.first_batch(url, built.project, built.key) for _ in range(3)),
+                "load": _load(),
+            }
+        if "in_process" in parts:
+            log(f"the same reads in-process, wall and CPU ({_load()})")
+            figures["in_process"] = in_process(built.store, args.repeat, args.random)
+        if "export" in parts:
             log(f"export then load ({_load()})")
             figures["export_then_load"] = export_then_load(url, built, work / "export")
-        if args.rss and small is not None:
+        if "rss" in parts and small is not None:
             small_url = stack.enter_context(running_server(small.store))
             log(f"peak RSS of a full metadata pass: {small.files:,} then {built.files:,} files ({_load()})")
             rss: dict[str, Any] = {}
@@ -356,6 +368,7 @@ def measure(built: Built, small: Built | None, work: Path, args: argparse.Namesp
                 rss[f"{name}_s"] = time.perf_counter() - t0
             rss["load"] = _load()
             figures["rss"] = rss
+        log(f"measured ({_load()})")
     return figures
 
 
@@ -527,7 +540,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{r['load']}",
             )
         )
-    if "export_then_load" in result:
+    if "export_then_load" in result and "first_batch" in result:
         e = result["export_then_load"]
         out.append(
             row(
@@ -540,6 +553,9 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 note=f"export {e['export_s']:.0f} s + load {e['load_s']:.0f} s; {e['load']}",
             )
         )
+    elif "first_batch" in result:
+        f = result["first_batch"]
+        out.append(row("9. time to first batch", f["s"], "s", "reported", note=f["load"], higher=False))
     if "rss" in result:
         r = result["rss"]
         mib = 2**20
@@ -570,6 +586,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stack", nargs="+", choices=["sqlite", "pg"], default=["sqlite", "pg"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--random", type=int, default=500, help="random ds[i] reads")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)"
+    )
     parser.add_argument("--no-export", dest="export", action="store_false", help="skip export+load")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip the full metadata passes")
     parser.add_argument(
