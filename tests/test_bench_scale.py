@@ -146,3 +146,19 @@ def test_a_kept_postgres_whose_port_is_taken_moves_to_a_free_one(work: Path) -> 
     assert new_url.rsplit("/", 1)[1] == old_url.rsplit("/", 1)[1]  # the same database
     assert "opened" in result
     assert f"-p {port} " not in (work / "pg" / "services" / "pg" / "options").read_text()
+
+
+def test_parts_measures_only_what_is_asked_on_a_kept_store(work: Path) -> None:
+    _run(work, "sqlite")
+    args = bench_scale.parse(
+        [
+            *("--files", "120", "--small", "40", "--stack", "sqlite", "--work", str(work), "--reuse"),
+            *("--parts", "first_batch", "random", "--random", "5", "--out", str(work / "parts.json")),
+        ]
+    )
+    rows = bench_scale.run(args)
+    result = json.loads((work / "parts.json").read_text())["results"][0]
+    assert {"first_batch", "random", "opened"} <= set(result)
+    assert not {"queries", "in_process", "export_then_load", "rss"} & set(result)
+    assert result["random"]["n"] == 5
+    assert any(r["figure"].startswith("9. time to first batch (") for r in rows)
