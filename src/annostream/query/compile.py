@@ -635,6 +635,11 @@ def compile_query(
     ``dialect="diffgram"`` reads an unknown ``file.<key>`` as metadata, as Diffgram does.
     ``probe``: derived-table lookups as a test per file (for first pages; module docstring).
     """
+    return compile_node(conn, ds.project.id, checked_node(conn, query), rev, dialect=dialect, probe=probe)
+
+
+def checked_node(conn: Connection, query: str) -> Node:
+    """The parsed query, refused (400) when it does not parse or costs over the connection's budget."""
     node = parse(query)
     budget = conn.info.get(QUERY_BUDGET_KEY)
     if budget is not None and (cost := query_cost(node)) > budget:
@@ -644,4 +649,4 @@ def compile_query(
             "split it or narrow it",
             {"cost": cost, "budget": budget},
         )
-    return compile_node(conn, ds.project.id, node, rev, dialect=dialect, probe=probe)
+    return node
