@@ -244,9 +244,9 @@ class Compiler:
     @property
     def vocab(self) -> Vocabulary:
         if self._vocab is None:
-            from annostream.service.labels import load_vocabulary
+            from annostream.service.labels import vocabulary_at
 
-            self._vocab = load_vocabulary(self.conn, self.project_id, self.rev)
+            self._vocab = vocabulary_at(self.conn, self.project_id, self.rev)
         return self._vocab
 
     def project_datasets(self) -> list[tuple[int, str]]:
