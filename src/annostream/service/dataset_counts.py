@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, text
+from sqlalchemy import Connection, delete, insert, or_, select, text, update
 
 from annostream.service.attribute_index import entries
 from annostream.store.tables import (
@@ -33,6 +33,7 @@ from annostream.store.tables import (
     dataset_files,
     file_attribute_values,
     file_label_counts,
+    projects,
 )
 from annostream.store.versioning import end_rows, visible
 
@@ -63,6 +64,16 @@ BACKFILL = [
     f"INSERT INTO dataset_counts ({_COLUMNS}, created_rev) " + q.format(extra=", p.head_rev")
     for q in (_LABELS, _ATTRIBUTES)
 ]
+
+
+def rebuild_counts(conn: Connection) -> None:
+    """Every project's aggregates rebuilt at its head, set-based (:data:`BACKFILL`), with
+    ``counts_from`` moved there: what the migration does, and what a store written in bulk
+    without them (a benchmark's) needs. Earlier revisions are then counted by the scan."""
+    conn.execute(delete(dataset_counts))
+    conn.execute(update(projects).values(counts_from=projects.c.head_rev))
+    for statement in BACKFILL:
+        conn.execute(text(statement))
 
 
 def _aggregated(entry_text: str | None) -> bool:

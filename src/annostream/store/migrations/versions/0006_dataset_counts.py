@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from annostream.service.dataset_counts import BACKFILL
+from annostream.service.dataset_counts import rebuild_counts
 
 revision = '0006_dataset_counts'
 down_revision = '0005_attr_index'
@@ -46,10 +46,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['label_id'], ['labels.id'], name=op.f('fk_dataset_counts_label_id_labels')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_dataset_counts')),
     )
-    conn = op.get_bind()
-    conn.execute(sa.text('UPDATE projects SET counts_from = head_rev'))
-    for statement in BACKFILL:
-        conn.execute(sa.text(statement))
+    rebuild_counts(op.get_bind())
     op.create_index(op.f('ix_dataset_counts_dataset_id_label_id_count'), 'dataset_counts',
                     ['dataset_id', 'label_id', 'count'])
     op.create_index(op.f('ix_dataset_counts_dataset_id_key_kind_text'), 'dataset_counts',
