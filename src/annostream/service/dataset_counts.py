@@ -1,21 +1,22 @@
 """Per-dataset aggregates of the derived per-file tables (table ``dataset_counts``).
 
-Invariant: for every project and every revision R >= ``projects.counts_from``, the rows
-visible at R are exactly, for each dataset D:
+Invariant: for every project and every revision R >= ``projects.counts_from`` (NULL: none),
+the rows visible at R are exactly, for each dataset D:
 
-* per (label, n >= 1): how many of D's memberships (``dataset_files`` rows visible at R) are
-  of a file with ``file_label_counts`` count n for that label at R;
+* per (label, n >= 1): how many of D's memberships (``dataset_files`` rows visible at R, of
+  files visible at R) are of a file with ``file_label_counts`` count n for that label at R;
 * per attribute entry (key, kind, text, number) with no text or a text shorter than
   ``AGGREGATED_TEXT_CHARS``: how many of D's memberships are of a file that carries it at R
   (``file_attribute_values``);
 
-with no row for a zero. Files are never ended (only their memberships are), so this is what
-a slice's count reads. Every write that changes instances or memberships calls
-:func:`refresh_dataset_counts` once per commit with the files it touched (the import
-pipeline, whose files are all new, adds :func:`new_files` and calls :func:`apply_counts`):
-the change is the touched files' contributions after the commit (live rows) less those at
-the revision before it. A store migrated to this table gets its head's state
-(:data:`BACKFILL`) and ``counts_from`` = that head; earlier revisions are counted by a scan.
+with no row for a zero: what a slice's count reads. Every write that changes instances,
+memberships or files calls :func:`refresh_dataset_counts` once per commit with the files it
+touched, after its writes (the import pipeline, whose files are all new, adds
+:func:`new_files` and calls :func:`apply_counts`): the change is the touched files'
+contributions after the commit (live rows) less those at the revision before it. A project
+the service creates starts at ``counts_from`` 0; a store migrated to this table, or written
+in bulk around the service, gets its head's state (:func:`rebuild_counts`) and
+``counts_from`` = that head; earlier revisions, and projects at NULL, are counted by a scan.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from annostream.store.tables import (
     dataset_files,
     file_attribute_values,
     file_label_counts,
+    files,
     projects,
 )
 from annostream.store.versioning import end_rows, visible
@@ -44,7 +46,7 @@ _CHUNK = 500
 
 _LABELS = (
     "SELECT df.dataset_id, c.label_id, c.count, NULL, NULL, NULL, NULL, COUNT(*){extra}"
-    " FROM dataset_files df"
+    " FROM dataset_files df JOIN files f ON f.id = df.file_id AND f.deleted_rev IS NULL"
     " JOIN file_label_counts c ON c.file_id = df.file_id AND c.deleted_rev IS NULL"
     " JOIN datasets d ON d.id = df.dataset_id JOIN projects p ON p.id = d.project_id"
     " WHERE df.deleted_rev IS NULL"
@@ -52,7 +54,7 @@ _LABELS = (
 )
 _ATTRIBUTES = (
     "SELECT df.dataset_id, NULL, NULL, v.key, v.kind, v.text, v.number, COUNT(*){extra}"
-    " FROM dataset_files df"
+    " FROM dataset_files df JOIN files f ON f.id = df.file_id AND f.deleted_rev IS NULL"
     " JOIN file_attribute_values v ON v.file_id = df.file_id AND v.deleted_rev IS NULL"
     " JOIN datasets d ON d.id = df.dataset_id JOIN projects p ON p.id = d.project_id"
     f" WHERE df.deleted_rev IS NULL AND (v.text IS NULL OR length(v.text) < {AGGREGATED_TEXT_CHARS})"
@@ -88,7 +90,9 @@ def _contributions(conn: Connection, file_ids: list[int], at: int | None) -> Cou
         chunk = file_ids[start : start + _CHUNK]
         member: dict[int, list[int]] = defaultdict(list)
         for m in conn.execute(
-            select(df.c.file_id, df.c.dataset_id).where(df.c.file_id.in_(chunk), visible(df, at))
+            select(df.c.file_id, df.c.dataset_id)
+            .join(files, files.c.id == df.c.file_id)
+            .where(df.c.file_id.in_(chunk), visible(df, at), visible(files, at))
         ):
             member[m.file_id].append(m.dataset_id)
         if not member:

@@ -53,8 +53,9 @@ projects = Table(
     Column("name", String(200), nullable=False),
     Column("is_public", Boolean, nullable=False, default=False),
     Column("head_rev", Integer, nullable=False, default=0),
-    # The first revision ``dataset_counts`` answers for (stores migrated to it: their head then).
-    Column("counts_from", Integer, nullable=False, server_default="0"),
+    # The first revision ``dataset_counts`` answers for: 0 for a project the service created,
+    # a migrated project's head then; NULL (never) for one written around the service.
+    Column("counts_from", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -26,8 +26,8 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
 def upgrade() -> None:
-    # A plain ADD COLUMN (SQLite supports it with a default; a batch copy would drop projects).
-    op.add_column('projects', sa.Column('counts_from', sa.Integer(), server_default='0', nullable=False))
+    # A plain ADD COLUMN (a batch copy of projects on SQLite would have to drop it).
+    op.add_column('projects', sa.Column('counts_from', sa.Integer(), nullable=True))
     op.create_table(
         'dataset_counts',
         sa.Column('id', _ID, autoincrement=True, nullable=False),
