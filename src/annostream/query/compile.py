@@ -220,9 +220,12 @@ class _Json:
         extracted = func.json_extract(column, path)
         if isinstance(value, bool):
             return typ == ("true" if value else "false")
+        # The comparison first: SQLite stops at it for most rows and parses the JSON once;
+        # the type test after it keeps the term two-valued (it is false wherever the value
+        # is missing or null, which is where the comparison is NULL).
         if isinstance(value, (int, float)):
-            return and_(typ.in_(["integer", "real"]), _sql_op(extracted, op, value))
-        return and_(typ == "text", _sql_op(type_coerce(extracted, String), op, value))
+            return and_(_sql_op(extracted, op, value), typ.in_(["integer", "real"]))
+        return and_(_sql_op(type_coerce(extracted, String), op, value), typ == "text")
 
 
 @dataclass

@@ -235,16 +235,21 @@ def slice_count(
     store: Store, ds: DatasetRef, query: str | None = None, as_of: int | None = None
 ) -> tuple[int, int]:
     """(number of files, revision) of a slice: summed from the per-dataset counts when the
-    query is one term they answer exactly (``annostream.query.counts``), else counted by the scan."""
+    query is one term they answer exactly, walked from such a term's rows when it is a
+    conjunction with one (``annostream.query.counts``), else counted by the scan."""
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
         if query is not None and query.strip():
             from annostream.query.compile import checked_node
-            from annostream.query.counts import exact_count
+            from annostream.query.counts import driven_count, exact_count
 
-            exact = exact_count(conn, ds.project.id, ds.id, checked_node(conn, query), rev)
+            node = checked_node(conn, query)
+            exact = exact_count(conn, ds.project.id, ds.id, node, rev)
             if exact is not None:
                 return exact, rev
+            driven = driven_count(conn, ds.project.id, ds.id, node, rev)
+            if driven is not None:
+                return int(conn.execute(driven).scalar_one()), rev
         inner = slice_select(conn, ds, query, rev).order_by(None).subquery()
         count = conn.execute(select(func.count()).select_from(inner)).scalar_one()
     return count, rev
