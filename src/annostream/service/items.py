@@ -6,20 +6,17 @@ whatever the batch size: the cost per item falls as batches grow.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Engine, Integer, Text, bindparam, select, type_coerce
+from sqlalchemy import Connection, Integer, Text, bindparam, select, type_coerce
 
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
 from annostream.service.datasets import DatasetRef, membership, page_conditions, resolve_revision
-from annostream.service.labels import Vocabulary, load_vocabulary
+from annostream.service.labels import Vocabulary, vocabulary_at
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.blobs import BlobStore, get_many
@@ -156,30 +153,6 @@ def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
     }
 
 
-_VOCABULARIES: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[int, int], Vocabulary]] = (
-    weakref.WeakKeyDictionary()
-)
-_VOCABULARIES_LOCK = threading.Lock()
-_VOCABULARIES_MAX = 64
-
-
-def _vocabulary(conn: Connection, project_id: int, rev: int) -> Vocabulary:
-    """The vocabulary at ``rev``, cached per engine: a committed revision never changes."""
-    key = (project_id, rev)
-    with _VOCABULARIES_LOCK:
-        cached = _VOCABULARIES.setdefault(conn.engine, OrderedDict())
-        found = cached.get(key)
-        if found is not None:
-            cached.move_to_end(key)
-            return found
-    vocab = load_vocabulary(conn, project_id, rev)
-    with _VOCABULARIES_LOCK:
-        cached[key] = vocab
-        while len(cached) > _VOCABULARIES_MAX:
-            cached.popitem(last=False)
-    return vocab
-
-
 # The two statements of every batch, built once: a prebuilt statement keeps its cache key,
 # so executing it costs neither the column coercions of ``select`` nor a cache-key walk.
 _REV = cast(int, bindparam("rev", type_=Integer))  # visible() at a bound revision
@@ -196,7 +169,7 @@ _INSTANCES_OF = (
 
 
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
-    vocab = _vocabulary(conn, ref.id, rev)
+    vocab = vocabulary_at(conn, ref.id, rev)
     items: dict[int, Item] = {r[0]: {"id": r[0], "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
         for row in conn.execute(_INSTANCES_OF, {"ids": list(items), "rev": rev}).all():
