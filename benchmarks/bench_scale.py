@@ -482,7 +482,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 o["seconds"],
                 "s",
                 "reported",
-                note=f"CPU {o['cpu']:.1f} s; {o['load']}",
+                note=(f"CPU {o['cpu']:.1f} s; " if o.get("cpu") is not None else "") + o["load"],
                 link="in-process",
                 higher=False,
             )
