@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -45,13 +45,16 @@ ANONYMOUS = Principal(kind="anonymous")
 
 @dataclass(frozen=True)
 class ProjectRef:
-    """A project the caller has been authorised on, with the role that was granted."""
+    """A project the caller has been authorised on, with the role that was granted, and the
+    project's head revision read with the grant (None where it was not): a read at head right
+    after the grant (``items:batch``) needs no statement of its own to learn it."""
 
     id: int
     string_id: str
     name: str
     is_public: bool
     role: Role
+    head_rev: int | None = field(default=None, compare=False)
 
 
 def _hash(secret: str) -> str:
@@ -116,7 +119,7 @@ _KEY_COLUMNS = (
 _LIVE_KEY = select(*_KEY_COLUMNS).where(
     api_keys.c.client_id == bindparam("client_id"), api_keys.c.revoked_at.is_(None)
 )
-_PROJECT_COLUMNS = (projects.c.id, projects.c.string_id, projects.c.name, projects.c.is_public)
+_PROJECT_COLUMNS = (projects.c.id, projects.c.string_id, projects.c.name, projects.c.is_public, projects.c.head_rev)
 # A project and the caller's live key in one statement (the key columns are NULL when the key
 # is unknown or revoked): what every authenticated request on a project reads first.
 _PROJECT_WITH_KEY = (
@@ -187,7 +190,7 @@ def _grant(principal: Principal, row: Any, project_string_id: str, need: Role) -
         raise Unauthorized(f"project '{project_string_id}' needs an API key")
     if ROLE_RANK[role] < ROLE_RANK[need]:
         raise Forbidden(f"role '{role}' cannot do this; it needs '{need}'")
-    return ProjectRef(row.id, row.string_id, row.name, row.is_public, role)
+    return ProjectRef(row.id, row.string_id, row.name, row.is_public, role, row.head_rev)
 
 
 def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> dict[str, Any]:
