@@ -23,6 +23,7 @@ from annostream.service.labels import Vocabulary, load_vocabulary
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.blobs import BlobStore, get_many
+from annostream.store.db import reading
 from annostream.store.tables import blobs, dataset_files, files, instances
 from annostream.store.versioning import visible
 
@@ -218,7 +219,7 @@ def read_items(
     """Items for ``ids`` in the order given, each once (a repeated id is served at its first
     place, so repeats cannot multiply an answer), at ``as_of`` (head when None); 404 on any miss."""
     wanted = list(dict.fromkeys(int(i) for i in ids))
-    with store.engine.connect() as conn:
+    with reading(store.engine) as conn:
         rev = _revision(conn, ref, as_of)
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.

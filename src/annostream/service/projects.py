@@ -18,7 +18,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from annostream.errors import Conflict, Forbidden, NotFound, Unauthorized
 from annostream.schema import ProjectCreate, Role
 from annostream.store import Store
-from annostream.store.db import inserted_id
+from annostream.store.db import inserted_id, reading
 from annostream.store.tables import api_keys, dataset_files, datasets, projects
 
 ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
@@ -163,7 +163,7 @@ def authorize_key(
     Where the project is missing, the key alone decides between 401 and 404, as before."""
     if "\x00" in client_id or "\x00" in project_string_id:  # refused as each check alone refuses it
         return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
-    with store.engine.connect() as conn:
+    with reading(store.engine) as conn:
         row = conn.execute(_PROJECT_WITH_KEY, {"client_id": client_id, "project": project_string_id}).first()
     if row is None:
         return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
