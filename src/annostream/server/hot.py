@@ -78,5 +78,5 @@ def _exception_handler(app: Any, exc: Exception) -> Callable[..., Any] | None:
         if cls is Exception:  # a catch-all handler is the server error middleware's, outside
             return None
         if cls in handlers:
-            return handlers[cls]  # type: ignore[no-any-return]
+            return handlers[cls]
     return None

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
     Integer,
     Text,
     bindparam,
@@ -206,7 +207,7 @@ _INSTANCES_OF = (
 # file columns and its instance columns, typed by the first part's typed NULLs. Instance rows
 # come after the file rows, in (file, instance) order.
 _FILE_SLOTS = len(_FILE_COLUMNS) + 1  # with files.project_id
-_ITEMS_BY_ID = union_all(
+_ITEMS_BY_ID: Executable = union_all(
     select(
         literal_column("0", Integer).label("part"),
         *_FILE_COLUMNS,

@@ -119,7 +119,13 @@ _KEY_COLUMNS = (
 _LIVE_KEY = select(*_KEY_COLUMNS).where(
     api_keys.c.client_id == bindparam("client_id"), api_keys.c.revoked_at.is_(None)
 )
-_PROJECT_COLUMNS = (projects.c.id, projects.c.string_id, projects.c.name, projects.c.is_public, projects.c.head_rev)
+_PROJECT_COLUMNS = (
+    projects.c.id,
+    projects.c.string_id,
+    projects.c.name,
+    projects.c.is_public,
+    projects.c.head_rev,
+)
 # A project and the caller's live key in one statement (the key columns are NULL when the key
 # is unknown or revoked): what every authenticated request on a project reads first.
 _PROJECT_WITH_KEY = (
