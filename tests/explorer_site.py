@@ -43,7 +43,8 @@ VIDEO_FRAMES = 16
 def video_instances() -> list[dict[str, Any]]:
     """A track of boxes on frames 0..7, and on frame 4 a second box, a polygon and keypoints;
     a second track annotated on frames 8 and 12 only (boxes interpolated on 9..11, not stored);
-    frames 13.. hold nothing (frame k shows its number, see tests/videos.py)."""
+    frames 13.. hold nothing (frame k shows its number, see tests/videos.py); and the events
+    of ``EVENT_RANGES``."""
     track = [
         {
             "type": "box",
@@ -85,7 +86,13 @@ def video_instances() -> list[dict[str, Any]]:
             "frame_number": 4,
             "geometry": {"points": [[10, 25, 2], [20, 28, 2], [30, 26, 0]]},
         },
+        *EVENTS,
     ]
+
+
+# Events of the video, as (label, first frame, last frame): two overlap (two lanes).
+EVENT_RANGES = (("cat", 2, 6), ("dog", 5, 9), ("cat", 12, 12))
+EVENTS = [{"type": "event", "label": lab, "geometry": {"start": a, "end": b}} for lab, a, b in EVENT_RANGES]
 
 
 def png(width: int, height: int) -> bytes:

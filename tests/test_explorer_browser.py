@@ -15,7 +15,7 @@ import pytest
 
 from annostream.service.video import interpolate_tracks
 from tests import browser
-from tests.explorer_site import VIDEO_FRAMES, Site, site_fixture  # noqa: F401  (the fixture `site`)
+from tests.explorer_site import EVENT_RANGES, VIDEO_FRAMES, Site, site_fixture  # noqa: F401  (the fixture `site`)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -139,7 +139,7 @@ def _assert_drawn_where_they_are(page: Any, instances: list[dict[str, Any]], wid
     """The picture's visible overlays are exactly ``instances``, each where its coordinates
     land on the picture (the shape's own coordinates, not its stroke's outline, mapped to the
     screen by the browser)."""
-    svg = page.locator("#picture svg")
+    svg = page.locator("#picture svg.overlay")
     box = svg.bounding_box()
     scale = box["width"] / width
     assert box["height"] == pytest.approx(height * scale, abs=1.0)
@@ -203,10 +203,10 @@ def _frame_shown(page: Any, k: int) -> None:
 
     from tests.videos import read_number
 
-    page.wait_for_selector(f'#picture svg[data-shown="{k}"]')
+    page.wait_for_selector(f'#picture svg.overlay[data-shown="{k}"]')
     assert page.locator("#frame").input_value() == str(k)
     assert f"frame={k}" in page.url
-    href = page.locator("#picture svg image").get_attribute("href")
+    href = page.locator("#picture svg.overlay image").get_attribute("href")
     picture = page.request.get(f"{page.url.split('/explore/')[0]}{href}")  # the page's own cookies
     assert picture.ok and picture.headers["content-type"] == "image/jpeg"
     assert read_number(np.asarray(Image.open(io.BytesIO(picture.body())).convert("RGB"))) == k
@@ -259,6 +259,40 @@ def test_scrubbing_a_video_draws_each_frames_instances_where_they_are(site: Site
     _assert_drawn_where_they_are(page, on[4], f["width"], f["height"])
 
 
+def test_a_videos_events_are_ranges_under_the_slider(site: Site, page: Any) -> None:
+    (video,) = _items(site, [site.video["id"]])
+    frames = video["file"]["frame_count"]
+    events = sorted(
+        (i["geometry"]["start"], i["geometry"]["end"]) for i in video["instances"] if i["type"] == "event"
+    )
+    assert events == sorted((a, b) for _, a, b in EVENT_RANGES)
+    page.goto(f"{site.url}/explore/p/seen/f/{video['id']}?frame=0")
+    _give_key(page, site.viewer)
+    page.goto(f"{site.url}/explore/p/seen/f/{video['id']}?frame=0")
+    _frame_shown(page, 0)
+    line = page.locator("#timeline").bounding_box()
+    bars = page.locator("#timeline .event")
+    assert bars.count() == len(events)
+    lanes = {}
+    for n in range(bars.count()):
+        bar = bars.nth(n)
+        a, b = int(bar.get_attribute("data-start")), int(bar.get_attribute("data-end"))
+        box = bar.bounding_box()
+        assert box["x"] == pytest.approx(line["x"] + line["width"] * a / frames, abs=2), (a, b)
+        assert box["width"] == pytest.approx(line["width"] * (b - a + 1) / frames, abs=2), (a, b)
+        lanes[(a, b)] = box["y"]
+    assert lanes[(2, 6)] != lanes[(5, 9)], "overlapping events take separate lanes"
+    for k in (0, 3, 5, 9, 12, 14):
+        page.locator("#frame").fill(str(k))
+        _frame_shown(page, k)
+        on = page.locator("#timeline .event.on").evaluate_all("els => els.map(e => Number(e.dataset.start))")
+        assert sorted(on) == [a for a, b in events if a <= k <= b], k
+        assert int(page.locator("#frame-events").inner_text()) == len(on)
+        assert page.locator("#timeline .cursor").get_attribute("x1") == str(k + 0.5)
+    page.locator('#timeline .event[data-start="12"]').click()
+    _frame_shown(page, 12)
+
+
 @pytest.mark.skipif(
     os.environ.get("ANNOSTREAM_SCREENSHOTS") != "1",
     reason="writes docs/ screenshots only when ANNOSTREAM_SCREENSHOTS=1",
@@ -292,10 +326,11 @@ def test_screenshots_of_the_demo_dataset(chromium: Any, tmp_path: Path) -> None:
         page.goto(f"{url}/explore/p/demo/f/{clip['id']}?frame=16")
         page.check("#interpolate")
         page.locator("#frame").fill("20")  # between two keyframes: the track's box, dashed
-        page.wait_for_selector('#picture svg[data-shown="20"]')
+        page.wait_for_selector('#picture svg.overlay[data-shown="20"]')
         assert page.locator("#picture .inst.interpolated:visible").count() == 1
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_load_state("networkidle")
+        page.set_viewport_size({"width": 1100, "height": 720})  # the events under the slider too
         shots["explorer-video.png"] = page.screenshot()
         context.close()
     for name, data in shots.items():

@@ -203,7 +203,7 @@ def test_a_video_frame_sample_shows_that_frame_with_its_instances(tmp_path: Path
         doc = ET.fromstring(sample._repr_html_())
         svg = doc.find(f".//{SVG}svg")
         drawn = [el for el in svg.iter() if "inst" in (el.get("class") or "").split()]
-        on_4 = [i for i in video_instances() if i["frame_number"] == 4]
+        on_4 = [i for i in video_instances() if i.get("frame_number") == 4]
         assert len(drawn) == len(on_4) == 4
         rects = sorted(
             tuple(float(el.get(a)) for a in ("x", "y", "width", "height"))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 import annostream
-from annostream import Conflict, Project
+from annostream import Conflict, InvalidInput, Project
 from annostream.client.transports import EmbeddedTransport
 from annostream.formats.coco import read_coco
 from annostream.server.launch import running_server
@@ -64,3 +67,101 @@ def test_save_a_slice_by_its_first_name_cache_to(project: Project, source: Sourc
     assert blobs == {s["file"]["sha256"] for s in copy}, "exactly the view's blobs"
     with pytest.raises(Conflict):
         view.cache_to(target)
+
+
+# --- a hostile source: the copy checks what it is sent as an upload would ---------------------
+
+
+def _source_items(tmp_path: Path) -> tuple[list[Any], list[tuple[dict[str, Any], bytes | None]]]:
+    """The labels and (item, bytes) pairs of a small real store: a PNG, a video, a text file."""
+    from tests.videos import make_video
+
+    local = EmbeddedTransport(tmp_path / "src", create=True)
+    local.create_project("src", None, False)
+    local.create_label("src", "cat", "#ff0000")
+    local.upload_file("src", "Default", "a.png", png(), [box(1, 1, 9, 9, "cat")], {})
+    local.upload_file("src", "Default", "clip.mp4", make_video(6), [], {})
+    local.upload_file("src", "Default", "note.txt", b"a short note", [], {})
+    ds = annostream.open(tmp_path / "src").dataset("Default")
+    return local.labels("src", None), [(copy.deepcopy(i), b) for i, b in ds.snapshot().iter_raw()]
+
+
+def _save(target: Path, label_list: list[Any], items: list[Any]) -> dict[str, Any]:
+    from annostream.service.save import save_snapshot
+    from annostream.store import Store
+
+    store = Store.open(target)
+    try:
+        return save_snapshot(
+            store,
+            string_id="copy",
+            name="copy",
+            revision=99,
+            label_list=label_list,
+            groups=[],
+            dataset="Default",
+            items=iter(items),
+        )
+    finally:
+        store.close()
+
+
+def test_a_saved_copy_probes_its_files_and_keeps_the_video_facts(tmp_path: Path) -> None:
+    label_list, items = _source_items(tmp_path)
+    assert _save(tmp_path / "copy", label_list, items)["files"] == 3
+    src = {i["file"]["name"]: i["file"] for i, _ in items}
+    copied = {s["file"]["name"]: s["file"] for s in annostream.open(tmp_path / "copy").dataset("Default")}
+    for name, f in src.items():
+        for field in ("type", "width", "height", "content_type", "frame_count", "fps", "duration", "codec"):
+            assert copied[name][field] == f[field], (name, field)
+    assert copied["clip.mp4"]["keyframes"] == src["clip.mp4"]["keyframes"] is not None
+    assert copied["note.txt"]["text"] == "a short note"
+
+
+def _tamper_label(labels: list[Any], _items: list[Any]) -> str:
+    labels[0]["color"] = "red;}</style><script>alert(1)</script>"
+    return "labels[0].color"
+
+
+def _tamper_type(_labels: list[Any], items: list[Any]) -> str:
+    item, _ = next(p for p in items if p[0]["file"]["name"] == "a.png")
+    item["file"]["content_type"] = "text/html"
+    item["file"]["type"] = "video"
+    return ".type"
+
+
+def _tamper_size(_labels: list[Any], items: list[Any]) -> str:
+    next(p for p in items if p[0]["file"]["name"] == "a.png")[0]["file"]["width"] = 4096
+    return ".width"
+
+
+def _tamper_bytes(_labels: list[Any], items: list[Any]) -> str:
+    n = next(n for n, p in enumerate(items) if p[0]["file"]["name"] == "a.png")
+    items[n] = (items[n][0], b"<html><script>alert(1)</script></html>")
+    return "file "
+
+
+def _tamper_name(_labels: list[Any], items: list[Any]) -> str:
+    items[0][0]["file"]["name"] = "../../outside.png"
+    return ".name"
+
+
+def _tamper_metadata(_labels: list[Any], items: list[Any]) -> str:
+    items[0][0]["file"]["metadata"] = {"k\x00": 1}
+    return "file "
+
+
+@pytest.mark.parametrize(
+    "tamper", [_tamper_label, _tamper_type, _tamper_size, _tamper_bytes, _tamper_name, _tamper_metadata]
+)
+def test_a_hostile_source_is_refused_naming_the_field_and_writes_nothing(
+    tmp_path: Path, tamper: Callable[[list[Any], list[Any]], str]
+) -> None:
+    label_list, items = _source_items(tmp_path)
+    field = tamper(label_list, items)
+    with pytest.raises(InvalidInput) as refused:
+        _save(tmp_path / "copy", label_list, items)
+    assert field in refused.value.message
+    store = EmbeddedTransport(tmp_path / "copy")
+    assert [p["string_id"] for p in store.list_projects()] == [], "one transaction: nothing written"
+    assert not [p for p in (tmp_path / "copy" / "blobs").rglob("*") if p.is_file()], "no blob left behind"

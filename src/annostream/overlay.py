@@ -173,6 +173,53 @@ def svg(
     )
 
 
+def timeline(
+    instances: Iterable[Mapping[str, Any]],
+    frame_count: int,
+    *,
+    colors: Mapping[int, str] | None = None,
+    frame: int = 0,
+) -> str:
+    """An SVG of a video's events as ranges on its frames (``""`` when it has none).
+
+    Its ``viewBox`` is ``frame_count`` wide, so an event from frame ``start`` to ``end``
+    (inclusive) is a bar at x = start, width end - start + 1; overlapping events take lanes
+    (each on the first lane free at its start). Each bar is one element of class ``event``
+    with ``data-instance``, ``data-start`` and ``data-end``; those covering ``frame`` also carry
+    ``on``; a line of class ``cursor`` stands at ``frame``. Text is escaped, numbers formatted."""
+    events = sorted(
+        (int(g["start"]), int(g["end"]), inst)
+        for inst in instances
+        if inst.get("type") == "event" and isinstance(g := inst.get("geometry"), Mapping)
+    )
+    if not events or frame_count < 1:
+        return ""
+    lane_ends: list[int] = []
+    bars = []
+    for start, end, inst in events:
+        lane = next((n for n, last in enumerate(lane_ends) if last < start), len(lane_ends))
+        if lane == len(lane_ends):
+            lane_ends.append(end)
+        lane_ends[lane] = end
+        color = label_color(inst.get("label_id"), (colors or {}).get(inst.get("label_id") or -1))
+        label = str(inst.get("label") or "event")
+        on = " on" if start <= frame <= end else ""
+        bars.append(
+            f'<rect class="event{on}" data-instance="{inst.get("id")}" data-start="{start}" '
+            f'data-end="{end}" data-label="{_attr(label)}" x="{start}" y="{lane}" '
+            f'width="{end - start + 1}" height="0.8" fill="{color}">'
+            f"<title>{html.escape(label)}: frames {start}-{end}</title></rect>"
+        )
+    lanes = len(lane_ends)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" id="timeline" '
+        f'viewBox="0 -0.1 {frame_count} {lanes}" preserveAspectRatio="none" data-lanes="{lanes}" '
+        f'data-frames="{frame_count}">{"".join(bars)}'
+        f'<line class="cursor" x1="{frame + 0.5}" x2="{frame + 0.5}" y1="-0.1" y2="{lanes}" '
+        'vector-effect="non-scaling-stroke"/></svg>'
+    )
+
+
 def draw(
     image: Any,
     instances: Iterable[Mapping[str, Any]],

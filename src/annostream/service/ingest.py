@@ -337,18 +337,23 @@ def insert_files(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 def probe_upload(filename: str, data: bytes, where: str = "file") -> Probe:
     """What an upload is, by its name's suffix and its bytes; 422 when it is not readable."""
     if filename.lower().endswith(".txt"):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(f"{where}: '{filename}' is not UTF-8 text", {"field": where}) from exc
-        if "\x00" in text:  # binary, and no database text column can hold it
-            raise InvalidInput(f"{where}: '{filename}' holds NUL: not a text file", {"field": where})
-        return Probe("text", None, None, "text/plain; charset=utf-8", text=text)
+        return probe_text(filename, data, where)
     if video.is_video_name(filename):
         info = video.probe_video(data, where, filename)
         return Probe("video", info.width, info.height, info.content_type, video=info)
     width, height, mime = probe_image(data, where)
     return Probe("image", width, height, mime)
+
+
+def probe_text(filename: str, data: bytes, where: str = "file") -> Probe:
+    """A text file: UTF-8 without NUL (no database text column holds NUL); 422 otherwise."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{where}: '{filename}' is not UTF-8 text", {"field": where}) from exc
+    if "\x00" in text:
+        raise InvalidInput(f"{where}: '{filename}' holds NUL: not a text file", {"field": where})
+    return Probe("text", None, None, "text/plain; charset=utf-8", text=text)
 
 
 def add_file(

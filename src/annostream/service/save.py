@@ -2,9 +2,13 @@
 
 The copy is written as a single commit whose number is the source view's revision, with
 the source's file and instance ids and label ids kept, so that the copy streams the very
-same samples as the view it came from. Instances go through the same validation and row
-building as any write (``ingest``), and blobs through the same guarded, content-addressed
-path, so the copy is an ordinary store in every respect.
+same samples as the view it came from. The source is not trusted: labels and attribute
+groups are validated as their create routes validate them, every file is probed from its
+bytes as an upload is (its type, size, content type and video facts come from the probe, and
+a copy whose source claims otherwise is refused), names and metadata pass the upload's
+checks, instances go through the same validation and row building as any write (``ingest``),
+and blobs through the same guarded, content-addressed path. So the copy is an ordinary
+store in every respect, whatever the server it was read from sent.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from annostream.errors import Conflict, InvalidInput
-from annostream.schema import Item
+from annostream.paths import safe_name
+from annostream.schema import AttributeGroupCreate, FileInfo, Item, LabelCreate, validate
 from annostream.service.commit import guarded_blobs
 from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
+    Probe,
+    check_metadata,
+    file_row,
     instance_rows,
     parse_instances,
+    probe_text,
+    probe_upload,
     refresh_derived,
 )
 from annostream.service.labels import load_vocabulary
@@ -38,6 +48,7 @@ from annostream.store.tables import (
 )
 from annostream.store.versioning import begin_commit
 
+_LABEL_FIELDS = ("name", "color")
 _INSTANCE_FIELDS = (
     "type",
     "label",
@@ -84,29 +95,32 @@ def save_snapshot(
         )
         ref = ProjectRef(project_id, string_id, name, False, "admin")
         rev = begin_commit(conn, project_id, f"offline copy of {string_id}/{dataset} at {revision}")
-        for lab in label_list:
+        for n, lab in enumerate(label_list):
+            where = f"labels[{n}]"
+            spec = validate(LabelCreate, {k: lab.get(k) for k in _LABEL_FIELDS}, where)
+            index = lab.get("id")
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 < index < 2**31:
+                raise InvalidInput(f"{where}.id: a label id is a positive int32", {"field": f"{where}.id"})
             conn.execute(
                 insert(labels).values(
                     project_id=project_id,
-                    label_index=lab["id"],
-                    name=lab["name"],
-                    color=lab.get("color"),
-                    spec=lab.get("spec") or {},
+                    label_index=index,
+                    name=spec.name,
+                    color=spec.color,
+                    spec=check_metadata(lab.get("spec"), f"{where}.spec"),
                     created_rev=rev,
                 )
             )
-        for group in groups:
+        for n, raw_group in enumerate(groups):
+            group = validate(AttributeGroupCreate, raw_group, f"attribute_groups[{n}]")
             group_id = inserted_id(
                 conn.execute(
                     insert(attribute_groups).values(
-                        project_id=project_id,
-                        name=group["name"],
-                        kind=group["kind"],
-                        created_rev=rev,
+                        project_id=project_id, name=group.name, kind=group.kind, created_rev=rev
                     )
                 )
             )
-            for option in group["options"]:
+            for option in group.options:
                 conn.execute(
                     insert(attribute_options).values(group_id=group_id, name=option, created_rev=rev)
                 )
@@ -116,47 +130,36 @@ def save_snapshot(
         n_instances = 0
         for item, blob in items:
             f = item["file"]
+            where = f"file {item['id']}"
+            name = safe_name(f["name"], f"{where}.name")
+            probe = _probe(name, f, blob, where)
             sha = None
             if blob is not None:
-                sha = guard.put(conn, blob, f.get("content_type") or "application/octet-stream")
+                sha = guard.put(conn, blob, probe.mime)
                 if sha != f["sha256"]:
                     raise InvalidInput(
-                        f"file {item['id']}: its bytes do not match sha256 {f['sha256']}",
-                        {"file_id": item["id"]},
+                        f"{where}: its bytes do not match sha256 {f['sha256']}", {"file_id": item["id"]}
                     )
-            parent = f.get("parent_id") if f.get("parent_id") in file_ids else None
-            conn.execute(
-                insert(files).values(
-                    id=item["id"],
-                    project_id=project_id,
-                    type=f["type"],
-                    original_filename=f["name"],
-                    blob_sha256=sha,
-                    width=f["width"],
-                    height=f["height"],
-                    frame_count=f.get("frame_count"),
-                    fps=f.get("fps"),
-                    text=f.get("text"),
-                    metadata=f.get("metadata") or {},
-                    parent_id=parent,
-                    frame_number=f.get("frame_number"),
-                    created_rev=min(f["created_rev"], rev),
-                )
+            row = file_row(
+                ref, rev, name=name, sha=sha, probe=probe, metadata=check_metadata(f.get("metadata"), where)
             )
+            parent = f.get("parent_id") if f.get("parent_id") in file_ids else None
+            row.update(
+                id=item["id"],
+                parent_id=parent,
+                frame_number=f.get("frame_number") if parent is not None else None,
+                created_rev=min(f["created_rev"], rev),
+            )
+            conn.execute(insert(files).values(**row))
             conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=item["id"], created_rev=rev))
             raw = [
                 {k: v for k, v in inst.items() if k in _INSTANCE_FIELDS and v is not None}
                 for inst in item["instances"]
             ]
+            parsed = parse_instances(raw, f"{where}.instances")
+            probe.check(parsed, f"{where}.instances")
             rows = instance_rows(
-                project_id,
-                item["id"],
-                f["width"],
-                f["height"],
-                parse_instances(raw, f"file {item['id']}.instances"),
-                vocab,
-                rev,
-                f"file {item['id']}.instances",
+                project_id, item["id"], probe.width, probe.height, parsed, vocab, rev, f"{where}.instances"
             )
             for row, inst in zip(rows, item["instances"], strict=True):
                 row["id"] = inst["id"]
@@ -172,3 +175,21 @@ def save_snapshot(
         "files": len(file_ids),
         "instances": n_instances,
     }
+
+
+def _probe(name: str, f: FileInfo, blob: bytes | None, where: str) -> Probe:
+    """The file as an upload of ``blob`` (or of its text) would be; 422 naming the field the
+    source's claim differs in (its type or size), since the copy must stream what it did."""
+    if blob is not None:
+        probe = probe_upload(name, blob, where)
+    elif f["type"] == "text" and isinstance(f.get("text"), str):
+        probe = probe_text(name, str(f["text"]).encode("utf-8"), where)
+    else:
+        raise InvalidInput(f"{where}: a {f['type']} file arrived without its bytes", {"field": where})
+    for field in ("type", "width", "height"):
+        if f.get(field) != getattr(probe, field):
+            raise InvalidInput(
+                f"{where}.{field}: the source says {f.get(field)!r}, its bytes {getattr(probe, field)!r}",
+                {"field": f"{where}.{field}"},
+            )
+    return probe

@@ -406,6 +406,16 @@ def file_page(
             1 for s in overlay.shapes(item["instances"]) if shown_frame is not None and s.frame == shown_frame
         ),
         interpolated=len(drawn) - len(item["instances"]),
+        on_events=sum(
+            1
+            for i in item["instances"]
+            if i["type"] == "event" and i["geometry"]["start"] <= (shown_frame or 0) <= i["geometry"]["end"]
+        ),
+        timeline=Markup(
+            overlay.timeline(item["instances"], f["frame_count"] or 0, colors=colors, frame=shown_frame)
+        )
+        if shown_frame is not None
+        else None,
     )
 
 

@@ -38,13 +38,16 @@ document.addEventListener("DOMContentLoaded", () => {
 // the instances drawn are those whose data-frame is that frame (the server drew them all,
 // the others carry the class "off"; a track's interpolated boxes show only while the
 // "interpolate" box is ticked). Once the frame's picture has loaded, the SVG says which frame
-// it shows in data-shown.
+// it shows in data-shown. Under the slider, a video's events are bars over their frames
+// (the server's SVG); those covering the frame shown carry "on", and a click on one goes to
+// its first frame.
 document.addEventListener("DOMContentLoaded", () => {
   const scrubber = document.getElementById("scrubber");
-  const svg = document.querySelector("#picture svg");
+  const svg = document.querySelector("#picture svg.overlay");
   if (!scrubber || !svg) return;
   const image = svg.querySelector("image");
   const range = document.getElementById("frame");
+  const timeline = document.getElementById("timeline");
   const last = Number(range.max);
   let wanted = Number(range.value);
   const show = (k) => {
@@ -62,6 +65,18 @@ document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("#instances tr[data-frame]").forEach((row) => {
       row.classList.toggle("current", Number(row.dataset.frame) === k);
     });
+    if (timeline) {
+      let covering = 0;
+      timeline.querySelectorAll(".event").forEach((bar) => {
+        const on = Number(bar.dataset.start) <= k && k <= Number(bar.dataset.end);
+        bar.classList.toggle("on", on);
+        if (on) covering += 1;
+      });
+      const cursor = timeline.querySelector(".cursor");
+      cursor.setAttribute("x1", String(k + 0.5));
+      cursor.setAttribute("x2", String(k + 0.5));
+      document.getElementById("frame-events").textContent = String(covering);
+    }
     const src = scrubber.dataset.src + k;
     delete svg.dataset.shown;
     const loader = new Image();
@@ -82,6 +97,11 @@ document.addEventListener("DOMContentLoaded", () => {
     interpolate.addEventListener("change", () => svg.classList.toggle("interpolating", interpolate.checked));
   }
   range.addEventListener("input", () => show(Number(range.value)));
+  if (timeline) {
+    timeline.querySelectorAll(".event").forEach((bar) => {
+      bar.addEventListener("click", () => show(Number(bar.dataset.start)));
+    });
+  }
   document.getElementById("frame-prev").addEventListener("click", () => show(wanted - 1));
   document.getElementById("frame-next").addEventListener("click", () => show(wanted + 1));
   show(wanted);
