@@ -116,7 +116,7 @@ def create_app(
     app.state.long_polls = {}
     from annostream.server.hot import HotRoutes
 
-    app.add_middleware(HotRoutes)  # first added: the innermost, inside CORS and timings
+    app.add_middleware(HotRoutes, store=store)  # first added: the innermost, inside CORS and timings
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
