@@ -8,7 +8,8 @@ declaration, policy before the body, body caps, service function and reply), ren
 error with the app's own exception handlers, so the answer is the same byte for byte.
 
 Where the database is a file on this machine (SQLite), a small batch (``LOOP_IDS``, blobs
-none or on local disk) is authorised, read and rendered on the event loop: two hops to a
+none or on local disk) asked for by a client reading alone (one connection, as ``ds[i]`` or
+a sequential pass) is authorised, read and rendered on the event loop: two hops to a
 worker thread and back cost more CPU than the work (about half of a one-item request's, more
 on a loaded machine). The loop never waits there: not for a pooled connection (while none is
 free, the request goes to worker threads as before), nor for a write (a key's once-a-minute
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -41,16 +43,23 @@ HOT_OPERATIONS = ("items_batch",)
 # A batch of at most this many ids, read from a database in a local file with no blobs or
 # local ones, is served on the event loop (a few ms at most, less than two thread hops cost).
 LOOP_IDS = 128
+# ... and only while no other connection asked for a hot route within this many seconds.
+ALONE_S = 0.5
 
 
-def _here(store: Store) -> Here:
+def _here(store: Store, callers: dict[Any, float]) -> Here:
     """Whether a request's policy (``args`` None), then its batch, runs on the event loop: only
-    while the pool has a connection to give at once (the loop must never wait for one), and for
-    a batch, when it is small and its blobs, if inline, are local files."""
+    while one connection alone has asked for hot routes lately (``callers``: several clients
+    at once overlap their statements and blob reads in worker threads, on every core; on the
+    loop they would wait for each other), while the pool has a connection to give at once (the
+    loop must never wait for one), and for a batch, when it is small and its blobs, if inline,
+    are local files."""
     pool = store.engine.pool
     local_blobs = getattr(store.blobs, "local_file", None) is not None
 
     def here(args: dict[str, Any] | None) -> bool:
+        if len(callers) > 1:
+            return False
         if isinstance(pool, QueuePool) and pool.checkedin() == 0 and pool.checkedout() >= pool.size():
             return False
         if args is None:
@@ -69,12 +78,23 @@ class HotRoutes:
 
     def __init__(self, app: ASGIApp, store: Store) -> None:
         self.app = app
-        here = _here(store) if store.engine.dialect.name == "sqlite" else None
+        # The connections (client address and port) that asked for a hot route within the last
+        # ALONE_S seconds, with when they last did (touched by the event loop's thread alone).
+        self.callers: dict[Any, float] = {}
+        here = _here(store, self.callers) if store.engine.dialect.name == "sqlite" else None
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         for name in HOT_OPERATIONS:
             op = OPERATIONS[name]
             pattern, _, _ = compile_path(API_PREFIX + op.path)
             self.routes.append((op.method, pattern, endpoint(op, here)))
+
+    def _seen(self, client: Any) -> None:
+        now = time.monotonic()
+        self.callers[client] = now
+        if len(self.callers) > 1:
+            for other, last in list(self.callers.items()):
+                if last < now - ALONE_S:
+                    del self.callers[other]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -84,6 +104,7 @@ class HotRoutes:
                 match = pattern.match(scope["path"])
                 if match is not None:
                     scope["path_params"] = match.groupdict()
+                    self._seen(scope.get("client"))
                     await _answer(handler, scope, receive, send)
                     return
         await self.app(scope, receive, send)
