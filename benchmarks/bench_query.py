@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from annostream.service.attribute_index import history_rows
+from annostream.service.dataset_counts import rebuild_counts
 from annostream.service.datasets import DatasetRef, slice_count, slice_ids, slice_select
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
@@ -146,6 +147,7 @@ def build(store: Store, n_files: int, per_file: int, seed: int = 0) -> DatasetRe
             _insert_instances(conn, batch)
         for start in range(0, len(count_rows), BATCH):
             conn.execute(insert(file_label_counts), count_rows[start : start + BATCH])
+        rebuild_counts(conn)
     with store.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     project = ProjectRef(pid, "bench", "bench", False, "admin")

@@ -3,7 +3,8 @@
 Images come from :func:`annostream.demo.build_photo_coco` (crops of scikit-image's sample
 photos), imported into a store through the service like any COCO file. The metadata-only
 stores (100k files / 1M instances) are written with bulk inserts in one commit, the way an
-import would land them, without images: those figures never read a pixel.
+import would land them (derived tables and planner statistics included), without images:
+those figures never read a pixel.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def build_images(root: Path, n_items: int) -> Built:
 
 def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Built:
     """``n_files`` image files without blobs, ``per_file`` boxes each, in one bulk commit."""
+    from annostream.service.imports import refresh_statistics
     from annostream.service.ingest import refresh_derived
     from annostream.service.projects import LOCAL, authorize
     from annostream.store.versioning import begin_commit
@@ -129,6 +131,7 @@ def build_metadata(root: Path, n_files: int, per_file: int, seed: int = 0) -> Bu
                 rows,
             )
             refresh_derived(conn, list(ids), rev)
+        refresh_statistics(conn)  # as an import of this size does
     return Built(root, PROJECT, "Default", _viewer(local), n_files, n_files * per_file)
 
 

@@ -60,6 +60,8 @@ EDGE: dict[str, Callable[[str], Any]] = {
     # Instance attributes must name an attribute group (service/labels.check_attributes),
     # so the index's keys are bounded as group names are.
     "file_attribute_values.key": lambda v: validate(AttributeGroupCreate, {"name": v}),
+    # The per-dataset counts copy the index's keys.
+    "dataset_counts.key": lambda v: validate(AttributeGroupCreate, {"name": v}),
     # Parts of a name are at most 255 bytes: a slash every 100 characters keeps them short.
     "files.original_filename": lambda v: safe_name(
         "".join("/" if i % 100 == 99 else c for i, c in enumerate(v)), "file"
@@ -79,6 +81,7 @@ SERVER_MADE: dict[str, tuple[str, ...]] = {
     "instances.type": get_args(InstanceType),
     "attribute_groups.kind": get_args(AttributeKind),
     "file_attribute_values.kind": ("true", "false", "number", "text", "null", "array", "item", "object"),
+    "dataset_counts.kind": ("true", "false", "number", "text", "null", "array", "item", "object"),
     # Sniffed from the bytes (service/ingest, service/video): the longest the server names.
     "blobs.content_type": ("application/octet-stream", "video/x-matroska", "text/plain; charset=utf-8"),
     # FFmpeg's short codec names, never the uploader's text.

@@ -220,9 +220,12 @@ class _Json:
         extracted = func.json_extract(column, path)
         if isinstance(value, bool):
             return typ == ("true" if value else "false")
+        # The comparison first: SQLite stops at it for most rows and parses the JSON once;
+        # the type test after it keeps the term two-valued (it is false wherever the value
+        # is missing or null, which is where the comparison is NULL).
         if isinstance(value, (int, float)):
-            return and_(typ.in_(["integer", "real"]), _sql_op(extracted, op, value))
-        return and_(typ == "text", _sql_op(type_coerce(extracted, String), op, value))
+            return and_(_sql_op(extracted, op, value), typ.in_(["integer", "real"]))
+        return and_(_sql_op(type_coerce(extracted, String), op, value), typ == "text")
 
 
 @dataclass
@@ -244,9 +247,9 @@ class Compiler:
     @property
     def vocab(self) -> Vocabulary:
         if self._vocab is None:
-            from annostream.service.labels import load_vocabulary
+            from annostream.service.labels import vocabulary_at
 
-            self._vocab = load_vocabulary(self.conn, self.project_id, self.rev)
+            self._vocab = vocabulary_at(self.conn, self.project_id, self.rev)
         return self._vocab
 
     def project_datasets(self) -> list[tuple[int, str]]:
@@ -635,6 +638,11 @@ def compile_query(
     ``dialect="diffgram"`` reads an unknown ``file.<key>`` as metadata, as Diffgram does.
     ``probe``: derived-table lookups as a test per file (for first pages; module docstring).
     """
+    return compile_node(conn, ds.project.id, checked_node(conn, query), rev, dialect=dialect, probe=probe)
+
+
+def checked_node(conn: Connection, query: str) -> Node:
+    """The parsed query, refused (400) when it does not parse or costs over the connection's budget."""
     node = parse(query)
     budget = conn.info.get(QUERY_BUDGET_KEY)
     if budget is not None and (cost := query_cost(node)) > budget:
@@ -644,4 +652,4 @@ def compile_query(
             "split it or narrow it",
             {"cost": cost, "budget": budget},
         )
-    return compile_node(conn, ds.project.id, node, rev, dialect=dialect, probe=probe)
+    return node

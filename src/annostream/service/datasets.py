@@ -7,6 +7,7 @@ random access, sharding and shuffling are built on; it is computed by one indexe
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,29 +152,38 @@ def query_filter(
 # of the slice as a set: a broad query fills its page within the window at the cost of what
 # it reads; a narrow one pays at most the window before its (small) set.
 PROBE_WINDOW = 4096
+_NO_FILE_ID = 2**62  # past every file id
 
 
 def page_conditions(
     conn: Connection, ds: DatasetRef, query: str | None, rev: int, after: int | None
-) -> list[ColumnElement[bool] | None]:
+) -> Iterator[ColumnElement[bool] | None]:
     """Conditions on ``files`` that read a slice's files with id > ``after`` in id order, to
     be tried in turn until a page is full: the next ``PROBE_WINDOW`` files of the dataset
-    probed one by one, then the files past them as a set. Together they select the slice."""
-    probe = query_filter(conn, ds, query, rev, probe=True)
-    if probe is None:
-        return [None]
-    bound = conn.execute(
+    probed one by one, then the files past them as a set. Together they select the slice.
+
+    The window's end is a subquery of the same statement (no round trip of its own; NULL
+    when the dataset ends within the window, so the set then selects nothing), and the set is
+    compiled only when the window did not fill the page (with the probe's vocabulary)."""
+    if query is None or not query.strip():
+        yield None
+        return
+    from annostream.query.compile import Compiler, checked_node
+
+    node = checked_node(conn, query)
+    probe = Compiler(conn, ds.project.id, rev, probe=True)
+    bound = (
         select(dataset_files.c.file_id)
         .where(membership(ds, rev), dataset_files.c.file_id > (after if after is not None else -1))
         .order_by(dataset_files.c.file_id)
         .offset(PROBE_WINDOW)
         .limit(1)
-    ).scalar()
-    if bound is None:
-        return [probe]
-    rest = query_filter(conn, ds, query, rev)
-    assert rest is not None
-    return [and_(probe, files.c.id < bound), and_(rest, files.c.id >= bound)]
+        .scalar_subquery()
+    )
+    # On the walked index's column, so the walk stops at the window's end.
+    yield and_(probe.compile(node), dataset_files.c.file_id < func.coalesce(bound, _NO_FILE_ID))
+    rest = Compiler(conn, ds.project.id, rev, _vocab=probe._vocab, _datasets=probe._datasets)
+    yield and_(rest.compile(node), dataset_files.c.file_id >= bound)
 
 
 def slice_select(
@@ -224,8 +234,22 @@ def slice_ids(
 def slice_count(
     store: Store, ds: DatasetRef, query: str | None = None, as_of: int | None = None
 ) -> tuple[int, int]:
+    """(number of files, revision) of a slice: summed from the per-dataset counts when the
+    query is one term they answer exactly, walked from such a term's rows when it is a
+    conjunction with one (``annostream.query.counts``), else counted by the scan."""
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ds.project, as_of)
+        if query is not None and query.strip():
+            from annostream.query.compile import checked_node
+            from annostream.query.counts import driven_count, exact_count
+
+            node = checked_node(conn, query)
+            exact = exact_count(conn, ds.project.id, ds.id, node, rev)
+            if exact is not None:
+                return exact, rev
+            driven = driven_count(conn, ds.project.id, ds.id, node, rev)
+            if driven is not None:
+                return int(conn.execute(driven).scalar_one()), rev
         inner = slice_select(conn, ds, query, rev).order_by(None).subquery()
         count = conn.execute(select(func.count()).select_from(inner)).scalar_one()
     return count, rev

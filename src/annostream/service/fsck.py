@@ -2,7 +2,8 @@
 
 ``check_store`` never writes. A store is *clean* when the database passes its own integrity
 check, every blob the ``blobs`` table names is present in the blob store with the recorded
-size and bytes that hash to its name, and every file row points at a blob row. Objects in
+size and bytes that hash to its name, every file row points at a blob row, and the live
+per-dataset counts agree with the live derived rows they aggregate. Objects in
 the blob store that no row names (*orphans*: bytes a killed upload wrote before its
 transaction committed) and half-written temporaries are reported but do not make a store
 unclean: they hold nothing anyone can read, and ``gc`` collects them.
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import DatabaseError
 
+from annostream.service.dataset_counts import count_problems
 from annostream.store import Store
 from annostream.store.tables import blobs, files
 
@@ -90,6 +92,7 @@ def check_store(store: Store, *, verify_hashes: bool = True) -> FsckReport:
     with store.engine.connect() as conn:
         report.database = _database_problems(conn)
         try:
+            report.database += count_problems(conn)
             dangling = (
                 select(files.c.id)
                 .where(files.c.blob_sha256.is_not(None), files.c.blob_sha256.not_in(select(blobs.c.sha256)))

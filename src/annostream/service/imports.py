@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -35,6 +36,7 @@ from annostream.formats import ImportSource, read_record_image, record_error
 from annostream.paths import safe_name
 from annostream.schema import AttributeGroupCreate, LabelCreate, validate
 from annostream.service.commit import commit
+from annostream.service.dataset_counts import Key, apply_counts, new_files
 from annostream.service.datasets import ensure_dataset
 from annostream.service.ingest import (
     Probe,
@@ -316,6 +318,7 @@ class _Batch:
         self.files: list[dict[str, Any]] = []
         self.instances: list[list[dict[str, Any]]] = []
         self.size = 0
+        self.counts: Counter[Key] = Counter()  # what the files add to the dataset's counts
 
     def add(self, file: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         self.files.append(file)
@@ -338,6 +341,7 @@ class _Batch:
             rows.extend(file_rows)
         insert_rows(self.conn, instances, rows)
         derive_new(self.conn, rows, self.rev)
+        new_files(self.counts, self.dataset_id, rows)
         self.files, self.instances, self.size = [], [], 0
 
 
@@ -354,7 +358,8 @@ def refresh_statistics(conn: Connection) -> None:
         conn.exec_driver_sql("ANALYZE")
     elif conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
-            "ANALYZE files, dataset_files, instances, file_label_counts, file_attribute_values"
+            "ANALYZE files, dataset_files, instances, file_label_counts, file_attribute_values,"
+            " dataset_counts"
         )
 
 
@@ -419,6 +424,7 @@ def commit_records(
                 counts["files"] += 1
                 counts["instances"] += len(rows)
             batch.flush()
+            apply_counts(conn, batch.counts, rev)
             if counts["files"] + counts["instances"] >= ANALYZE_ROWS:
                 refresh_statistics(conn)
             release_staged(conn, ref, sorted(used))

@@ -24,6 +24,7 @@ from annostream.service import geometry, video
 from annostream.service import text as text_service
 from annostream.service.attribute_index import history_rows, refresh_attribute_index
 from annostream.service.commit import commit
+from annostream.service.dataset_counts import refresh_dataset_counts
 from annostream.service.datasets import ensure_dataset
 from annostream.service.labels import Vocabulary, check_attributes, load_vocabulary
 from annostream.service.projects import ProjectRef
@@ -165,10 +166,12 @@ def instance_rows(
 
 
 def refresh_derived(conn: Connection, file_ids: list[int], rev: int) -> None:
-    """Bring the derived tables of ``file_ids`` (label counts, attribute index) up to the live
-    instances, in the caller's commit."""
+    """Bring the derived tables of ``file_ids`` (label counts, attribute index, the per-dataset
+    counts) up to the live instances and memberships, in the caller's commit: once per commit,
+    after its writes to those files."""
     refresh_label_counts(conn, file_ids, rev)
     refresh_attribute_index(conn, file_ids, rev)
+    refresh_dataset_counts(conn, file_ids, rev)
 
 
 def refresh_label_counts(conn: Connection, file_ids: list[int], rev: int) -> None:
@@ -482,4 +485,5 @@ def remove_file(store: Store, ref: ProjectRef, dataset_id: int, file_id: int) ->
         )
         if not removed:
             raise NotFound(f"file {file_id} is not in this dataset", {"file_id": file_id})
+        refresh_dataset_counts(conn, [file_id], rev)
     return {"file_id": file_id, "revision": rev}

@@ -7,9 +7,6 @@ cost per item falls as batches grow.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -17,7 +14,6 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     Connection,
-    Engine,
     Executable,
     Integer,
     Text,
@@ -32,7 +28,7 @@ from sqlalchemy import (
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
 from annostream.service.datasets import DatasetRef, membership, page_conditions, resolve_revision
-from annostream.service.labels import Vocabulary, load_vocabulary
+from annostream.service.labels import Vocabulary, vocabulary_at
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.blobs import BlobStore, get_many
@@ -170,30 +166,6 @@ def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
     }
 
 
-_VOCABULARIES: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[int, int], Vocabulary]] = (
-    weakref.WeakKeyDictionary()
-)
-_VOCABULARIES_LOCK = threading.Lock()
-_VOCABULARIES_MAX = 64
-
-
-def _vocabulary(conn: Connection, project_id: int, rev: int) -> Vocabulary:
-    """The vocabulary at ``rev``, cached per engine: a committed revision never changes."""
-    key = (project_id, rev)
-    with _VOCABULARIES_LOCK:
-        cached = _VOCABULARIES.setdefault(conn.engine, OrderedDict())
-        found = cached.get(key)
-        if found is not None:
-            cached.move_to_end(key)
-            return found
-    vocab = load_vocabulary(conn, project_id, rev)
-    with _VOCABULARIES_LOCK:
-        cached[key] = vocab
-        while len(cached) > _VOCABULARIES_MAX:
-            cached.popitem(last=False)
-    return vocab
-
-
 # The two statements of every batch, built once: a prebuilt statement keeps its cache key,
 # so executing it costs neither the column coercions of ``select`` nor a cache-key walk.
 _REV = cast(int, bindparam("rev", type_=Integer))  # visible() at a bound revision
@@ -225,7 +197,7 @@ _ITEMS_BY_ID: Executable = union_all(
 
 
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
-    vocab = _vocabulary(conn, ref.id, rev)
+    vocab = vocabulary_at(conn, ref.id, rev)
     items: dict[int, Item] = {r[0]: {"id": r[0], "file": _file_dict(r), "instances": []} for r in file_rows}
     if items:
         for row in conn.execute(_INSTANCES_OF, {"ids": list(items), "rev": rev}).all():
@@ -249,7 +221,7 @@ def read_items(
     wanted = list(dict.fromkeys(int(i) for i in ids))
     with reading(store.engine) as conn:
         rev = _revision(conn, ref, as_of)
-        vocab = _vocabulary(conn, ref.id, rev)
+        vocab = vocabulary_at(conn, ref.id, rev)
         found: dict[int, Item] = {}
         for row in conn.execute(_ITEMS_BY_ID, {"ids": wanted, "rev": rev}).all():
             if row[0] == 1:

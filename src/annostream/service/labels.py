@@ -6,10 +6,13 @@ so models see stable contiguous class ids (0 stays free for background).
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from annostream.errors import Conflict, InvalidInput
 from annostream.schema import AttributeGroupCreate, LabelCreate
@@ -67,6 +70,31 @@ def load_vocabulary(conn: Connection, project_id: int, rev: int | None) -> Vocab
             .order_by(attribute_options.c.id)
         ):
             by_group_id[opt.group_id]["options"].append(opt.name)
+    return vocab
+
+
+_VOCABULARIES: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[int, int], Vocabulary]] = (
+    weakref.WeakKeyDictionary()
+)
+_VOCABULARIES_LOCK = threading.Lock()
+_VOCABULARIES_MAX = 64
+
+
+def vocabulary_at(conn: Connection, project_id: int, rev: int) -> Vocabulary:
+    """The vocabulary at ``rev`` (a committed revision, never the head as None), cached per
+    engine: what a committed revision holds never changes. Callers only read it."""
+    key = (project_id, rev)
+    with _VOCABULARIES_LOCK:
+        cached = _VOCABULARIES.setdefault(conn.engine, OrderedDict())
+        found = cached.get(key)
+        if found is not None:
+            cached.move_to_end(key)
+            return found
+    vocab = load_vocabulary(conn, project_id, rev)
+    with _VOCABULARIES_LOCK:
+        cached[key] = vocab
+        while len(cached) > _VOCABULARIES_MAX:
+            cached.popitem(last=False)
     return vocab
 
 

@@ -232,6 +232,7 @@ def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> d
                     name=spec.name or spec.string_id,
                     is_public=spec.is_public,
                     head_rev=0,
+                    counts_from=0,  # its writes keep dataset_counts from the start
                 )
             )
         )

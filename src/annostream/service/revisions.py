@@ -43,6 +43,7 @@ from annostream.store.tables import (
     attribute_groups,
     attribute_options,
     blobs,
+    dataset_counts,
     dataset_files,
     datasets,
     file_attribute_values,
@@ -248,6 +249,7 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool, c
         step(file_label_counts, file_label_counts.c.file_id.in_(in_project_files)),
         step(file_attribute_values, file_attribute_values.c.file_id.in_(in_project_files)),
         step(dataset_files, dataset_files.c.dataset_id.in_(in_project_datasets)),
+        step(dataset_counts, dataset_counts.c.dataset_id.in_(in_project_datasets)),
         step(attribute_options, attribute_options.c.group_id.in_(in_project_groups)),
         step(
             files,
@@ -257,8 +259,19 @@ def _gc_project(conn: Connection, project_id: int, cutoff: int, dry_run: bool, c
             file_attribute_values.c.file_id,
             dataset_files.c.file_id,
         ),
-        step(labels, labels.c.project_id == project_id, instances.c.label_id, file_label_counts.c.label_id),
-        step(datasets, datasets.c.project_id == project_id, dataset_files.c.dataset_id),
+        step(
+            labels,
+            labels.c.project_id == project_id,
+            instances.c.label_id,
+            file_label_counts.c.label_id,
+            dataset_counts.c.label_id,
+        ),
+        step(
+            datasets,
+            datasets.c.project_id == project_id,
+            dataset_files.c.dataset_id,
+            dataset_counts.c.dataset_id,
+        ),
         step(attribute_groups, attribute_groups.c.project_id == project_id, attribute_options.c.group_id),
     ]
     for table, where in plan:

@@ -90,6 +90,7 @@ def save_snapshot(
                     name=name,
                     is_public=False,
                     head_rev=max(revision - 1, 0),
+                    counts_from=0,  # the copy's commit writes its derived rows
                 )
             )
         )

@@ -53,6 +53,9 @@ projects = Table(
     Column("name", String(200), nullable=False),
     Column("is_public", Boolean, nullable=False, default=False),
     Column("head_rev", Integer, nullable=False, default=0),
+    # The first revision ``dataset_counts`` answers for: 0 for a project the service created,
+    # a migrated project's head then; NULL (never) for one written around the service.
+    Column("counts_from", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -278,4 +281,29 @@ Index(
     file_attribute_values.c.text,
     file_attribute_values.c.file_id,
     postgresql_where=func.length(file_attribute_values.c.text) < INDEXED_TEXT_CHARS,
+)
+
+# Derived, versioned per-dataset aggregates of the two tables above: a label row (label_id,
+# count) holds how many member files of the dataset have exactly ``count`` instances of that
+# label; an attribute row (key, kind, text, number) how many member files carry that value
+# (texts of AGGREGATED_TEXT_CHARS or more are not aggregated). Written in the commit that
+# changes instances or membership, so a slice's count sums a few rows instead of reading every
+# matching file. Valid from ``projects.counts_from`` on; see annostream.service.dataset_counts.
+AGGREGATED_TEXT_CHARS = 250
+dataset_counts = Table(
+    "dataset_counts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dataset_id", Id, ForeignKey("datasets.id"), nullable=False),
+    Column("label_id", Id, ForeignKey("labels.id"), nullable=True),
+    Column("count", Integer, nullable=True),
+    Column("key", String(200), nullable=True),
+    Column("kind", String(8), nullable=True),
+    Column("text", Text, nullable=True),
+    Column("number", Float, nullable=True),
+    Column("files", Integer, nullable=False),
+    *_versioned(),
+    Index(None, "dataset_id", "label_id", "count"),
+    Index(None, "dataset_id", "key", "kind", "text"),
+    Index(None, "dataset_id", "key", "kind", "number"),
 )
