@@ -1,8 +1,7 @@
 """Reads: items (a file with its instances) by id list and by keyset page, and blobs.
 
-An item is a plain dict, built from indexed queries whose number does not grow with the batch
-(by id: files and their instances in one statement; by page: files, then instances), so the
-cost per item falls as batches grow.
+An item is a plain dict, built with two indexed queries per batch (files, then instances),
+whatever the batch size: the cost per item falls as batches grow.
 """
 
 from __future__ import annotations
@@ -12,18 +11,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import (
-    Connection,
-    Executable,
-    Integer,
-    Text,
-    bindparam,
-    literal_column,
-    null,
-    select,
-    type_coerce,
-    union_all,
-)
+from sqlalchemy import Connection, Integer, Text, bindparam, select, type_coerce
 
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
@@ -169,31 +157,16 @@ def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
 # The two statements of every batch, built once: a prebuilt statement keeps its cache key,
 # so executing it costs neither the column coercions of ``select`` nor a cache-key walk.
 _REV = cast(int, bindparam("rev", type_=Integer))  # visible() at a bound revision
+_FILES_BY_ID = (
+    select(*_FILE_COLUMNS, files.c.project_id)
+    .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
+    .where(files.c.id.in_(bindparam("ids", expanding=True)), visible(files, _REV))
+)
 _INSTANCES_OF = (
     select(*_INSTANCE_COLUMNS)
     .where(instances.c.file_id.in_(bindparam("ids", expanding=True)), visible(instances, _REV))
     .order_by(instances.c.file_id, instances.c.id)
 )
-# Files by id and their instances in one statement (one round trip): a file row (part 0) is
-# its file columns, its project and NULL instance columns; an instance row (part 1) is NULL
-# file columns and its instance columns, typed by the first part's typed NULLs. Instance rows
-# come after the file rows, in (file, instance) order.
-_FILE_SLOTS = len(_FILE_COLUMNS) + 1  # with files.project_id
-_ITEMS_BY_ID: Executable = union_all(
-    select(
-        literal_column("0", Integer).label("part"),
-        *_FILE_COLUMNS,
-        files.c.project_id,
-        *(type_coerce(null(), c.type).label(f"i{n}") for n, c in enumerate(_INSTANCE_COLUMNS)),
-    )
-    .select_from(files.outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256))
-    .where(files.c.id.in_(bindparam("ids", expanding=True)), visible(files, _REV)),
-    select(
-        literal_column("1", Integer),
-        *(null() for _ in range(_FILE_SLOTS)),
-        *_INSTANCE_COLUMNS,
-    ).where(instances.c.file_id.in_(bindparam("ids", expanding=True)), visible(instances, _REV)),
-).order_by(literal_column("part"), literal_column("i0"), literal_column("i1"))
 
 
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
@@ -221,17 +194,12 @@ def read_items(
     wanted = list(dict.fromkeys(int(i) for i in ids))
     with reading(store.engine) as conn:
         rev = _revision(conn, ref, as_of)
-        vocab = vocabulary_at(conn, ref.id, rev)
-        found: dict[int, Item] = {}
-        for row in conn.execute(_ITEMS_BY_ID, {"ids": wanted, "rev": rev}).all():
-            if row[0] == 1:
-                item = found.get(row[_FILE_SLOTS + 1])  # none where the file was not taken
-                if item is not None:
-                    item["instances"].append(_instance_dict(row[_FILE_SLOTS + 1 :], vocab))
-            # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
-            # picks the (project_id, blob_sha256) index and scans the whole project per batch.
-            elif row[_FILE_SLOTS] == ref.id:
-                found[row[1]] = {"id": row[1], "file": _file_dict(row[1:_FILE_SLOTS]), "instances": []}
+        # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
+        # picks the (project_id, blob_sha256) index and scans the whole project per batch.
+        rows = [
+            row for row in conn.execute(_FILES_BY_ID, {"ids": wanted, "rev": rev}).all() if row[-1] == ref.id
+        ]
+        found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFound(f"files not found at revision {rev}: {missing[:10]}", {"missing": missing[:100]})
