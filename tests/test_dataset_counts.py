@@ -21,7 +21,7 @@ from alembic import command
 from sqlalchemy import func, select, text
 
 from annostream.client.transports import EmbeddedTransport
-from annostream.errors import QueryError
+from annostream.errors import NotFound, QueryError
 from annostream.formats import ImportSource
 from annostream.query.compile import checked_node
 from annostream.query.counts import exact_count
@@ -29,6 +29,12 @@ from annostream.service import imports, ingest
 from annostream.service.dataset_counts import count_problems
 from annostream.service.datasets import DatasetRef, get_dataset, slice_count, slice_select
 from annostream.service.fsck import check_store
+from annostream.service.labels import (
+    _scanned_label_counts,
+    _summed_label_counts,
+    label_counts,
+    load_vocabulary,
+)
 from annostream.service.projects import LOCAL, ProjectRef, authorize
 from annostream.service.revisions import collect_garbage, create_tag, revision_readable
 from annostream.service.staging import stage_blobs
@@ -128,6 +134,17 @@ def _check_every_revision(store: Store, ref: ProjectRef, datasets: list[DatasetR
                 assert fast is not None, query
                 assert fast == _scan(store, ds, query, rev), (ds.name, query, rev)
                 compared += 1
+        for ds in datasets:  # a whole dataset's per-label counts: summed, or scanned before since
+            with store.engine.connect() as conn:
+                summed = _summed_label_counts(conn, ref.id, ds.id, rev)
+                scanned = _scanned_label_counts(conn, slice_select(conn, ds, None, rev).order_by(None), rev)
+            assert summed == (None if rev < since else scanned), (ds.name, rev)
+            if not _has_dataset(store, ds, rev):
+                continue
+            assert label_counts(store, ref, ds.name, as_of=rev)["labels"] == [
+                {"id": lab["id"], "name": lab["name"], "files": f, "instances": n}
+                for lab, (f, n) in _per_label(store, ref, rev, scanned)
+            ]
         for ds in datasets:
             for query in DRIVEN:  # conjunctions walked from a term's rows: any revision
                 assert slice_count(store, ds, query, rev)[0] == _scan(store, ds, query, rev), (query, rev)
@@ -135,6 +152,25 @@ def _check_every_revision(store: Store, ref: ProjectRef, datasets: list[DatasetR
         for query in SCANNED:
             assert _fast(store, ds, query, head) is None, query
     return compared
+
+
+def _has_dataset(store: Store, ds: DatasetRef, rev: int) -> bool:
+    try:
+        get_dataset(store, ds.project, ds.name, rev)
+    except NotFound:
+        return False
+    return True
+
+
+def _per_label(
+    store: Store, ref: ProjectRef, rev: int, counted: dict[int, tuple[int, int]]
+) -> list[tuple[dict[str, Any], tuple[int, int]]]:
+    """Every label of the vocabulary at ``rev`` with its (files, instances), by label id."""
+    with store.engine.connect() as conn:
+        vocab = load_vocabulary(conn, ref.id, rev)
+    return sorted(
+        ((e, counted.get(db_id, (0, 0))) for db_id, e in vocab.by_id.items()), key=lambda p: p[0]["id"]
+    )
 
 
 def _project(server_store: tuple[str, Path]) -> tuple[Store, ProjectRef, str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.random  # once here: every DataLoader worker's seeding would import it again
 from PIL import Image
 
 from annostream.extras import require

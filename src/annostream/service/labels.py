@@ -20,7 +20,13 @@ from annostream.service.projects import ProjectRef
 from annostream.service.registry import implements
 from annostream.store import Store
 from annostream.store.db import inserted_id
-from annostream.store.tables import attribute_groups, attribute_options, file_label_counts
+from annostream.store.tables import (
+    attribute_groups,
+    attribute_options,
+    dataset_counts,
+    file_label_counts,
+    projects,
+)
 from annostream.store.tables import labels as labels_table
 from annostream.store.versioning import begin_commit, head_revision, visible
 
@@ -214,27 +220,18 @@ def label_counts(
     store: Store, ref: ProjectRef, dataset: str, query: str | None = None, as_of: int | None = None
 ) -> dict[str, Any]:
     """Per label of the vocabulary at the revision: how many files of the slice (``dataset``,
-    filtered by ``query``) hold it, and its instances there; unused labels count zero. One
-    grouped query over the versioned per-(file, label) counts."""
+    filtered by ``query``) hold it, and its instances there; unused labels count zero. A whole
+    dataset at a revision the per-dataset counts cover sums them (a few rows per label,
+    whatever the size); otherwise one grouped query over the per-(file, label) counts."""
     from annostream.service.datasets import get_dataset, resolve_revision, slice_select
 
     ds = get_dataset(store, ref, dataset, as_of)
     with store.engine.connect() as conn:
         rev = resolve_revision(conn, ref, as_of)
         vocab = load_vocabulary(conn, ref.id, rev)
-        in_slice = slice_select(conn, ds, query, rev).order_by(None)
-        counted = {
-            row.label_id: (int(row.files), int(row.instances))
-            for row in conn.execute(
-                select(
-                    file_label_counts.c.label_id,
-                    func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
-                    func.sum(file_label_counts.c.count).label("instances"),
-                )
-                .where(file_label_counts.c.file_id.in_(in_slice), visible(file_label_counts, rev))
-                .group_by(file_label_counts.c.label_id)
-            )
-        }
+        counted = None if query else _summed_label_counts(conn, ref.id, ds.id, rev)
+        if counted is None:
+            counted = _scanned_label_counts(conn, slice_select(conn, ds, query, rev).order_by(None), rev)
     rows = [
         {
             "id": e["id"],
@@ -245,3 +242,42 @@ def label_counts(
         for db_id, e in vocab.by_id.items()
     ]
     return {"dataset": ds.name, "revision": rev, "labels": sorted(rows, key=lambda r: r["id"])}
+
+
+def _scanned_label_counts(conn: Connection, in_slice: Any, rev: int) -> dict[int, tuple[int, int]]:
+    """label row id -> (files, instances) over the files of ``in_slice`` (a file id select)."""
+    return {
+        row.label_id: (int(row.files), int(row.instances))
+        for row in conn.execute(
+            select(
+                file_label_counts.c.label_id,
+                func.count(func.distinct(file_label_counts.c.file_id)).label("files"),
+                func.sum(file_label_counts.c.count).label("instances"),
+            )
+            .where(file_label_counts.c.file_id.in_(in_slice), visible(file_label_counts, rev))
+            .group_by(file_label_counts.c.label_id)
+        )
+    }
+
+
+def _summed_label_counts(
+    conn: Connection, project_id: int, dataset_id: int, rev: int
+) -> dict[int, tuple[int, int]] | None:
+    """The same for a whole dataset from ``dataset_counts`` (files with n instances of a label,
+    per n), or None at a revision before the project's ``counts_from``."""
+    since = conn.execute(select(projects.c.counts_from).where(projects.c.id == project_id)).scalar()
+    if since is None or rev < since:
+        return None
+    dc = dataset_counts
+    return {
+        row.label_id: (int(row.files), int(row.instances))
+        for row in conn.execute(
+            select(
+                dc.c.label_id,
+                func.sum(dc.c.files).label("files"),
+                func.sum(dc.c.files * dc.c.count).label("instances"),
+            )
+            .where(dc.c.dataset_id == dataset_id, dc.c.label_id.is_not(None), visible(dc, rev))
+            .group_by(dc.c.label_id)
+        )
+    }
