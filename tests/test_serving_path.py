@@ -109,3 +109,59 @@ def test_blob_shorter_on_disk_than_recorded_is_never_served_short(tmp_path: Path
         assert [item["id"] for item, _ in served] == [ids[0], ids[2]]
         for item, data in served:
             assert data is not None and hashlib.sha256(data).hexdigest() == item["file"]["sha256"]
+
+
+def test_batch_route_answers_as_every_route_does(
+    tmp_path: Path, new_store_dir: Callable[[Path], Path]
+) -> None:
+    """``items:batch`` is answered before FastAPI's router (server/hot.py): its refusals keep
+    the shapes and order of every route's, what it does not match still reaches the router,
+    and a batch at head sees a commit made since the previous request."""
+    store_dir = new_store_dir(tmp_path / "store")
+    local = EmbeddedTransport(store_dir, create=True)
+    for name in ("alpha", "beta"):
+        local.create_project(name, None, False)
+        local.create_dataset(name, "Default")
+    images = sorted((make_coco(tmp_path / "coco", 2).parent / "images").iterdir())
+    first = local.upload_file("alpha", "Default", images[0].name, images[0].read_bytes(), [], {})["id"]
+    viewer = local.create_key("alpha", "viewer")
+    other = local.create_key("beta", "viewer")
+    auth = (viewer["client_id"], viewer["client_secret"])
+    with running_server(store_dir, env={"ANNOSTREAM_MAX_JSON_BYTES": "4096"}) as url:
+        batch = f"{url}/api/v2/projects/alpha/items:batch"
+
+        def error(reply: httpx.Response, status: int, code: str) -> dict[str, object]:
+            assert reply.status_code == status, reply.text
+            body: dict[str, object] = reply.json()["error"]
+            assert body["code"] == code
+            return body
+
+        anonymous = httpx.post(batch, json={"ids": [first]})
+        error(anonymous, 401, "unauthorized")
+        assert "Basic" in anonymous.headers["www-authenticate"]
+        error(httpx.post(batch, json={"ids": [first]}, auth=("as_nokey", "wrong")), 401, "unauthorized")
+        error(
+            httpx.post(batch, json={"ids": [first]}, auth=(other["client_id"], other["client_secret"])),
+            403,
+            "forbidden",
+        )
+        missing = httpx.post(f"{url}/api/v2/projects/nope/items:batch", json={"ids": [first]}, auth=auth)
+        error(missing, 404, "not_found")
+        assert error(httpx.post(batch, json={"ids": "x"}, auth=auth), 422, "invalid")["detail"] == {
+            "field": "ids"
+        }
+        error(httpx.post(batch, json={"ids": [first], "as_of": 99}, auth=auth), 404, "not_found")
+        error(httpx.post(batch, json={"ids": [first + 1000]}, auth=auth), 404, "not_found")
+        error(httpx.post(batch, json={"ids": list(range(2000))}, auth=auth), 413, "too_large")
+        # Not matched here, answered by the router as before.
+        wrong_method = httpx.get(batch, auth=auth)
+        error(wrong_method, 405, "method_not_allowed")
+        assert "POST" in wrong_method.headers["allow"]
+        doubled = httpx.post(f"{url}//api/v2/projects/alpha/items:batch", json={"ids": [first]}, auth=auth)
+        assert doubled.status_code == 200
+        assert [i["id"] for i in doubled.json()["items"]] == [first]
+        second = local.upload_file("alpha", "Default", images[1].name, images[1].read_bytes(), [], {})["id"]
+        fresh = httpx.post(batch, json={"ids": [first, second]}, auth=auth)
+        assert fresh.status_code == 200
+        assert [i["id"] for i in fresh.json()["items"]] == [first, second]
+        assert int(fresh.headers["x-revision"]) == fresh.json()["revision"] > doubled.json()["revision"]

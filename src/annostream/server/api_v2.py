@@ -14,6 +14,7 @@ No route holds domain logic, and none is written by hand.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from typing import Any
@@ -30,19 +31,27 @@ from annostream.server.replies import RESPONSES_BY_REPLY, render
 from annostream.server.throttle import long_poll_slot
 from annostream.service import dispatch
 from annostream.service.dispatch import Subject
+from annostream.service.projects import at_once
 
 
-def policy(op: Op) -> Callable[[Request], Subject]:
+def policy(op: Op, on_loop: bool = False) -> Callable[[Request], Subject]:
     """The policy of ``op`` for a request: who calls (401 on bad credentials), granted what the
     declaration's ``role`` needs on the project in the path (401/403/404), or, for a
-    server-level operation, the principal itself. Blocking (it reads the store)."""
+    server-level operation, the principal itself. Blocking (it reads the store). ``on_loop``:
+    it runs on the event loop, which hands the key's use record (a write, which may wait for
+    another process's transaction) to a worker thread."""
+    writer = _in_worker_thread if on_loop else at_once
 
     def grant(request: Request) -> Subject:
         creds = credentials_from_header(request.headers.get("authorization"))
-        return dispatch.authorize_credentials(request.app.state.store, creds, op, request.path_params)
+        return dispatch.authorize_credentials(request.app.state.store, creds, op, request.path_params, writer)
 
     grant.__name__ = f"policy_{op.name}"
     return grant
+
+
+def _in_worker_thread(write: Callable[[], None]) -> None:
+    asyncio.get_running_loop().run_in_executor(None, write)
 
 
 def _args(op: Op, request: Request) -> dict[str, Any]:
@@ -52,14 +61,21 @@ def _args(op: Op, request: Request) -> dict[str, Any]:
     return op.bind({**given, **request.path_params})
 
 
-def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
+Here = Callable[[dict[str, Any] | None], bool]
+
+
+def endpoint(op: Op, here: Here | None = None) -> Callable[..., Coroutine[Any, Any, Response]]:
     """The route handler of ``op``: authorise, validate, read the body (capped), run, render.
 
     Worker-thread hops are few, as each costs more than the small work it carries: an
     operation without a body is authorised, run and rendered in one; one with a body in two
-    (the policy, then run and render), the body being read on the loop in between."""
-    grant = policy(op)
-    in_one_hop = op.body == "none" and not op.long_poll and not dispatch.runs_on_loop(op)
+    (the policy, then run and render), the body being read on the loop in between.
+
+    ``here`` (server/hot.py, where the database is a local file) says whether the policy
+    (``here(None)``) and then the rest (``here(args)``) run on the event loop itself, without a
+    hop: for small, local work the hop there and back costs more CPU than the work."""
+    grant, grant_here = policy(op), policy(op, on_loop=True)
+    in_one_hop = here is None and op.body == "none" and not op.long_poll and not dispatch.runs_on_loop(op)
 
     async def handle(request: Request) -> Response:
         store = request.app.state.store
@@ -70,7 +86,10 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
                 return render(op, dispatch.run(store, subject, op, _args(op, request)), request)
 
             return await anyio.to_thread.run_sync(whole)
-        subject = await anyio.to_thread.run_sync(grant, request)
+        if here is not None and here(None):
+            subject = grant_here(request)
+        else:
+            subject = await anyio.to_thread.run_sync(grant, request)
         args = _args(op, request)
         body = None
         if op.body != "none":
@@ -81,6 +100,8 @@ def endpoint(op: Op) -> Callable[..., Coroutine[Any, Any, Response]]:
             with slot:
                 if dispatch.runs_on_loop(op):
                     return render(op, await dispatch.run_async(store, subject, op, args), request)
+                if here is not None and here(args):
+                    return render(op, dispatch.run(store, subject, op, args), request)
                 return await anyio.to_thread.run_sync(
                     lambda: render(op, dispatch.run(store, subject, op, args), request)
                 )

@@ -114,6 +114,9 @@ def create_app(
     app.state.signing_secret = signing_secret or signing.load_secret(None)
     app.state.public_url = public_url.rstrip("/") if public_url else None
     app.state.long_polls = {}
+    from annostream.server.hot import HotRoutes
+
+    app.add_middleware(HotRoutes, store=store)  # first added: the innermost, inside CORS and timings
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -18,7 +18,15 @@ from typing import Any
 from annostream.errors import Forbidden, Unauthorized
 from annostream.operations import OPERATIONS, Op
 from annostream.service import handlers  # noqa: F401  (registers the implementations)
-from annostream.service.projects import ANONYMOUS, Principal, ProjectRef, authenticate, authorize_key
+from annostream.service.projects import (
+    ANONYMOUS,
+    Principal,
+    ProjectRef,
+    Writer,
+    at_once,
+    authenticate,
+    authorize_key,
+)
 from annostream.service.projects import authorize as authorize_project
 from annostream.service.registry import ASYNC_IMPLEMENTATIONS, IMPLEMENTATIONS
 from annostream.store import Store
@@ -43,15 +51,20 @@ def authorize(store: Store, who: Principal, op: Op, path_args: Mapping[str, Any]
 
 
 def authorize_credentials(
-    store: Store, credentials: tuple[str, str] | None, op: Op, path_args: Mapping[str, Any]
+    store: Store,
+    credentials: tuple[str, str] | None,
+    op: Op,
+    path_args: Mapping[str, Any],
+    writer: Writer = at_once,
 ) -> Subject:
     """``authorize`` for credentials as presented (None: anonymous). With a key and a project,
-    the key and the project are read in one statement (``projects.authorize_key``)."""
+    the key and the project are read in one statement (``projects.authorize_key``); the key's
+    use is recorded through ``writer``."""
     if credentials is None:
         return authorize(store, ANONYMOUS, op, path_args)
     if op.role is None or op.superuser:
-        return authorize(store, authenticate(store, *credentials), op, path_args)
-    return authorize_key(store, *credentials, str(path_args["project"]), op.role)
+        return authorize(store, authenticate(store, *credentials, writer), op, path_args)
+    return authorize_key(store, *credentials, str(path_args["project"]), op.role, writer)
 
 
 def run(store: Store, subject: Subject, op: Op, args: dict[str, Any]) -> Any:

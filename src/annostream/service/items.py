@@ -20,6 +20,7 @@ from annostream.service.labels import Vocabulary, vocabulary_at
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.blobs import BlobStore, get_many
+from annostream.store.db import reading
 from annostream.store.tables import blobs, dataset_files, files, instances
 from annostream.store.versioning import visible
 
@@ -177,14 +178,22 @@ def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int
     return list(items.values())
 
 
+def _revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> int:
+    """``resolve_revision``, without a statement where the grant read the head and ``as_of``
+    is the head or None (a committed revision never changes, so the grant's head is as good)."""
+    if ref.head_rev is not None and as_of in (None, ref.head_rev):
+        return ref.head_rev
+    return resolve_revision(conn, ref, as_of)
+
+
 def read_items(
     store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None = None
 ) -> tuple[list[Item], int]:
     """Items for ``ids`` in the order given, each once (a repeated id is served at its first
     place, so repeats cannot multiply an answer), at ``as_of`` (head when None); 404 on any miss."""
     wanted = list(dict.fromkeys(int(i) for i in ids))
-    with store.engine.connect() as conn:
-        rev = resolve_revision(conn, ref, as_of)
+    with reading(store.engine) as conn:
+        rev = _revision(conn, ref, as_of)
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
         rows = [

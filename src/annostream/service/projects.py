@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from annostream.errors import Conflict, Forbidden, NotFound, Unauthorized
 from annostream.schema import ProjectCreate, Role
 from annostream.store import Store
-from annostream.store.db import inserted_id
+from annostream.store.db import inserted_id, reading
 from annostream.store.tables import api_keys, dataset_files, datasets, projects
 
 ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
@@ -45,13 +46,16 @@ ANONYMOUS = Principal(kind="anonymous")
 
 @dataclass(frozen=True)
 class ProjectRef:
-    """A project the caller has been authorised on, with the role that was granted."""
+    """A project the caller has been authorised on, with the role that was granted, and the
+    project's head revision read with the grant (None where it was not): a read at head right
+    after the grant (``items:batch``) needs no statement of its own to learn it."""
 
     id: int
     string_id: str
     name: str
     is_public: bool
     role: Role
+    head_rev: int | None = field(default=None, compare=False)
 
 
 def _hash(secret: str) -> str:
@@ -88,13 +92,27 @@ def has_server_admin_key(store: Store) -> bool:
         )
 
 
-def _touch(store: Store, key_id: int, last: datetime | None) -> None:
-    """Record a key's use, at most once a minute (a write per request would serialise reads)."""
+Writer = Callable[[Callable[[], None]], None]
+
+
+def at_once(write: Callable[[], None]) -> None:
+    """A ``Writer`` that writes before the caller goes on."""
+    write()
+
+
+def _touch(store: Store, key_id: int, last: datetime | None, writer: Writer = at_once) -> None:
+    """Record a key's use, at most once a minute (a write per request would serialise reads),
+    through ``writer`` (the server's event loop hands it to a worker thread: a write may wait
+    for another process's transaction)."""
     now = datetime.now(UTC)
     if last is not None and (last if last.tzinfo else last.replace(tzinfo=UTC)) > now - TOUCH_EVERY:
         return
-    with store.engine.begin() as conn:
-        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
+
+    def write() -> None:
+        with store.engine.begin() as conn:
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
+
+    writer(write)
 
 
 def _principal_of(row: Any, client_id: str, secret: str) -> Principal:
@@ -116,7 +134,13 @@ _KEY_COLUMNS = (
 _LIVE_KEY = select(*_KEY_COLUMNS).where(
     api_keys.c.client_id == bindparam("client_id"), api_keys.c.revoked_at.is_(None)
 )
-_PROJECT_COLUMNS = (projects.c.id, projects.c.string_id, projects.c.name, projects.c.is_public)
+_PROJECT_COLUMNS = (
+    projects.c.id,
+    projects.c.string_id,
+    projects.c.name,
+    projects.c.is_public,
+    projects.c.head_rev,
+)
 # A project and the caller's live key in one statement (the key columns are NULL when the key
 # is unknown or revoked): what every authenticated request on a project reads first.
 _PROJECT_WITH_KEY = (
@@ -131,15 +155,16 @@ _PROJECT_WITH_KEY = (
 )
 
 
-def authenticate(store: Store, client_id: str, secret: str) -> Principal:
-    """Turn presented credentials into a principal, or raise 401 (revoked keys included)."""
+def authenticate(store: Store, client_id: str, secret: str, writer: Writer = at_once) -> Principal:
+    """Turn presented credentials into a principal, or raise 401 (revoked keys included); the
+    key's use is recorded through ``writer``."""
     if "\x00" in client_id:  # no key holds one (and PostgreSQL cannot even compare it)
         raise Unauthorized("invalid API key")
     with store.engine.connect() as conn:
         row = conn.execute(_LIVE_KEY, {"client_id": client_id}).first()
     who = _principal_of(row, client_id, secret)
     assert row is not None  # _principal_of refused a missing key
-    _touch(store, row.key_id, row.last_used_at)
+    _touch(store, row.key_id, row.last_used_at, writer)
     return who
 
 
@@ -153,19 +178,19 @@ def authorize(store: Store, principal: Principal, project_string_id: str, need: 
 
 
 def authorize_key(
-    store: Store, client_id: str, secret: str, project_string_id: str, need: Role
+    store: Store, client_id: str, secret: str, project_string_id: str, need: Role, writer: Writer = at_once
 ) -> ProjectRef:
     """``authorize(authenticate(...), ...)`` in one statement: the project joined with the live
     key (a key revoked by any process is refused by the very next request, as there is no cache).
     Where the project is missing, the key alone decides between 401 and 404, as before."""
     if "\x00" in client_id or "\x00" in project_string_id:  # refused as each check alone refuses it
-        return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
-    with store.engine.connect() as conn:
+        return authorize(store, authenticate(store, client_id, secret, writer), project_string_id, need)
+    with reading(store.engine) as conn:
         row = conn.execute(_PROJECT_WITH_KEY, {"client_id": client_id, "project": project_string_id}).first()
     if row is None:
-        return authorize(store, authenticate(store, client_id, secret), project_string_id, need)
+        return authorize(store, authenticate(store, client_id, secret, writer), project_string_id, need)
     who = _principal_of(row, client_id, secret)
-    _touch(store, row.key_id, row.last_used_at)
+    _touch(store, row.key_id, row.last_used_at, writer)
     return _grant(who, row, project_string_id, need)
 
 
@@ -187,7 +212,7 @@ def _grant(principal: Principal, row: Any, project_string_id: str, need: Role) -
         raise Unauthorized(f"project '{project_string_id}' needs an API key")
     if ROLE_RANK[role] < ROLE_RANK[need]:
         raise Forbidden(f"role '{role}' cannot do this; it needs '{need}'")
-    return ProjectRef(row.id, row.string_id, row.name, row.is_public, role)
+    return ProjectRef(row.id, row.string_id, row.name, row.is_public, role, row.head_rev)
 
 
 def create_project(store: Store, principal: Principal, spec: ProjectCreate) -> dict[str, Any]:

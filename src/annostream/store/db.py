@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import CursorResult, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 
 from annostream.store import timings
@@ -132,6 +132,18 @@ def create_db_engine(
     _limits(engine, query_budget, statement_timeout_s)
     timings.instrument_engine(engine)
     return engine
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads that need no transaction of their own: the grant of a request, or
+    items at a committed revision (versioned rows read at a committed revision are the same
+    whenever they are read). On PostgreSQL it runs in autocommit, so neither the BEGIN before
+    its first statement nor the ROLLBACK when it goes back to the pool is a round trip; SQLite
+    begins no transaction for a read anyway (and setting its level would be a statement more)."""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def is_timeout(exc: BaseException) -> bool:
