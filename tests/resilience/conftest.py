@@ -7,25 +7,21 @@ disturbed epoch must equal exactly.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from annostream import Project
 from annostream.client.transports import EmbeddedTransport
 from annostream.formats.coco import read_coco
-from annostream.server.launch import free_port, running_server
+from annostream.server.launch import free_port, running_server, serve_command, wait_until_answering
 from tests.conftest import make_coco
 
 N_IMAGES = 120
@@ -96,25 +92,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "annostream.cli",
-            "serve",
-            "--data",
-            str(self.store_dir),
-            "--port",
-            str(self.port),
-        ]
-        self.proc = subprocess.Popen(cmd, env=dict(os.environ))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited with {self.proc.returncode}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"server at {self.url} did not answer within {timeout} s")
+        self.proc = subprocess.Popen(serve_command(self.store_dir, self.port), env=dict(os.environ))
+        answered = wait_until_answering(self.proc, self.url, timeout)
+        assert answered, f"server exited with {self.proc.returncode} (port {self.port} taken?)"
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -46,22 +46,12 @@ def running_server(
     process answers (a port it picked and lost to another process is picked again)."""
     for attempt in range(3):
         chosen = port or free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "annostream.cli",
-            "serve",
-            "--data",
-            str(Path(data)),
-            "--port",
-            str(chosen),
-            "--workers",
-            str(workers),
-        ]
-        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            serve_command(data, chosen, workers), env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
+        )
         url = f"http://127.0.0.1:{chosen}"
         try:
-            if _wait_until_answering(proc, url, timeout):
+            if wait_until_answering(proc, url, timeout):
                 yield url
                 return
             if port is not None or attempt == 2:
@@ -70,7 +60,23 @@ def running_server(
             _stop(proc)
 
 
-def _wait_until_answering(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
+def serve_command(data: str | os.PathLike[str], port: int, workers: int = 1) -> list[str]:
+    """The command line of ``annostream serve`` for ``data`` on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "annostream.cli",
+        "serve",
+        "--data",
+        str(Path(data)),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+def wait_until_answering(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
     """True once ``proc`` answers /healthz at ``url``; False if it exited first (its port taken)."""
     deadline = time.monotonic() + timeout
     while True:
