@@ -93,13 +93,23 @@ def exact_count(conn: Connection, project_id: int, dataset_id: int, node: Node, 
     if exact is None:
         return None
     dc = dataset_counts
-    counts_from = select(projects.c.counts_from).where(projects.c.id == project_id).scalar_subquery()
     total, since = conn.execute(
-        select(func.coalesce(func.sum(dc.c.files), 0), counts_from).where(
+        select(func.coalesce(func.sum(dc.c.files), 0), counts_from(project_id)).where(
             dc.c.dataset_id == dataset_id, visible(dc, rev), *exact.on(dc, dc.c.count)
         )
     ).one()
-    return int(total) if since is not None and rev >= since else None
+    return int(total) if covers(since, rev) else None
+
+
+def counts_from(project_id: int) -> Any:
+    """The project's first revision the per-dataset counts answer for (NULL: none), as a
+    scalar subquery to read beside what is summed."""
+    return select(projects.c.counts_from).where(projects.c.id == project_id).scalar_subquery()
+
+
+def covers(since: int | None, rev: int) -> bool:
+    """Whether the per-dataset counts answer at ``rev``, given the project's ``counts_from``."""
+    return since is not None and rev >= since
 
 
 def driven_count(

@@ -315,20 +315,6 @@ def file_row(
     }
 
 
-def insert_file(
-    conn: Connection,
-    ref: ProjectRef,
-    rev: int,
-    *,
-    name: str,
-    sha: str | None,
-    probe: Probe,
-    metadata: dict[str, Any],
-) -> int:
-    row = file_row(ref, rev, name=name, sha=sha, probe=probe, metadata=metadata)
-    return inserted_id(conn.execute(insert(files).values(**row)))
-
-
 def insert_files(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``files`` rows in one batch; their ids, in the order of ``rows``."""
     if not rows:
@@ -387,7 +373,8 @@ def add_file(
             vocab = load_vocabulary(conn, ref.id, None)
             items = parse_instances(instances_in, vocab=vocab)
             ds = ensure_dataset(conn, ref, dataset, rev)
-            file_id = insert_file(conn, ref, rev, name=filename, sha=sha, probe=probe, metadata=metadata)
+            row = file_row(ref, rev, name=filename, sha=sha, probe=probe, metadata=metadata)
+            file_id = inserted_id(conn.execute(insert(files).values(**row)))
             conn.execute(insert(dataset_files).values(dataset_id=ds.id, file_id=file_id, created_rev=rev))
             probe.check(items, "instances")
             rows = instance_rows(ref.id, file_id, probe.width, probe.height, items, vocab, rev, "instances")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from annostream.errors import Conflict, InvalidInput
+from annostream.query.counts import counts_from, covers
 from annostream.schema import AttributeGroupCreate, LabelCreate
 from annostream.service.projects import ProjectRef
 from annostream.service.registry import implements
@@ -25,7 +26,6 @@ from annostream.store.tables import (
     attribute_options,
     dataset_counts,
     file_label_counts,
-    projects,
 )
 from annostream.store.tables import labels as labels_table
 from annostream.store.versioning import begin_commit, head_revision, visible
@@ -265,8 +265,7 @@ def _summed_label_counts(
 ) -> dict[int, tuple[int, int]] | None:
     """The same for a whole dataset from ``dataset_counts`` (files with n instances of a label,
     per n), or None at a revision before the project's ``counts_from``."""
-    since = conn.execute(select(projects.c.counts_from).where(projects.c.id == project_id)).scalar()
-    if since is None or rev < since:
+    if not covers(conn.execute(select(counts_from(project_id))).scalar(), rev):
         return None
     dc = dataset_counts
     return {
