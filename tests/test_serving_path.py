@@ -153,6 +153,14 @@ def test_batch_route_answers_as_every_route_does(
         error(httpx.post(batch, json={"ids": [first], "as_of": 99}, auth=auth), 404, "not_found")
         error(httpx.post(batch, json={"ids": [first + 1000]}, auth=auth), 404, "not_found")
         error(httpx.post(batch, json={"ids": list(range(2000))}, auth=auth), 413, "too_large")
+        for huge, field in (({"ids": [2**63]}, "ids.0"), ({"ids": [first], "as_of": 2**31}, "as_of")):
+            assert error(httpx.post(batch, json=huge, auth=auth), 422, "invalid")["detail"] == {
+                "field": field
+            }
+        malformed = httpx.post(
+            batch, content=b'{"ids": [1,', headers={"content-type": "application/json"}, auth=auth
+        )
+        assert error(malformed, 422, "invalid")["detail"] == {"field": "body"}
         # Not matched here, answered by the router as before.
         wrong_method = httpx.get(batch, auth=auth)
         error(wrong_method, 405, "method_not_allowed")
