@@ -98,7 +98,7 @@ class _Framer:
     def __init__(self, batch: ItemBatch) -> None:
         self.store = batch.store
         self.records: list[tuple[bytes, str | None, int]] = []
-        for item in batch.items:
+        for item in batch.wire_items:
             file = item["file"]
             sha, size = file["sha256"], file["size"]
             if sha is None:
@@ -235,7 +235,7 @@ def render(op: Op, result: Any, request: Request) -> Response:
             return FramedResponse(batch)
         t0 = time.perf_counter()
         reply = FastJSONResponse(
-            {"items": batch.items, "revision": batch.revision},
+            {"items": batch.wire_items, "revision": batch.revision},
             headers={"X-Revision": str(batch.revision)},
         )
         if timings.ENABLED:
