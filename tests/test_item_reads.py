@@ -25,7 +25,7 @@ from tests.revhelpers import box, png
 from tests.videos import make_video
 
 METADATA = {
-    "caption": "ein Café, 東京 \u2028 \"quoted\" \\ back",
+    "caption": 'ein Café, 東京 \u2028 "quoted" \\ back',
     "floats": [0.1, 1e-07, 123456789.123, -0.0, 2.5e20],
     "nested": {"a": [1, None, True, False, {"b": []}], "empty": {}},
     "big": 2**53 + 1,
@@ -64,12 +64,14 @@ def test_wire_items_encode_as_the_items_read(tmp_path: Path, new_store_dir: Call
         METADATA,
     )["id"]
     plain = local.upload_file("p", "Default", "b.png", png(8, 8), [], {})["id"]
-    video = local.upload_file("p", "Default", "v.mp4", make_video(16), VIDEO_INSTANCES, {"fps_hint": 25.0})["id"]
+    video = local.upload_file("p", "Default", "v.mp4", make_video(16), VIDEO_INSTANCES, {"fps_hint": 25.0})[
+        "id"
+    ]
     text = local.upload_file(
         "p",
         "Default",
         "t.txt",
-        "Ada met Bob".encode(),
+        b"Ada met Bob",
         [{"type": "span", "label": "person", "geometry": {"start": 0, "end": 3, "key": "ada"}}],
         {},
     )["id"]
