@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -160,6 +161,24 @@ def test_dataloader_with_two_workers_yields_every_item_once(source: Source) -> N
     for _ in range(2):  # two epochs, fresh workers each time
         seen = Counter(int(t["image_id"]) for _, targets in loader for t in targets)
         assert seen == Counter(ds.ids.tolist())
+
+
+def _frozen(sample: dict[str, Any]) -> int:
+    return gc.get_freeze_count()
+
+
+@pytest.mark.parametrize("iterable", [False, True])
+def test_loader_workers_leave_what_they_inherited_out_of_garbage_collection(
+    source: Source, iterable: bool
+) -> None:
+    """A forked worker's collections would walk the parent's whole heap again and again."""
+    ds = _http(source).dataset("Default")[:4]
+    inherited = len(gc.get_objects())
+    loader = DataLoader(ds.to_pytorch(_frozen, decode=None, iterable=iterable), batch_size=2, num_workers=2)
+    counts = [int(n) for batch in loader for n in batch]
+    assert len(counts) == 4 and min(counts) >= inherited // 2, "the inherited objects frozen in each worker"
+    assert gc.get_freeze_count() == 0, "the main process's collector untouched"
+    assert [_frozen(s) for s in ds.to_pytorch(_frozen, decode=None, iterable=iterable)] == [0] * 4
 
 
 # --- iterable ----------------------------------------------------------------------------

@@ -8,7 +8,9 @@ window of requests in flight; decoding happens in the worker.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,23 @@ if TYPE_CHECKING:
     from annostream.client.dataset import Dataset
 
 __all__ = ["AnnostreamMapDataset", "AnnostreamStream", "StreamLoader", "collate_detection", "to_pytorch"]
+
+
+def _in_worker() -> Any:
+    """The loader worker this code runs in (None in the main process). The first time in a
+    worker: the objects it inherited from its parent are left out of its garbage collections
+    (``gc.freeze``). A forked worker starts with the parent's whole heap (torch, the model,
+    the user's objects: ~200k objects at least), and every sample's dicts and lists would
+    otherwise make the collector walk that heap again, and copy the pages it touches; that
+    cost ~0.05 ms per item, a third of the SDK's own cost per item, in a fresh worker."""
+    info = get_worker_info()
+    if info is not None and _frozen_in[0] != os.getpid():
+        gc.freeze()
+        _frozen_in[0] = os.getpid()
+    return info
+
+
+_frozen_in = [-1]  # the pid that froze its inherited objects
 
 
 def _rgb_tensor(data: bytes) -> torch.Tensor:
@@ -175,6 +194,7 @@ class AnnostreamMapDataset(TorchDataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        _in_worker()
         n = len(self.file_ids)
         ids = []
         for index in indices:
@@ -273,7 +293,7 @@ class AnnostreamStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         positions = self.positions()
-        info = get_worker_info()
+        info = _in_worker()
         self._consumed = 0
         if info is not None:
             if self._read_by_workers is not None:

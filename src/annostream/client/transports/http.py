@@ -1,4 +1,4 @@
-"""The wire API over HTTP (httpx), every call made from its declaration.
+"""The wire API over HTTP (httpx, on urllib3 sockets: ``pool.py``), every call made from its declaration.
 
 One keep-alive pool per process, opened lazily and again after a fork, so DataLoader
 workers never share a socket with their parent. Every request is made whole under a retry
@@ -32,6 +32,7 @@ from annostream import frames
 from annostream.client import retry as retrying
 from annostream.client.integrity import verified_blob, verified_frames
 from annostream.client.transports.base import Transport
+from annostream.client.transports.pool import Urllib3Pool
 from annostream.errors import TransportError, from_payload
 from annostream.operations import API_PREFIX, EXPORT_MANIFEST, OPERATIONS, Op
 
@@ -106,13 +107,10 @@ class HttpTransport(Transport):
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    limits = httpx.Limits(
-                        max_connections=self._pool_size, max_keepalive_connections=self._pool_size
-                    )
                     self._client = httpx.Client(
                         base_url=self.host,
                         timeout=self._timeout,
-                        transport=httpx.HTTPTransport(limits=limits, verify=_tls()),
+                        transport=Urllib3Pool(maxsize=self._pool_size, ssl_context=_tls()),
                     )
                     self._pid = os.getpid()
         return self._client
