@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, Dialect, Engine, Select, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Select, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from annostream.store import timings
@@ -155,7 +155,9 @@ def reading(engine: Engine) -> Connection:
     return conn
 
 
-_DRIVER_SQL: dict[tuple[Select[Any], Dialect], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+# The SQL of each statement ``driver_rows`` ran, by statement and paramstyle (the same for
+# every SQLite engine: a SELECT compiles alike whatever the file).
+_DRIVER_SQL: dict[tuple[Select[Any], str], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
 
 def driver_rows(conn: Connection, statement: Select[Any], params: Mapping[str, Any]) -> list[Any]:
@@ -169,7 +171,7 @@ def driver_rows(conn: Connection, statement: Select[Any], params: Mapping[str, A
     Elsewhere (PostgreSQL), ``conn.execute(statement, params).all()``."""
     if conn.dialect.name != "sqlite":
         return list(conn.execute(statement, params).all())
-    key = (statement, conn.dialect)
+    key = (statement, conn.dialect.paramstyle)
     compiled = _DRIVER_SQL.get(key)
     if compiled is None:
         done = statement.compile(dialect=conn.dialect)
