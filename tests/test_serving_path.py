@@ -85,7 +85,12 @@ def test_framed_reply_has_a_length_and_whole_blobs(source: Source) -> None:
         assert blob == (source.images_dir / item["file"]["name"]).read_bytes()
 
 
-def test_blob_shorter_on_disk_than_recorded_is_never_served_short(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "damage", [lambda data: data[:-100], lambda data: data + bytes(100)], ids=["short", "long"]
+)
+def test_blob_not_as_long_on_disk_as_recorded_is_never_served(
+    tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
     store_dir = tmp_path / "store"
     local = EmbeddedTransport(store_dir, create=True)
     local.create_project("alpha", None, False)
@@ -99,7 +104,7 @@ def test_blob_shorter_on_disk_than_recorded_is_never_served_short(tmp_path: Path
     (item, _), *_ = local.items("alpha", ids[1:2], None, False)
     sha = item["file"]["sha256"]
     blob = store_dir / "blobs" / sha[:2] / sha[2:4] / sha
-    blob.write_bytes(blob.read_bytes()[:-100])  # damaged on disk, behind the store's back
+    blob.write_bytes(damage(blob.read_bytes()))  # damaged on disk, behind the store's back
     with running_server(store_dir) as url:
         transport = HttpTransport(url, viewer["client_id"], viewer["client_secret"], retry=Retry(tries=2))
         with pytest.raises((AnnostreamError, Corrupt, httpx.HTTPError)):

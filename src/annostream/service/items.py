@@ -1,26 +1,30 @@
 """Reads: items (a file with its instances) by id list and by keyset page, and blobs.
 
 An item is a plain dict, built with two indexed queries per batch (files, then instances),
-whatever the batch size: the cost per item falls as batches grow.
+whatever the batch size: the cost per item falls as batches grow. A batch is kept as its rows
+and made into items when asked: as plain values, or for the wire with the JSON columns as
+stored (orjson writes their text unchanged: the same bytes as decoding and encoding them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Integer, Text, bindparam, select, type_coerce
+from sqlalchemy import Connection, Integer, Text, bindparam, func, select, type_coerce
 
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
 from annostream.service.datasets import DatasetRef, membership, page_conditions, resolve_revision
-from annostream.service.labels import Vocabulary, vocabulary_at
+from annostream.service.labels import vocabulary_at
 from annostream.service.projects import ProjectRef
 from annostream.store import Store
 from annostream.store.blobs import BlobStore, get_many
-from annostream.store.db import reading
+from annostream.store.db import driver_rows, reading
 from annostream.store.tables import blobs, dataset_files, files, instances
 from annostream.store.versioning import visible
 
@@ -46,8 +50,9 @@ _FILE_COLUMNS = (
 )
 
 
-def _file_dict(row: Sequence[Any]) -> FileInfo:
-    """A file from a row of ``_FILE_COLUMNS``, unpacked by position (see ``_instance_dict``)."""
+def _file_dict(row: Sequence[Any], wire: bool) -> FileInfo:
+    """A file from a row of ``_FILE_COLUMNS``, unpacked by position (see ``_instance_dict``);
+    with ``wire``, its JSON columns as stored (see ``_stored``)."""
     (
         file_id,
         file_type,
@@ -81,9 +86,9 @@ def _file_dict(row: Sequence[Any]) -> FileInfo:
         "fps": fps,
         "duration": duration,
         "codec": codec,
-        "keyframes": _json(keyframes),
+        "keyframes": _stored(keyframes) if wire else _json(keyframes),
         "text": text,
-        "metadata": _json(metadata) or {},
+        "metadata": _stored_object(metadata) if wire else (_json(metadata) or {}),
         "parent_id": parent_id,
         "frame_number": frame_number,
         "created_rev": created_rev,
@@ -115,9 +120,24 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
+def _stored(value: Any) -> Any:
+    """A JSON column for the wire: its stored text as is (``orjson.Fragment``), which orjson
+    writes out unchanged. Every writer stores orjson's own encoding, and decoding that and
+    encoding it again gives the same bytes, so the reply is the same without either step."""
+    return orjson.Fragment(value) if isinstance(value, str) else value
+
+
+def _stored_object(value: Any) -> Any:
+    """``_stored`` for an object column that reads as ``{}`` when empty or null (``or {}``)."""
+    if isinstance(value, str) and value[:1] == "{":
+        return orjson.Fragment(value)
+    return _json(value) or {}
+
+
+def _instance_dict(row: Sequence[Any], by_id: dict[int, Any], wire: bool) -> Instance:
     """An instance from a row of ``_INSTANCE_COLUMNS``, unpacked by position: named access
-    on a Row, and the JSON type's result processor, cost more than the rest of the dict."""
+    on a Row, and the JSON type's result processor, cost more than the rest of the dict. The
+    row comes as the driver gives it (``driver_rows``: a Boolean may be 0 or 1)."""
     (
         _,
         inst_id,
@@ -136,46 +156,88 @@ def _instance_dict(row: Sequence[Any], vocab: Vocabulary) -> Instance:
         machine_made,
         keyframe,
     ) = row
-    label = vocab.by_id.get(label_id) if label_id is not None else None
+    label = by_id.get(label_id) if label_id is not None else None
     return {
         "id": inst_id,
         "type": inst_type,
         "label": label["name"] if label else None,
         "label_id": label["id"] if label else None,
         "frame_number": frame_number,
-        "geometry": _json(geometry),
+        "geometry": _stored(geometry) if wire else _json(geometry),
         "bbox": None if x_min is None else [x_min, y_min, x_max, y_max],
         "area": area,
         "iscrowd": bool(iscrowd),
-        "attributes": _json(attributes) or {},
+        "attributes": _stored_object(attributes) if wire else (_json(attributes) or {}),
         "track_id": track_id,
-        "keyframe": keyframe,
+        "keyframe": None if keyframe is None else bool(keyframe),
         "machine_made": bool(machine_made),
     }
 
 
-# The two statements of every batch, built once: a prebuilt statement keeps its cache key,
-# so executing it costs neither the column coercions of ``select`` nor a cache-key walk.
+def _in_ids(column: Any, sqlite: bool) -> Any:
+    """``column`` among the ``ids`` parameter: on SQLite one JSON array (``json_each``), so the
+    statement's SQL is the same for every batch; elsewhere an expanding IN list."""
+    if sqlite:
+        return column.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
+    return column.in_(bindparam("ids", expanding=True))
+
+
+def _ids_param(ids: list[int], sqlite: bool) -> Any:
+    return orjson.dumps(ids).decode() if sqlite else ids
+
+
+# The two statements of every batch (by dialect: SQLite or not), built once: a prebuilt
+# statement keeps its cache key, so executing it costs neither the column coercions of
+# ``select`` nor a cache-key walk (and on SQLite, ``driver_rows`` compiles it once).
+# Instances come unordered: ``_Rows`` sorts them (SQLite's temporary B-tree for an ORDER BY
+# costs more than sorting a batch's rows in Python).
 _REV = cast(int, bindparam("rev", type_=Integer))  # visible() at a bound revision
-_FILES_BY_ID = (
-    select(*_FILE_COLUMNS, files.c.project_id)
+_FILES_BY_ID = {
+    sqlite: select(*_FILE_COLUMNS, files.c.project_id)
     .outerjoin(blobs, blobs.c.sha256 == files.c.blob_sha256)
-    .where(files.c.id.in_(bindparam("ids", expanding=True)), visible(files, _REV))
-)
-_INSTANCES_OF = (
-    select(*_INSTANCE_COLUMNS)
-    .where(instances.c.file_id.in_(bindparam("ids", expanding=True)), visible(instances, _REV))
-    .order_by(instances.c.file_id, instances.c.id)
-)
+    .where(_in_ids(files.c.id, sqlite), visible(files, _REV))
+    for sqlite in (True, False)
+}
+_INSTANCES_OF = {
+    sqlite: select(*_INSTANCE_COLUMNS).where(_in_ids(instances.c.file_id, sqlite), visible(instances, _REV))
+    for sqlite in (True, False)
+}
+_FILE_AND_ID = itemgetter(0, 1)
+
+
+class _Rows:
+    """A batch's file rows (in the order asked) and their instance rows, read at one revision,
+    made into items on demand: plain values (``items``), or for the wire (``wire_items``)."""
+
+    def __init__(self, conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> None:
+        self.files = file_rows
+        self.by_id = vocabulary_at(conn, ref.id, rev).by_id
+        self.instances: dict[int, list[Any]] = {row[0]: [] for row in file_rows}
+        if self.instances:
+            sqlite = conn.dialect.name == "sqlite"
+            found = driver_rows(
+                conn, _INSTANCES_OF[sqlite], {"ids": _ids_param(list(self.instances), sqlite), "rev": rev}
+            )
+            found.sort(key=_FILE_AND_ID)
+            for row in found:
+                self.instances[row[0]].append(row)
+        self.blob_url: str | None = None  # with ``blobs="url"``: the blob route's prefix
+
+    def items(self, wire: bool = False) -> list[Item]:
+        """The items; with ``wire``, JSON columns as stored (orjson writes the same bytes)."""
+        by_id, instances, blob_url = self.by_id, self.instances, self.blob_url
+        out: list[Item] = []
+        for row in self.files:
+            file = _file_dict(row, wire)
+            if blob_url is not None:
+                file["blob_url"] = f"{blob_url}{file['sha256']}" if file["sha256"] else None
+            insts = [_instance_dict(r, by_id, wire) for r in instances[row[0]]]
+            out.append({"id": row[0], "file": file, "instances": insts})
+        return out
 
 
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
-    vocab = vocabulary_at(conn, ref.id, rev)
-    items: dict[int, Item] = {r[0]: {"id": r[0], "file": _file_dict(r), "instances": []} for r in file_rows}
-    if items:
-        for row in conn.execute(_INSTANCES_OF, {"ids": list(items), "rev": rev}).all():
-            items[row[0]]["instances"].append(_instance_dict(row, vocab))
-    return list(items.values())
+    return _Rows(conn, ref, file_rows, rev).items()
 
 
 def _revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> int:
@@ -186,24 +248,31 @@ def _revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> int:
     return resolve_revision(conn, ref, as_of)
 
 
-def read_items(
-    store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None = None
-) -> tuple[list[Item], int]:
-    """Items for ``ids`` in the order given, each once (a repeated id is served at its first
-    place, so repeats cannot multiply an answer), at ``as_of`` (head when None); 404 on any miss."""
+def _read_rows(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None) -> tuple[_Rows, int]:
+    """The rows of the items for ``ids`` in the order given, each once (a repeated id is served
+    at its first place, so repeats cannot multiply an answer), at ``as_of`` (head when None);
+    404 on any miss."""
     wanted = list(dict.fromkeys(int(i) for i in ids))
     with reading(store.engine) as conn:
         rev = _revision(conn, ref, as_of)
+        sqlite = conn.dialect.name == "sqlite"
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
-        rows = [
-            row for row in conn.execute(_FILES_BY_ID, {"ids": wanted, "rev": rev}).all() if row[-1] == ref.id
-        ]
-        found = {item["id"]: item for item in _items(conn, ref, rows, rev)}
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise NotFound(f"files not found at revision {rev}: {missing[:10]}", {"missing": missing[:100]})
-    return [found[i] for i in wanted], rev
+        params = {"ids": _ids_param(wanted, sqlite), "rev": rev}
+        found = {row[0]: row for row in driver_rows(conn, _FILES_BY_ID[sqlite], params) if row[-1] == ref.id}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFound(f"files not found at revision {rev}: {missing[:10]}", {"missing": missing[:100]})
+        return _Rows(conn, ref, [found[i] for i in wanted], rev), rev
+
+
+def read_items(
+    store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None = None
+) -> tuple[list[Item], int]:
+    """Items for ``ids`` in the order given, each once, at ``as_of`` (head when None); 404 on any
+    miss (see ``_read_rows``)."""
+    rows, rev = _read_rows(store, ref, ids, as_of)
+    return rows.items(), rev
 
 
 def missing_files(store: Store, ref: ProjectRef, ids: Sequence[int]) -> list[int]:
@@ -299,12 +368,23 @@ def open_blob(store: Store, ref: ProjectRef, sha256: str) -> BlobRead:
 class ItemBatch:
     """Items read at one revision; with ``inline``, each with its blob's bytes from ``store``,
     read only as they are consumed (``pairs``, or straight into the reply's buffers on the
-    server), so a large batch is streamed rather than held."""
+    server), so a large batch is streamed rather than held. The items are made from their rows
+    when first asked for: as plain values (``items``: the embedded client's) or for the wire
+    (``wire_items``: what the server's replies encode, the same bytes without decoding and
+    encoding again the JSON columns)."""
 
-    items: list[Item]
+    source: _Rows | list[Item]
     revision: int
     inline: bool
     store: BlobStore
+
+    @cached_property
+    def items(self) -> list[Item]:
+        return self.source if isinstance(self.source, list) else self.source.items()
+
+    @cached_property
+    def wire_items(self) -> list[Item]:
+        return self.source if isinstance(self.source, list) else self.source.items(wire=True)
 
     @property
     def pairs(self) -> Iterator[tuple[Item, bytes | None]]:
@@ -319,10 +399,17 @@ class ItemBatch:
             yield item, (next(fetched) if item["file"]["sha256"] else None)
 
 
+def _blob_url(ref: ProjectRef) -> str:
+    """The prefix of a blob's URL (``blobs="url"``); the sha256 follows."""
+    return f"/api/v2/projects/{ref.string_id}/blobs/"
+
+
 def read_batch(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | None, blobs: str) -> ItemBatch:
     """Items by id with their blobs: ``inline`` (bytes), ``url`` (a blob route URL) or ``none``."""
-    found, rev = read_items(store, ref, ids, as_of)
-    return with_blobs(store, ref, found, rev, blobs)
+    rows, rev = _read_rows(store, ref, ids, as_of)
+    if blobs == "url":
+        rows.blob_url = _blob_url(ref)
+    return ItemBatch(rows, rev, blobs == "inline", store.blobs)
 
 
 def with_blobs(store: Store, ref: ProjectRef, found: list[Item], rev: int, blobs: str) -> ItemBatch:
@@ -330,5 +417,5 @@ def with_blobs(store: Store, ref: ProjectRef, found: list[Item], rev: int, blobs
     if blobs == "url":
         for item in found:
             sha = item["file"]["sha256"]
-            item["file"]["blob_url"] = f"/api/v2/projects/{ref.string_id}/blobs/{sha}" if sha else None
+            item["file"]["blob_url"] = f"{_blob_url(ref)}{sha}" if sha else None
     return ItemBatch(found, rev, blobs == "inline", store.blobs)
