@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import psutil
 
+from annostream.client.dataset import BATCH
 from annostream.client.transports import HttpTransport
 from annostream.server.launch import running_server
 from benchmarks.data import build_images
@@ -96,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=BATCH, help="items per request (the SDK's)")
     parser.add_argument("--min-items", type=int, default=MIN_ITEMS, help="images served per round at least")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from annostream.client.dataset import BATCH
 from benchmarks import bench_scale, bench_server_cpu, bench_stacks, epoch, meta
 from benchmarks.data import Built, build_images, build_metadata
 from benchmarks.proxy import delayed
@@ -354,7 +355,7 @@ def image_figures(b: Bench, built: Built) -> None:
     cpu = b.attempt(
         "server cpu",
         lambda: bench_server_cpu.measure(
-            built.store, built.project, built.key, max(cfg.repeats, 3), cfg.batch_size, built.images_dir
+            built.store, built.project, built.key, max(cfg.repeats, 3), BATCH, built.images_dir
         ),
     )
     if isinstance(cpu, dict):

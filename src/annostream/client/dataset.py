@@ -85,6 +85,8 @@ def _and(a: str | None, b: str | None) -> str | None:
 # many, up to ``batch_size`` items in all (then the id list takes over).
 _FIRST_PAGE = 1
 _PAGE_GROWTH = 8
+# Items per ``items:batch`` request when a view streams (its ``batch_size`` by default).
+BATCH = 64
 
 
 class Dataset:
@@ -98,7 +100,7 @@ class Dataset:
         query: str | None = None,
         as_of: int | None = None,
         ids: np.ndarray | None = None,
-        batch_size: int = 64,
+        batch_size: int = BATCH,
         prefetch: int = 4,
         decode: Decode = "pil",
         progress: bool | None = None,
