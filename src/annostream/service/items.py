@@ -182,10 +182,6 @@ def _in_ids(column: Any, sqlite: bool) -> Any:
     return column.in_(bindparam("ids", expanding=True))
 
 
-def _ids_param(ids: list[int], sqlite: bool) -> Any:
-    return orjson.dumps(ids).decode() if sqlite else ids
-
-
 # The two statements of every batch (by dialect: SQLite or not), built once: a prebuilt
 # statement keeps its cache key, so executing it costs neither the column coercions of
 # ``select`` nor a cache-key walk (and on SQLite, ``driver_rows`` compiles it once).
@@ -205,6 +201,13 @@ _INSTANCES_OF = {
 _FILE_AND_ID = itemgetter(0, 1)
 
 
+def _rows_by_ids(conn: Connection, statement: dict[bool, Any], ids: list[int], rev: int) -> list[Any]:
+    """The rows of ``statement`` (one of the pairs above, by dialect) for ``ids`` at ``rev``."""
+    sqlite = conn.dialect.name == "sqlite"
+    param = orjson.dumps(ids).decode() if sqlite else ids
+    return driver_rows(conn, statement[sqlite], {"ids": param, "rev": rev})
+
+
 class _Rows:
     """A batch's file rows (in the order asked) and their instance rows, read at one revision,
     made into items on demand: plain values (``items``), or for the wire (``wire_items``)."""
@@ -214,10 +217,7 @@ class _Rows:
         self.by_id = vocabulary_at(conn, ref.id, rev).by_id
         self.instances: dict[int, list[Any]] = {row[0]: [] for row in file_rows}
         if self.instances:
-            sqlite = conn.dialect.name == "sqlite"
-            found = driver_rows(
-                conn, _INSTANCES_OF[sqlite], {"ids": _ids_param(list(self.instances), sqlite), "rev": rev}
-            )
+            found = _rows_by_ids(conn, _INSTANCES_OF, list(self.instances), rev)
             found.sort(key=_FILE_AND_ID)
             for row in found:
                 self.instances[row[0]].append(row)
@@ -255,11 +255,9 @@ def _read_rows(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | N
     wanted = list(dict.fromkeys(int(i) for i in ids))
     with reading(store.engine) as conn:
         rev = _revision(conn, ref, as_of)
-        sqlite = conn.dialect.name == "sqlite"
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
-        params = {"ids": _ids_param(wanted, sqlite), "rev": rev}
-        found = {row[0]: row for row in driver_rows(conn, _FILES_BY_ID[sqlite], params) if row[-1] == ref.id}
+        found = {row[0]: row for row in _rows_by_ids(conn, _FILES_BY_ID, wanted, rev) if row[-1] == ref.id}
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NotFound(f"files not found at revision {rev}: {missing[:10]}", {"missing": missing[:100]})
