@@ -6,7 +6,9 @@ answer otherwise), or forward and then cut the connection (RST) after a random n
 response bytes (``cut``, ``cut_bytes``); any forwarded chunk may be held back a little
 (``delay``, up to ``max_delay`` s); with ``corrupt`` a byte inside a JPEG in a response
 (200 bytes after its ``JFIF`` marker) is flipped, which only a check of the bytes against
-their sha256 notices. It runs an asyncio loop in a thread of the test process, so the
+their sha256 notices. Connection decisions and chunk decisions draw from two generators, so
+the sequence of per-connection faults for a seed does not depend on how the bytes happened
+to be chunked. It runs an asyncio loop in a thread of the test process, so the
 counters are plain attributes the test reads.
 """
 
@@ -41,7 +43,8 @@ class FaultProxy:
         self.target_port = target_port
         self.faults = faults
         self.counts: Counter[str] = Counter()
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # per connection: error, where to cut
+        self._chunk_rng = random.Random(seed + 1_000_003)  # per chunk: delay, corruption
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -131,9 +134,9 @@ class FaultProxy:
                 chunk = await reader.read(1 << 16)
                 if not chunk:
                     return
-                if f.delay and self._rng.random() < f.delay:
+                if f.delay and self._chunk_rng.random() < f.delay:
                     self.counts["delays"] += 1
-                    await asyncio.sleep(self._rng.uniform(0, f.max_delay))
+                    await asyncio.sleep(self._chunk_rng.uniform(0, f.max_delay))
                 if down and f.corrupt:
                     chunk = self._maybe_corrupt(chunk)
                 if cut_at is not None and sent + len(chunk) >= cut_at:
@@ -151,7 +154,7 @@ class FaultProxy:
 
     def _maybe_corrupt(self, chunk: bytes) -> bytes:
         at = chunk.find(b"JFIF")
-        if at < 0 or at + 200 >= len(chunk) or self._rng.random() >= self.faults.corrupt:
+        if at < 0 or at + 200 >= len(chunk) or self._chunk_rng.random() >= self.faults.corrupt:
             return chunk
         damaged = bytearray(chunk)
         damaged[at + 200] ^= 0xFF
