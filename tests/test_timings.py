@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from annostream.client.transports import HttpTransport
@@ -31,3 +33,21 @@ def test_a_server_with_timings_splits_its_time_by_phase(source: Source) -> None:
     assert after["framing"]["count"] - before["framing"]["count"] >= 2  # framed, then JSON
     for phase in ("request", "database", "object_store", "framing", "cpu"):
         assert after[phase]["seconds"] > before[phase]["seconds"] >= 0
+
+
+def test_only_a_peer_on_loopback_reads_the_timings(source: Source, monkeypatch: Any) -> None:
+    """Timings cover every project and ask for no key: another machine gets 403, not the sums."""
+    from fastapi.testclient import TestClient
+
+    from annostream.server.app import create_app
+    from annostream.store import Store, timings
+
+    monkeypatch.setattr(timings, "ENABLED", True)
+    app = create_app(Store.open(source.store_dir))
+    for peer, status in (("203.0.113.9", 403), ("testclient", 403), ("::1", 200), ("127.0.0.1", 200)):
+        with TestClient(app, client=(peer, 50000)) as client:
+            reply = client.get("/debug/timings")
+        assert reply.status_code == status, (peer, reply.text)
+        assert ("request" in reply.json()) == (status == 200)
+        if status == 403:
+            assert reply.json()["error"]["code"] == "forbidden"

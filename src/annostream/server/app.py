@@ -13,6 +13,7 @@ A database that is unreachable for a moment (PostgreSQL restarting) is a 503 wit
 from __future__ import annotations
 
 import gc
+import ipaddress
 import os
 import re
 import signal
@@ -35,6 +36,7 @@ from starlette.middleware.cors import CORSMiddleware
 from annostream import __version__
 from annostream.errors import (
     AnnostreamError,
+    Forbidden,
     InvalidInput,
     NotFound,
     TooCostly,
@@ -249,13 +251,28 @@ class _RequestTimer:
 def _install_timings(app: FastAPI) -> None:
     """``GET /debug/timings`` (this process's phase sums, see store/timings.py) and the
     ``request`` phase, timed from a request's start to its last byte sent. Only mounted when
-    ``ANNOSTREAM_TIMINGS=1``: a server started without it has neither."""
+    ``ANNOSTREAM_TIMINGS=1``: a server started without it has neither.
+
+    The sums cover every project the process serves and no key is asked for, so the route
+    answers only a peer on loopback (the benchmark beside the server); any other peer gets 403
+    and learns nothing of other teams' traffic. (Behind a reverse proxy on the same host every
+    peer is loopback: leave timings off there.)"""
 
     app.add_middleware(_RequestTimer)
 
     @app.get("/debug/timings", tags=["meta"], include_in_schema=False)
-    def debug_timings() -> dict[str, dict[str, float]]:
+    def debug_timings(request: Request) -> dict[str, dict[str, float]]:
+        if not _on_loopback(request):
+            raise Forbidden("/debug/timings answers only clients on the server's loopback")
         return timings.snapshot()
+
+
+def _on_loopback(request: Request) -> bool:
+    """Whether the TCP peer is a loopback address (not a name: a name is not a peer)."""
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 def _chain_stop_signals(stopping: threading.Event) -> None:
