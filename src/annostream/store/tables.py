@@ -38,6 +38,11 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# A row's lifetime. Indexes that queries search end with these two columns, so the test of a
+# match's lifetime at the revision read is answered from the index (migration 0007).
+_REVS = ("created_rev", "deleted_rev")
+
+
 def _versioned() -> list[Column]:
     return [
         Column("created_rev", Integer, nullable=False),
@@ -143,8 +148,8 @@ dataset_files = Table(
     Column("dataset_id", Id, ForeignKey("datasets.id"), nullable=False),
     Column("file_id", Id, ForeignKey("files.id"), nullable=False),
     *_versioned(),
-    Index(None, "dataset_id", "file_id"),
-    Index(None, "file_id"),
+    Index("ix_dataset_files_by_dataset", "dataset_id", "file_id", *_REVS),
+    Index("ix_dataset_files_by_file", "file_id", "dataset_id", *_REVS),
 )
 
 labels = Table(
@@ -225,8 +230,8 @@ file_label_counts = Table(
     Column("label_id", Id, ForeignKey("labels.id"), nullable=False),
     Column("count", Integer, nullable=False),
     *_versioned(),
-    Index(None, "label_id", "count", "file_id"),
-    Index(None, "file_id", "label_id"),
+    Index("ix_file_label_counts_by_label", "label_id", "count", "file_id", *_REVS),
+    Index("ix_file_label_counts_by_file", "file_id", "label_id", "count", *_REVS),
 )
 
 # Blobs a caller staged for a project ahead of an import that names them by sha256. The row
@@ -268,18 +273,20 @@ file_attribute_values = Table(
     Column("text", Text, nullable=True),
     Column("number", Float, nullable=True),
     *_versioned(),
-    Index(None, "key", "kind", "number", "file_id"),
+    Index("ix_file_attribute_values_by_number", "key", "kind", "number", "file_id", *_REVS),
     Index(None, "file_id", "deleted_rev"),
 )
 # PostgreSQL's btree refuses entries over ~2.7 kB: its text index holds the short values only,
 # and an equality on a short value states that bound so the planner can use it.
 INDEXED_TEXT_CHARS = 1000
 Index(
-    None,
+    "ix_file_attribute_values_by_text",
     file_attribute_values.c.key,
     file_attribute_values.c.kind,
     file_attribute_values.c.text,
     file_attribute_values.c.file_id,
+    file_attribute_values.c.created_rev,
+    file_attribute_values.c.deleted_rev,
     postgresql_where=func.length(file_attribute_values.c.text) < INDEXED_TEXT_CHARS,
 )
 
