@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import func, literal, select
 from sqlalchemy.exc import DBAPIError
@@ -86,6 +87,10 @@ def test_wire_items_encode_as_the_items_read(tmp_path: Path, new_store_dir: Call
             for blobs in ("none", "url", "inline"):
                 batch = read_batch(store, ref, ids, as_of, blobs)
                 assert _encoded(batch.wire_items) == _encoded(batch.items)
+                # The stored text goes out as it is, on PostgreSQL too (no decode, no encode).
+                wired = {item["id"]: item for item in batch.wire_items}[image]
+                assert isinstance(wired["file"]["metadata"], orjson.Fragment)
+                assert all(isinstance(i["geometry"], orjson.Fragment) for i in wired["instances"])
             items, _ = read_items(store, ref, ids, as_of)
             assert [item["id"] for item in items] == ids
             assert _encoded(items) == _encoded(read_batch(store, ref, ids, as_of, "none").wire_items)
