@@ -15,7 +15,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Integer, Text, bindparam, func, select
+from sqlalchemy import ARRAY, BigInteger, Connection, Integer, Text, any_, bindparam, func, select
 
 from annostream.errors import NotFound
 from annostream.schema import FileInfo, Instance, Item
@@ -126,7 +126,7 @@ _INSTANCE_COLUMNS = (
 
 
 def _json(value: Any) -> Any:
-    """A JSON object column read as text (SQLite) or already decoded by the driver."""
+    """A JSON column's stored text (``_as_text``), decoded; NULL stays None."""
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
@@ -185,16 +185,17 @@ def _instance_dict(row: Sequence[Any], by_id: dict[int, Any], wire: bool) -> Ins
 
 
 def _in_ids(column: Any, sqlite: bool) -> Any:
-    """``column`` among the ``ids`` parameter: on SQLite one JSON array (``json_each``), so the
-    statement's SQL is the same for every batch; elsewhere an expanding IN list."""
+    """``column`` among the ``ids`` parameter, one value whatever the batch's size, so the
+    statement's SQL is the same for every batch (compiled once; PostgreSQL prepares it): on
+    SQLite a JSON array (``json_each``), on PostgreSQL an array (``= ANY``)."""
     if sqlite:
         return column.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
-    return column.in_(bindparam("ids", expanding=True))
+    return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))
 
 
 # The two statements of every batch (by dialect: SQLite or not), built once: a prebuilt
 # statement keeps its cache key, so executing it costs neither the column coercions of
-# ``select`` nor a cache-key walk (and on SQLite, ``driver_rows`` compiles it once).
+# ``select`` nor a cache-key walk (and ``driver_rows`` compiles it once).
 # Instances come unordered: ``_Rows`` sorts them (SQLite's temporary B-tree for an ORDER BY
 # costs more than sorting a batch's rows in Python).
 _REV = cast(int, bindparam("rev", type_=Integer))  # visible() at a bound revision
