@@ -2,7 +2,13 @@
 
 A real ``annostream import coco`` process imports 600 small files and is killed at
 random points; each time the project's ids, row counts and revision equal those before,
-and what it staged is collected by gc. A last run, not killed, imports everything once.
+and what it staged is collected by gc (after each kill, so that the next run's staging is
+seen as its own). A run that is not killed imports everything once.
+
+The kill points are anchored on the import's own progress, not on the clock alone: one
+falls before it stages anything, the others after its first staged row is seen (one at
+once, the rest at random within the time staging took in an unkilled run), so a loaded
+machine, where starting Python takes most of a run, still kills imports mid-staging.
 """
 
 from __future__ import annotations
@@ -90,6 +96,23 @@ def _state(store_dir: Path) -> dict[str, Any]:
     return {"counts": count, "revision": head, "ids": ds.ids.tolist()}
 
 
+def _staging_seen(store_dir: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> bool:
+    """Wait until the import ``proc`` has committed a staged blob's row in ``store_dir`` (True),
+    or has exited (False)."""
+    store = Store.open(store_dir)
+    deadline = time.monotonic() + timeout
+    try:
+        with store.engine.connect() as conn:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if conn.execute(select(func.count()).select_from(staged_blobs)).scalar_one():
+                    return True
+                conn.rollback()  # a fresh snapshot for the next look
+                time.sleep(0.01)
+    finally:
+        store.close()
+    return False
+
+
 def _import(store_dir: Path, ann: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "ANNOSTREAM_DATA"}
     return subprocess.Popen(
@@ -122,8 +145,10 @@ def test_sigkill_during_an_import_leaves_the_store_as_it_was(
     EmbeddedTransport(timing_dir).create_project("crash", None, False)
     started = time.monotonic()
     full = _import(timing_dir, ann)
+    assert _staging_seen(timing_dir, full), "the import staged nothing"
+    staging_at = time.monotonic() - started
     out, err = full.communicate(timeout=600)
-    duration = time.monotonic() - started
+    staging = time.monotonic() - started - staging_at
     assert full.returncode == 0, err.decode()
     assert f"imported {N_FILES} files" in out.decode()
     assert len(_state(timing_dir)["ids"]) == N_FILES
@@ -140,11 +165,15 @@ def test_sigkill_during_an_import_leaves_the_store_as_it_was(
         {"kept": True},
     )
     before = _state(store_dir)
-    killed = 0
+    killed, staged = 0, 0
     rng = random.Random(7)
-    points = sorted(rng.uniform(0.3, duration * 0.95) for _ in range(KILLS))
-    for delay in points:
+    # (after staging began?, seconds): one kill before it, one as it begins, the rest within it
+    points = [(False, rng.uniform(0.0, staging_at * 0.9)), (True, 0.0)]
+    points += [(True, rng.uniform(0.0, staging * 0.95)) for _ in range(KILLS - 2)]
+    for after_staging, delay in points:
         proc = _import(store_dir, ann)
+        if after_staging and not _staging_seen(store_dir, proc):
+            proc.wait(timeout=60)  # it ended before staging was seen: checked below like any run
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -154,15 +183,21 @@ def test_sigkill_during_an_import_leaves_the_store_as_it_was(
             # It committed before the kill (it finished, or was killed while exiting after its
             # commit): then all of it is there, never a part.
             assert len(state["ids"]) == N_FILES + 1 and state["revision"] == before["revision"] + 1, (
-                f"killed after {delay:.2f}s"
+                f"killed {delay:.2f}s {'into staging' if after_staging else 'after its start'}"
             )
             before = state
             continue
         killed += 1
+        # gc collects what the killed import staged (and the next run's staging is its own).
+        store = Store.open(store_dir)
+        try:
+            staged += collect_garbage(store, timedelta(days=1), staged_grace=timedelta(0)).staged
+        finally:
+            store.close()
 
     store = Store.open(store_dir)
     try:
-        report = collect_garbage(store, timedelta(days=1), staged_grace=timedelta(0))
+        collect_garbage(store, timedelta(days=1), staged_grace=timedelta(0))
         with store.engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(staged_blobs)).scalar_one() == 0
             rows = set(conn.execute(select(blobs.c.sha256)).scalars())
@@ -170,7 +205,7 @@ def test_sigkill_during_an_import_leaves_the_store_as_it_was(
     finally:
         store.close()
     assert killed >= 1
-    assert report.staged > 0, "the killed imports had staged blobs"
+    assert staged > 0, "the killed imports had staged blobs"
     assert rows == used, "every blob row left is one a file uses"
     # Half-written temporaries (a kill inside a write) are not blobs: no name, no row.
     held = {name for name in blob_names(store_dir) if not name.startswith(".tmp-")}
