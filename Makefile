@@ -24,8 +24,9 @@ install-dev: $(BIN)/python
 demo: install
 	$(BIN)/annostream demo --data demo-data
 
+# Two test processes (one per core of a CI machine), each test file whole in one of them.
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The explorer's screenshots in docs/ (the README shows them), taken by the browser tests.
 screenshots: install-dev
