@@ -173,13 +173,14 @@ class _Framer:
         t0 = time.perf_counter() if timings.ENABLED else 0.0
         fd = os.open(self._local_file(sha), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            # a byte past the recorded size (into ``_extra``) means the file is longer
-            got = os.readv(fd, [target, self._extra])
-            while 0 < got < len(target):
+            # Read at least once; a byte past the recorded size (into ``_extra``) means the
+            # file is longer, an end before it that it is shorter.
+            got = 0
+            while True:
                 n = os.readv(fd, [target[got:], self._extra])
-                if n == 0:
-                    break
                 got += n
+                if n == 0 or got >= len(target):
+                    break
         finally:
             os.close(fd)
         if timings.ENABLED:
