@@ -123,21 +123,23 @@ def stop_postgres(root: Path) -> None:
 
 def moto_available() -> bool:
     try:
-        import moto.server  # noqa: F401
+        import moto.moto_server.werkzeug_app  # noqa: F401
+        import waitress  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 def start_moto(root: Path) -> str:
-    """``moto[server]`` on a free loopback port, detached; return its endpoint URL."""
+    """moto's S3 service on a free loopback port (tests/s3_endpoint.py), detached; return its
+    endpoint URL."""
     if not moto_available():
-        raise FileNotFoundError("moto[server] is not installed (pip install 'moto[server]')")
+        raise FileNotFoundError("moto[server] or waitress is not installed (pip install -e '.[dev]')")
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     with (root / "moto.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, str(Path(__file__).with_name("s3_endpoint.py")), str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
