@@ -17,17 +17,32 @@ import logging
 import sys
 
 THREADS = 16  # as many GETs at once as one server process's fetchers (store/s3.FETCHERS)
+# Open connections at once. Every server process of a test session keeps its own pools to
+# this one endpoint alive (boto3's and the signed GETs', up to 32 each); waitress's default of
+# 100 made the next connection wait unanswered once the session had held that many.
+CONNECTIONS = 4096
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
         print("usage: python tests/s3_endpoint.py PORT", file=sys.stderr)
         return 2
+    import resource
+
     import waitress
     from moto.moto_server.werkzeug_app import create_backend_app
 
+    _, most = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(most, CONNECTIONS + 256), most))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a queued request is no news
-    waitress.serve(create_backend_app("s3"), host="127.0.0.1", port=int(argv[0]), threads=THREADS)
+    waitress.serve(
+        create_backend_app("s3"),
+        host="127.0.0.1",
+        port=int(argv[0]),
+        threads=THREADS,
+        connection_limit=CONNECTIONS,
+        asyncore_use_poll=True,  # select() cannot watch a descriptor above 1023
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ quoting; behind a proxy or without credentials they go through boto3 (which hono
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -57,3 +58,18 @@ def test_behind_a_proxy_reads_go_through_boto3(stack: str, services: svc.Service
     assert store.get(sha) == b"through boto3"
     with pytest.raises(FileNotFoundError):
         store.get(sha256_hex(b"absent"))
+
+
+@pytest.mark.parametrize("stack", ["pg"], indirect=True)
+def test_the_endpoint_answers_beside_many_open_connections(stack: str, services: svc.Services) -> None:
+    """Every server of a test session keeps its pools to the one S3 endpoint open; the endpoint
+    must go on answering new connections (waitress's default limit of 100 made them wait)."""
+    host, port = services.s3_endpoint.removeprefix("http://").rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(150)]
+    try:
+        store = _store(services)
+        sha, _ = store.put(b"still answered")
+        assert store.get(sha) == b"still answered"
+    finally:
+        for sock in held:
+            sock.close()
