@@ -5,9 +5,11 @@ server process per store serves it with ``ANNOSTREAM_TIMINGS=1``, so its ``/debu
 reports where its time went (database, object store, framing; see store/timings.py), and
 when the bench started moto itself, moto's own CPU per item is reported beside it. In
 interleaved rounds (SQLite, PostgreSQL + S3, SQLite, ...) each stack streams one
-``to_pytorch`` epoch with images (DataLoader workers, the bench's decoder), then a few
-passes of ``items:batch`` on one client thread without decoding, blobs inline (what the
-server sustains) and metadata-only (no blobs); reported: items/s (median, range),
+``to_pytorch`` epoch with images (DataLoader workers, the bench's decoder), unpinned and then
+pinned (the client and its workers on one core; the servers, PostgreSQL and moto on the
+other: ``epoch.pinned``), then a few passes of ``items:batch`` on one client thread without
+decoding, blobs inline (what the server sustains) and metadata-only (no blobs); reported:
+items/s (median, range),
 the per-round ratio to SQLite + local, and the server's milliseconds per item by phase.
 PostgreSQL + S3 is served twice: as configured by default, and with the read-through blob
 cache (``ANNOSTREAM_BLOB_CACHE``, store/cache.py), warmed by one pass first. ``--before
@@ -52,8 +54,9 @@ PROJECT = "bench"
 STACKS = ("sqlite+local", "postgresql+s3", "postgresql+s3, blob cache")
 PHASES = ("request", "database", "object_store", "framing")
 S3_CPU = "s3_server_cpu"  # the object store's own CPU (moto, when this bench started it)
-# to_pytorch epochs with images; items:batch with blobs inline, one client thread; without blobs.
-MODES = ("images", "inline", "metadata")
+# to_pytorch epochs with images, unpinned and pinned; items:batch with blobs inline, one client
+# thread; without blobs.
+MODES = ("images", "pinned", "inline", "metadata")
 
 
 def s3_server(root: Path) -> psutil.Process | None:
@@ -67,6 +70,16 @@ def cpu_seconds(process: psutil.Process | None) -> float:
         return 0.0
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def postgres_processes(root: Path) -> list[psutil.Process]:
+    """PostgreSQL's processes, when this bench started it under ``root`` (none otherwise):
+    the postmaster (``pg/pgdata/postmaster.pid``) and the backends it has forked so far."""
+    pid_file = root / "pg" / "pgdata" / "postmaster.pid"
+    if not pid_file.is_file():
+        return []
+    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+    return [postmaster, *postmaster.children()]
 
 
 @contextlib.contextmanager
@@ -160,19 +173,26 @@ def run_rounds(
     batch: int,
     passes: int,
     s3: psutil.Process | None = None,
+    services_root: Path | None = None,
 ) -> dict[str, dict[str, Samples]]:
-    """Interleaved rounds: each stack's image epoch, then each stack's passes with blobs
-    inline, then without."""
+    """Interleaved rounds: each stack's image epoch unpinned, then pinned, then each stack's
+    passes with blobs inline, then without. ``services_root``: where this bench started
+    PostgreSQL, whose processes are pinned with the servers."""
     out = {mode: {s: Samples() for s in urls} for mode in MODES}
     for r in range(rounds):
         line = []
-        for stack, url in urls.items():
-            key = keys[stack]
-            rate, per_item, _ = measured(
-                url, lambda url=url, key=key: epoch.ours_epoch(url, PROJECT, key, workers, batch).images, s3
-            )
-            record(out["images"][stack], rate, per_item)
-            line.append(f"{stack} images {rate:,.0f}/s")
+        for mode in ("images", "pinned"):
+            others = postgres_processes(services_root) if mode == "pinned" and services_root else []
+            with epoch.pinned(mode == "pinned", others):
+                for stack, url in urls.items():
+                    key = keys[stack]
+                    rate, per_item, _ = measured(
+                        url,
+                        lambda url=url, key=key: epoch.ours_epoch(url, PROJECT, key, workers, batch).images,
+                        s3,
+                    )
+                    record(out[mode][stack], rate, per_item)
+                    line.append(f"{stack} {mode} {rate:,.0f}/s")
         for mode, blobs in (("inline", True), ("metadata", False)):
             for stack, url in urls.items():
                 key = keys[stack]
@@ -252,7 +272,9 @@ def measure(
             items_pass(url, by_name[name], 1, batch, True)
             epoch.ours_epoch(url, PROJECT, by_name[name], workers, batch)
         load0 = os.getloadavg()
-        results = run_rounds(urls, by_name, rounds, workers, batch, passes, s3_server(work / "services"))
+        results = run_rounds(
+            urls, by_name, rounds, workers, batch, passes, s3_server(work / "services"), work / "services"
+        )
         load1 = os.getloadavg()
     summ = summary(results)
     summ["conditions"] = {

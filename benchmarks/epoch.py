@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
@@ -445,10 +445,13 @@ def _pin_process(proc: Any, cpus: set[int]) -> dict[int, set[int]]:
 
 
 @contextmanager
-def pinned(on: bool) -> Iterator[bool]:
+def pinned(on: bool, others: Iterable[Any] = ()) -> Iterator[bool]:
     """With ``on`` (and two cores or more): this process, hence the DataLoader workers it
     starts, on the first core it may use, and every process it started before (servers,
-    delay proxies) on the second. Yields whether it pinned."""
+    delay proxies), with ``others`` (``psutil.Process``es it did not start, as PostgreSQL's),
+    on the second. Yields whether it pinned. On exit every thread of those processes, and of
+    the processes and threads they started meanwhile (which inherited the pin), gets back what
+    it had (a new one: every core this process had)."""
     import psutil
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -456,18 +459,30 @@ def pinned(on: bool) -> Iterator[bool]:
         yield False
         return
     me = psutil.Process()
+    pinned_here = [*me.children(recursive=True), *others]
     saved: dict[int, set[int]] = {}
-    for child in me.children(recursive=True):
+    for proc in pinned_here:
         try:
-            saved.update(_pin_process(child, {cpus[1]}))
+            saved.update(_pin_process(proc, {cpus[1]}))
         except psutil.NoSuchProcess:
             continue
     saved.update(_pin_process(me, {cpus[0]}))
     try:
         yield True
     finally:
-        for tid, was in saved.items():
+        everyone = {me, *pinned_here}
+        for proc in list(everyone):
             try:
-                os.sched_setaffinity(tid, was)
-            except (ProcessLookupError, PermissionError):
+                everyone.update(proc.children(recursive=True))
+            except psutil.NoSuchProcess:
                 continue
+        for proc in everyone:
+            try:
+                threads = proc.threads()
+            except psutil.NoSuchProcess:
+                continue
+            for thread in threads:
+                try:
+                    os.sched_setaffinity(thread.id, saved.get(thread.id, set(cpus)))
+                except (ProcessLookupError, PermissionError):
+                    continue

@@ -622,6 +622,7 @@ def stack_figures(b: Bench) -> None:
     summ = bench_stacks.measure(b.work / "stacks", images, rounds, b.cfg.workers, b.cfg.batch_size, passes)
     labels = {
         "images": "to_pytorch epoch, images",
+        "pinned": "to_pytorch epoch, images, pinned",
         "inline": "items:batch, blobs inline",
         "metadata": "items:batch, metadata only",
     }
