@@ -7,8 +7,8 @@ process-wide lock by listing moto's own package folder; and its werkzeug server 
 connection after every reply. On 46 KB GETs that cost about 4 ms of moto's CPU per GET, and
 our server a new connection per GET, on the same two cores as the stack measured. moto's S3
 app (the same Flask app the dispatcher picks for S3) under a WSGI server that keeps
-connections alive answers the same requests for about 1.5 ms, as a real object store would
-not charge our cores at all.
+connections alive answers the same requests for about 1.5 ms; a real object store would not
+run on our cores at all.
 """
 
 from __future__ import annotations
