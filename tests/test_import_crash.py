@@ -113,6 +113,15 @@ def _staging_seen(store_dir: Path, proc: subprocess.Popen[bytes], timeout: float
     return False
 
 
+def _collect(store_dir: Path) -> int:
+    """gc of ``store_dir`` with no grace for staged blobs; how many staged rows it collected."""
+    store = Store.open(store_dir)
+    try:
+        return collect_garbage(store, timedelta(days=1), staged_grace=timedelta(0)).staged
+    finally:
+        store.close()
+
+
 def _import(store_dir: Path, ann: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "ANNOSTREAM_DATA"}
     return subprocess.Popen(
@@ -189,15 +198,11 @@ def test_sigkill_during_an_import_leaves_the_store_as_it_was(
             continue
         killed += 1
         # gc collects what the killed import staged (and the next run's staging is its own).
-        store = Store.open(store_dir)
-        try:
-            staged += collect_garbage(store, timedelta(days=1), staged_grace=timedelta(0)).staged
-        finally:
-            store.close()
+        staged += _collect(store_dir)
 
+    _collect(store_dir)
     store = Store.open(store_dir)
     try:
-        collect_garbage(store, timedelta(days=1), staged_grace=timedelta(0))
         with store.engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(staged_blobs)).scalar_one() == 0
             rows = set(conn.execute(select(blobs.c.sha256)).scalars())
