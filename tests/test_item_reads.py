@@ -2,7 +2,9 @@
 the items as read (plain values), byte for byte, on both stacks: images, videos with tracks,
 events and keyframes, text with spans, attributes, metadata of every JSON kind, at head and
 at an earlier revision. And the statements read through the driver's cursor
-(``driver_rows``) keep what every statement has: the statement timeout, SQLAlchemy's errors.
+(``driver_rows``) keep what every statement has: the statement timeout, SQLAlchemy's errors,
+also when several go together (one pipeline on PostgreSQL), after which the connection
+still answers.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import func, literal, select
+from sqlalchemy import Integer, bindparam, func, literal, select
 from sqlalchemy.exc import DBAPIError
 
 from annostream import frames
 from annostream.client.transports import EmbeddedTransport
 from annostream.service.items import read_batch, read_items
 from annostream.service.projects import LOCAL, authorize
-from annostream.store import Store
-from annostream.store.db import create_db_engine, driver_rows, is_timeout
+from annostream.store import Store, db
+from annostream.store.db import create_db_engine, driver_rows, is_timeout, reading
 from tests.revhelpers import box, png
 from tests.videos import make_video
 
@@ -131,12 +133,35 @@ def test_driver_rows_keep_the_statement_timeout(
     engine = create_db_engine(_database(stack, tmp_path, request), statement_timeout_s=0.5)
     try:
         with engine.connect() as conn:
-            assert driver_rows(conn, _counting(10), {}) == [(10,)]
+            assert driver_rows(conn, [(_counting(10), {})]) == [[(10,)]]
             time.sleep(0.6)  # the last statement's deadline has passed: the next one starts its own
-            assert driver_rows(conn, _counting(100_000), {}) == [(100_000,)]
+            assert driver_rows(conn, [(_counting(100_000), {})]) == [[(100_000,)]]
             with pytest.raises(DBAPIError) as caught:
-                driver_rows(conn, _counting(2 * 10**9), {})  # minutes of work; fits an int4
+                driver_rows(conn, [(_counting(2 * 10**9), {})])  # minutes of work; fits an int4
             assert is_timeout(caught.value)
+        with reading(engine) as conn:  # as items are read: no transaction of their own
+            with pytest.raises(DBAPIError) as caught:  # the second of two sent together
+                driver_rows(conn, [(_counting(10), {}), (_counting(2 * 10**9), {})])
+            assert is_timeout(caught.value)
+            assert driver_rows(conn, [(_counting(3), {}), (_counting(4), {})]) == [[(3,)], [(4,)]]
+    finally:
+        engine.dispose()
+
+
+def test_driver_rows_sent_together_answer_each_in_order(
+    stack: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    engine = create_db_engine(_database(stack, tmp_path, request))
+    try:
+        with engine.connect() as conn:
+            assert db._pipelines(conn) == (stack == "pg")  # the path under test on each stack
+            runs = [(_counting(3), {}), (select(literal(7).label("x")), {}), (_counting(5), {})]
+            assert driver_rows(conn, runs) == [[(3,)], [(7,)], [(5,)]]
+            with_params = select(bindparam("a", type_=Integer) + bindparam("b", type_=Integer))
+            assert driver_rows(conn, [(with_params, {"a": 1, "b": 2}), (with_params, {"a": 3, "b": 4})]) == [
+                [(3,)],
+                [(7,)],
+            ]
     finally:
         engine.dispose()
 
@@ -144,15 +169,20 @@ def test_driver_rows_keep_the_statement_timeout(
 def test_driver_rows_raise_sqlalchemy_errors_and_refuse_expanding_lists(
     stack: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from sqlalchemy import bindparam, column, table
+    from sqlalchemy import column, table
 
     engine = create_db_engine(_database(stack, tmp_path, request))
     try:
-        with engine.connect() as conn:
+        with reading(engine) as conn:  # as items are read: no transaction of their own
+            missing = select(column("x")).select_from(table("missing"))
             with pytest.raises(DBAPIError):
-                driver_rows(conn, select(column("x")).select_from(table("missing")), {})
+                driver_rows(conn, [(missing, {})])
+            for together in ([(missing, {}), (_counting(2), {})], [(_counting(2), {}), (missing, {})]):
+                with pytest.raises(DBAPIError, match="missing"):
+                    driver_rows(conn, together)
+                assert driver_rows(conn, [(_counting(5), {})]) == [[(5,)]]  # the connection still answers
             expanding = select(literal(1)).where(literal(1).in_(bindparam("ids", expanding=True)))
             with pytest.raises(ValueError, match="expanding"):
-                driver_rows(conn, expanding, {"ids": [1]})
+                driver_rows(conn, [(expanding, {"ids": [1]})])
     finally:
         engine.dispose()

@@ -212,26 +212,30 @@ _INSTANCES_OF = {
 _FILE_AND_ID = itemgetter(0, 1)
 
 
-def _rows_by_ids(conn: Connection, statement: dict[bool, Any], ids: list[int], rev: int) -> list[Any]:
-    """The rows of ``statement`` (one of the pairs above, by dialect) for ``ids`` at ``rev``."""
+def _rows_by_ids(
+    conn: Connection, statements: Sequence[dict[bool, Any]], ids: list[int], rev: int
+) -> list[list[Any]]:
+    """The rows of each of ``statements`` (pairs above, by dialect) for ``ids`` at ``rev``,
+    sent together (on PostgreSQL one round trip: ``driver_rows``)."""
     sqlite = conn.dialect.name == "sqlite"
-    param = orjson.dumps(ids).decode() if sqlite else ids
-    return driver_rows(conn, statement[sqlite], {"ids": param, "rev": rev})
+    params = {"ids": orjson.dumps(ids).decode() if sqlite else ids, "rev": rev}
+    return driver_rows(conn, [(statement[sqlite], params) for statement in statements])
 
 
 class _Rows:
     """A batch's file rows (in the order asked) and their instance rows, read at one revision,
     made into items on demand: plain values (``items``), or for the wire (``wire_items``)."""
 
-    def __init__(self, conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> None:
+    def __init__(
+        self, conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], instance_rows: list[Any], rev: int
+    ) -> None:
+        """``instance_rows``: those of ``file_rows``' files (``_INSTANCES_OF``), in any order."""
         self.files = file_rows
         self.by_id = vocabulary_at(conn, ref.id, rev).by_id
         self.instances: dict[int, list[Any]] = {row[0]: [] for row in file_rows}
-        if self.instances:
-            found = _rows_by_ids(conn, _INSTANCES_OF, list(self.instances), rev)
-            found.sort(key=_FILE_AND_ID)
-            for row in found:
-                self.instances[row[0]].append(row)
+        instance_rows.sort(key=_FILE_AND_ID)
+        for row in instance_rows:
+            self.instances[row[0]].append(row)
         self.blob_url: str | None = None  # with ``blobs="url"``: the blob route's prefix
 
     def items(self, wire: bool = False) -> list[Item]:
@@ -248,7 +252,9 @@ class _Rows:
 
 
 def _items(conn: Connection, ref: ProjectRef, file_rows: Sequence[Any], rev: int) -> list[Item]:
-    return _Rows(conn, ref, file_rows, rev).items()
+    file_ids = [row[0] for row in file_rows]
+    instance_rows = _rows_by_ids(conn, [_INSTANCES_OF], file_ids, rev)[0] if file_ids else []
+    return _Rows(conn, ref, file_rows, instance_rows, rev).items()
 
 
 def _revision(conn: Connection, ref: ProjectRef, as_of: int | None) -> int:
@@ -268,11 +274,14 @@ def _read_rows(store: Store, ref: ProjectRef, ids: Sequence[int], as_of: int | N
         rev = _revision(conn, ref, as_of)
         # The project is checked on the rows, not in SQL: with it in the WHERE clause SQLite
         # picks the (project_id, blob_sha256) index and scans the whole project per batch.
-        found = {row[0]: row for row in _rows_by_ids(conn, _FILES_BY_ID, wanted, rev) if row[-1] == ref.id}
+        # Files and their instances are asked for together (one round trip on PostgreSQL):
+        # the instances are used only when every file was found in this project.
+        file_rows, instance_rows = _rows_by_ids(conn, [_FILES_BY_ID, _INSTANCES_OF], wanted, rev)
+        found = {row[0]: row for row in file_rows if row[-1] == ref.id}
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NotFound(f"files not found at revision {rev}: {missing[:10]}", {"missing": missing[:100]})
-        return _Rows(conn, ref, [found[i] for i in wanted], rev), rev
+        return _Rows(conn, ref, [found[i] for i in wanted], instance_rows, rev), rev
 
 
 def read_items(

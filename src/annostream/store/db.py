@@ -13,13 +13,15 @@ A pooled PostgreSQL connection is pinged before use only when it sat idle for a 
 more (``PING_AFTER_IDLE_S``), not on every checkout: a ping is a round trip.
 
 The hottest reads (a batch of items) run through ``driver_rows``: the driver's cursor, the
-statement compiled once, the statement timeout, errors and timings kept.
+statement compiled once, the statement timeout, errors and timings kept; on PostgreSQL a
+batch's statements go in one pipeline (one round trip).
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,16 +162,8 @@ def reading(engine: Engine) -> Connection:
 _DRIVER_SQL: dict[tuple[Select[Any], str], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
 
 
-def driver_rows(conn: Connection, statement: Select[Any], params: Mapping[str, Any]) -> list[Any]:
-    """The rows of ``statement`` (built once, at import) with ``params``, as the driver returns
-    them: run on the driver's own cursor with the statement's SQL compiled once per dialect.
-    SQLAlchemy's execution (its context, events and result rows) costs more CPU than the
-    database takes to read a batch of items (on PostgreSQL a third of the rows' CPU). What
-    every statement gets is kept: the statement timeout (SQLite's deadline armed as the event
-    does; PostgreSQL's is the server's own), database errors raised as SQLAlchemy's
-    (``DBAPIError``), and the ``database`` timing. Values are neither bound nor read through
-    column types (on SQLite a Boolean is 0 or 1; parameters go as given, a list as an array
-    on PostgreSQL), and an expanding IN has no SQL of its own: it is refused."""
+def _driver_sql(conn: Connection, statement: Select[Any], params: Mapping[str, Any]) -> tuple[str, Any]:
+    """``statement``'s SQL for this dialect (compiled once) and ``params`` in the driver's form."""
     key = (statement, conn.dialect.paramstyle)
     compiled = _DRIVER_SQL.get(key)
     if compiled is None:
@@ -179,25 +173,65 @@ def driver_rows(conn: Connection, statement: Select[Any], params: Mapping[str, A
         names = tuple(done.positiontup) if done.positiontup is not None else None
         compiled = _DRIVER_SQL[key] = (done.string, names, dict(done.params))
     sql, names, defaults = compiled
-    values: list[Any] | dict[str, Any]
     if names is None:  # named parameters (psycopg's %(name)s)
-        values = {name: params.get(name, default) for name, default in defaults.items()}
-    else:
-        values = [params[name] if name in params else defaults[name] for name in names]
+        return sql, {name: params.get(name, default) for name, default in defaults.items()}
+    return sql, [params[name] if name in params else defaults[name] for name in names]
+
+
+def driver_rows(conn: Connection, runs: Sequence[tuple[Select[Any], Mapping[str, Any]]]) -> list[list[Any]]:
+    """The rows of each ``(statement, params)`` in ``runs`` (statements built once, at import),
+    in order, as the driver returns them: run on the driver's own cursors with each statement's
+    SQL compiled once per dialect. SQLAlchemy's execution (its context, events and result rows)
+    costs more CPU than the database takes to read a batch of items (on PostgreSQL a third of
+    the rows' CPU). What every statement gets is kept: the statement timeout (SQLite's
+    deadline armed as the event does; PostgreSQL's is the server's own), database errors
+    raised as SQLAlchemy's (``DBAPIError``), and the ``database`` timing. Values are neither
+    bound nor read through column types (on SQLite a Boolean is 0 or 1; parameters go as
+    given, a list as an array on PostgreSQL), and an expanding IN has no SQL of its own: it is
+    refused. On PostgreSQL the statements are sent together in one pipeline (psycopg over
+    libpq >= 14), one round trip for all instead of one each; elsewhere they run one after
+    another. So no statement may depend on another's result."""
+    prepared = [_driver_sql(conn, statement, params) for statement, params in runs]
     fairy = conn.connection
-    _arm_deadline(fairy.info)
     t0 = time.perf_counter() if timings.ENABLED else 0.0
     driver = fairy.driver_connection
     assert driver is not None  # a connection checked out of the pool has one
-    cursor = driver.cursor()
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursors = [driver.cursor() for _ in prepared]
+    sql, values = prepared[0]  # the statement an error names
     try:
-        return list(cursor.execute(sql, values).fetchall())
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(sql, values, exc, conn.dialect.loaded_dbapi.Error) from exc
+        if len(prepared) > 1 and _pipelines(conn):
+            # PostgreSQL's statement timeout is its own. An error surfaces when the pipeline
+            # syncs, not at the statement that caused it: it names them all.
+            sql, values = "; ".join(p[0] for p in prepared), [p[1] for p in prepared]
+            with driver.pipeline():
+                for cursor, (one_sql, one_values) in zip(cursors, prepared, strict=True):
+                    cursor.execute(one_sql, one_values)
+            return [list(cursor.fetchall()) for cursor in cursors]
+        out = []
+        for cursor, (sql, values) in zip(cursors, prepared, strict=True):
+            _arm_deadline(fairy.info)  # each statement its own timeout
+            out.append(list(cursor.execute(sql, values).fetchall()))
+        return out
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, values, exc, dbapi_error) from exc
     finally:
-        cursor.close()
+        for cursor in cursors:
+            cursor.close()
         if timings.ENABLED:
-            timings.add("database", time.perf_counter() - t0)
+            timings.add("database", time.perf_counter() - t0, len(prepared))
+
+
+def _pipelines(conn: Connection) -> bool:
+    """Whether ``conn``'s driver sends statements in a pipeline (psycopg over libpq >= 14)."""
+    return conn.dialect.driver == "psycopg" and _libpq_pipelines()
+
+
+@functools.cache
+def _libpq_pipelines() -> bool:
+    import psycopg  # only with a PostgreSQL engine: the driver is an optional extra
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def is_timeout(exc: BaseException) -> bool:
