@@ -9,13 +9,15 @@ still answers.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Integer, bindparam, func, literal, select
+from sqlalchemy import Engine, Integer, bindparam, func, literal, select
 from sqlalchemy.exc import DBAPIError
 
 from annostream import frames
@@ -120,18 +122,25 @@ def _counting(n: int) -> object:
     return select(func.count()).select_from(steps)
 
 
-def _database(stack: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A fresh database's URL on the stack: a SQLite file, or a database on the tests' PostgreSQL."""
+@contextlib.contextmanager
+def _engine(stack: str, tmp_path: Path, request: pytest.FixtureRequest, **options: Any) -> Iterator[Engine]:
+    """An engine on a fresh database of the stack: a SQLite file, or a database on the tests'
+    PostgreSQL; disposed after."""
     if stack == "pg":
-        return str(request.getfixturevalue("services").create_database())
-    return f"sqlite:///{tmp_path / 'db.sqlite'}"
+        url = str(request.getfixturevalue("services").create_database())
+    else:
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_db_engine(url, **options)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def test_driver_rows_keep_the_statement_timeout(
     stack: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    engine = create_db_engine(_database(stack, tmp_path, request), statement_timeout_s=0.5)
-    try:
+    with _engine(stack, tmp_path, request, statement_timeout_s=0.5) as engine:
         with engine.connect() as conn:
             assert driver_rows(conn, [(_counting(10), {})]) == [[(10,)]]
             time.sleep(0.6)  # the last statement's deadline has passed: the next one starts its own
@@ -144,26 +153,20 @@ def test_driver_rows_keep_the_statement_timeout(
                 driver_rows(conn, [(_counting(10), {}), (_counting(2 * 10**9), {})])
             assert is_timeout(caught.value)
             assert driver_rows(conn, [(_counting(3), {}), (_counting(4), {})]) == [[(3,)], [(4,)]]
-    finally:
-        engine.dispose()
 
 
 def test_driver_rows_sent_together_answer_each_in_order(
     stack: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    engine = create_db_engine(_database(stack, tmp_path, request))
-    try:
-        with engine.connect() as conn:
-            assert db._pipelines(conn) == (stack == "pg")  # the path under test on each stack
-            runs = [(_counting(3), {}), (select(literal(7).label("x")), {}), (_counting(5), {})]
-            assert driver_rows(conn, runs) == [[(3,)], [(7,)], [(5,)]]
-            with_params = select(bindparam("a", type_=Integer) + bindparam("b", type_=Integer))
-            assert driver_rows(conn, [(with_params, {"a": 1, "b": 2}), (with_params, {"a": 3, "b": 4})]) == [
-                [(3,)],
-                [(7,)],
-            ]
-    finally:
-        engine.dispose()
+    with _engine(stack, tmp_path, request) as engine, engine.connect() as conn:
+        assert db._pipelines(conn) == (stack == "pg")  # the path under test on each stack
+        runs = [(_counting(3), {}), (select(literal(7).label("x")), {}), (_counting(5), {})]
+        assert driver_rows(conn, runs) == [[(3,)], [(7,)], [(5,)]]
+        with_params = select(bindparam("a", type_=Integer) + bindparam("b", type_=Integer))
+        assert driver_rows(conn, [(with_params, {"a": 1, "b": 2}), (with_params, {"a": 3, "b": 4})]) == [
+            [(3,)],
+            [(7,)],
+        ]
 
 
 def test_driver_rows_raise_sqlalchemy_errors_and_refuse_expanding_lists(
@@ -171,18 +174,15 @@ def test_driver_rows_raise_sqlalchemy_errors_and_refuse_expanding_lists(
 ) -> None:
     from sqlalchemy import column, table
 
-    engine = create_db_engine(_database(stack, tmp_path, request))
-    try:
-        with reading(engine) as conn:  # as items are read: no transaction of their own
-            missing = select(column("x")).select_from(table("missing"))
-            with pytest.raises(DBAPIError):
-                driver_rows(conn, [(missing, {})])
-            for together in ([(missing, {}), (_counting(2), {})], [(_counting(2), {}), (missing, {})]):
-                with pytest.raises(DBAPIError, match="missing"):
-                    driver_rows(conn, together)
-                assert driver_rows(conn, [(_counting(5), {})]) == [[(5,)]]  # the connection still answers
-            expanding = select(literal(1)).where(literal(1).in_(bindparam("ids", expanding=True)))
-            with pytest.raises(ValueError, match="expanding"):
-                driver_rows(conn, [(expanding, {"ids": [1]})])
-    finally:
-        engine.dispose()
+    # as items are read: no transaction of their own
+    with _engine(stack, tmp_path, request) as engine, reading(engine) as conn:
+        missing = select(column("x")).select_from(table("missing"))
+        with pytest.raises(DBAPIError):
+            driver_rows(conn, [(missing, {})])
+        for together in ([(missing, {}), (_counting(2), {})], [(_counting(2), {}), (missing, {})]):
+            with pytest.raises(DBAPIError, match="missing"):
+                driver_rows(conn, together)
+            assert driver_rows(conn, [(_counting(5), {})]) == [[(5,)]]  # the connection still answers
+        expanding = select(literal(1)).where(literal(1).in_(bindparam("ids", expanding=True)))
+        with pytest.raises(ValueError, match="expanding"):
+            driver_rows(conn, [(expanding, {"ids": [1]})])
