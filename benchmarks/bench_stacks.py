@@ -57,6 +57,9 @@ S3_CPU = "s3_server_cpu"  # the object store's own CPU (moto, when this bench st
 # to_pytorch epochs with images, unpinned and pinned; items:batch with blobs inline, one client
 # thread; without blobs.
 MODES = ("images", "pinned", "inline", "metadata")
+# Items per measurement of the items:batch modes, at least: a pass over 200 photos without
+# blobs takes 20-50 ms, too short to time alone (one scheduler hiccup moves it by half).
+MIN_ITEMS = {"inline": 2_000, "metadata": 10_000}
 
 
 def s3_server(root: Path) -> psutil.Process | None:
@@ -123,11 +126,15 @@ def server_timings(url: str) -> dict[str, dict[str, float]]:
     return dict(reply.json())
 
 
-def items_pass(url: str, key: dict[str, Any], passes: int, batch: int, blobs: bool = False) -> int:
+def items_pass(
+    url: str, key: dict[str, Any], passes: int, batch: int, blobs: bool = False, min_items: int = 0
+) -> int:
     """``passes`` sequential reads of every item (``items:batch``, blobs inline or none), on one
-    client thread without decoding: the server's rate; items read."""
+    client thread without decoding, or as many more as read ``min_items``: the server's rate;
+    items read."""
     transport = HttpTransport(url, key["client_id"], key["client_secret"])
     ids, _ = transport.ids(PROJECT, "Default", None, None)
+    passes = max(passes, -(-min_items // max(1, len(ids))))
     n = 0
     for _ in range(passes):
         for start in range(0, len(ids), batch):
@@ -174,10 +181,13 @@ def run_rounds(
     passes: int,
     s3: psutil.Process | None = None,
     services_root: Path | None = None,
+    min_items: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Samples]]:
     """Interleaved rounds: each stack's image epoch unpinned, then pinned, then each stack's
-    passes with blobs inline, then without. ``services_root``: where this bench started
-    PostgreSQL, whose processes are pinned with the servers."""
+    passes with blobs inline, then without (at least ``min_items`` of each mode's items).
+    ``services_root``: where this bench started PostgreSQL, whose processes are pinned with
+    the servers."""
+    least = min_items or {}
     out = {mode: {s: Samples() for s in urls} for mode in MODES}
     for r in range(rounds):
         line = []
@@ -197,7 +207,11 @@ def run_rounds(
             for stack, url in urls.items():
                 key = keys[stack]
                 rate, per_item, _ = measured(
-                    url, lambda url=url, key=key, blobs=blobs: items_pass(url, key, passes, batch, blobs), s3
+                    url,
+                    lambda url=url, key=key, blobs=blobs, mode=mode: items_pass(
+                        url, key, passes, batch, blobs, least.get(mode, 0)
+                    ),
+                    s3,
                 )
                 record(out[mode][stack], rate, per_item)
                 line.append(f"{stack} {mode} {rate:,.0f}/s")
@@ -247,9 +261,12 @@ def measure(
     batch: int = 32,
     passes: int = 5,
     before: Path | None = None,
+    min_items: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Build the stores under ``work``, serve them, run the rounds; the summary. With
-    ``before`` (a source tree's ``src``), each stack is also served by that code, interleaved."""
+    ``before`` (a source tree's ``src``), each stack is also served by that code, interleaved.
+    ``min_items``: items per measurement of each items:batch mode, at least (MIN_ITEMS when
+    None)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     annotations = build_photo_coco(work / "source", images)
@@ -273,8 +290,17 @@ def measure(
             items_pass(url, by_name[name], 1, batch, True)
             epoch.ours_epoch(url, PROJECT, by_name[name], workers, batch)
         load0 = os.getloadavg()
+        least = MIN_ITEMS if min_items is None else min_items
         results = run_rounds(
-            urls, by_name, rounds, workers, batch, passes, s3_server(work / "services"), work / "services"
+            urls,
+            by_name,
+            rounds,
+            workers,
+            batch,
+            passes,
+            s3_server(work / "services"),
+            work / "services",
+            least,
         )
         load1 = os.getloadavg()
     summ = summary(results)
@@ -284,6 +310,7 @@ def measure(
         "dataloader_workers": workers,
         "batch": batch,
         "passes": passes,
+        "min_items": least,
         "decoder": epoch.DECODER,
         "load_before": load0,
         "load_after": load1,

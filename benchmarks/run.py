@@ -645,7 +645,15 @@ def stack_figures(b: Bench) -> None:
     quick = b.cfg is QUICK
     images, rounds, passes = (40, 1, 1) if quick else (200, max(b.cfg.repeats, 5), 3)
     b.log(f"stacks: {images} photos on SQLite+local and PostgreSQL+S3, {rounds} interleaved rounds")
-    summ = bench_stacks.measure(b.work / "stacks", images, rounds, b.cfg.workers, b.cfg.batch_size, passes)
+    summ = bench_stacks.measure(
+        b.work / "stacks",
+        images,
+        rounds,
+        b.cfg.workers,
+        b.cfg.batch_size,
+        passes,
+        min_items={} if quick else None,
+    )
     labels = {
         "images": "to_pytorch epoch, images",
         "pinned": "to_pytorch epoch, images, pinned",
