@@ -181,13 +181,13 @@ def run_rounds(
     passes: int,
     s3: psutil.Process | None = None,
     services_root: Path | None = None,
-    min_items: dict[str, int] | None = None,
+    *,
+    min_items: dict[str, int],
 ) -> dict[str, dict[str, Samples]]:
     """Interleaved rounds: each stack's image epoch unpinned, then pinned, then each stack's
     passes with blobs inline, then without (at least ``min_items`` of each mode's items).
     ``services_root``: where this bench started PostgreSQL, whose processes are pinned with
     the servers."""
-    least = min_items or {}
     out = {mode: {s: Samples() for s in urls} for mode in MODES}
     for r in range(rounds):
         line = []
@@ -209,7 +209,7 @@ def run_rounds(
                 rate, per_item, _ = measured(
                     url,
                     lambda url=url, key=key, blobs=blobs, mode=mode: items_pass(
-                        url, key, passes, batch, blobs, least.get(mode, 0)
+                        url, key, passes, batch, blobs, min_items.get(mode, 0)
                     ),
                     s3,
                 )
@@ -300,7 +300,7 @@ def measure(
             passes,
             s3_server(work / "services"),
             work / "services",
-            least,
+            min_items=least,
         )
         load1 = os.getloadavg()
     summ = summary(results)

@@ -162,6 +162,7 @@ def test_driver_rows_sent_together_answer_each_in_order(
         assert db._pipelines(conn) == (stack == "pg")  # the path under test on each stack
         runs = [(_counting(3), {}), (select(literal(7).label("x")), {}), (_counting(5), {})]
         assert driver_rows(conn, runs) == [[(3,)], [(7,)], [(5,)]]
+        assert driver_rows(conn, []) == []
         with_params = select(bindparam("a", type_=Integer) + bindparam("b", type_=Integer))
         assert driver_rows(conn, [(with_params, {"a": 1, "b": 2}), (with_params, {"a": 3, "b": 4})]) == [
             [(3,)],

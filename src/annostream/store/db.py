@@ -191,6 +191,8 @@ def driver_rows(conn: Connection, runs: Sequence[tuple[Select[Any], Mapping[str,
     refused. On PostgreSQL the statements are sent together in one pipeline (psycopg over
     libpq >= 14), one round trip for all instead of one each; elsewhere they run one after
     another. So no statement may depend on another's result."""
+    if not runs:
+        return []
     prepared = [_driver_sql(conn, statement, params) for statement, params in runs]
     fairy = conn.connection
     t0 = time.perf_counter() if timings.ENABLED else 0.0
