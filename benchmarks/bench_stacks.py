@@ -179,20 +179,20 @@ def run_rounds(
     workers: int,
     batch: int,
     passes: int,
-    s3: psutil.Process | None = None,
-    services_root: Path | None = None,
+    services_root: Path,
     *,
     min_items: dict[str, int],
 ) -> dict[str, dict[str, Samples]]:
     """Interleaved rounds: each stack's image epoch unpinned, then pinned, then each stack's
     passes with blobs inline, then without (at least ``min_items`` of each mode's items).
-    ``services_root``: where this bench started PostgreSQL, whose processes are pinned with
-    the servers."""
+    ``services_root``: where this bench started PostgreSQL and moto, if it did: PostgreSQL's
+    processes are pinned with the servers, moto's CPU is reported."""
+    s3 = s3_server(services_root)
     out = {mode: {s: Samples() for s in urls} for mode in MODES}
     for r in range(rounds):
         line = []
         for mode in ("images", "pinned"):
-            others = postgres_processes(services_root) if mode == "pinned" and services_root else []
+            others = postgres_processes(services_root) if mode == "pinned" else []
             with epoch.pinned(mode == "pinned", others):
                 for stack, url in urls.items():
                     key = keys[stack]
@@ -298,7 +298,6 @@ def measure(
             workers,
             batch,
             passes,
-            s3_server(work / "services"),
             work / "services",
             min_items=least,
         )
