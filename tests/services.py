@@ -55,6 +55,8 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 def start_postgres(root: Path) -> str:
     """initdb into ``root`` and start a server on a free loopback port; return its URL."""
+    # Absolute: the server runs in its data folder, where a relative socket folder is not found.
+    root = root.resolve()
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise FileNotFoundError("PostgreSQL server binaries not found (apt-get install postgresql)")
